@@ -1,0 +1,318 @@
+"""The `csv` billing source: subscription billing periods from a CSV export.
+
+One row is one billed line; rows with the same (subscription_id, period_start) form one billing
+period. Columns (header names are case-insensitive; spaces and dashes count as underscores):
+
+    customer_ref (or customer, customer_id), customer_name, subscription_id, period_start,
+    period_end, sku, description, quantity, unit_price, currency, po_number, invoice_date
+
+customer_name, description, po_number and invoice_date may be absent or empty. Dates are ISO
+(2026-11-01) unless `date_format` says otherwise. Amounts are read as exact decimals. A bad row
+is reported with its row number (the header is row 1), column and value, and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import ValidationError
+
+from connector.currency import is_known_currency
+from connector.errors import ConfigError, InputProblem
+from connector.model import BillingLine, BillingPeriod, Money
+from connector.ports import (
+    AdapterConfig,
+    AdapterContext,
+    AdapterKind,
+    BillingBatch,
+    Capability,
+    PullContext,
+)
+
+_ALIASES = {"customer": "customer_ref", "customer_id": "customer_ref"}
+_REQUIRED = (
+    "customer_ref",
+    "subscription_id",
+    "period_start",
+    "period_end",
+    "sku",
+    "quantity",
+    "unit_price",
+    "currency",
+)
+_OPTIONAL = ("customer_name", "description", "po_number", "invoice_date")
+# Fields every row of one period must agree on.
+_PERIOD_FIELDS = ("customer_ref", "customer_name", "period_end", "currency", "po_number", "invoice_date")
+
+
+class CsvBillingConfig(AdapterConfig):
+    """Where the billing export is and how its dates are written."""
+
+    type: str = "csv"
+    path: Path
+    date_format: str | None = None
+
+
+class _RowError(Exception):
+    def __init__(self, column: str, value: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.value = value
+        self.reason = reason
+
+
+@dataclass
+class _Row:
+    number: int
+    values: dict[str, str]
+    period_start: date
+    period_end: date
+    invoice_date: date | None
+    line: BillingLine
+
+
+@dataclass
+class _Group:
+    first: _Row
+    rows: list[_Row] = field(default_factory=list)
+
+
+def _column_name(raw: str) -> str:
+    name = raw.strip().lower().replace(" ", "_").replace("-", "_")
+    return _ALIASES.get(name, name)
+
+
+def _decimal(column: str, value: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise _RowError(column, value, "is not a decimal number") from None
+    if not number.is_finite():
+        raise _RowError(column, value, "is not a finite number")
+    return number
+
+
+def _sniff_delimiter(first_line: str) -> str:
+    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
+    best = max(counts, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ","
+
+
+class CsvBillingSource:
+    """Reads every billing period of one CSV file on each pull (no cursor)."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.BILLING
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    Config: ClassVar[type[AdapterConfig]] = CsvBillingConfig
+
+    def __init__(self, config: CsvBillingConfig, context: AdapterContext) -> None:
+        self.name = config.name
+        self._tenant = context.tenant
+        path = config.path
+        self.path = path if path.is_absolute() else context.base_dir / path
+        self._parse_date = self._date_parser(config.date_format)
+
+    @staticmethod
+    def _date_parser(date_format: str | None) -> Callable[[str], date]:
+        if date_format is None:
+            return date.fromisoformat
+        fmt = date_format
+        return lambda value: datetime.strptime(value, fmt).date()
+
+    def pull(self, context: PullContext) -> Iterator[BillingBatch]:
+        """Yield one batch with every period of the file and the rows that were refused."""
+        yield self.read()
+
+    def read(self) -> BillingBatch:
+        """Parse the whole file into billing periods and rejections."""
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"billing {self.name!r}: file {str(self.path)!r} cannot be read: {exc.strerror or exc}"
+            ) from exc
+        batch = BillingBatch()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            batch.rejections.append(
+                self._problem(
+                    f"byte {exc.start}",
+                    "",
+                    repr(data[exc.start : exc.start + 8]),
+                    "the file is not UTF-8 text",
+                )
+            )
+            return batch
+        lines = text.splitlines()
+        if not lines:
+            return batch
+        records = list(csv.reader(lines, delimiter=_sniff_delimiter(lines[0])))
+        header = [_column_name(name) for name in records[0]]
+        if not self._header_ok(header, batch):
+            return batch
+        groups: dict[tuple[str, date], _Group] = {}
+        for offset, record in enumerate(records[1:], start=2):
+            if not any(cell.strip() for cell in record):
+                continue
+            row = self._row(offset, header, record, batch)
+            if row is None:
+                continue
+            key = (row.values["subscription_id"], row.period_start)
+            group = groups.setdefault(key, _Group(first=row))
+            if self._agrees(group.first, row, batch):
+                group.rows.append(row)
+        for group in groups.values():
+            period = self._period(group, batch)
+            if period is not None:
+                batch.records.append(period)
+        return batch
+
+    def _problem(self, location: str, column: str, value: str, reason: str) -> InputProblem:
+        return InputProblem(
+            source=self.name,
+            document=str(self.path),
+            location=location,
+            field=column,
+            value=value,
+            reason=reason,
+        )
+
+    def _header_ok(self, header: list[str], batch: BillingBatch) -> bool:
+        seen: set[str] = set()
+        for name in header:
+            if name in seen and name in _REQUIRED + _OPTIONAL:
+                batch.rejections.append(
+                    self._problem("row 1", name, name, "the column appears twice in the header")
+                )
+            seen.add(name)
+        for name in _REQUIRED:
+            if name not in seen:
+                batch.rejections.append(self._problem("row 1", name, "", "a required column is missing"))
+        return not batch.rejections
+
+    def _row(self, number: int, header: list[str], record: list[str], batch: BillingBatch) -> _Row | None:
+        extra = [cell for cell in record[len(header) :] if cell.strip()]
+        if extra:
+            batch.rejections.append(
+                self._problem(
+                    f"row {number}",
+                    "",
+                    ",".join(extra),
+                    f"the row has {len(record)} fields, the header {len(header)}",
+                )
+            )
+            return None
+        values: dict[str, str] = {name: "" for name in _OPTIONAL}
+        values.update(zip(header, (cell.strip() for cell in record), strict=False))
+        values["currency"] = values.get("currency", "").upper()
+        errors = [_RowError(name, "", "is required") for name in _REQUIRED if not values.get(name)]
+        if values["currency"] and not is_known_currency(values["currency"]):
+            errors.append(_RowError("currency", values["currency"], "is not an ISO 4217 code"))
+        parsed: dict[str, object] = {}
+        for column, parse in (
+            ("period_start", self._date),
+            ("period_end", self._date),
+            ("invoice_date", self._date),
+            ("quantity", _quantity),
+            ("unit_price", _unit_price),
+        ):
+            value = values.get(column, "")
+            try:
+                parsed[column] = parse(column, value) if value else None
+            except _RowError as refused:
+                errors.append(refused)
+        start, end = parsed.get("period_start"), parsed.get("period_end")
+        if isinstance(start, date) and isinstance(end, date) and end < start:
+            errors.append(
+                _RowError(
+                    "period_end", values["period_end"], f"is before period_start {values['period_start']}"
+                )
+            )
+        quantity, price = parsed.get("quantity"), parsed.get("unit_price")
+        invoice_date = parsed.get("invoice_date")
+        if (
+            errors
+            or not isinstance(start, date)
+            or not isinstance(end, date)
+            or not isinstance(quantity, Decimal)
+            or not isinstance(price, Decimal)
+        ):
+            for error in errors:
+                batch.rejections.append(
+                    self._problem(f"row {number}", error.column, error.value, error.reason)
+                )
+            return None
+        line = BillingLine(
+            sku=values["sku"],
+            description=values["description"],
+            quantity=quantity,
+            unit_price=Money.of(price, values["currency"]),
+        )
+        return _Row(
+            number, values, start, end, invoice_date if isinstance(invoice_date, date) else None, line
+        )
+
+    def _date(self, column: str, value: str) -> date:
+        try:
+            return self._parse_date(value)
+        except ValueError:
+            raise _RowError(column, value, "is not a date in the expected format") from None
+
+    def _agrees(self, first: _Row, row: _Row, batch: BillingBatch) -> bool:
+        for name in _PERIOD_FIELDS:
+            if row.values[name] != first.values[name]:
+                batch.rejections.append(
+                    self._problem(
+                        f"row {row.number}",
+                        name,
+                        row.values[name],
+                        f"differs from row {first.number} of the same period ({first.values[name]!r})",
+                    )
+                )
+                return False
+        return True
+
+    def _period(self, group: _Group, batch: BillingBatch) -> BillingPeriod | None:
+        first = group.first
+        try:
+            return BillingPeriod(
+                tenant=self._tenant,
+                billing_source=self.name,
+                subscription_id=first.values["subscription_id"],
+                period_start=first.period_start,
+                period_end=first.period_end,
+                customer_ref=first.values["customer_ref"],
+                customer_name=first.values["customer_name"],
+                po_number=first.values["po_number"] or None,
+                currency=first.values["currency"],
+                lines=tuple(row.line for row in group.rows),
+                invoice_date=first.invoice_date,
+            )
+        except ValidationError as exc:
+            reason = "; ".join(error["msg"] for error in exc.errors())
+            for row in group.rows:
+                batch.rejections.append(
+                    self._problem(f"row {row.number}", "", first.values["subscription_id"], reason)
+                )
+            return None
+
+
+def _quantity(column: str, value: str) -> Decimal:
+    number = _decimal(column, value)
+    if number <= 0:
+        raise _RowError(column, value, "must be greater than zero")
+    return number
+
+
+def _unit_price(column: str, value: str) -> Decimal:
+    number = _decimal(column, value)
+    if number < 0:
+        raise _RowError(column, value, "must not be negative")
+    return number

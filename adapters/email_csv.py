@@ -1,0 +1,337 @@
+"""PO source `email-csv`: purchase orders that arrive as CSV attachments of e-mails in a folder.
+
+The folder is either a plain folder of `.eml` files or a Maildir (`cur/` and `new/`). Messages
+are read in the order of their Date header, so a later message revising a PO is applied after
+the earlier one. Each CSV attachment is one input, keyed by the message id and the attachment's
+SHA-256, and is never processed twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.errors
+import email.policy
+import email.utils
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.message import Message
+from email.parser import BytesParser
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from adapters.tabular import UndecodableError, decode_text, read_csv
+from connector.errors import ConfigError, InputProblem
+from connector.ports import (
+    AdapterConfig,
+    AdapterContext,
+    AdapterKind,
+    Capability,
+    PullContext,
+    SourceBatch,
+    SourceRecord,
+)
+from mappings.csv_mapping import CsvMapping, is_mapping_name, load_mapping, rows_to_pos
+
+CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+_HEADER_ERRORS = (ValueError, TypeError, LookupError, email.errors.MessageError)
+_log = logging.getLogger("po_connector.email_csv")
+
+
+class EmailCsvConfig(AdapterConfig):
+    """Settings of an `email-csv` source."""
+
+    maildir: Path
+    mapping: str = "csv_default"
+    senders: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("senders")
+    @classmethod
+    def _lower_case_senders(cls, value: dict[str, str]) -> dict[str, str]:
+        return {sender.strip().lower(): buyer for sender, buyer in value.items()}
+
+
+class EmailCsvSource:
+    """Reads POs from CSV attachments of `.eml` files in a folder or a Maildir."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE})
+    Config: ClassVar[type[EmailCsvConfig]] = EmailCsvConfig
+
+    def __init__(self, config: EmailCsvConfig, context: AdapterContext) -> None:
+        self.name = config.name
+        self.config = config
+        self.tenant = context.tenant
+        self.folder = _resolve(config.maildir, context.base_dir)
+        if not self.folder.is_dir():
+            raise ConfigError(f"source {config.name}: key maildir: {self.folder} is not a folder")
+        if is_mapping_name(config.mapping):
+            self.mapping = load_mapping(config.mapping)
+        else:
+            self.mapping = load_mapping(_resolve(Path(config.mapping), context.base_dir))
+
+    def pull(self, context: PullContext) -> Iterator[SourceBatch]:
+        """One batch per new CSV attachment (or unreadable message), oldest message first."""
+        seen: set[str] = set()
+
+        def skip(key: str) -> bool:
+            return key in seen or context.is_processed(key)
+
+        for path in ordered_messages(self.folder):
+            for batch in _message_batches(
+                path, self.mapping, self.name, self.config.senders, self.tenant, skip
+            ):
+                if batch.input_key:
+                    seen.add(batch.input_key)
+                yield batch
+
+    def fetch(self, po_number: str) -> list[SourceRecord]:
+        """Every version of the PO found in the folder, oldest message first."""
+        found: list[SourceRecord] = []
+        for path in ordered_messages(self.folder):
+            for batch in _message_batches(path, self.mapping, self.name, self.config.senders, self.tenant):
+                found.extend(r for r in batch.records if r.po.po_number == po_number)
+        return found
+
+
+def _resolve(path: Path, base_dir: Path) -> Path:
+    return path if path.is_absolute() else base_dir / path
+
+
+def message_files(folder: Path) -> list[Path]:
+    """The message files of a Maildir (`cur/` and `new/`) or of a plain folder (`*.eml`)."""
+    if (folder / "cur").is_dir() or (folder / "new").is_dir():
+        candidates = [
+            p for sub in ("cur", "new") if (folder / sub).is_dir() for p in (folder / sub).iterdir()
+        ]
+    else:
+        candidates = [p for p in folder.iterdir() if p.suffix.lower() == ".eml"]
+    return [p for p in candidates if p.is_file() and not p.name.startswith(".")]
+
+
+def ordered_messages(folder: Path) -> list[Path]:
+    """Message files sorted by their Date header, then by file name; undated ones first."""
+    return sorted(message_files(folder), key=lambda p: (_header_date(p) or _EPOCH, p.name, str(p)))
+
+
+def _header_date(path: Path) -> datetime | None:
+    try:
+        with path.open("rb") as stream:
+            headers = BytesParser(policy=email.policy.default).parse(stream, headersonly=True)
+    except OSError:
+        return None
+    return _message_date(headers)
+
+
+def _message_date(message: Message) -> datetime | None:
+    try:
+        raw = message.get("Date")
+        if raw is None:
+            return None
+        when = email.utils.parsedate_to_datetime(str(raw))
+    except _HEADER_ERRORS:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def buyer_for(sender: str, senders: dict[str, str]) -> str:
+    """Buyer id of a sender address: the configured one for the address or its (parent) domain,
+    else the domain itself in lower case."""
+    address = sender.strip().lower()
+    domain = address.rpartition("@")[2]
+    if address in senders:
+        return senders[address]
+    labels = domain.split(".")
+    for start in range(len(labels)):
+        candidate = ".".join(labels[start:])
+        if candidate in senders:
+            return senders[candidate]
+    return domain
+
+
+def parse_message_file(
+    path: Path,
+    mapping: CsvMapping,
+    *,
+    source: str,
+    senders: dict[str, str],
+    tenant: str = "default",
+) -> list[SourceBatch]:
+    """All batches of one `.eml` file: one per CSV attachment, or one for an unreadable file."""
+    senders = {key.lower(): value for key, value in senders.items()}
+    return list(_message_batches(path, mapping, source, senders, tenant))
+
+
+def _message_batches(
+    path: Path,
+    mapping: CsvMapping,
+    source: str,
+    senders: dict[str, str],
+    tenant: str,
+    skip: Callable[[str], bool] = lambda key: False,
+) -> Iterator[SourceBatch]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        key = _stat_key(path)
+        if key is None or not skip(key):
+            yield _unreadable(source, path.name, key, f"cannot read the file: {exc}")
+        return
+    file_sha = hashlib.sha256(data).hexdigest()
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    if not message.keys():
+        key = f"{file_sha}|unreadable"
+        if not skip(key):
+            yield _unreadable(source, path.name, key, "not an e-mail message (no headers)")
+        return
+    yield from message_batches(
+        message,
+        mapping,
+        source=source,
+        senders=senders,
+        tenant=tenant,
+        name=path.name,
+        fallback_id=file_sha,
+        skip=skip,
+    )
+
+
+def message_batches(
+    message: Message,
+    mapping: CsvMapping,
+    *,
+    source: str,
+    senders: dict[str, str],
+    tenant: str,
+    name: str,
+    fallback_id: str,
+    skip: Callable[[str], bool] = lambda key: False,
+) -> Iterator[SourceBatch]:
+    """Batches of a parsed message, one per CSV attachment not skipped.
+
+    `name` names the message in documents; `fallback_id` stands in for a missing Message-ID
+    (the SHA-256 of the whole message).
+    """
+    try:
+        message_id = str(message.get("Message-ID") or "").strip()
+        sender = email.utils.parseaddr(str(message.get("From") or ""))[1]
+    except _HEADER_ERRORS:
+        message_id, sender = "", ""
+    message_key = message_id or fallback_id
+    buyer_id = buyer_for(sender, senders) if sender else ""
+    updated_at = _message_date(message)
+    keys: set[str] = set()
+    found = False
+    for index, part in enumerate(message.walk()):
+        if part.is_multipart():
+            continue
+        filename = _filename(part)
+        if part.get_content_type() not in CSV_CONTENT_TYPES and not filename.lower().endswith(".csv"):
+            continue
+        found = True
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"{message_key}|{sha}"
+        if key in keys or skip(key):
+            continue
+        keys.add(key)
+        document = f"{name}#{filename or f'part-{index}.csv'}"
+        yield csv_batch(
+            data,
+            mapping,
+            source=source,
+            document=document,
+            input_key=key,
+            tenant=tenant,
+            buyer_id=buyer_id,
+            updated_at=updated_at,
+            charset=part.get_content_charset(),
+        )
+    if not found:
+        _log.debug("no CSV attachment in %s", name)
+
+
+def _filename(part: Message) -> str:
+    try:
+        return (part.get_filename() or "").strip()
+    except _HEADER_ERRORS:
+        return ""
+
+
+def csv_batch(
+    data: bytes,
+    mapping: CsvMapping,
+    *,
+    source: str,
+    document: str,
+    input_key: str,
+    tenant: str,
+    buyer_id: str,
+    updated_at: datetime | None,
+    charset: str | None = None,
+) -> SourceBatch:
+    """The batch of one CSV payload: its POs and the problems of its rows."""
+    try:
+        text = decode_text(data, charset)
+        table = read_csv(text)
+    except (UndecodableError, csv.Error) as exc:
+        return _unreadable(source, document, input_key, f"not a readable CSV file: {exc}")
+    pos, problems = rows_to_pos(
+        table,
+        mapping,
+        source=source,
+        document=document,
+        tenant=tenant,
+        buyer_id_default=buyer_id,
+        raw_sha256=hashlib.sha256(data).hexdigest(),
+        updated_at=updated_at,
+    )
+    return SourceBatch(
+        records=[SourceRecord(po, raw, document) for po, raw in pos],
+        rejections=problems,
+        input_key=input_key,
+        document=document,
+    )
+
+
+def parse_csv_file(
+    path: Path, mapping: CsvMapping, *, source: str, buyer_id: str, tenant: str = "default"
+) -> SourceBatch:
+    """The batch of a bare `.csv` file; its modification time stands in for a message date."""
+    try:
+        data = path.read_bytes()
+        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError as exc:
+        return _unreadable(source, path.name, None, f"cannot read the file: {exc}")
+    key = f"{path.name}|{hashlib.sha256(data).hexdigest()}"
+    return csv_batch(
+        data,
+        mapping,
+        source=source,
+        document=path.name,
+        input_key=key,
+        tenant=tenant,
+        buyer_id=buyer_id,
+        updated_at=modified,
+    )
+
+
+def _stat_key(path: Path) -> str | None:
+    # Without the content, the file's identity is its name, size and modification time: a fixed
+    # file gets a new key and is read again, an unchanged one is reported once.
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"unreadable|{path.name}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _unreadable(source: str, document: str, key: str | None, reason: str) -> SourceBatch:
+    problem = InputProblem(source, document, "", "", "", reason)
+    return SourceBatch(rejections=[problem], input_key=key, document=document)

@@ -1,0 +1,327 @@
+"""`po-connector`: the command line for cron jobs and support staff.
+
+Exit codes: 0 done (mismatches are reported, not failures), 1 some records failed or went dead,
+2 usage or configuration error, 75 another run holds the lease. The result (or the `--json`
+summary) goes to stdout; logs go to stderr, as JSON lines when stderr is not a terminal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from connector import jobs
+from connector.config import LoadedConfig, load_config
+from connector.errors import ConfigError, LeaseHeldError
+from connector.logs import setup_logging
+from connector.runtime import Connector
+
+log = logging.getLogger("po_connector.cli")
+
+
+@dataclass
+class Options:
+    """Global options shared by every command."""
+
+    config: str | None
+    json_output: bool
+    verbosity: int
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"po-connector: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn the error tree into exit codes with one line on stderr."""
+    try:
+        yield
+    except LeaseHeldError as exc:
+        fail(str(exc), jobs.EXIT_TEMPFAIL)
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}", jobs.EXIT_USAGE)
+
+
+def load(options: Options, *, migrate: bool = True) -> Connector:
+    loaded = load_config(options.config)
+    _configure_logging(options, loaded)
+    return Connector(loaded, migrate=migrate)
+
+
+def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
+    level = loaded.settings.log.level if loaded else "INFO"
+    fmt = loaded.settings.log.format if loaded else "auto"
+    if options.verbosity > 0:
+        level = "DEBUG"
+    elif options.verbosity < 0:
+        level = "ERROR"
+    setup_logging(level, fmt)
+
+
+def emit(options: Options, data: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
+    if options.json_output:
+        click.echo(json.dumps(data, default=str, sort_keys=False))
+    else:
+        click.echo(human(data))
+
+
+def human_summary(data: dict[str, Any]) -> str:
+    lines = [f"run {data['run_id']} ({data['command']}): exit {data['exit_code']}"]
+    for key, value in data.items():
+        if key in ("run_id", "command", "exit_code", "errors"):
+            continue
+        lines.append(f"  {key:<20} {value}")
+    lines.extend(f"  ! {error}" for error in data.get("errors", []))
+    return "\n".join(lines)
+
+
+def run_job(options: Options, job: Callable[[Connector], dict[str, Any]]) -> None:
+    with handled():
+        app = load(options)
+        data = job(app)
+    emit(options, data, human_summary)
+    sys.exit(data["exit_code"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config", metavar="PATH", help="Config file (else $PO_CONNECTOR_CONFIG, else ./config.toml)."
+)
+@click.option("--json", "json_output", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr.")
+@click.version_option(package_name="po-connector")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, json_output: bool, quiet: bool, verbose: bool) -> None:
+    """Take buyers' POs, reconcile them with billing, push matching invoices exactly once."""
+    ctx.obj = Options(config=config, json_output=json_output, verbosity=1 if verbose else -1 if quiet else 0)
+
+
+def pass_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Accept the global options after the command name too (`sync --config X --json`)."""
+
+    @click.option("--config", "config_", metavar="PATH", help="Config file.")
+    @click.option("--json", "json_", is_flag=True, help="Machine-readable summary on stdout.")
+    @click.option("-q", "--quiet", "quiet_", is_flag=True, help="Only errors on stderr.")
+    @click.option("-v", "--verbose", "verbose_", is_flag=True, help="Debug logs on stderr.")
+    @click.pass_context
+    @functools.wraps(command)
+    def wrapper(
+        ctx: click.Context, config_: str | None, json_: bool, quiet_: bool, verbose_: bool, **kwargs: Any
+    ) -> Any:
+        base = ctx.find_object(Options) or Options(config=None, json_output=False, verbosity=0)
+        options = Options(
+            config=config_ or base.config,
+            json_output=json_ or base.json_output,
+            verbosity=1 if verbose_ else -1 if quiet_ else base.verbosity,
+        )
+        return command(options, **kwargs)
+
+    return wrapper
+
+
+@cli.command()
+@pass_options
+def sync(options: Options) -> None:
+    """Pull every source, reconcile, and push due invoices (the cron job)."""
+    run_job(options, jobs.sync)
+
+
+@cli.command()
+@click.option("--source", "sources", multiple=True, help="Only this PO source (repeatable).")
+@pass_options
+def pull(options: Options, sources: tuple[str, ...]) -> None:
+    """Pull POs (and billing periods) into the state."""
+    run_job(options, lambda app: jobs.pull(app, sources))
+
+
+@cli.command()
+@pass_options
+def reconcile(options: Options) -> None:
+    """Match billing periods to POs and plan invoices for the matches."""
+    run_job(options, jobs.reconcile)
+
+
+@cli.command()
+@click.option("--sink", "sinks", multiple=True, help="Only this sink (repeatable).")
+@pass_options
+def push(options: Options, sinks: tuple[str, ...]) -> None:
+    """Push due invoices from the outbox."""
+    run_job(options, lambda app: jobs.push(app, sinks))
+
+
+@cli.command()
+@click.option("--dead", is_flag=True, help="Replay every dead invoice.")
+@click.option("--key", "keys", multiple=True, help="Replay this idempotency key or invoice number.")
+@pass_options
+def replay(options: Options, dead: bool, keys: tuple[str, ...]) -> None:
+    """Put dead or named invoices back in the outbox and push them."""
+    if not dead and not keys:
+        fail("replay needs --dead or --key K", jobs.EXIT_USAGE)
+    run_job(options, lambda app: jobs.replay(app, keys=keys, dead=dead))
+
+
+@cli.command()
+@pass_options
+def status(options: Options) -> None:
+    """Where each source and sink stands: cursors, last run, outbox, quarantine, dead letters."""
+    from connector.status import collect_status
+
+    with handled():
+        data = collect_status(load(options))
+    emit(options, data, _human_status)
+
+
+def _human_status(data: dict[str, Any]) -> str:
+    lines = [f"tenant {data['tenant']}"]
+    last = data["last_run"]
+    if last:
+        lines.append(
+            f"last run {last['id']} {last['command']} {last['status']} (exit {last['exit_code']}) at {last['started_at']}"
+        )
+    for source in data["sources"]:
+        lines.append(
+            f"source {source['name']}: cursor {source['cursor'] or '-'}, quarantined {source['quarantined']}"
+        )
+    for sink in data["sinks"]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(sink["outbox"].items())) or "empty"
+        lines.append(f"sink {sink['name']}: {counts}")
+    if data["match_status"]:
+        lines.append(
+            "reconciliation: " + ", ".join(f"{k} {v}" for k, v in sorted(data["match_status"].items()))
+        )
+    for dead in data["dead_letters"]:
+        lines.append(
+            f"DEAD {dead['invoice_number']} PO {dead['po_number']} -> {dead['sink']}: {dead['error']}"
+        )
+    for flag in data["flagged"]:
+        lines.append(f"FLAG {flag['invoice_number']} PO {flag['po_number']}: {flag}")
+    for warning in data["renewal_warnings"]:
+        lines.append(f"RENEW PO {warning['po_number']}: {warning['detail']}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json", show_default=True
+)
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout."
+)
+@pass_options
+def report(options: Options, fmt: str, out: Path | None) -> None:
+    """The reconciliation report: counts and amounts per status, one row per period or PO."""
+    from connector.report import RENDERERS, build_report
+
+    with handled():
+        text = RENDERERS[fmt](build_report(load(options)))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_options
+def inspect(options: Options, file: Path) -> None:
+    """Parse a .eml, .csv or cXML file and print its canonical POs as JSON lines."""
+    from connector.inspecting import inspect_file
+
+    setup_logging("ERROR", "text")
+    with handled():
+        loaded = _optional_config(options)
+        records, problems = inspect_file(file, loaded)
+    for record in records:
+        click.echo(record.po.model_dump_json())
+    for problem in problems:
+        click.echo(f"rejected: {problem.describe()}", err=True)
+    sys.exit(jobs.EXIT_FAILED if problems else jobs.EXIT_OK)
+
+
+def _optional_config(options: Options) -> LoadedConfig | None:
+    try:
+        return load_config(options.config)
+    except ConfigError:
+        if options.config:
+            raise
+        return None
+
+
+@cli.group()
+def db() -> None:
+    """State database maintenance."""
+
+
+@db.command("upgrade")
+@pass_options
+def db_upgrade(options: Options) -> None:
+    """Apply every pending migration."""
+    from state.db import current_revision, upgrade
+
+    with handled():
+        app = load(options, migrate=False)
+        before = current_revision(app.engine)
+        upgrade(app.engine)
+        after = current_revision(app.engine)
+    click.echo(f"state database at revision {after} (was {before or 'empty'})")
+
+
+@db.command("current")
+@pass_options
+def db_current(options: Options) -> None:
+    """Print the migration revision of the state database and the newest known one."""
+    from state.db import current_revision, head_revision
+
+    with handled():
+        app = load(options, migrate=False)
+        click.echo(json.dumps({"current": current_revision(app.engine), "head": head_revision()}))
+
+
+@cli.group()
+def adapters() -> None:
+    """Installed adapters."""
+
+
+@adapters.command("list")
+@pass_options
+def adapters_list(options: Options) -> None:
+    """Every adapter found through the po_connector.adapters entry points."""
+    from connector.registry import discover
+
+    rows = []
+    for name, info in discover().items():
+        rows.append(
+            {
+                "name": name,
+                "kind": info.kind.value if info.kind else None,
+                "package": info.package,
+                "version": info.version,
+                "capabilities": sorted(c.value for c in info.capabilities),
+                "error": info.error,
+            }
+        )
+    if options.json_output:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        state = f"FAILED TO LOAD: {row['error']}" if row["error"] else ", ".join(row["capabilities"]) or "-"
+        click.echo(f"{row['name']:<16} {row['kind'] or '?':<8} {row['package']} {row['version']}  {state}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj=None)

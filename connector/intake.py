@@ -1,0 +1,139 @@
+"""The pull loop: asks each source for batches and commits each batch in one transaction.
+
+A batch's records, its rejections (quarantine), its one-shot input key and its cursor are
+committed together, so a crash never leaves a cursor ahead of the records it covers and a
+processed e-mail is never processed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from connector.errors import ConfigError, InputProblem, RemoteError
+from connector.faults import AFTER_SOURCE_BATCH, crash_point
+from connector.ports import BillingSource, POSource, PullContext, SourceBatch, SourceRecord
+from connector.runtime import Connector, RunContext
+from state import ingest
+
+log = logging.getLogger("po_connector.intake")
+
+
+def _is_processed(app: Connector, source: str) -> Any:
+    def check(key: str) -> bool:
+        with app.connect() as conn:
+            return ingest.is_processed(conn, app.tenant, source, key)
+
+    return check
+
+
+def commit_source_batch(
+    app: Connector, run: RunContext, source: str, batch: SourceBatch, *, force: bool = False
+) -> None:
+    """Store one batch atomically and count what it did."""
+    now = run.started_at
+    with app.engine.begin() as conn:
+        if batch.input_key and not ingest.mark_processed(
+            conn, app.tenant, source, batch.input_key, batch.document, now, run.run_id
+        ):
+            if not force:
+                log.info(
+                    "input already processed by another run",
+                    extra={"source": source, "input": batch.document},
+                )
+                return
+        for record in batch.records:
+            _store(conn, app, run, record, force=force)
+        run.add(
+            "quarantined",
+            ingest.quarantine_problems(
+                conn, app.tenant, source, batch.rejections, now, run.run_id, batch.input_key
+            ),
+        )
+        if batch.cursor is not None:
+            ingest.set_cursor(conn, app.tenant, source, batch.cursor, now, run_id=run.run_id)
+    _log_rejections(source, batch.rejections)
+    crash_point(AFTER_SOURCE_BATCH)
+    if batch.after_commit is not None:
+        batch.after_commit()
+
+
+def _store(conn: Any, app: Connector, run: RunContext, record: SourceRecord, *, force: bool) -> None:
+    po = record.po if record.po.tenant == app.tenant else record.po.model_copy(update={"tenant": app.tenant})
+    write = ingest.store_po(conn, po, record.raw, record.document, run.started_at, run.run_id, force=force)
+    run.add("pos_fetched")
+    if write.outcome in ("new", "revised"):
+        run.add("pos_changed")
+        log.info(
+            "PO %s %s (revision %d)", po.po_number, write.outcome, write.revision, extra={"source": po.source}
+        )
+
+
+def pull_pos(app: Connector, run: RunContext, names: Iterable[str] | None = None) -> None:
+    """Pull every (or the named) PO source from its cursor."""
+    for name, source in _chosen(app.sources, names):
+        _pull_one(app, run, name, source)
+
+
+def _pull_one(app: Connector, run: RunContext, name: str, source: POSource) -> None:
+    with app.connect() as conn:
+        cursor = ingest.get_cursor(conn, app.tenant, name)
+    context = PullContext(cursor=cursor, started_at=run.started_at, is_processed=_is_processed(app, name))
+    try:
+        for batch in source.pull(context):
+            commit_source_batch(app, run, name, batch)
+    except ConfigError as exc:
+        _source_failed(run, name, exc)
+    except RemoteError as exc:
+        _source_failed(run, name, exc)
+
+
+def _source_failed(run: RunContext, name: str, exc: Exception) -> None:
+    run.add("sources_failed")
+    run.errors.append(f"source {name}: {exc}")
+    log.error("source %s failed: %s", name, exc, extra={"source": name})
+
+
+def pull_billing(app: Connector, run: RunContext, names: Iterable[str] | None = None) -> None:
+    """Pull every (or the named) billing source."""
+    for name, source in _chosen(app.billing_sources, names):
+        _pull_billing_one(app, run, name, source)
+
+
+def _pull_billing_one(app: Connector, run: RunContext, name: str, source: BillingSource) -> None:
+    with app.connect() as conn:
+        cursor = ingest.get_cursor(conn, app.tenant, name)
+    context = PullContext(cursor=cursor, started_at=run.started_at)
+    try:
+        for batch in source.pull(context):
+            with app.engine.begin() as conn:
+                for period in batch.records:
+                    if period.tenant != app.tenant:
+                        period = period.model_copy(update={"tenant": app.tenant})
+                    ingest.store_billing_period(conn, period, run.started_at)
+                    run.add("billing_fetched")
+                run.add(
+                    "quarantined",
+                    ingest.quarantine_problems(
+                        conn, app.tenant, name, batch.rejections, run.started_at, run.run_id
+                    ),
+                )
+                if batch.cursor is not None:
+                    ingest.set_cursor(conn, app.tenant, name, batch.cursor, run.started_at, run_id=run.run_id)
+            _log_rejections(name, batch.rejections)
+    except (ConfigError, RemoteError) as exc:
+        _source_failed(run, name, exc)
+
+
+def _log_rejections(source: str, problems: Iterable[InputProblem]) -> None:
+    for problem in problems:
+        log.warning("quarantined: %s", problem.describe(), extra={"source": source})
+
+
+def _chosen(adapters: dict[str, Any], names: Iterable[str] | None) -> list[tuple[str, Any]]:
+    wanted = list(names or [])
+    unknown = [n for n in wanted if n not in adapters]
+    if unknown:
+        raise ConfigError(f"unknown source {', '.join(unknown)}; configured: {', '.join(sorted(adapters))}")
+    return [(name, adapters[name]) for name in adapters if not wanted or name in wanted]

@@ -1,0 +1,103 @@
+"""The jobs a cron entry or a person starts: sync, pull, reconcile, push, replay.
+
+Each job runs inside `Connector.run` (a recorded run holding the partition lease) and returns
+the summary the CLI prints with `--json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from connector.intake import pull_billing, pull_pos
+from connector.model import MatchStatus, utcnow
+from connector.pushing import push_all
+from connector.reconciling import reconcile_and_plan
+from connector.runtime import Connector, RunContext
+from state import outbox
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TEMPFAIL = 0, 1, 2, 75
+
+SUMMARY_KEYS = (
+    "pos_fetched",
+    "pos_changed",
+    "billing_fetched",
+    *[status.value for status in MatchStatus],
+    "invoices_planned",
+    "invoices_pushed",
+    "invoices_existing",
+    "invoices_failed",
+    "dead",
+    "quarantined",
+)
+
+
+def exit_code_for(run: RunContext) -> int:
+    """1 when anything failed or went dead; mismatches and quarantine are reported, not failures."""
+    failed = sum(run.counts.get(k, 0) for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed"))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def summary(run: RunContext) -> dict[str, Any]:
+    data: dict[str, Any] = {"run_id": run.run_id, "command": run.command}
+    for key in SUMMARY_KEYS:
+        data[key] = run.counts.get(key, 0)
+    for key, value in sorted(run.counts.items()):
+        data.setdefault(key, value)
+    data["exit_code"] = exit_code_for(run)
+    data["errors"] = run.errors
+    return data
+
+
+def _finish(run: RunContext) -> dict[str, Any]:
+    run.counts["exit_code"] = exit_code_for(run)
+    return summary(run)
+
+
+def sync(app: Connector) -> dict[str, Any]:
+    """Pull every source, reconcile, and push every due invoice."""
+    app.validate_adapters()
+    with app.run("sync") as run:
+        pull_pos(app, run)
+        pull_billing(app, run)
+        reconcile_and_plan(app, run)
+        push_all(app, run)
+        return _finish(run)
+
+
+def pull(app: Connector, sources: Sequence[str] = ()) -> dict[str, Any]:
+    """Pull PO sources (all or the named ones) and billing sources."""
+    app.validate_adapters()
+    with app.run("pull") as run:
+        pull_pos(app, run, sources or None)
+        if not sources:
+            pull_billing(app, run)
+        return _finish(run)
+
+
+def reconcile(app: Connector) -> dict[str, Any]:
+    app.validate_adapters()
+    with app.run("reconcile") as run:
+        reconcile_and_plan(app, run)
+        return _finish(run)
+
+
+def push(app: Connector, sinks: Sequence[str] = ()) -> dict[str, Any]:
+    app.validate_adapters()
+    with app.run("push") as run:
+        push_all(app, run, sinks or None)
+        return _finish(run)
+
+
+def replay(
+    app: Connector, *, keys: Sequence[str] = (), dead: bool = False, push_now: bool = True
+) -> dict[str, Any]:
+    """Put dead (or named) outbox rows back and push them (uncertain ones are looked up first)."""
+    app.validate_adapters()
+    with app.run("replay") as run:
+        with app.engine.begin() as conn:
+            chosen = outbox.replay(conn, app.tenant, utcnow(), keys=keys, dead=dead)
+        run.add("replayed", len(chosen))
+        if push_now and chosen:
+            push_all(app, run)
+        return _finish(run)

@@ -1,0 +1,170 @@
+"""The adapter contract: the three ports a source, a billing system or a sink implements.
+
+An adapter is a small class with a pydantic `Config` model, a `kind`, declared `capabilities`
+and a handful of methods. The pull loop, the state, retries, rate limits and the outbox belong
+to the core (`connector.sync`, `connector.push`); adapters never touch the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from connector.errors import InputProblem, RemoteError
+from connector.model import BillingPeriod, InvoicePlan, PurchaseOrder, RemoteRef
+
+
+class AdapterKind(enum.StrEnum):
+    """Which port an adapter implements."""
+
+    SOURCE = "source"
+    BILLING = "billing"
+    SINK = "sink"
+
+
+class Capability(enum.StrEnum):
+    """What an adapter can do beyond the minimum of its port."""
+
+    INCREMENTAL = "incremental"  # pulls from a cursor, not everything each time
+    FETCH_ONE = "fetch-one"  # fetch(po_number) for resync
+    BATCH_PUSH = "batch-push"  # push_batch(plans)
+    NATIVE_IDEMPOTENCY = "native-idempotency-key"  # provider de-duplicates retries by a key
+    NATIVE_UPSERT = "native-upsert"  # create-or-replace by our key
+    LOOKUP = "lookup"  # find(plans) finds invoices already created
+
+
+class AdapterConfig(BaseModel):
+    """Base of every adapter's config model: a named block chosen by `type`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What the core hands an adapter when it builds it."""
+
+    tenant: str = "default"
+    base_dir: Path = Path(".")
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("po_connector"))
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A PO as pulled: the canonical form plus the raw payload it came from."""
+
+    po: PurchaseOrder
+    raw: str
+    document: str = ""
+
+
+@dataclass
+class PullContext:
+    """Per-run inputs to a pull: the stored cursor and the already-processed input keys."""
+
+    cursor: dict[str, Any] | None
+    started_at: datetime
+    is_processed: Callable[[str], bool] = lambda key: False
+    stream: str = "default"
+
+
+@dataclass
+class SourceBatch:
+    """A unit the core commits in one transaction: records, rejections and the cursor after them.
+
+    `input_key` identifies a one-shot input (an e-mail message + attachment hash, a cXML
+    payloadID): once committed it is never processed again. `after_commit` runs after the
+    transaction commits (e.g. mark an IMAP message seen).
+    """
+
+    records: list[SourceRecord] = field(default_factory=list)
+    rejections: list[InputProblem] = field(default_factory=list)
+    cursor: dict[str, Any] | None = None
+    input_key: str | None = None
+    document: str = ""
+    after_commit: Callable[[], None] | None = None
+
+
+@dataclass
+class BillingBatch:
+    """Billing periods pulled together, committed with the cursor after them."""
+
+    records: list[BillingPeriod] = field(default_factory=list)
+    rejections: list[InputProblem] = field(default_factory=list)
+    cursor: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """The result of one plan in a batch push: a remote reference or the error it met."""
+
+    idempotency_key: str
+    ref: RemoteRef | None = None
+    error: RemoteError | None = None
+
+
+class Adapter(Protocol):
+    """What every adapter class declares."""
+
+    kind: ClassVar[AdapterKind]
+    Config: ClassVar[type[AdapterConfig]]
+    capabilities: ClassVar[frozenset[Capability]]
+
+
+@runtime_checkable
+class POSource(Protocol):
+    """Pulls purchase orders from a buyer's procurement channel."""
+
+    name: str
+
+    def pull(self, context: PullContext) -> Iterator[SourceBatch]:
+        """Yield batches from the cursor on; each is committed before the next is asked for."""
+        ...
+
+    def fetch(self, po_number: str) -> list[SourceRecord]:
+        """Fetch one PO again, ignoring the cursor (resync). Empty when not found."""
+        ...
+
+
+@runtime_checkable
+class BillingSource(Protocol):
+    """Pulls subscription billing periods from the vendor's billing system."""
+
+    name: str
+
+    def pull(self, context: PullContext) -> Iterator[BillingBatch]:
+        """Yield batches of billing periods from the cursor on."""
+        ...
+
+
+@runtime_checkable
+class InvoiceSink(Protocol):
+    """Creates invoices in an accounting system, idempotently by the plan's number."""
+
+    name: str
+
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        """Invoices that already exist remotely, keyed by idempotency key (batched lookup)."""
+        ...
+
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        """Create the invoice; raise a RemoteError subclass that says what happened on failure."""
+        ...
+
+
+@runtime_checkable
+class BatchInvoiceSink(InvoiceSink, Protocol):
+    """A sink that can create several invoices in one call, with per-item outcomes."""
+
+    def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
+        """Create several invoices; a failed item never fails its neighbours."""
+        ...

@@ -1,0 +1,260 @@
+"""Drains the invoice outbox into the sinks: claim -> look up -> push -> record.
+
+Per claimed batch: a batched lookup by our invoice number finds invoices that already exist
+(an earlier attempt that crashed or timed out after the sink wrote); only the rest are sent,
+in one batch call where the sink has one. Each outcome is recorded in its own short
+transaction. Rejected rows go dead with the provider's message; retryable ones wait with
+backoff (a daily limit parks them); uncertain ones are looked up before any re-send.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from connector.config import PushSettings
+from connector.errors import AuthenticationError, RejectedError, RemoteError, RetryableError, UncertainError
+from connector.faults import AFTER_REMOTE_CREATE, BEFORE_REMOTE_CREATE, crash_point
+from connector.model import RemoteRef, utcnow
+from connector.ports import BatchInvoiceSink, Capability, InvoiceSink, PushOutcome
+from connector.runtime import Connector, RunContext
+from state import outbox
+from state.outbox import OutboxItem
+
+log = logging.getLogger("po_connector.push")
+
+# A row claimed this many times in one run waits for a later run instead of spinning here.
+MAX_CLAIMS_PER_RUN = 3
+
+
+def _capabilities(sink: InvoiceSink) -> frozenset[Capability]:
+    return frozenset(getattr(type(sink), "capabilities", frozenset()))
+
+
+def backoff(settings: PushSettings, attempts: int) -> timedelta:
+    """Capped exponential backoff with jitter for the next attempt across runs."""
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter
+
+
+class SinkPusher:
+    """Pushes one sink's due outbox rows for one run."""
+
+    def __init__(self, app: Connector, run: RunContext, name: str, sink: InvoiceSink) -> None:
+        self.app = app
+        self.run = run
+        self.name = name
+        self.sink = sink
+        self.settings = app.settings.push
+        self.capabilities = _capabilities(sink)
+        self.claims: dict[str, int] = {}
+        self.parked = False
+
+    def drain(self) -> None:
+        while not self.parked:
+            items = self._claim()
+            if not items:
+                return
+            try:
+                self._process(items)
+            except AuthenticationError:
+                self._release(items)  # rows already recorded are not `pushing` and stay as they are
+                raise
+
+    def _claim(self) -> list[OutboxItem]:
+        with self.app.engine.begin() as conn:
+            items = outbox.claim_due(
+                conn,
+                tenant=self.app.tenant,
+                sink=self.name,
+                owner=self.run.run_id,
+                now=utcnow(),
+                lease_seconds=self.settings.claim_lease_seconds,
+                limit=self.settings.batch_size,
+            )
+        fresh = []
+        for item in items:
+            self.claims[item.idempotency_key] = self.claims.get(item.idempotency_key, 0) + 1
+            if self.claims[item.idempotency_key] > MAX_CLAIMS_PER_RUN:
+                self._later(item, RetryableError("still failing; left for the next run"))
+            else:
+                fresh.append(item)
+        if items and not fresh:
+            return self._claim()
+        return fresh
+
+    def _process(self, items: list[OutboxItem]) -> None:
+        to_send = self._lookup(items)
+        if not to_send:
+            return
+        crash_point(BEFORE_REMOTE_CREATE)
+        if Capability.BATCH_PUSH in self.capabilities and isinstance(self.sink, BatchInvoiceSink):
+            self._push_batch(to_send)
+        else:
+            for index, item in enumerate(to_send):
+                if self.parked:
+                    self._release(to_send[index:])
+                    return
+                try:
+                    ref = self.sink.push(item.plan)
+                except RemoteError as exc:
+                    self._failed(item, exc)
+                    continue
+                self._pushed(item, ref)
+
+    def _lookup(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """Record the ones the sink already has; return those still to send."""
+        if Capability.LOOKUP not in self.capabilities:
+            return items
+        try:
+            found = self.sink.find([item.plan for item in items])
+        except RemoteError as exc:
+            # Without a lookup an uncertain row must not be re-sent; the rest may go.
+            for item in items:
+                if item.uncertain:
+                    self._failed(
+                        item, exc if not isinstance(exc, RejectedError) else UncertainError(str(exc))
+                    )
+            log.warning("lookup in %s failed: %s", self.name, exc, extra={"sink": self.name})
+            if isinstance(exc, AuthenticationError):
+                self._release([i for i in items if not i.uncertain])
+                return []
+            return [item for item in items if not item.uncertain]
+        rest = []
+        for item in items:
+            ref = found.get(item.idempotency_key)
+            if ref is not None:
+                self._pushed(item, ref.model_copy(update={"already_existed": True}))
+            else:
+                rest.append(item)
+        return rest
+
+    def _push_batch(self, items: list[OutboxItem]) -> None:
+        assert isinstance(self.sink, BatchInvoiceSink)
+        by_key = {item.idempotency_key: item for item in items}
+        try:
+            outcomes: Sequence[PushOutcome] = self.sink.push_batch([item.plan for item in items])
+        except RemoteError as exc:
+            for item in items:
+                self._failed(item, exc)
+            return
+        seen = set()
+        for outcome in outcomes:
+            item = by_key.get(outcome.idempotency_key)
+            if item is None:
+                continue
+            seen.add(outcome.idempotency_key)
+            if outcome.ref is not None:
+                self._pushed(item, outcome.ref)
+            else:
+                self._failed(item, outcome.error or UncertainError("the sink returned no outcome"))
+        for key, item in by_key.items():
+            if key not in seen:
+                self._failed(
+                    item, UncertainError(f"{self.name}: no outcome for invoice {item.plan.invoice_number}")
+                )
+
+    def _pushed(self, item: OutboxItem, ref: RemoteRef) -> None:
+        crash_point(AFTER_REMOTE_CREATE)
+        now = utcnow()
+        with self.app.engine.begin() as conn:
+            outbox.mark_pushed(conn, item.idempotency_key, self.run.run_id, ref, now)
+        self.run.add("invoices_existing" if ref.already_existed else "invoices_pushed")
+        if ref.total is not None and ref.total != item.plan.total:
+            self.run.add("total_mismatch")
+            log.error(
+                "invoice %s: %s reports total %s, planned %s",
+                item.plan.invoice_number,
+                self.name,
+                ref.total,
+                item.plan.total,
+                extra={"sink": self.name},
+            )
+        log.info(
+            "invoice %s %s in %s as %s",
+            item.plan.invoice_number,
+            "found" if ref.already_existed else "created",
+            self.name,
+            ref.remote_id,
+            extra={"sink": self.name, "po_number": item.plan.po_number},
+        )
+
+    def _failed(self, item: OutboxItem, error: RemoteError) -> None:
+        if isinstance(error, RejectedError) or (
+            item.attempts >= self.settings.max_attempts and not isinstance(error, UncertainError)
+        ):
+            self._dead(item, error)
+            return
+        self._later(item, error)
+
+    def _dead(self, item: OutboxItem, error: RemoteError) -> None:
+        with self.app.engine.begin() as conn:
+            outbox.mark_failed(conn, item.idempotency_key, self.run.run_id, error, utcnow(), dead=True)
+        self.run.add("dead")
+        self.run.errors.append(f"invoice {item.plan.invoice_number} (PO {item.plan.po_number}) dead: {error}")
+        log.error(
+            "invoice %s for PO %s rejected by %s: %s",
+            item.plan.invoice_number,
+            item.plan.po_number,
+            self.name,
+            error,
+            extra={"sink": self.name, "correlation_id": error.correlation_id},
+        )
+
+    def _later(self, item: OutboxItem, error: RemoteError) -> None:
+        now = utcnow()
+        uncertain = isinstance(error, UncertainError) or item.uncertain
+        when = self._next_attempt(item, error, now)
+        with self.app.engine.begin() as conn:
+            outbox.mark_failed(
+                conn,
+                item.idempotency_key,
+                self.run.run_id,
+                error,
+                now,
+                dead=False,
+                next_attempt_at=when,
+                uncertain=uncertain,
+            )
+        self.run.add("invoices_failed")
+        log.warning(
+            "invoice %s to %s failed (%s), next attempt %s: %s",
+            item.plan.invoice_number,
+            self.name,
+            type(error).__name__,
+            when.isoformat(),
+            error,
+            extra={"sink": self.name},
+        )
+
+    def _next_attempt(self, item: OutboxItem, error: RemoteError, now: datetime) -> datetime:
+        if isinstance(error, RetryableError) and error.park:
+            self.parked = True
+            return now + timedelta(seconds=error.retry_after or 3600)
+        if (
+            isinstance(error, UncertainError)
+            and self.claims.get(item.idempotency_key, 0) < MAX_CLAIMS_PER_RUN
+        ):
+            return now  # look it up again in this run
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return now + timedelta(seconds=error.retry_after)
+        return now + backoff(self.settings, item.attempts)
+
+    def _release(self, items: list[OutboxItem]) -> None:
+        with self.app.engine.begin() as conn:
+            outbox.release(conn, [i.idempotency_key for i in items], self.run.run_id, utcnow())
+
+
+def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None) -> None:
+    """Drain the outbox of every (or the named) sink."""
+    for name, sink in app.sinks.items():
+        if names and name not in names:
+            continue
+        try:
+            SinkPusher(app, run, name, sink).drain()
+        except AuthenticationError as exc:
+            run.add("sinks_failed")
+            run.errors.append(f"sink {name}: {exc}")
+            log.error("sink %s: %s", name, exc, extra={"sink": name})

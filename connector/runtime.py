@@ -1,0 +1,175 @@
+"""The composition root: config -> engine and adapters, plus the life of one run.
+
+A run is recorded in `runs`; a mutating run holds the partition lease `sync:<tenant>` for its
+whole life, renewed by a heartbeat thread, so overlapping cron runs never work on the same
+partition at once (the loser exits 75).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from connector.config import LoadedConfig, Settings
+from connector.errors import ConfigError, LeaseHeldError
+from connector.maps import CustomerMap, SkuMap
+from connector.model import utcnow
+from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
+from connector.registry import AdapterInfo, build, discover
+from state import outbox, runs
+from state.db import StateUrlError, ensure_schema, make_engine
+
+log = logging.getLogger("po_connector")
+
+
+@dataclass
+class RunContext:
+    """What one run knows about itself while it works."""
+
+    run_id: str
+    command: str
+    started_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, key: str, value: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + value
+
+
+class Connector:
+    """One configured installation: state engine, adapters by name, and run bookkeeping."""
+
+    def __init__(self, loaded: LoadedConfig, *, migrate: bool = True) -> None:
+        self.loaded = loaded
+        self.settings: Settings = loaded.settings
+        self.tenant = self.settings.tenant
+        try:
+            self.engine: Engine = make_engine(self.settings.state.url)
+        except StateUrlError as exc:
+            raise ConfigError(f"state.url: {exc}") from None
+        if migrate:
+            ensure_schema(self.engine)
+        self._context = AdapterContext(tenant=self.tenant, base_dir=loaded.base_dir, logger=log)
+
+    # -- adapters ------------------------------------------------------------------------
+    @cached_property
+    def registry(self) -> dict[str, AdapterInfo]:
+        return discover()
+
+    def _build_all(self, section: str, kind: AdapterKind) -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = getattr(self.settings, section)
+        resolved = []
+        for block in blocks:
+            resolved.append({k: v for k, v in block.items()})
+        return {b["name"]: build(section, kind, b, self._context, self.registry) for b in resolved}
+
+    @cached_property
+    def sources(self) -> dict[str, POSource]:
+        return self._build_all("sources", AdapterKind.SOURCE)
+
+    @cached_property
+    def billing_sources(self) -> dict[str, BillingSource]:
+        return self._build_all("billing", AdapterKind.BILLING)
+
+    @cached_property
+    def sinks(self) -> dict[str, InvoiceSink]:
+        return self._build_all("sinks", AdapterKind.SINK)
+
+    def validate_adapters(self) -> None:
+        """Build every configured adapter now, so a bad block fails before any work."""
+        _ = self.sources, self.billing_sources, self.sinks
+
+    @cached_property
+    def customer_map(self) -> CustomerMap:
+        path = self.settings.mappings.customers
+        return CustomerMap.load(self.loaded.resolve(path) if path else None)
+
+    @cached_property
+    def sku_map(self) -> SkuMap:
+        path = self.settings.mappings.skus
+        return SkuMap.load(self.loaded.resolve(path) if path else None)
+
+    # -- runs ----------------------------------------------------------------------------
+    @property
+    def lease_name(self) -> str:
+        return f"sync:{self.tenant}"
+
+    @contextmanager
+    def run(self, command: str, *, lease: bool = True) -> Iterator[RunContext]:
+        """Record a run; with `lease`, hold the partition lease or raise LeaseHeldError."""
+        now = utcnow()
+        state = self.settings.state
+        with self.engine.begin() as conn:
+            reaped = runs.reap_stale_runs(conn, now, state.stale_after_seconds)
+            outbox.expire_leases_of(conn, reaped, now)
+            run_id = runs.start_run(conn, self.tenant, command, now)
+        context = RunContext(run_id=run_id, command=command, started_at=now)
+        if lease:
+            self._take_lease(run_id, now)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(run_id, lease, stop), daemon=True)
+        beat.start()
+        status, exit_code, error = "ok", 0, None
+        try:
+            yield context
+            exit_code = context.counts.get("exit_code", 0)
+            status = "ok" if exit_code == 0 else "failed"
+        except BaseException as exc:
+            status, exit_code, error = "failed", 1, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+            with self.engine.begin() as conn:
+                if lease:
+                    runs.release_lease(conn, self.lease_name, run_id)
+                counts = {k: v for k, v in context.counts.items() if k != "exit_code"}
+                runs.finish_run(
+                    conn, run_id, status=status, exit_code=exit_code, counts=counts, now=utcnow(), error=error
+                )
+
+    def _take_lease(self, run_id: str, now: datetime) -> None:
+        state = self.settings.state
+        with self.engine.begin() as conn:
+            acquired, holder, reaped = runs.acquire_lease(
+                conn, self.lease_name, run_id, now, state.lease_seconds
+            )
+            if reaped:
+                outbox.expire_leases_of(conn, [reaped], now)
+                log.warning("took over the lease of a dead run", extra={"reaped_run": reaped})
+            if not acquired:
+                who = holder.describe() if holder else "another run"
+                runs.finish_run(conn, run_id, status="busy", exit_code=75, counts={}, now=now, error=who)
+        if not acquired:
+            raise LeaseHeldError(f"partition {self.lease_name} is held by {who}")
+
+    def _heartbeat(self, run_id: str, lease: bool, stop: threading.Event) -> None:
+        interval = max(1.0, self.settings.state.lease_seconds / 3)
+        while not stop.wait(interval):
+            try:
+                with self.engine.begin() as conn:
+                    kept = runs.heartbeat(
+                        conn,
+                        run_id,
+                        self.lease_name if lease else None,
+                        utcnow(),
+                        self.settings.state.lease_seconds,
+                    )
+                if not kept:
+                    log.error("lost the partition lease; another run took it over")
+            except Exception:  # a missed heartbeat is retried at the next beat
+                log.exception("heartbeat failed")
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A read connection (no write lock on SQLite)."""
+        with self.engine.connect() as conn:
+            yield conn

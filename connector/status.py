@@ -1,0 +1,90 @@
+"""What `po-connector status` shows: per source and sink, where things stand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connector.runtime import Connector
+from state import ingest, outbox, results, runs
+
+
+def collect_status(app: Connector) -> dict[str, Any]:
+    """Cursors, last runs, outbox counts per state, quarantine, dead letters, flags, warnings."""
+    with app.connect() as conn:
+        cursors = {(c["source"], c["stream"]): c for c in ingest.list_cursors(conn, app.tenant)}
+        quarantine = ingest.count_quarantine(conn, app.tenant)
+        outbox_counts = outbox.count_by_state(conn, app.tenant)
+        dead = outbox.list_rows(conn, app.tenant, state=outbox.DEAD)
+        flagged = outbox.list_rows(conn, app.tenant, flagged=True)
+        last = runs.last_run(conn, app.tenant)
+        stored = results.load_results(conn, app.tenant)
+    names = [b["name"] for b in app.settings.sources] + [b["name"] for b in app.settings.billing]
+    sources = []
+    for name in names:
+        cursor = next((c for (source, _), c in cursors.items() if source == name), None)
+        sources.append(
+            {
+                "name": name,
+                "cursor": cursor["cursor_json"] if cursor else None,
+                "cursor_updated_at": cursor["updated_at"].isoformat() if cursor else None,
+                "quarantined": quarantine.get(name, 0),
+            }
+        )
+    statuses: dict[str, int] = {}
+    for row in stored:
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    warnings = [
+        {"subject": row["subject_key"], "po_number": row["po_number"], **warning}
+        for row in stored
+        for warning in row["warnings"]
+    ]
+    return {
+        "tenant": app.tenant,
+        "last_run": _run_brief(last),
+        "sources": sources,
+        "sinks": [
+            {"name": b["name"], "outbox": outbox_counts.get(b["name"], {})} for b in app.settings.sinks
+        ],
+        "match_status": statuses,
+        "quarantined": sum(quarantine.values()),
+        "dead_letters": [
+            {
+                "invoice_number": row["invoice_number"],
+                "po_number": row["po_number"],
+                "sink": row["sink"],
+                "error": row["last_error"],
+                "correlation_id": row["correlation_id"],
+                "key": row["idempotency_key"],
+            }
+            for row in dead
+        ],
+        "flagged": [
+            {
+                "invoice_number": row["invoice_number"],
+                "po_number": row["po_number"],
+                "sink": row["sink"],
+                "total_mismatch": bool(row["total_mismatch"]),
+                "planned_total": f"{row['amount']} {row['currency']}",
+                "remote_total": f"{row['remote_total']} {row['currency']}"
+                if row["remote_total"] is not None
+                else None,
+                "amended_after_push": bool(row["amended_after_push"]),
+                "detail": row["amended_detail"],
+            }
+            for row in flagged
+        ],
+        "renewal_warnings": warnings,
+    }
+
+
+def _run_brief(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": run["id"],
+        "command": run["command"],
+        "status": run["status"],
+        "exit_code": run["exit_code"],
+        "started_at": run["started_at"].isoformat(),
+        "finished_at": run["finished_at"].isoformat() if run["finished_at"] else None,
+    }

@@ -1,0 +1,437 @@
+"""Writes pulled records into the state: POs with revisions, billing periods, inputs, quarantine.
+
+Every function takes an open `Connection`, so the caller decides the transaction: the core
+commits a source batch (records, rejections, processed input and cursor) in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from connector.errors import InputProblem
+from connector.model import BillingPeriod, PurchaseOrder
+from state.canonical import canonical_json, content_hash
+from state.tables import (
+    billing_records,
+    po_records,
+    po_revisions,
+    processed_inputs,
+    quarantine,
+    sync_cursors,
+)
+
+
+@dataclass(frozen=True)
+class PoWrite:
+    """What storing one PO did: inserted, revised, or nothing (same content)."""
+
+    outcome: str  # "new", "revised", "unchanged", "stale"
+    revision: int
+
+
+def get_cursor(conn: Connection, tenant: str, source: str, stream: str = "default") -> dict[str, Any] | None:
+    row = conn.execute(
+        select(sync_cursors.c.cursor_json).where(
+            sync_cursors.c.tenant == tenant,
+            sync_cursors.c.source == source,
+            sync_cursors.c.stream == stream,
+        )
+    ).scalar_one_or_none()
+    return None if row is None else dict(json.loads(row))
+
+
+def set_cursor(
+    conn: Connection,
+    tenant: str,
+    source: str,
+    cursor: dict[str, Any],
+    now: datetime,
+    *,
+    stream: str = "default",
+    run_id: str | None = None,
+) -> None:
+    text = json.dumps(cursor, sort_keys=True)
+    changed = conn.execute(
+        update(sync_cursors)
+        .where(
+            sync_cursors.c.tenant == tenant,
+            sync_cursors.c.source == source,
+            sync_cursors.c.stream == stream,
+        )
+        .values(cursor_json=text, updated_at=now, run_id=run_id)
+    ).rowcount
+    if not changed:
+        conn.execute(
+            insert(sync_cursors).values(
+                tenant=tenant, source=source, stream=stream, cursor_json=text, updated_at=now, run_id=run_id
+            )
+        )
+
+
+def list_cursors(conn: Connection, tenant: str, source: str | None = None) -> list[dict[str, Any]]:
+    query = select(sync_cursors).where(sync_cursors.c.tenant == tenant)
+    if source:
+        query = query.where(sync_cursors.c.source == source)
+    return [dict(row._mapping) for row in conn.execute(query.order_by(sync_cursors.c.source))]
+
+
+def clear_cursor(conn: Connection, tenant: str, source: str, stream: str | None = None) -> int:
+    query = delete(sync_cursors).where(sync_cursors.c.tenant == tenant, sync_cursors.c.source == source)
+    if stream is not None:
+        query = query.where(sync_cursors.c.stream == stream)
+    return conn.execute(query).rowcount
+
+
+def is_processed(conn: Connection, tenant: str, source: str, input_key: str) -> bool:
+    return (
+        conn.execute(
+            select(processed_inputs.c.input_key).where(
+                processed_inputs.c.tenant == tenant,
+                processed_inputs.c.source == source,
+                processed_inputs.c.input_key == input_key,
+            )
+        ).first()
+        is not None
+    )
+
+
+def mark_processed(
+    conn: Connection,
+    tenant: str,
+    source: str,
+    input_key: str,
+    document: str,
+    now: datetime,
+    run_id: str | None,
+) -> bool:
+    """Record a one-shot input; False when it was already recorded (a concurrent run won)."""
+    if is_processed(conn, tenant, source, input_key):
+        return False
+    conn.execute(
+        insert(processed_inputs).values(
+            tenant=tenant,
+            source=source,
+            input_key=input_key,
+            document=document,
+            processed_at=now,
+            run_id=run_id,
+        )
+    )
+    return True
+
+
+def forget_processed(conn: Connection, tenant: str, source: str, input_key: str) -> int:
+    """Let a one-shot input be processed again (quarantine retry, resync)."""
+    return conn.execute(
+        delete(processed_inputs).where(
+            processed_inputs.c.tenant == tenant,
+            processed_inputs.c.source == source,
+            processed_inputs.c.input_key == input_key,
+        )
+    ).rowcount
+
+
+def _line_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-line differences between two canonical PO dicts, for the revision history."""
+    old_lines = {line["line_no"]: line for line in (old or {}).get("lines", [])}
+    new_lines = {line["line_no"]: line for line in new.get("lines", [])}
+    changes: list[dict[str, Any]] = []
+    for number in sorted(set(old_lines) | set(new_lines)):
+        before, after = old_lines.get(number), new_lines.get(number)
+        if before == after:
+            continue
+        if before is None:
+            changes.append({"line_no": number, "change": "added"})
+        elif after is None:
+            changes.append({"line_no": number, "change": "removed"})
+        else:
+            fields = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            changes.append(
+                {
+                    "line_no": number,
+                    "change": "modified",
+                    "fields": {f: [before.get(f), after.get(f)] for f in fields},
+                }
+            )
+    return changes
+
+
+def store_po(
+    conn: Connection,
+    po: PurchaseOrder,
+    raw: str,
+    document: str,
+    now: datetime,
+    run_id: str | None,
+    *,
+    force: bool = False,
+) -> PoWrite:
+    """Insert or revise a PO by its key; an unchanged content hash costs no write.
+
+    A PO older than the stored one (by `source_updated_at`) is ignored as stale. The source's
+    revision is kept when it is higher; otherwise a changed PO gets the next revision.
+    `force` (resync) rewrites the raw payload even when the content is unchanged.
+    """
+    digest = content_hash(po)
+    existing = conn.execute(
+        select(
+            po_records.c.id,
+            po_records.c.revision,
+            po_records.c.content_hash,
+            po_records.c.canonical_json,
+            po_records.c.source_updated_at,
+        ).where(
+            po_records.c.tenant == po.tenant,
+            po_records.c.source == po.source,
+            po_records.c.external_id == po.external_id,
+        )
+    ).first()
+    if existing is None:
+        stored = po.model_copy(update={"revision": max(po.revision, 1)})
+        text = canonical_json(stored)
+        inserted = conn.execute(
+            insert(po_records).values(
+                tenant=po.tenant,
+                source=po.source,
+                external_id=po.external_id,
+                po_number=po.po_number,
+                revision=stored.revision,
+                status=po.status.value,
+                content_hash=digest,
+                canonical_json=text,
+                raw_payload=raw,
+                raw_sha256=po.raw_sha256 or hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+                document=document,
+                source_updated_at=po.source_updated_at,
+                first_seen_at=now,
+                last_seen_at=now,
+                changed_at=now,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        _record_revision(conn, int(inserted[0]), stored.revision, digest, text, None, now, run_id)
+        return PoWrite("new", stored.revision)
+    if (
+        po.source_updated_at is not None
+        and existing.source_updated_at is not None
+        and po.source_updated_at < existing.source_updated_at
+    ):
+        return PoWrite("stale", existing.revision)
+    if existing.content_hash == digest and not force:
+        conn.execute(update(po_records).where(po_records.c.id == existing.id).values(last_seen_at=now))
+        return PoWrite("unchanged", existing.revision)
+    changed = existing.content_hash != digest
+    revision = existing.revision
+    if changed:
+        revision = po.revision if po.revision > existing.revision else existing.revision + 1
+    stored = po.model_copy(update={"revision": revision})
+    text = canonical_json(stored)
+    conn.execute(
+        update(po_records)
+        .where(po_records.c.id == existing.id)
+        .values(
+            po_number=po.po_number,
+            revision=revision,
+            status=po.status.value,
+            content_hash=digest,
+            canonical_json=text,
+            raw_payload=raw,
+            raw_sha256=po.raw_sha256 or hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+            document=document,
+            source_updated_at=po.source_updated_at or existing.source_updated_at,
+            last_seen_at=now,
+            **({"changed_at": now} if changed else {}),
+        )
+    )
+    if not changed:
+        return PoWrite("unchanged", revision)
+    _record_revision(
+        conn, existing.id, revision, digest, text, json.loads(existing.canonical_json), now, run_id
+    )
+    return PoWrite("revised", revision)
+
+
+def _record_revision(
+    conn: Connection,
+    record_id: int,
+    revision: int,
+    digest: str,
+    text: str,
+    previous: dict[str, Any] | None,
+    now: datetime,
+    run_id: str | None,
+) -> None:
+    conn.execute(
+        insert(po_revisions).values(
+            po_record_id=record_id,
+            revision=revision,
+            content_hash=digest,
+            canonical_json=text,
+            changes_json=json.dumps(_line_changes(previous, json.loads(text))),
+            recorded_at=now,
+            run_id=run_id,
+        )
+    )
+
+
+def load_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
+    rows = conn.execute(
+        select(po_records.c.canonical_json).where(po_records.c.tenant == tenant).order_by(po_records.c.id)
+    )
+    return [PurchaseOrder.model_validate_json(row.canonical_json) for row in rows]
+
+
+def po_revision_history(conn: Connection, tenant: str, po_number: str) -> list[dict[str, Any]]:
+    query = (
+        select(
+            po_records.c.source,
+            po_revisions.c.revision,
+            po_revisions.c.changes_json,
+            po_revisions.c.recorded_at,
+        )
+        .join(po_revisions, po_revisions.c.po_record_id == po_records.c.id)
+        .where(po_records.c.tenant == tenant, po_records.c.po_number == po_number)
+        .order_by(po_revisions.c.id)
+    )
+    return [
+        {
+            "source": row.source,
+            "revision": row.revision,
+            "changes": json.loads(row.changes_json),
+            "recorded_at": row.recorded_at.isoformat(),
+        }
+        for row in conn.execute(query)
+    ]
+
+
+def store_billing_period(conn: Connection, period: BillingPeriod, now: datetime) -> str:
+    """Insert or update a billing period by key; returns 'new', 'changed' or 'unchanged'."""
+    digest = content_hash(period, ignore=frozenset())
+    existing = conn.execute(
+        select(billing_records.c.id, billing_records.c.content_hash).where(
+            billing_records.c.tenant == period.tenant, billing_records.c.billing_key == period.key
+        )
+    ).first()
+    values = {
+        "customer_ref": period.customer_ref,
+        "period_start": period.period_start,
+        "period_end": period.period_end,
+        "content_hash": digest,
+        "canonical_json": canonical_json(period),
+        "last_seen_at": now,
+    }
+    if existing is None:
+        conn.execute(
+            insert(billing_records).values(
+                tenant=period.tenant,
+                billing_source=period.billing_source,
+                billing_key=period.key,
+                first_seen_at=now,
+                **values,
+            )
+        )
+        return "new"
+    conn.execute(update(billing_records).where(billing_records.c.id == existing.id).values(**values))
+    return "unchanged" if existing.content_hash == digest else "changed"
+
+
+def load_billing_periods(conn: Connection, tenant: str) -> list[BillingPeriod]:
+    rows = conn.execute(
+        select(billing_records.c.canonical_json)
+        .where(billing_records.c.tenant == tenant)
+        .order_by(billing_records.c.id)
+    )
+    return [BillingPeriod.model_validate_json(row.canonical_json) for row in rows]
+
+
+def _fingerprint(source: str, problem: InputProblem) -> str:
+    text = "|".join(
+        (source, problem.document, problem.location, problem.field, problem.value, problem.reason)
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def quarantine_problems(
+    conn: Connection,
+    tenant: str,
+    source: str,
+    problems: Iterable[InputProblem],
+    now: datetime,
+    run_id: str | None,
+    input_key: str | None = None,
+) -> int:
+    """Store rejected inputs; the same problem seen again only refreshes `last_seen_at`.
+
+    Returns how many problems are new.
+    """
+    new = 0
+    for problem in problems:
+        fingerprint = _fingerprint(source, problem)
+        changed = conn.execute(
+            update(quarantine)
+            .where(quarantine.c.tenant == tenant, quarantine.c.fingerprint == fingerprint)
+            .values(last_seen_at=now, run_id=run_id)
+        ).rowcount
+        if changed:
+            continue
+        conn.execute(
+            insert(quarantine).values(
+                tenant=tenant,
+                source=source,
+                fingerprint=fingerprint,
+                input_key=input_key,
+                document=problem.document,
+                location=problem.location,
+                field=problem.field,
+                value=problem.value[:2000],
+                reason=problem.reason,
+                status="open",
+                first_seen_at=now,
+                last_seen_at=now,
+                run_id=run_id,
+            )
+        )
+        new += 1
+    return new
+
+
+def list_quarantine(conn: Connection, tenant: str, status: str | None = "open") -> list[dict[str, Any]]:
+    query = select(quarantine).where(quarantine.c.tenant == tenant)
+    if status:
+        query = query.where(quarantine.c.status == status)
+    return [dict(row._mapping) for row in conn.execute(query.order_by(quarantine.c.id))]
+
+
+def set_quarantine_status(
+    conn: Connection, tenant: str, ids: Iterable[int], status: str
+) -> list[dict[str, Any]]:
+    """Change the status of quarantine rows; returns the rows as they were."""
+    id_list = list(ids)
+    rows = [
+        dict(row._mapping)
+        for row in conn.execute(
+            select(quarantine).where(and_(quarantine.c.tenant == tenant, quarantine.c.id.in_(id_list)))
+        )
+    ]
+    conn.execute(
+        update(quarantine)
+        .where(and_(quarantine.c.tenant == tenant, quarantine.c.id.in_(id_list)))
+        .values(status=status)
+    )
+    return rows
+
+
+def count_quarantine(conn: Connection, tenant: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(quarantine.c.source, func.count())
+        .where(quarantine.c.tenant == tenant, quarantine.c.status == "open")
+        .group_by(quarantine.c.source)
+    )
+    return {row[0]: int(row[1]) for row in rows}

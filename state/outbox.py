@@ -1,0 +1,367 @@
+"""The invoice outbox: one row per invoice plan, the state machine of the exactly-once push.
+
+    planned ──claim──► pushing ──record──► pushed
+       ▲                  │  └─fail──► retry ──claim──► pushing …
+       │                  └─reject──► dead ──replay──► planned
+    (lease expired or owner dead: reclaimed, and `uncertain` rows are looked up before a re-send)
+
+A row is created in the same transaction as the match that justifies it, keyed by a UNIQUE
+idempotency key, so a re-run finds it instead of planning a second invoice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from connector.errors import RemoteError
+from connector.model import InvoicePlan, RemoteRef
+from state.canonical import canonical_json
+from state.tables import invoice_outbox
+
+PLANNED, PUSHING, PUSHED, RETRY, DEAD = "planned", "pushing", "pushed", "retry", "dead"
+STATES = (PLANNED, PUSHING, PUSHED, RETRY, DEAD)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed row: the plan to push, and whether an earlier attempt may have reached the sink."""
+
+    idempotency_key: str
+    plan: InvoicePlan
+    attempts: int
+    uncertain: bool
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """An outbox row's draw on its PO balance."""
+
+    po_key: str
+    billing_key: str
+    amount: Decimal
+    currency: str
+    pushed: bool
+    po_revision: int
+    plan: InvoicePlan
+
+
+def _plan_hash(plan: InvoicePlan) -> str:
+    return hashlib.sha256(canonical_json(plan).encode("utf-8")).hexdigest()
+
+
+def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
+    """Store a plan once. Returns 'planned', 'unchanged', 'updated' or 'amended'.
+
+    A plan not yet sent is updated in place when its content changed (the sink has nothing yet);
+    once anything may have been sent (pushing, pushed, or an uncertain attempt), the row is never
+    rewritten: it is flagged `amended_after_push` for a person to review.
+    """
+    digest = _plan_hash(plan)
+    existing = conn.execute(
+        select(
+            invoice_outbox.c.id,
+            invoice_outbox.c.state,
+            invoice_outbox.c.plan_hash,
+            invoice_outbox.c.uncertain,
+            invoice_outbox.c.amended_after_push,
+        ).where(invoice_outbox.c.idempotency_key == plan.idempotency_key)
+    ).first()
+    total = plan.total
+    if existing is None:
+        conn.execute(
+            insert(invoice_outbox).values(
+                idempotency_key=plan.idempotency_key,
+                tenant=plan.tenant,
+                sink=plan.sink,
+                invoice_number=plan.invoice_number,
+                po_key=plan.po_key,
+                po_number=plan.po_number,
+                po_revision=plan.po_revision,
+                billing_key=plan.billing_key,
+                customer_ref=plan.customer_ref,
+                amount=total.amount,
+                currency=total.currency,
+                plan_json=canonical_json(plan),
+                plan_hash=digest,
+                state=PLANNED,
+                attempts=0,
+                next_attempt_at=now,
+                uncertain=False,
+                total_mismatch=False,
+                amended_after_push=False,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return "planned"
+    if existing.plan_hash == digest:
+        return "unchanged"
+    sent_maybe = existing.state in (PUSHING, PUSHED) or existing.uncertain
+    if sent_maybe:
+        if not existing.amended_after_push:
+            conn.execute(
+                update(invoice_outbox)
+                .where(invoice_outbox.c.id == existing.id)
+                .values(
+                    amended_after_push=True,
+                    amended_detail=f"PO {plan.po_number} or its billing period changed after the invoice "
+                    f"was sent; now revision {plan.po_revision}, total {total}",
+                    updated_at=now,
+                )
+            )
+            return "amended"
+        return "unchanged"
+    conn.execute(
+        update(invoice_outbox)
+        .where(invoice_outbox.c.id == existing.id)
+        .values(
+            po_revision=plan.po_revision,
+            amount=total.amount,
+            currency=total.currency,
+            plan_json=canonical_json(plan),
+            plan_hash=digest,
+            updated_at=now,
+        )
+    )
+    return "updated"
+
+
+def claim_due(
+    conn: Connection,
+    *,
+    tenant: str,
+    sink: str,
+    owner: str,
+    now: datetime,
+    lease_seconds: int,
+    limit: int,
+) -> list[OutboxItem]:
+    """Claim up to `limit` due rows for `owner`; PostgreSQL skips rows other claimers hold."""
+    due = or_(
+        and_(invoice_outbox.c.state.in_((PLANNED, RETRY)), invoice_outbox.c.next_attempt_at <= now),
+        and_(invoice_outbox.c.state == PUSHING, invoice_outbox.c.lease_expires_at < now),
+    )
+    query = (
+        select(
+            invoice_outbox.c.id,
+            invoice_outbox.c.idempotency_key,
+            invoice_outbox.c.plan_json,
+            invoice_outbox.c.attempts,
+            invoice_outbox.c.state,
+            invoice_outbox.c.uncertain,
+        )
+        .where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.sink == sink, due)
+        .order_by(invoice_outbox.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(invoice_outbox)
+        .where(invoice_outbox.c.id.in_([row.id for row in rows]))
+        .values(
+            state=PUSHING,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=invoice_outbox.c.attempts + 1,
+            # A row reclaimed from `pushing` may have reached the sink before its owner died.
+            uncertain=or_(invoice_outbox.c.uncertain, invoice_outbox.c.state == PUSHING),
+            updated_at=now,
+        )
+    )
+    return [
+        OutboxItem(
+            idempotency_key=row.idempotency_key,
+            plan=InvoicePlan.model_validate_json(row.plan_json),
+            attempts=row.attempts + 1,
+            uncertain=bool(row.uncertain) or row.state == PUSHING,
+        )
+        for row in rows
+    ]
+
+
+def mark_pushed(conn: Connection, key: str, owner: str, ref: RemoteRef, now: datetime) -> bool:
+    """Record success. Compares the total the sink reports with the plan (read-after-write)."""
+    row = conn.execute(
+        select(invoice_outbox.c.amount, invoice_outbox.c.currency, invoice_outbox.c.state).where(
+            invoice_outbox.c.idempotency_key == key
+        )
+    ).first()
+    if row is None:
+        return False
+    mismatch = ref.total is not None and (
+        ref.total.amount != row.amount or ref.total.currency != row.currency
+    )
+    conn.execute(
+        update(invoice_outbox)
+        .where(invoice_outbox.c.idempotency_key == key)
+        .values(
+            state=PUSHED,
+            remote_id=ref.remote_id,
+            remote_total=ref.total.amount if ref.total is not None else None,
+            total_mismatch=mismatch,
+            correlation_id=ref.correlation_id or None,
+            pushed_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            uncertain=False,
+            last_error=None,
+            updated_at=now,
+        )
+    )
+    return True
+
+
+def mark_failed(
+    conn: Connection,
+    key: str,
+    owner: str,
+    error: RemoteError,
+    now: datetime,
+    *,
+    dead: bool,
+    next_attempt_at: datetime | None = None,
+    uncertain: bool = False,
+) -> None:
+    """Record a failed attempt: `dead` for rejected, else `retry` at `next_attempt_at`."""
+    conn.execute(
+        update(invoice_outbox)
+        .where(invoice_outbox.c.idempotency_key == key, invoice_outbox.c.state == PUSHING)
+        .values(
+            state=DEAD if dead else RETRY,
+            next_attempt_at=next_attempt_at or now,
+            last_error=str(error)[:4000],
+            provider_code=error.provider_code or (str(error.status) if error.status else None),
+            correlation_id=error.correlation_id or None,
+            lease_owner=None,
+            lease_expires_at=None,
+            uncertain=uncertain,
+            updated_at=now,
+        )
+    )
+
+
+def release(conn: Connection, keys: Iterable[str], owner: str, now: datetime) -> None:
+    """Hand back claimed rows not attempted (e.g. the run is stopping)."""
+    conn.execute(
+        update(invoice_outbox)
+        .where(
+            invoice_outbox.c.idempotency_key.in_(list(keys)),
+            invoice_outbox.c.lease_owner == owner,
+            invoice_outbox.c.state == PUSHING,
+        )
+        .values(state=RETRY, lease_owner=None, lease_expires_at=None, next_attempt_at=now, updated_at=now)
+    )
+
+
+def expire_leases_of(conn: Connection, owners: Sequence[str], now: datetime) -> int:
+    """Make rows held by dead runs claimable at once."""
+    if not owners:
+        return 0
+    return conn.execute(
+        update(invoice_outbox)
+        .where(invoice_outbox.c.state == PUSHING, invoice_outbox.c.lease_owner.in_(list(owners)))
+        .values(lease_expires_at=now - timedelta(seconds=1), updated_at=now)
+    ).rowcount
+
+
+def replay(
+    conn: Connection, tenant: str, now: datetime, *, keys: Sequence[str] = (), dead: bool = False
+) -> list[str]:
+    """Put dead (or named) rows back to `planned`; an uncertain row stays uncertain."""
+    query = select(invoice_outbox.c.idempotency_key, invoice_outbox.c.state).where(
+        invoice_outbox.c.tenant == tenant
+    )
+    conditions = []
+    if dead:
+        conditions.append(invoice_outbox.c.state == DEAD)
+    if keys:
+        conditions.append(
+            or_(
+                invoice_outbox.c.idempotency_key.in_(list(keys)),
+                invoice_outbox.c.invoice_number.in_(list(keys)),
+            )
+        )
+    if not conditions:
+        return []
+    rows = conn.execute(query.where(or_(*conditions))).all()
+    chosen = [row.idempotency_key for row in rows if row.state in (DEAD, RETRY)]
+    if chosen:
+        conn.execute(
+            update(invoice_outbox)
+            .where(invoice_outbox.c.idempotency_key.in_(chosen))
+            .values(state=PLANNED, next_attempt_at=now, last_error=None, updated_at=now)
+        )
+    return chosen
+
+
+def consumption(conn: Connection, tenant: str) -> list[Consumption]:
+    """Every live plan's draw on its PO (dead rows consume nothing)."""
+    rows = conn.execute(
+        select(
+            invoice_outbox.c.po_key,
+            invoice_outbox.c.billing_key,
+            invoice_outbox.c.amount,
+            invoice_outbox.c.currency,
+            invoice_outbox.c.state,
+            invoice_outbox.c.po_revision,
+            invoice_outbox.c.plan_json,
+        ).where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.state != DEAD)
+    )
+    return [
+        Consumption(
+            po_key=row.po_key,
+            billing_key=row.billing_key,
+            amount=row.amount,
+            currency=row.currency,
+            pushed=row.state == PUSHED,
+            po_revision=row.po_revision,
+            plan=InvoicePlan.model_validate_json(row.plan_json),
+        )
+        for row in rows
+    ]
+
+
+def count_by_state(conn: Connection, tenant: str) -> dict[str, dict[str, int]]:
+    """sink -> state -> count."""
+    rows = conn.execute(
+        select(invoice_outbox.c.sink, invoice_outbox.c.state, func.count())
+        .where(invoice_outbox.c.tenant == tenant)
+        .group_by(invoice_outbox.c.sink, invoice_outbox.c.state)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for sink, state, count in rows:
+        counts.setdefault(sink, {})[state] = int(count)
+    return counts
+
+
+def list_rows(
+    conn: Connection, tenant: str, *, state: str | None = None, flagged: bool = False
+) -> list[dict[str, Any]]:
+    """Outbox rows for status and reports (without the plan JSON)."""
+    query = select(*[c for c in invoice_outbox.c if c.name != "plan_json"]).where(
+        invoice_outbox.c.tenant == tenant
+    )
+    if state:
+        query = query.where(invoice_outbox.c.state == state)
+    if flagged:
+        query = query.where(or_(invoice_outbox.c.total_mismatch, invoice_outbox.c.amended_after_push))
+    return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
+
+
+def plan_json_of(conn: Connection, key: str) -> dict[str, Any] | None:
+    text = conn.execute(
+        select(invoice_outbox.c.plan_json).where(invoice_outbox.c.idempotency_key == key)
+    ).scalar_one_or_none()
+    return None if text is None else dict(json.loads(text))

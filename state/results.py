@@ -1,0 +1,63 @@
+"""Stored reconciliation results: one row per billing period, or per PO no period used."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from connector.model import MatchResult
+from state.tables import match_results
+
+
+def replace_results(
+    conn: Connection,
+    tenant: str,
+    results: Sequence[MatchResult],
+    periods: dict[str, tuple[date, date]],
+    now: datetime,
+    run_id: str | None,
+) -> None:
+    """Replace the tenant's results with a fresh reconciliation (in the caller's transaction)."""
+    conn.execute(delete(match_results).where(match_results.c.tenant == tenant))
+    rows = []
+    for result in results:
+        span = periods.get(result.billing_key or "")
+        rows.append(
+            {
+                "tenant": tenant,
+                "subject_key": result.subject_key,
+                "status": result.status.value,
+                "reasons_json": json.dumps([r.model_dump() for r in result.reasons]),
+                "warnings_json": json.dumps([r.model_dump() for r in result.warnings]),
+                "billing_key": result.billing_key,
+                "po_key": result.po_key,
+                "po_number": result.po_number,
+                "customer_ref": result.customer_ref,
+                "amount": result.amount.amount if result.amount else None,
+                "currency": result.amount.currency if result.amount else None,
+                "period_start": span[0] if span else None,
+                "period_end": span[1] if span else None,
+                "computed_at": now,
+                "run_id": run_id,
+            }
+        )
+    if rows:
+        conn.execute(insert(match_results), rows)
+
+
+def load_results(conn: Connection, tenant: str) -> list[dict[str, Any]]:
+    """Stored results as dicts with `reasons` and `warnings` decoded, ordered by subject."""
+    rows = conn.execute(
+        select(match_results).where(match_results.c.tenant == tenant).order_by(match_results.c.subject_key)
+    )
+    out = []
+    for row in rows:
+        data = dict(row._mapping)
+        data["reasons"] = json.loads(data.pop("reasons_json"))
+        data["warnings"] = json.loads(data.pop("warnings_json"))
+        out.append(data)
+    return out

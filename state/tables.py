@@ -1,0 +1,213 @@
+"""The sync-state schema. Alembic migrations in `state/migrations` create and evolve it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from state.types import DecimalText, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("source", String(128), primary_key=True),
+    Column("stream", String(128), primary_key=True),
+    Column("cursor_json", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+)
+
+po_records = Table(
+    "po_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("source", String(128), nullable=False),
+    Column("external_id", String(256), nullable=False),
+    Column("po_number", String(128), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("canonical_json", Text, nullable=False),
+    Column("raw_payload", Text, nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    Column("document", Text, nullable=False, default=""),
+    Column("source_updated_at", UtcDateTime),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant", "source", "external_id", name="uq_po_records_key"),
+    Index("ix_po_records_po_number", "tenant", "po_number"),
+)
+
+po_revisions = Table(
+    "po_revisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("po_record_id", Integer, ForeignKey("po_records.id", ondelete="CASCADE"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("canonical_json", Text, nullable=False),
+    Column("changes_json", Text, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+    Index("ix_po_revisions_record", "po_record_id", "revision"),
+)
+
+processed_inputs = Table(
+    "processed_inputs",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("source", String(128), primary_key=True),
+    Column("input_key", String(512), primary_key=True),
+    Column("document", Text, nullable=False, default=""),
+    Column("processed_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+)
+
+billing_records = Table(
+    "billing_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("billing_source", String(128), nullable=False),
+    Column("billing_key", String(512), nullable=False),
+    Column("customer_ref", String(128), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("canonical_json", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant", "billing_key", name="uq_billing_records_key"),
+)
+
+match_results = Table(
+    "match_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("subject_key", String(600), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reasons_json", Text, nullable=False),
+    Column("warnings_json", Text, nullable=False),
+    Column("billing_key", String(512)),
+    Column("po_key", String(600)),
+    Column("po_number", String(128)),
+    Column("customer_ref", String(128)),
+    Column("amount", DecimalText),
+    Column("currency", String(3)),
+    Column("period_start", Date),
+    Column("period_end", Date),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+    UniqueConstraint("tenant", "subject_key", name="uq_match_results_subject"),
+)
+
+invoice_outbox = Table(
+    "invoice_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("sink", String(128), nullable=False),
+    Column("invoice_number", String(32), nullable=False),
+    Column("po_key", String(600), nullable=False),
+    Column("po_number", String(128), nullable=False),
+    Column("po_revision", Integer, nullable=False),
+    Column("billing_key", String(512), nullable=False),
+    Column("customer_ref", String(128), nullable=False),
+    Column("amount", DecimalText, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("plan_json", Text, nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(36)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("uncertain", Boolean, nullable=False, default=False),
+    Column("remote_id", String(256)),
+    Column("remote_total", DecimalText),
+    Column("total_mismatch", Boolean, nullable=False, default=False),
+    Column("pushed_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("provider_code", String(64)),
+    Column("correlation_id", String(128)),
+    Column("amended_after_push", Boolean, nullable=False, default=False),
+    Column("amended_detail", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_invoice_outbox_due", "state", "next_attempt_at"),
+    Index("ix_invoice_outbox_po", "tenant", "po_key"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("source", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("input_key", String(512)),
+    Column("document", Text, nullable=False),
+    Column("location", String(256), nullable=False),
+    Column("field", String(128), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+    UniqueConstraint("tenant", "fingerprint", name="uq_quarantine_fingerprint"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(64), nullable=False),
+    Column("command", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("exit_code", Integer),
+    Column("counts_json", Text, nullable=False, default="{}"),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("error", Text),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("owner", String(36), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,376 @@
+"""The email-csv PO source over a copy of the bundled example inbox and variations of it."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from adapters.email_csv import (
+    EmailCsvConfig,
+    EmailCsvSource,
+    buyer_for,
+    parse_csv_file,
+    parse_message_file,
+)
+from connector.errors import ConfigError
+from connector.model import PaymentTerms
+from connector.ports import AdapterContext, POSource, PullContext, SourceBatch
+from mappings.csv_mapping import load_mapping
+
+EXAMPLE_INBOX = Path(__file__).resolve().parents[2] / "examples" / "inbox"
+CSV = "PO Number,SKU,Quantity,Unit Price,Currency\nP-1,PLAN-PRO,1,10.00,USD\n"
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    shutil.copytree(EXAMPLE_INBOX, folder)
+    return folder
+
+
+def make_source(folder: Path, **options) -> EmailCsvSource:
+    config = EmailCsvConfig(name="inbox", type="email-csv", maildir=folder, **options)
+    return EmailCsvSource(config, AdapterContext(base_dir=folder.parent))
+
+
+def pull(source: EmailCsvSource, processed: set[str] | None = None) -> list[SourceBatch]:
+    done = processed if processed is not None else set()
+    context = PullContext(cursor=None, started_at=datetime.now(UTC), is_processed=done.__contains__)
+    return list(source.pull(context))
+
+
+def pos_of(batches: list[SourceBatch]):
+    return [record.po for batch in batches for record in batch.records]
+
+
+def message(
+    csv_text: str | None = CSV,
+    *,
+    message_id: str | None = "<m1@buyer.example>",
+    sender: str = "buyer@buyer.example",
+    date: str = "Thu, 01 Jan 2026 10:00:00 +0000",
+    extra: list[tuple[bytes, str, str, str]] = (),
+) -> bytes:
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = "orders@vendor.example"
+    mail["Subject"] = "PO"
+    mail["Date"] = date
+    if message_id:
+        mail["Message-ID"] = message_id
+    mail.set_content("See attachment.\n")
+    if csv_text is not None:
+        mail.add_attachment(csv_text, subtype="csv", filename="po.csv")
+    for data, maintype, subtype, filename in extra:
+        mail.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return mail.as_bytes()
+
+
+# ---------------------------------------------------------------------------- the example inbox
+
+
+def test_example_inbox_yields_the_seven_pos_oldest_message_first(inbox: Path):
+    pos = pos_of(pull(make_source(inbox)))
+    assert [po.po_number for po in pos] == [
+        "ACME-PO-1001",
+        "ACME-PO-1002",
+        "ACME-PO-1003",  # 2026-01-05
+        "INI-7781",  # 2026-02-01
+        "UMB-2026-044",  # 2026-03-01
+        "4500012345",
+        "4500012399",  # 2026-06-20
+        "4500012399",  # 2026-10-15, the revision
+    ]
+
+
+def test_the_later_revision_of_4500012399_comes_after_the_original(inbox: Path):
+    versions = [po for po in pos_of(pull(make_source(inbox))) if po.po_number == "4500012399"]
+    assert [(po.revision, po.lines[0].quantity) for po in versions] == [(1, 10), (2, 24)]
+    assert versions[1].source_updated_at == datetime(2026, 10, 15, 12, 0, tzinfo=UTC)
+    assert versions[0].key == versions[1].key
+
+
+def test_example_inbox_numbers_match_the_scenario(inbox: Path):
+    pos = {po.po_number: po for po in pos_of(pull(make_source(inbox)))}
+
+    def summary(number):
+        po = pos[number]
+        lines = [(ln.line_no, ln.sku, ln.quantity, ln.unit_price.amount) for ln in po.lines]
+        return po.buyer_id, po.currency, po.payment_terms.code, po.term_start, po.term_end, lines
+
+    year = (datetime(2026, 1, 1).date(), datetime(2026, 12, 31).date())
+    globex = (datetime(2026, 7, 1).date(), datetime(2027, 6, 30).date())
+    assert summary("ACME-PO-1001") == (
+        "acme.example",
+        "USD",
+        "NET30",
+        *year,
+        [(1, "PLAN-PRO", 600, Decimal("40.00"))],
+    )
+    assert summary("ACME-PO-1002") == (
+        "acme.example",
+        "USD",
+        "NET30",
+        *year,
+        [(1, "ADDON-SSO", 12, Decimal("10.00"))],
+    )
+    assert summary("ACME-PO-1003") == (
+        "acme.example",
+        "USD",
+        "NET30",
+        *year,
+        [(1, "ADDON-SSO", 12, Decimal("10.00"))],
+    )
+    assert summary("4500012345") == (
+        "globex.example",
+        "EUR",
+        "NET45",
+        *globex,
+        [(1, "CLD-ENT-ANNUAL", 1, Decimal("24000.00"))],
+    )
+    assert summary("INI-7781") == (
+        "initech.example",
+        "USD",
+        "NET30",
+        *year,
+        [(1, "PLAN-PRO", 120, Decimal("45.00")), (2, "ADDON-SSO", 12, Decimal("10.00"))],
+    )
+    assert summary("UMB-2026-044") == (
+        "umbrella.example",
+        "USD",
+        "NET60",
+        *year,
+        [(1, "PLAN-ENT", 12, Decimal("1500.00"))],
+    )
+    acme = pos["ACME-PO-1001"]
+    assert acme.bill_to is not None
+    assert (acme.bill_to.name, acme.bill_to.lines, acme.bill_to.city) == (
+        "Acme Corp",
+        ("100 Main St",),
+        "Springfield",
+    )
+    assert (acme.bill_to.postal_code, acme.bill_to.country) == ("62701", "US")
+    assert pos["4500012345"].lines[0].description == "Jahreslizenz für Müller"
+    assert pos["4500012345"].payment_terms == PaymentTerms(code="NET45", net_days=45)
+
+
+def test_the_bad_initech_row_is_reported_and_the_rest_of_the_po_kept(inbox: Path):
+    batches = pull(make_source(inbox))
+    problems = [p for batch in batches for p in batch.rejections]
+    [problem] = problems
+    assert problem.document == "initech-po.eml#INI-7781.csv"
+    assert problem.location == "row 4"
+    assert problem.field == "Quantity"
+    assert problem.value == "ten"
+    assert problem.reason.startswith("quantity:")
+    [initech] = [b for b in batches if b.document == problem.document]
+    assert [line.line_no for line in initech.records[0].po.lines] == [1, 2]
+
+
+def test_po_carries_message_date_attachment_hash_and_raw_rows(inbox: Path):
+    batches = pull(make_source(inbox))
+    acme = batches[0]
+    assert acme.document == "acme-purchase-orders.eml#acme-pos-2026-01-05.csv"
+    message_id, _, sha = acme.input_key.partition("|")
+    assert message_id == "<20260105091500.1001@acme.example>"
+    record = acme.records[0]
+    assert record.po.raw_sha256 == sha
+    assert record.po.source_updated_at == datetime(2026, 1, 5, 15, 15, tzinfo=UTC)
+    assert record.document == acme.document
+    assert record.raw.splitlines()[0].startswith("PO Number,Line,Supplier Part ID")
+    assert len(record.raw.splitlines()) == 2
+
+
+def test_the_attachment_hash_is_of_the_attachment_bytes(inbox: Path):
+    data = b"PO Number,SKU,Quantity,Unit Price,Currency\r\nP-9,S,1,1,USD\r\n"
+    (inbox / "z.eml").write_bytes(message(extra=[(data, "text", "csv", "bytes.csv")], csv_text=None))
+    [batch] = [b for b in pull(make_source(inbox)) if b.document == "z.eml#bytes.csv"]
+    assert batch.records[0].po.raw_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_processed_inputs_are_skipped(inbox: Path):
+    source = make_source(inbox)
+    first = pull(source)
+    keys = {b.input_key for b in first}
+    assert len(keys) == len(first) == 5
+    assert pull(source, processed=keys) == []
+    acme_key = first[0].input_key
+    again = pull(source, processed=keys - {acme_key})
+    assert [b.input_key for b in again] == [acme_key]
+
+
+def test_the_source_is_a_po_source_that_can_fetch_one_po(inbox: Path):
+    source = make_source(inbox)
+    assert isinstance(source, POSource)
+    assert source.name == "inbox"
+    assert [r.po.revision for r in source.fetch("4500012399")] == [1, 2]
+    assert source.fetch("NO-SUCH-PO") == []
+
+
+# ---------------------------------------------------------------------------- folder layouts
+
+
+def test_a_maildir_is_read_from_cur_and_new_but_not_tmp(tmp_path: Path):
+    maildir = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    files = sorted(EXAMPLE_INBOX.glob("*.eml"))
+    for index, path in enumerate(files):
+        folder = "cur" if index % 2 else "new"
+        shutil.copy(path, maildir / folder / f"17000000{index}.M{index}P1.host:2,S")
+    (maildir / "tmp" / "1700000099.M99P1.host").write_bytes(message(message_id="<in-delivery@x>"))
+    pos = pos_of(pull(make_source(maildir)))
+    assert len(pos) == 8
+    assert "P-1" not in {po.po_number for po in pos}
+
+
+def test_a_plain_folder_reads_only_eml_files(inbox: Path):
+    (inbox / "notes.txt").write_bytes(message(message_id="<notes@x>"))
+    (inbox / ".hidden.eml").write_bytes(message(message_id="<hidden@x>"))
+    assert "P-1" not in {po.po_number for po in pos_of(pull(make_source(inbox)))}
+
+
+def test_relative_maildir_resolves_against_the_base_dir(inbox: Path):
+    config = EmailCsvConfig(name="inbox", type="email-csv", maildir=Path("inbox"))
+    source = EmailCsvSource(config, AdapterContext(base_dir=inbox.parent))
+    assert len(pos_of(pull(source))) == 8
+
+
+def test_a_missing_folder_is_a_config_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="maildir"):
+        make_source(tmp_path / "absent")
+
+
+def test_a_mapping_given_as_a_relative_path(inbox: Path):
+    shutil.copy(
+        Path(__file__).resolve().parents[2] / "mappings" / "csv_default.toml", inbox.parent / "mine.toml"
+    )
+    source = make_source(inbox, mapping="mine.toml")
+    assert source.mapping.name == "mine"
+    assert len(pos_of(pull(source))) == 8
+
+
+def test_an_unknown_mapping_is_a_config_error(inbox: Path):
+    with pytest.raises(ConfigError):
+        make_source(inbox, mapping="no_such_mapping")
+
+
+# ---------------------------------------------------------------------------- message variations
+
+
+def test_message_without_message_id_is_keyed_by_the_file_hash(tmp_path: Path):
+    data = message(message_id=None)
+    (tmp_path / "a.eml").write_bytes(data)
+    [batch] = pull(make_source(tmp_path))
+    file_sha = hashlib.sha256(data).hexdigest()
+    assert batch.input_key.startswith(f"{file_sha}|")
+    assert [po.po_number for po in pos_of([batch])] == ["P-1"]
+
+
+def test_non_csv_attachments_are_ignored(tmp_path: Path):
+    pdf = (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "application", "pdf", "po.pdf")
+    (tmp_path / "a.eml").write_bytes(message(csv_text=None, extra=[pdf]))
+    (tmp_path / "b.eml").write_bytes(message(message_id="<m2@x>", extra=[pdf]))
+    batches = pull(make_source(tmp_path))
+    assert [b.document for b in batches] == ["b.eml#po.csv"]
+
+
+def test_an_excel_typed_attachment_and_a_csv_named_attachment_are_read(tmp_path: Path):
+    data = CSV.encode()
+    extra = [
+        (data.replace(b"P-1", b"P-2"), "application", "vnd.ms-excel", "export"),
+        (data.replace(b"P-1", b"P-3"), "application", "octet-stream", "PO.CSV"),
+    ]
+    (tmp_path / "a.eml").write_bytes(message(csv_text=None, extra=extra))
+    assert [po.po_number for po in pos_of(pull(make_source(tmp_path)))] == ["P-2", "P-3"]
+
+
+def test_the_same_attachment_twice_in_a_message_is_read_once(tmp_path: Path):
+    (tmp_path / "a.eml").write_bytes(message(extra=[(CSV.encode(), "text", "csv", "copy.csv")]))
+    assert len(pull(make_source(tmp_path))) == 1
+
+
+def test_an_undecodable_attachment_is_one_rejected_batch_with_a_key(tmp_path: Path):
+    (tmp_path / "a.eml").write_bytes(
+        message(csv_text=None, extra=[(b"\x00\x81\x8d", "text", "csv", "bin.csv")])
+    )
+    source = make_source(tmp_path)
+    [batch] = pull(source)
+    assert batch.records == []
+    [problem] = batch.rejections
+    assert problem.document == "a.eml#bin.csv"
+    assert "not a readable CSV file" in problem.reason
+    assert batch.input_key.startswith("<m1@buyer.example>|")
+    assert pull(source, processed={batch.input_key}) == []
+
+
+def test_a_file_that_is_not_an_email_is_one_rejected_batch_with_a_key(tmp_path: Path):
+    (tmp_path / "junk.eml").write_bytes(b"")
+    (tmp_path / "ok.eml").write_bytes(message())
+    source = make_source(tmp_path)
+    batches = pull(source)
+    junk = [b for b in batches if b.document == "junk.eml"]
+    assert len(junk) == 1 and junk[0].input_key and junk[0].rejections
+    assert "not an e-mail" in junk[0].rejections[0].reason
+    assert pos_of(batches)[0].po_number == "P-1"
+    assert pull(source, processed={b.input_key for b in batches}) == []
+
+
+def test_messages_are_ordered_by_date_header_in_utc_not_file_name(tmp_path: Path):
+    newer = CSV.replace("1,10.00", "5,10.00")
+    # 23:45Z is later than 00:30+01:00 (23:30Z) although its local day is earlier.
+    (tmp_path / "a.eml").write_bytes(
+        message(newer, message_id="<new@x>", date="Thu, 01 Jan 2026 23:45:00 +0000")
+    )
+    (tmp_path / "b.eml").write_bytes(
+        message(CSV, message_id="<old@x>", date="Fri, 02 Jan 2026 00:30:00 +0100")
+    )
+    assert [po.lines[0].quantity for po in pos_of(pull(make_source(tmp_path)))] == [1, 5]
+
+
+def test_buyer_id_comes_from_the_csv_then_the_sender_map_then_the_domain(tmp_path: Path):
+    (tmp_path / "a.eml").write_bytes(message(message_id="<a@x>", sender="Jo <Jo@EU.Acme.Example>"))
+    (tmp_path / "b.eml").write_bytes(message(message_id="<b@x>", sender="ap@initech.example"))
+    (tmp_path / "c.eml").write_bytes(message(message_id="<c@x>", sender="x@other.example"))
+    with_column = CSV.replace("Currency\n", "Currency,Buyer ID\n").replace("USD\n", "USD,B-1\n")
+    (tmp_path / "d.eml").write_bytes(message(with_column, message_id="<d@x>", sender="x@other.example"))
+    source = make_source(tmp_path, senders={"acme.example": "ACME", "AP@initech.example": "INITECH"})
+    assert [po.buyer_id for po in pos_of(pull(source))] == ["ACME", "INITECH", "other.example", "B-1"]
+
+
+def test_sender_map_prefers_the_address_over_the_domain():
+    senders = {"acme.example": "ACME", "ceo@acme.example": "ACME-CEO"}
+    assert buyer_for("CEO@acme.example", senders) == "ACME-CEO"
+    assert buyer_for("ap@acme.example", senders) == "ACME"
+    assert buyer_for("ap@Globex.Example", senders) == "globex.example"
+
+
+# ---------------------------------------------------------------------------- entry points for the CLI
+
+
+def test_parse_message_file_returns_every_batch_of_one_message():
+    batches = parse_message_file(
+        EXAMPLE_INBOX / "globex-bestellung.eml", load_mapping("csv_default"), source="cli", senders={}
+    )
+    assert [po.po_number for po in pos_of(batches)] == ["4500012345", "4500012399"]
+    assert batches[0].records[0].po.source == "cli"
+
+
+def test_parse_csv_file_reads_a_bare_csv(tmp_path: Path):
+    path = tmp_path / "po.csv"
+    path.write_bytes(("\ufeff" + CSV).encode())
+    batch = parse_csv_file(path, load_mapping("csv_default"), source="cli", buyer_id="acme")
+    assert [(po.po_number, po.buyer_id) for po in pos_of([batch])] == [("P-1", "acme")]
+    assert batch.document == "po.csv"
+    assert batch.input_key == f"po.csv|{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def test_parse_csv_file_reports_a_missing_file(tmp_path: Path):
+    batch = parse_csv_file(tmp_path / "absent.csv", load_mapping("csv_default"), source="cli", buyer_id="")
+    assert batch.records == [] and "cannot read" in batch.rejections[0].reason
