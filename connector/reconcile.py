@@ -342,7 +342,7 @@ def _balance_check(
     total = period.total.amount
     remaining = ledger.remaining(po)
     excess = total - remaining
-    if excess <= 0 or settings.total_for(po.currency).allows(excess, po.total.amount):
+    if excess <= 0 or excess < po.total.amount:
         return
     check.reasons.append(
         Reason(
@@ -575,7 +575,7 @@ def reconcile(
         if po is None or invoice.billing_key in period_keys:
             continue
         if invoice.amount.currency == po.currency:
-            pass
+            ledger.add(po.key, invoice.amount.amount, invoice.line_quantities.items())
     line_index = _LineIndex()
     results: list[MatchResult] = []
     allocations: dict[str, Allocation] = {}

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -44,6 +45,14 @@ class RunContext:
         self.counts[key] = self.counts.get(key, 0) + value
 
 
+def _anchor_sqlite(url: str, base_dir: Path) -> str:
+    """A relative SQLite path is relative to the config file, like every other path in it."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(base_dir / url[len(prefix) :])
+    return url
+
+
 class Connector:
     """One configured installation: state engine, adapters by name, and run bookkeeping."""
 
@@ -52,7 +61,7 @@ class Connector:
         self.settings: Settings = loaded.settings
         self.tenant = self.settings.tenant
         try:
-            self.engine: Engine = make_engine(self.settings.state.url)
+            self.engine: Engine = make_engine(_anchor_sqlite(self.settings.state.url, loaded.base_dir))
         except StateUrlError as exc:
             raise ConfigError(f"state.url: {exc}") from None
         if migrate:

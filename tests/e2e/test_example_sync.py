@@ -1,0 +1,178 @@
+"""The bundled example end to end, through the CLI as cron and support staff run it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.support.cli import copy_example, run_cli
+from tests.support.shared import shared_fixture
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    return copy_example(tmp_path)
+
+
+def invoices(config: Path) -> list[Path]:
+    return sorted((config.parent / "out" / "invoices").glob("*.xml"))
+
+
+def test_first_sync_pushes_matches_and_reports_every_outcome(example: Path) -> None:
+    result = run_cli("sync", "--config", str(example), "--json")
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert summary["invoices_pushed"] >= 3
+    assert summary["mismatch"] >= 1
+    assert summary["missing_po"] >= 1
+    assert summary["unused_po"] >= 1
+    assert summary["quarantined"] >= 1
+    for key in (
+        "run_id",
+        "pos_fetched",
+        "pos_changed",
+        "billing_fetched",
+        "matched",
+        "invoices_planned",
+        "invoices_existing",
+        "invoices_failed",
+        "dead",
+    ):
+        assert key in summary
+    assert len(invoices(example)) == summary["invoices_pushed"]
+
+
+def test_second_sync_pushes_nothing_and_writes_no_file(example: Path) -> None:
+    assert run_cli("sync", "--config", str(example), "--json").code == 0
+    before = {p.name: p.read_bytes() for p in invoices(example)}
+    again = run_cli("sync", "--config", str(example), "--json")
+    assert again.code == 0, again.stderr
+    assert again.json()["invoices_pushed"] == 0
+    assert again.json()["invoices_planned"] == 0
+    assert {p.name: p.read_bytes() for p in invoices(example)} == before
+
+
+def test_every_invoice_file_is_valid_ubl_21(example: Path) -> None:
+    schema = etree.XMLSchema(etree.parse(str(shared_fixture("ubl-2.1/maindoc/UBL-Invoice-2.1.xsd"))))
+    assert run_cli("sync", "--config", str(example)).code == 0
+    files = invoices(example)
+    assert files
+    for path in files:
+        document = etree.parse(str(path))
+        assert schema.validate(document), (path.name, schema.error_log)
+        ns = {"cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"}
+        assert document.find("cac:OrderReference", ns) is not None
+
+
+def test_crash_after_invoice_written_before_recorded_is_recovered_without_duplicate(example: Path) -> None:
+    crashed = run_cli(
+        "sync", "--config", str(example), "--json", env={"PO_CONNECTOR_CRASH_AT": "after-remote-create"}
+    )
+    assert crashed.code == 137
+    written = invoices(example)
+    assert len(written) == 1  # the file exists, its outbox row still says "pushing"
+
+    recovered = run_cli("sync", "--config", str(example), "--json")
+    assert recovered.code == 0, recovered.stderr
+    summary = recovered.json()
+    assert summary["invoices_existing"] == 1  # found by lookup, not written again
+    assert summary["invoices_pushed"] == 3
+    names = [p.name for p in invoices(example)]
+    assert len(names) == len(set(names)) == 4
+    status = run_cli("status", "--config", str(example), "--json").json()
+    assert status["sinks"][0]["outbox"] == {"pushed": 4}
+
+
+def test_inspect_prints_canonical_pos_as_json_lines(example: Path) -> None:
+    message = example.parent / "examples" / "inbox" / "acme-purchase-orders.eml"
+    result = run_cli("inspect", str(message), "--config", str(example))
+    assert result.code == 0, result.stderr
+    pos = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {po["po_number"] for po in pos} == {"ACME-PO-1001", "ACME-PO-1002", "ACME-PO-1003"}
+    assert pos[0]["lines"][0]["unit_price"] == {"amount": "40.00", "currency": "USD"}
+
+
+def test_inspect_of_a_broken_file_exits_1_naming_row_and_column(example: Path) -> None:
+    message = example.parent / "examples" / "inbox" / "initech-po.eml"
+    result = run_cli("inspect", str(message), "--config", str(example))
+    assert result.code == 1
+    assert "row 4" in result.stderr
+    assert "Quantity" in result.stderr and "'ten'" in result.stderr
+    assert "INI-7781" in result.stdout  # the good lines still make the PO
+
+
+def test_report_json_shows_all_five_statuses_with_reasons(example: Path) -> None:
+    assert run_cli("sync", "--config", str(example)).code == 0
+    result = run_cli("report", "--config", str(example), "--format", "json")
+    assert result.code == 0, result.stderr
+    report = result.json()
+    statuses = {row["status"] for row in report["rows"]}
+    assert statuses == {"matched", "mismatch", "missing_po", "unused_po", "ambiguous"}
+    for row in report["rows"]:
+        if row["status"] != "matched":
+            assert row["reasons"], row
+            assert all(reason["code"] and reason["detail"] for reason in row["reasons"])
+    counted = sum(data["count"] for data in report["summary"].values())
+    assert counted == len(report["rows"])
+
+
+def test_html_report_is_self_contained(example: Path, tmp_path: Path) -> None:
+    assert run_cli("sync", "--config", str(example)).code == 0
+    out = tmp_path / "report.html"
+    assert run_cli("report", "--config", str(example), "--format", "html", "--out", str(out)).code == 0
+    page = out.read_text(encoding="utf-8")
+    assert "<table" in page and "price_differs" in page
+    for needle in ("http://", "https://", "<script", "<link", "src="):
+        assert needle not in page
+
+
+def test_bad_config_exits_2_naming_key_and_value(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[state]\nlease_seconds = "soon"\n', encoding="utf-8")
+    result = run_cli("sync", "--config", str(config))
+    assert result.code == 2
+    assert "state.lease_seconds" in result.stderr and "soon" in result.stderr
+
+
+def test_inline_secret_in_config_is_refused_and_masked(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[sources]]\nname = "c"\ntype = "coupa"\nclient_secret = "hunter2-very-secret"\n', encoding="utf-8"
+    )
+    result = run_cli("sync", "--config", str(config))
+    assert result.code == 2
+    assert "client_secret" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_environment_overrides_the_state_url(example: Path, tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere.db"
+    result = run_cli(
+        "sync", "--config", str(example), "--json", env={"PO_CONNECTOR__STATE__URL": f"sqlite:///{db}"}
+    )
+    assert result.code == 0, result.stderr
+    assert db.exists()
+
+
+def test_unknown_adapter_type_exits_2_and_lists_known_ones(example: Path) -> None:
+    text = example.read_text(encoding="utf-8").replace('type = "ubl-files"', 'type = "ubl-filez"')
+    example.write_text(text, encoding="utf-8")
+    result = run_cli("sync", "--config", str(example))
+    assert result.code == 2
+    assert "ubl-filez" in result.stderr and "ubl-files" in result.stderr
+
+
+def test_logs_go_to_stderr_as_json_lines_and_stdout_holds_only_the_summary(example: Path) -> None:
+    result = run_cli("sync", "--config", str(example), "--json")
+    json.loads(result.stdout)  # exactly one JSON document
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all(json.loads(line)["level"] for line in lines)
+
+
+def test_db_upgrade_reports_the_revision(example: Path) -> None:
+    result = run_cli("db", "upgrade", "--config", str(example))
+    assert result.code == 0, result.stderr
+    assert "revision" in result.stdout

@@ -1,0 +1,160 @@
+"""The state store on a real SQLite file: migrations, PO revisions, outbox protocol, leases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from connector.errors import InputProblem, RejectedError
+from connector.model import Money, RemoteRef
+from state import ingest, outbox, runs
+from state.db import current_revision, ensure_schema, head_revision, make_engine
+from state.tables import invoice_outbox, po_revisions
+from tests.support.factories import make_plan, make_po
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    ensure_schema(engine)
+    return engine
+
+
+def test_schema_is_migrated_to_head_and_sqlite_runs_in_wal(engine: Engine) -> None:
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_unchanged_po_costs_no_revision_and_a_change_records_line_diff(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert ingest.store_po(conn, make_po(), "raw", "doc", NOW, None).outcome == "new"
+        assert ingest.store_po(conn, make_po(), "raw", "doc", NOW, None).outcome == "unchanged"
+        later = datetime(2026, 2, 1, tzinfo=UTC)
+        write = ingest.store_po(conn, make_po(quantity="24", updated=later), "raw2", "doc2", NOW, None)
+        assert (write.outcome, write.revision) == ("revised", 2)
+        history = ingest.po_revision_history(conn, "default", "PO-1")
+        assert [h["revision"] for h in history] == [1, 2]
+        assert history[1]["changes"] == [
+            {"line_no": 1, "change": "modified", "fields": {"quantity": ["12", "24"]}}
+        ]
+        assert len(conn.execute(select(po_revisions)).all()) == 2
+
+
+def test_an_older_message_does_not_overwrite_a_newer_revision(engine: Engine) -> None:
+    with engine.begin() as conn:
+        ingest.store_po(conn, make_po(quantity="24", updated=datetime(2026, 3, 1, tzinfo=UTC)), "r", "d", NOW, None)
+        stale = ingest.store_po(conn, make_po(quantity="10", updated=datetime(2026, 1, 1, tzinfo=UTC)), "r", "d", NOW, None)
+        assert stale.outcome == "stale"
+        assert ingest.load_pos(conn, "default")[0].lines[0].quantity == 24
+
+
+def test_same_quarantine_problem_is_stored_once(engine: Engine) -> None:
+    problem = InputProblem("billing", "billing.csv", "row 3", "quantity", "x", "not a number")
+    with engine.begin() as conn:
+        assert ingest.quarantine_problems(conn, "default", "billing", [problem], NOW, None) == 1
+        assert ingest.quarantine_problems(conn, "default", "billing", [problem], NOW, None) == 0
+        assert ingest.count_quarantine(conn, "default") == {"billing": 1}
+
+
+def test_plan_is_stored_once_per_idempotency_key(engine: Engine) -> None:
+    plan = make_plan()
+    with engine.begin() as conn:
+        assert outbox.upsert_plan(conn, plan, NOW) == "planned"
+        assert outbox.upsert_plan(conn, plan, NOW) == "unchanged"
+        assert len(conn.execute(select(invoice_outbox)).all()) == 1
+
+
+def test_changed_plan_after_push_is_flagged_not_recreated(engine: Engine) -> None:
+    plan = make_plan()
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, plan, NOW)
+        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x", total=plan.total), NOW)
+        revised = plan.model_copy(update={"po_revision": 2})
+        assert outbox.upsert_plan(conn, revised, NOW) == "amended"
+        row = conn.execute(select(invoice_outbox)).one()
+        assert row.state == "pushed" and row.amended_after_push and row.po_revision == 1
+
+
+def test_changed_plan_not_yet_sent_is_updated_in_place(engine: Engine) -> None:
+    plan = make_plan()
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, plan, NOW)
+        assert outbox.upsert_plan(conn, make_plan(quantity="3"), NOW) == "updated"
+        assert conn.execute(select(invoice_outbox.c.amount)).scalar_one() == Money.of("300.00", "USD").amount
+
+
+def test_a_claimed_row_is_not_claimed_again_until_its_lease_expires(engine: Engine) -> None:
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, make_plan(), NOW)
+        first = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        assert len(first) == 1 and not first[0].uncertain
+        assert outbox.claim_due(conn, tenant="default", sink="files", owner="r2", now=NOW, lease_seconds=60, limit=10) == []
+        later = NOW + timedelta(seconds=61)
+        [again] = outbox.claim_due(conn, tenant="default", sink="files", owner="r2", now=later, lease_seconds=60, limit=10)
+        assert again.uncertain  # r1 may have sent it before dying: look it up first
+        assert again.attempts == 2
+
+
+def test_rows_of_a_reaped_run_are_claimable_at_once(engine: Engine) -> None:
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, make_plan(), NOW)
+        outbox.claim_due(conn, tenant="default", sink="files", owner="dead-run", now=NOW, lease_seconds=600, limit=10)
+        assert outbox.expire_leases_of(conn, ["dead-run"], NOW) == 1
+        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r2", now=NOW, lease_seconds=60, limit=10)
+        assert item.uncertain
+
+
+def test_rejected_row_goes_dead_with_provider_message_and_replay_brings_it_back(engine: Engine) -> None:
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, make_plan(), NOW)
+        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        error = RejectedError("Customer CUST-ACME unknown", status=400, correlation_id="tid-123")
+        outbox.mark_failed(conn, item.idempotency_key, "r1", error, NOW, dead=True)
+        [dead] = outbox.list_rows(conn, "default", state="dead")
+        assert dead["last_error"] == "Customer CUST-ACME unknown" and dead["correlation_id"] == "tid-123"
+        assert outbox.replay(conn, "default", NOW, dead=True) == [item.idempotency_key]
+        assert outbox.list_rows(conn, "default", state="planned")
+
+
+def test_remote_total_differing_by_a_cent_is_flagged(engine: Engine) -> None:
+    plan = make_plan()
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, plan, NOW)
+        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        wrong = Money(amount=plan.total.amount - Money.of("0.01", "USD").amount, currency="USD")
+        outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x", total=wrong), NOW)
+        [flagged] = outbox.list_rows(conn, "default", flagged=True)
+        assert flagged["total_mismatch"]
+
+
+def test_lease_is_exclusive_until_it_expires(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert runs.acquire_lease(conn, "sync:default", "run-a", NOW, 60)[0]
+        acquired, holder, _ = runs.acquire_lease(conn, "sync:default", "run-b", NOW, 60)
+        assert not acquired and holder is not None and holder.owner == "run-a"
+        acquired, _, reaped = runs.acquire_lease(conn, "sync:default", "run-b", NOW + timedelta(seconds=61), 60)
+        assert acquired and reaped == "run-a"
+
+
+def test_lease_of_a_dead_local_process_is_taken_over_at_once(engine: Engine) -> None:
+    with engine.begin() as conn:
+        runs.acquire_lease(conn, "sync:default", "run-a", NOW, 600)
+        conn.execute(runs.leases.update().values(pid=2**22 + 12345))  # no such process
+        acquired, _, reaped = runs.acquire_lease(conn, "sync:default", "run-b", NOW, 600)
+        assert acquired and reaped == "run-a"
+
+
+def test_cursor_round_trips(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert ingest.get_cursor(conn, "default", "coupa") is None
+        ingest.set_cursor(conn, "default", "coupa", {"updated_at": "2026-11-01T00:00:00+00:00"}, NOW)
+        ingest.set_cursor(conn, "default", "coupa", {"updated_at": "2026-11-02T00:00:00+00:00"}, NOW)
+        assert ingest.get_cursor(conn, "default", "coupa") == {"updated_at": "2026-11-02T00:00:00+00:00"}

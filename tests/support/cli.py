@@ -1,0 +1,48 @@
+"""Run the po-connector CLI as a user does: a separate process on a copy of the example."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    """What a CLI process left behind."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def copy_example(target: Path) -> Path:
+    """A private copy of the bundled example (config, inbox, billing, maps); returns the config."""
+    shutil.copytree(REPO / "examples", target / "examples")
+    shutil.copy(REPO / "config.example.toml", target / "config.toml")
+    return target / "config.toml"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Result:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PO_CONNECTOR")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -1,0 +1,73 @@
+"""The canonical model: exact money, currencies, UTC times and consistent POs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from connector.currency import minor_unit_exponent
+from connector.model import Money, POLine, PurchaseOrder
+from tests.support.factories import make_plan, make_po
+
+
+def test_money_refuses_floats() -> None:
+    with pytest.raises(ValidationError, match="float"):
+        Money(amount=0.1, currency="USD")  # type: ignore[arg-type]
+
+
+def test_money_refuses_unknown_currency() -> None:
+    with pytest.raises(ValidationError, match="ISO 4217"):
+        Money.of("1", "XYZ")
+
+
+def test_money_arithmetic_is_exact_and_refuses_mixed_currencies() -> None:
+    total = Money.of("0.10", "USD") + Money.of("0.20", "USD")
+    assert total.amount == Decimal("0.30")
+    with pytest.raises(ValueError, match="USD with EUR"):
+        _ = Money.of("1", "USD") + Money.of("1", "EUR")
+
+
+@pytest.mark.parametrize(("currency", "amount", "expected"), [("JPY", "1234.5", "1235"), ("KWD", "1.2345", "1.235"), ("USD", "2.005", "2.01")])
+def test_quantized_rounds_half_up_at_the_currency_exponent(currency: str, amount: str, expected: str) -> None:
+    assert Money.of(amount, currency).quantized().amount == Decimal(expected)
+
+
+def test_exponents_of_zero_two_and_three_decimal_currencies() -> None:
+    assert [minor_unit_exponent(c) for c in ("JPY", "USD", "KWD", "CLF")] == [0, 2, 3, 4]
+
+
+def test_po_total_is_sum_of_lines() -> None:
+    assert make_po(quantity="12", price="100.00").total == Money.of("1200.00", "USD")
+
+
+def test_po_refuses_a_line_in_another_currency() -> None:
+    with pytest.raises(ValidationError, match="line 1 is in EUR"):
+        PurchaseOrder(
+            source="s",
+            external_id="1",
+            po_number="1",
+            currency="USD",
+            lines=(POLine(line_no=1, sku="A", quantity=Decimal(1), unit_price=Money.of("1", "EUR")),),
+        )
+
+
+def test_naive_datetimes_are_refused_and_aware_ones_become_utc() -> None:
+    with pytest.raises(ValidationError, match="no timezone"):
+        make_po(updated=datetime(2026, 1, 1))  # noqa: DTZ001
+    po = make_po(updated=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))))
+    assert po.source_updated_at is not None and po.source_updated_at.hour == 10
+
+
+def test_term_must_not_end_before_it_starts() -> None:
+    with pytest.raises(ValidationError, match="before it starts"):
+        make_po().model_copy(update={}).model_validate(
+            {**make_po().model_dump(), "term_start": date(2026, 5, 1), "term_end": date(2026, 4, 1)}
+        )
+
+
+def test_invoice_plan_total_uses_quantized_line_amounts() -> None:
+    plan = make_plan(price="0.333", quantity="3")
+    assert plan.total == Money.of("1.00", "USD")
