@@ -115,7 +115,7 @@ def pass_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--json", "json_", is_flag=True, help="Machine-readable summary on stdout.")
     @click.option("-q", "--quiet", "quiet_", is_flag=True, help="Only errors on stderr.")
     @click.option("-v", "--verbose", "verbose_", is_flag=True, help="Debug logs on stderr.")
-    @click.pass_context
+    @click.pass_context  # type: ignore[arg-type]  # the wrapper adds the global options
     @functools.wraps(command)
     def wrapper(
         ctx: click.Context, config_: str | None, json_: bool, quiet_: bool, verbose_: bool, **kwargs: Any
@@ -188,7 +188,8 @@ def _human_status(data: dict[str, Any]) -> str:
     last = data["last_run"]
     if last:
         lines.append(
-            f"last run {last['id']} {last['command']} {last['status']} (exit {last['exit_code']}) at {last['started_at']}"
+            f"last run {last['id']} {last['command']} {last['status']} "
+            f"(exit {last['exit_code']}) at {last['started_at']}"
         )
     for source in data["sources"]:
         lines.append(
@@ -302,7 +303,7 @@ def adapters_list(options: Options) -> None:
     """Every adapter found through the po_connector.adapters entry points."""
     from connector.registry import discover
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, info in discover().items():
         rows.append(
             {

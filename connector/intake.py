@@ -34,15 +34,15 @@ def commit_source_batch(
     """Store one batch atomically and count what it did."""
     now = run.started_at
     with app.engine.begin() as conn:
-        if batch.input_key and not ingest.mark_processed(
+        fresh = not batch.input_key or ingest.mark_processed(
             conn, app.tenant, source, batch.input_key, batch.document, now, run.run_id
-        ):
-            if not force:
-                log.info(
-                    "input already processed by another run",
-                    extra={"source": source, "input": batch.document},
-                )
-                return
+        )
+        if not fresh and not force:
+            log.info(
+                "input already processed by another run",
+                extra={"source": source, "input": batch.document},
+            )
+            return
         for record in batch.records:
             _store(conn, app, run, record, force=force)
         run.add(

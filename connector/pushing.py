@@ -142,14 +142,14 @@ class SinkPusher:
             return
         seen = set()
         for outcome in outcomes:
-            item = by_key.get(outcome.idempotency_key)
-            if item is None:
+            claimed = by_key.get(outcome.idempotency_key)
+            if claimed is None:
                 continue
             seen.add(outcome.idempotency_key)
             if outcome.ref is not None:
-                self._pushed(item, outcome.ref)
+                self._pushed(claimed, outcome.ref)
             else:
-                self._failed(item, outcome.error or UncertainError("the sink returned no outcome"))
+                self._failed(claimed, outcome.error or UncertainError("the sink returned no outcome"))
         for key, item in by_key.items():
             if key not in seen:
                 self._failed(

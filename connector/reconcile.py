@@ -342,7 +342,7 @@ def _balance_check(
     total = period.total.amount
     remaining = ledger.remaining(po)
     excess = total - remaining
-    if excess <= 0 or excess < po.total.amount:
+    if excess <= 0 or settings.total_for(po.currency).allows(excess, po.total.amount):
         return
     check.reasons.append(
         Reason(

@@ -139,7 +139,8 @@ def render_html(report: dict[str, Any]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         f"<title>PO reconciliation — {esc(report['tenant'])}</title><style>{_STYLE}</style></head><body>",
         f"<h1>PO reconciliation — {esc(report['tenant'])}</h1>",
         f"<p>Generated {esc(report['generated_at'])}</p>",
@@ -163,7 +164,8 @@ def render_html(report: dict[str, Any]) -> str:
         )
         invoice = f"{row['invoice_number']} ({row['invoice_state']})" if row["invoice_number"] else ""
         parts.append(
-            f'<tr><td class="{esc(row["status"])}">{esc(row["status"])}</td><td>{esc(row["customer_ref"])}</td>'
+            f'<tr><td class="{esc(row["status"])}">{esc(row["status"])}</td>'
+            f"<td>{esc(row['customer_ref'])}</td>"
             f"<td>{esc(row['po_number'])}</td><td>{esc(period)}</td>"
             f'<td class="num">{esc(row["amount"])} {esc(row["currency"])}</td><td>{esc(invoice)}</td>'
             f"<td>{notes}</td></tr>"

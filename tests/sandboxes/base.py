@@ -75,17 +75,21 @@ class FaultPlan:
 
     def __init__(self, seed: int = 7) -> None:
         self._queue: list[tuple[Callable[[Request], bool], Fault]] = []
-        self._random = random.Random(seed)  # noqa: S311 - reproducible test faults
+        self._random = random.Random(seed)
         self.rate = 0.0
         self.choices: list[Fault] = []
         self.matches: Callable[[Request], bool] = lambda request: True
         self._lock = threading.Lock()
 
-    def queue(self, fault: Fault, matches: Callable[[Request], bool] = lambda r: True, times: int = 1) -> None:
+    def queue(
+        self, fault: Fault, matches: Callable[[Request], bool] = lambda r: True, times: int = 1
+    ) -> None:
         with self._lock:
             self._queue.extend([(matches, fault)] * times)
 
-    def random(self, rate: float, choices: list[Fault], matches: Callable[[Request], bool] | None = None) -> None:
+    def random(
+        self, rate: float, choices: list[Fault], matches: Callable[[Request], bool] | None = None
+    ) -> None:
         with self._lock:
             self.rate = rate
             self.choices = choices
@@ -218,7 +222,7 @@ class Sandbox:
             handler.close_connection = True
             return
         if fault.kind == "truncate":
-            payload = (reply.payload() if reply else b'{"partial": true, "more": "')[: 10]
+            payload = (reply.payload() if reply else b'{"partial": true, "more": "')[:10]
             handler.send_response(200)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload) + 100))

@@ -1,0 +1,466 @@
+"""The `cxml-invoice` sink: a PO-backed cXML InvoiceDetailRequest posted back to the buyer.
+
+This is how a supplier invoices a Coupa (or Ariba-style) buyer over cXML: one
+`InvoiceDetailRequest` per plan, POSTed as `text/xml` to the buyer's invoice URL (Coupa:
+`https://<instance>.coupahost.com/cxml/invoices`), answered synchronously by a cXML `Response`
+whose `Status@code` says what happened (the HTTP status may say it too, or stay 200).
+
+Exactly once: the buyer refuses an invoice number it already holds for this supplier (Coupa
+answers 417 "invoice number has already been used for this supplier"). That answer means the
+invoice was delivered earlier, so it resolves as `already_existed`, not as a failure. The
+payloadID is derived from the idempotency key, so a re-sent document keeps it as cXML asks.
+
+cXML has no call to ask the buyer which invoices it holds, so `find()` reads the local archive:
+each document the buyer accepted (or answered as a duplicate) is kept in `archive_dir` under
+its invoice number, with the shared secret masked. A document whose outcome was unclear is not
+in the archive; re-sending it is safe because the buyer answers the duplicate number.
+The buyer reports no invoice id or total, so a RemoteRef carries the document's payloadID and the
+DueAmount as sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import ClassVar, Literal
+from urllib.parse import urlsplit
+
+import requests
+from lxml import etree
+from pydantic import Field, field_validator, model_validator
+
+from adapters.safe_xml import parse_xml
+from adapters.ubl import format_amount, format_price
+from adapters.ubl_files import invoice_file_name
+from connector.errors import (
+    ConfigError,
+    InputError,
+    RejectedError,
+    RemoteError,
+    UncertainError,
+)
+from connector.http import HttpClient, RetryPolicy
+from connector.model import Address, InvoiceLine, InvoicePlan, Money, RemoteRef, utcnow
+from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
+from connector.redact import MASK
+from connector.secrets import resolve_secret
+
+CXML_VERSION = "1.2.037"
+DOCTYPE = f'<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/schemas/cXML/{CXML_VERSION}/InvoiceDetail.dtd">'
+_ALREADY_USED = re.compile(
+    r"invoice\s+(number|id)\b.*\balready\s+(been\s+)?(used|exists|submitted)|duplicate\s+invoice",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class CxmlInvoiceConfig(AdapterConfig):
+    """The buyer's invoice URL, both parties' cXML credentials and where sent documents are kept."""
+
+    type: str = "cxml-invoice"
+    url: str
+    from_domain: str = Field(min_length=1)  # the supplier (us)
+    from_identity: str = Field(min_length=1)
+    to_domain: str = Field(min_length=1)  # the buyer
+    to_identity: str = Field(min_length=1)
+    sender_domain: str = Field(min_length=1)
+    sender_identity: str = Field(min_length=1)
+    shared_secret_env: str | None = None
+    shared_secret_file: Path | None = None
+    deployment_mode: Literal["production", "test"] = "production"
+    archive_dir: Path
+    user_agent: str = "po-connector 0.1"
+    language: str = "en-US"
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"must be an http(s) URL such as https://acme.coupahost.com/cxml/invoices, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> CxmlInvoiceConfig:
+        if not self.shared_secret_env and not self.shared_secret_file:
+            raise ValueError("set shared_secret_env or shared_secret_file")
+        return self
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The cXML Header: who sends, to whom, and the secret that proves it."""
+
+    from_domain: str
+    from_identity: str
+    to_domain: str
+    to_identity: str
+    sender_domain: str
+    sender_identity: str
+    shared_secret: str
+    user_agent: str = "po-connector 0.1"
+
+
+@dataclass(frozen=True)
+class CxmlStatus:
+    """The `Status` of a cXML Response: code, text and the element's own content."""
+
+    code: int
+    text: str
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.code} {self.text}" + (f": {self.detail}" if self.detail else "")
+
+
+class DuplicateInvoiceAnswer(RejectedError):
+    """The buyer already holds this invoice number: the invoice was delivered before."""
+
+
+def payload_id(plan: InvoicePlan) -> str:
+    """The document's payloadID: the same for every send of the plan, as cXML asks of retries."""
+    return f"{plan.idempotency_key[:32]}.{plan.invoice_number}@po-connector"
+
+
+# -- rendering ---------------------------------------------------------------------------------
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attributes: str) -> etree._Element:
+    element = etree.SubElement(parent, tag, attributes)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _lang(parent: etree._Element, tag: str, text: str, language: str) -> etree._Element:
+    element = _sub(parent, tag, text)
+    element.set("{http://www.w3.org/XML/1998/namespace}lang", language)
+    return element
+
+
+def _money(parent: etree._Element, tag: str, money: Money, *, price: bool = False) -> None:
+    text = format_price(money) if price else format_amount(money)
+    _sub(_sub(parent, tag), "Money", text, currency=money.currency)
+
+
+def _timestamp(day: date) -> str:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
+
+
+def _quantity(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _credential(parent: etree._Element, domain: str, identity: str) -> etree._Element:
+    credential = _sub(parent, "Credential", domain=domain)
+    _sub(credential, "Identity", identity)
+    return credential
+
+
+def _bill_to(header: etree._Element, plan: InvoicePlan, language: str) -> None:
+    address: Address = plan.bill_to or Address()
+    contact = _sub(_sub(header, "InvoicePartner"), "Contact", role="billTo")
+    _lang(contact, "Name", address.name or plan.customer_name or plan.customer_ref, language)
+    if address.lines and address.city and address.country:
+        postal = _sub(contact, "PostalAddress")
+        for street in address.lines:
+            _sub(postal, "Street", street)
+        _sub(postal, "City", address.city)
+        if address.region:
+            _sub(postal, "State", address.region)
+        if address.postal_code:
+            _sub(postal, "PostalCode", address.postal_code)
+        _sub(postal, "Country", address.country, isoCountryCode=address.country)
+    if address.email:
+        _sub(contact, "Email", address.email)
+
+
+def _item(order: etree._Element, line: InvoiceLine, language: str) -> None:
+    item = _sub(
+        order, "InvoiceDetailItem", invoiceLineNumber=str(line.line_no), quantity=_quantity(line.quantity)
+    )
+    _sub(item, "UnitOfMeasure", line.unit_of_measure)  # echoed exactly as the PO had it
+    _money(item, "UnitPrice", line.unit_price, price=True)
+    # Coupa accepts a blank PO line number and matches the line by part number and unit.
+    reference = _sub(
+        item,
+        "InvoiceDetailItemReference",
+        lineNumber=str(line.po_line_no) if line.po_line_no is not None else "",
+    )
+    _sub(_sub(reference, "ItemID"), "SupplierPartID", line.supplier_part_id or line.sku)
+    if line.description:
+        _lang(reference, "Description", line.description, language)
+    _money(item, "SubtotalAmount", line.amount)
+    if line.service_start is not None:
+        _sub(item, "Extrinsic", line.service_start.isoformat(), name="serviceStartDate")
+    if line.service_end is not None:
+        _sub(item, "Extrinsic", line.service_end.isoformat(), name="serviceEndDate")
+
+
+def render_invoice_request(
+    plan: InvoicePlan,
+    credentials: Credentials,
+    *,
+    timestamp: datetime,
+    deployment_mode: str = "production",
+    language: str = "en-US",
+) -> bytes:
+    """The plan as a cXML InvoiceDetailRequest, valid against InvoiceDetail.dtd 1.2.037."""
+    root = etree.Element(
+        "cXML",
+        payloadID=payload_id(plan),
+        timestamp=timestamp.astimezone(UTC).isoformat(timespec="seconds"),
+        version=CXML_VERSION,
+    )
+    root.set("{http://www.w3.org/XML/1998/namespace}lang", language)
+    header = _sub(root, "Header")
+    _credential(_sub(header, "From"), credentials.from_domain, credentials.from_identity)
+    _credential(_sub(header, "To"), credentials.to_domain, credentials.to_identity)
+    sender = _sub(header, "Sender")
+    sender_credential = _credential(sender, credentials.sender_domain, credentials.sender_identity)
+    _sub(sender_credential, "SharedSecret", credentials.shared_secret)
+    _sub(sender, "UserAgent", credentials.user_agent)
+
+    request = _sub(_sub(root, "Request", deploymentMode=deployment_mode), "InvoiceDetailRequest")
+    head = _sub(
+        request,
+        "InvoiceDetailRequestHeader",
+        invoiceID=plan.invoice_number,
+        purpose="standard",
+        operation="new",
+        invoiceDate=_timestamp(plan.issue_date),
+    )
+    _sub(head, "InvoiceDetailHeaderIndicator")
+    _sub(head, "InvoiceDetailLineIndicator")
+    _bill_to(head, plan, language)
+    if plan.payment_terms is not None:
+        _sub(head, "PaymentTerm", payInNumberOfDays=str(plan.payment_terms.net_days))
+    _sub(head, "Period", startDate=_timestamp(plan.period_start), endDate=_timestamp(plan.period_end))
+    if plan.memo:
+        _lang(head, "Comments", plan.memo, language)
+
+    order = _sub(request, "InvoiceDetailOrder")
+    # Coupa's own samples carry the PO number as the DocumentReference payloadID as well.
+    reference = _sub(_sub(order, "InvoiceDetailOrderInfo"), "OrderReference", orderID=plan.po_number)
+    _sub(reference, "DocumentReference", payloadID=plan.po_number)
+    for line in plan.lines:
+        _item(order, line, language)
+
+    total = plan.total.quantized()
+    summary = _sub(request, "InvoiceDetailSummary")
+    _money(summary, "SubtotalAmount", total)
+    tax = _sub(summary, "Tax")
+    _sub(tax, "Money", format_amount(Money.zero(plan.currency)), currency=plan.currency)
+    _lang(tax, "Description", "No tax", language)
+    _money(summary, "NetAmount", total)
+    _money(summary, "DueAmount", total)
+    body: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", doctype=DOCTYPE)
+    return body
+
+
+# -- reading answers and archived documents ---------------------------------------------------
+def read_status(body: bytes, *, document: str = "buyer response") -> CxmlStatus | None:
+    """The Status of a cXML Response, or None when the body is not one."""
+    try:
+        root = parse_xml(body, source="cxml-invoice", document=document)
+    except InputError:
+        return None
+    status = root.find("Response/Status")
+    if status is None:
+        return None
+    try:
+        code = int(status.get("code", ""))
+    except ValueError:
+        return None
+    return CxmlStatus(
+        code=code, text=status.get("text", ""), detail=" ".join("".join(status.itertext()).split())
+    )
+
+
+def is_already_used(status: CxmlStatus) -> bool:
+    """True when the buyer refuses the invoice number because it already holds it."""
+    return 400 <= status.code < 500 and bool(_ALREADY_USED.search(f"{status.text} {status.detail}"))
+
+
+def read_archived(data: bytes, *, document: str) -> tuple[str, Money | None]:
+    """The payloadID and DueAmount of an archived InvoiceDetailRequest."""
+    root = parse_xml(data, source="cxml-invoice", document=document)
+    money = root.find("Request/InvoiceDetailRequest/InvoiceDetailSummary/DueAmount/Money")
+    total = None
+    if money is not None:
+        with contextlib.suppress(InvalidOperation, ValueError):
+            total = Money(amount=Decimal((money.text or "").strip()), currency=money.get("currency", ""))
+    return root.get("payloadID", ""), total
+
+
+# -- the sink ----------------------------------------------------------------------------------
+class CxmlInvoiceSink:
+    """Posts each plan to the buyer as a cXML InvoiceDetailRequest, exactly once per number."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.SINK
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP})
+    Config: ClassVar[type[AdapterConfig]] = CxmlInvoiceConfig
+
+    def __init__(
+        self,
+        config: CxmlInvoiceConfig,
+        context: AdapterContext,
+        *,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._log = context.logger
+        secret_file = config.shared_secret_file
+        if secret_file is not None and not secret_file.is_absolute():
+            secret_file = context.base_dir / secret_file
+        secret = resolve_secret(
+            env=config.shared_secret_env, file=secret_file, key=f"{config.name}.shared_secret"
+        )
+        self.credentials = Credentials(
+            from_domain=config.from_domain,
+            from_identity=config.from_identity,
+            to_domain=config.to_domain,
+            to_identity=config.to_identity,
+            sender_domain=config.sender_domain,
+            sender_identity=config.sender_identity,
+            shared_secret=secret,
+            user_agent=config.user_agent,
+        )
+        archive = (
+            config.archive_dir if config.archive_dir.is_absolute() else context.base_dir / config.archive_dir
+        )
+        try:
+            archive.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"sink {config.name!r}: archive_dir {str(archive)!r} cannot be created: {exc}"
+            ) from exc
+        self.archive_dir = archive
+        self.client = HttpClient(
+            config.url,
+            name=f"cxml-invoice:{config.name}",
+            timeout=(config.connect_timeout, config.read_timeout),
+            retry=retry,
+            headers={"Accept": "text/xml"},
+            classify=self._classify,
+            session=session,
+        )
+
+    def archive_path(self, plan: InvoicePlan) -> Path:
+        """Where the accepted document of this plan is kept."""
+        return self.archive_dir / invoice_file_name(plan.invoice_number)
+
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        """Plans whose invoice the buyer accepted, from the archive of accepted documents."""
+        found: dict[str, RemoteRef] = {}
+        for plan in plans:
+            path = self.archive_path(plan)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                remote_id, total = read_archived(data, document=str(path))
+            except InputError as exc:
+                # The buyer accepted it (it is archived), so it must not be sent as new again.
+                self._log.warning("archived invoice %s is unreadable: %s", path, exc)
+                remote_id, total = payload_id(plan), None
+            found[plan.idempotency_key] = RemoteRef(
+                remote_id=remote_id, invoice_number=plan.invoice_number, total=total, already_existed=True
+            )
+        return found
+
+    def render(self, plan: InvoicePlan, *, timestamp: datetime | None = None, masked: bool = False) -> bytes:
+        """The plan's InvoiceDetailRequest; `masked` replaces the shared secret for the archive."""
+        credentials = self.credentials
+        if masked:
+            credentials = dataclasses.replace(credentials, shared_secret=MASK)
+        return render_invoice_request(
+            plan,
+            credentials,
+            timestamp=timestamp or utcnow(),
+            deployment_mode=self.config.deployment_mode,
+            language=self.config.language,
+        )
+
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        """Post the invoice; a duplicate-number answer resolves as delivered before."""
+        if not plan.invoice_number:
+            raise RejectedError(f"plan {plan.idempotency_key} has an empty invoice number")
+        timestamp = utcnow()
+        document = self.render(plan, timestamp=timestamp)
+        already = False
+        try:
+            self.client.request(
+                "POST",
+                self.config.url,
+                data=document,
+                headers={"Content-Type": "text/xml; charset=UTF-8"},
+                idempotent=False,
+            )
+        except DuplicateInvoiceAnswer as answer:
+            self._log.info("buyer already holds invoice %s: %s", plan.invoice_number, answer.message)
+            already = True
+        self._archive(plan, self.render(plan, timestamp=timestamp, masked=True))
+        return RemoteRef(
+            remote_id=payload_id(plan),
+            invoice_number=plan.invoice_number,
+            total=plan.total.quantized(),
+            already_existed=already,
+        )
+
+    def _classify(self, response: requests.Response) -> RemoteError | None:
+        status = read_status(response.content)
+        if status is None:
+            if response.status_code in (401, 403):
+                # The credentials travel in the document, so there is nothing to refresh.
+                return RejectedError(
+                    f"{self.name}: buyer refused our credentials ({response.status_code})",
+                    status=response.status_code,
+                )
+            if response.status_code < 300:
+                return UncertainError(
+                    f"{self.name}: buyer answered {response.status_code} without a readable cXML Status",
+                    status=response.status_code,
+                )
+            return None  # no cXML body: the HTTP status decides
+        message = f"{self.name}: buyer answered {status.describe()}"
+        code = str(status.code)
+        if 200 <= status.code < 300:
+            return None
+        if is_already_used(status):
+            return DuplicateInvoiceAnswer(message, status=status.code, provider_code=code)
+        if 400 <= status.code < 500:
+            return RejectedError(message, status=status.code, provider_code=code)
+        return UncertainError(message, status=status.code, provider_code=code)
+
+    def _archive(self, plan: InvoicePlan, document: bytes) -> None:
+        path = self.archive_path(plan)
+        temp: str | None = None
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.archive_dir, prefix=f".{path.stem}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(document)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except OSError as exc:
+            # Delivery is what counts; without the archive a later find() misses the invoice
+            # and a re-send is answered as a duplicate number, which resolves the same way.
+            self._log.error(
+                "invoice %s was delivered but not archived at %s: %s", plan.invoice_number, path, exc
+            )
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)

@@ -1,0 +1,150 @@
+"""The `cxml` PO source: cXML OrderRequests from the receiver's spool and/or a folder of files.
+
+Every document becomes one batch whose input key is ``cxml|<payloadID>``, so each document is
+processed once however often it is listed (a buyer's retry has the same payloadID and was stored
+once anyway). Documents are read oldest first: an update then lands after the order it changes.
+Orders sent with ``deploymentMode="test"`` are refused unless `include_test_orders` is set, so a
+buyer's test order never becomes a real invoice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from hashlib import sha256
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import model_validator
+
+from adapters.cxml_order import parse_order_request, redact_shared_secrets
+from adapters.cxml_receiver import CxmlBuyerConfig
+from adapters.cxml_spool import CxmlSpool
+from connector.errors import ConfigError, InputError, InputProblem
+from connector.ports import (
+    AdapterConfig,
+    AdapterContext,
+    AdapterKind,
+    Capability,
+    PullContext,
+    SourceBatch,
+    SourceRecord,
+)
+
+
+class CxmlSourceConfig(AdapterConfig):
+    """Where received cXML orders are read from, and (for the receiver) who may send them."""
+
+    type: str = "cxml"
+    spool_dir: Path | None = None
+    folder: Path | None = None
+    buyer_id: str = ""  # empty: the From identity of each document
+    include_test_orders: bool = False
+    buyers: tuple[CxmlBuyerConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _has_a_place(self) -> CxmlSourceConfig:
+        if self.spool_dir is None and self.folder is None:
+            raise ValueError("set spool_dir, folder or both")
+        return self
+
+
+def parse_cxml_file(
+    path: Path,
+    *,
+    source: str,
+    tenant: str = "default",
+    buyer_id: str = "",
+    include_test_orders: bool = True,
+) -> SourceBatch:
+    """One cXML OrderRequest file as a batch: its PO, or the problems that kept it out."""
+    document = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        # No input key: a file that cannot be read now is tried again on the next run.
+        problem = InputProblem(source, document, "", "file", "", f"cannot be read: {exc.strerror}")
+        return SourceBatch(rejections=[problem], document=document)
+    content_key = f"cxml|sha256:{sha256(data).hexdigest()}"
+    try:
+        order = parse_order_request(data, source=source, document=document, tenant=tenant, buyer_id=buyer_id)
+    except InputError as exc:
+        return SourceBatch(rejections=[exc.problem], input_key=content_key, document=document)
+    input_key = f"cxml|{order.payload_id}" if order.payload_id else content_key
+    if order.deployment_mode == "test" and not include_test_orders:
+        problem = InputProblem(
+            source, document, "", "Request@deploymentMode", "test", "a test order; include_test_orders is off"
+        )
+        return SourceBatch(rejections=[problem], input_key=input_key, document=document)
+    records = []
+    if order.po is not None:
+        # The raw payload is kept in the state database, where a secret must never go.
+        raw = redact_shared_secrets(data.decode("utf-8", errors="replace"))
+        records.append(SourceRecord(po=order.po, raw=raw, document=document))
+    return SourceBatch(
+        records=records,
+        rejections=list(order.problems),
+        input_key=input_key,
+        document=document,
+    )
+
+
+class CxmlSource:
+    """Reads cXML OrderRequests stored by the receiver (spool) or dropped in a folder."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE})
+    Config: ClassVar[type[AdapterConfig]] = CxmlSourceConfig
+
+    def __init__(self, config: CxmlSourceConfig, context: AdapterContext) -> None:
+        self.name = config.name
+        self._tenant = context.tenant
+        self._buyer_id = config.buyer_id
+        self._include_test_orders = config.include_test_orders
+        self.spool = CxmlSpool(self._resolve(config.spool_dir, context)) if config.spool_dir else None
+        self.folder = self._resolve(config.folder, context) if config.folder else None
+        if self.folder is not None and not self.folder.is_dir():
+            raise ConfigError(f"source {config.name!r}: folder {str(self.folder)!r} is not a directory")
+
+    @staticmethod
+    def _resolve(path: Path, context: AdapterContext) -> Path:
+        return path if path.is_absolute() else context.base_dir / path
+
+    def documents(self) -> list[Path]:
+        """Every document of the spool and the folder, oldest first."""
+        paths = self.spool.list() if self.spool else []
+        if self.folder is not None:
+            paths += [
+                p
+                for p in self.folder.iterdir()
+                if p.suffix.lower() == ".xml" and not p.name.startswith(".") and p.is_file()
+            ]
+        return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def pull(self, context: PullContext) -> Iterator[SourceBatch]:
+        """One batch per document not processed before, oldest first."""
+        seen: set[str] = set()
+        for path in self.documents():
+            batch = self._read(path)
+            if batch.input_key is not None:
+                if batch.input_key in seen or context.is_processed(batch.input_key):
+                    continue
+                seen.add(batch.input_key)
+            yield batch
+
+    def fetch(self, po_number: str) -> list[SourceRecord]:
+        """Every stored revision of the PO with this number, oldest first."""
+        return [
+            record
+            for path in self.documents()
+            for record in self._read(path).records
+            if record.po.po_number == po_number
+        ]
+
+    def _read(self, path: Path) -> SourceBatch:
+        return parse_cxml_file(
+            path,
+            source=self.name,
+            tenant=self._tenant,
+            buyer_id=self._buyer_id,
+            include_test_orders=self._include_test_orders,
+        )

@@ -1,0 +1,528 @@
+"""The `quickbooks` invoice sink: QuickBooks Online Accounting API v3 invoices, exactly once.
+
+Our invoice number is the invoice's `DocNumber` (unique in QuickBooks, at most 21 characters)
+and the customer's PO number goes in a string custom field. Every write carries a `requestid`
+derived from the plan's idempotency key, so a retried request is answered with the original
+response; because how long QuickBooks remembers a requestid is not documented, a duplicate
+`DocNumber` (fault 6140) is also resolved by looking the invoice up, never reported as a failure.
+Lookups are batched (`DocNumber in (...)`), creates can be batched (`/batch`, at most 30 items,
+per-item results matched by `bId`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, ClassVar
+
+import requests
+from pydantic import Field, field_validator, model_validator
+
+from adapters.oauth_refresh import RefreshTokenAuth
+from adapters.quickbooks_payload import (
+    MAX_BATCH_ITEMS,
+    PayloadError,
+    QuickBooksRefs,
+    batch_id,
+    batch_request_id,
+    check_doc_number,
+    doc_number_query,
+    dumps,
+    invoice_payload,
+    loads,
+    request_id,
+)
+from connector.errors import (
+    AuthenticationError,
+    RejectedError,
+    RemoteError,
+    RetryableError,
+    UncertainError,
+)
+from connector.http import HttpClient, RetryPolicy, parse_retry_after
+from connector.model import InvoicePlan, Money, RemoteRef
+from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
+from connector.ratelimit import ConcurrencyLimit, TokenBucket
+from connector.secrets import resolve_secret
+
+DUPLICATE_DOC_NUMBER = "6140"
+THROTTLE_CODES = frozenset({"3001", "003001"})
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+_LOOKUP_CHUNK = 30
+
+
+class QuickBooksConfig(AdapterConfig):
+    """One QuickBooks Online company (realm) and how our codes map onto its entities."""
+
+    type: str = "quickbooks"
+    base_url: str = "https://quickbooks.api.intuit.com"
+    realm_id: str = Field(min_length=1)
+    token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa: S105 - a URL
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    refresh_token_file: Path
+    refresh_token_env: str | None = None
+    po_custom_field_id: str = "1"
+    po_custom_field_name: str = "PO Number"
+    customer_refs: dict[str, str] = Field(default_factory=dict)
+    item_refs: dict[str, str] = Field(default_factory=dict)
+    default_item_ref: str = "1"
+    terms_refs: dict[str, str] = Field(default_factory=dict)
+    minor_version: int = Field(default=75, ge=1)
+    batch_size: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=MAX_BATCH_ITEMS)
+    concurrency: int = Field(default=10, ge=1)
+    per_minute: int = Field(default=500, ge=1)
+    throttle_wait_seconds: float = Field(default=60.0, ge=0)  # QBO: wait 60 s after a 429
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("realm_id")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        if not value.isdigit():
+            raise ValueError(f"a QuickBooks realm id is numeric, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> QuickBooksConfig:
+        if not self.client_secret_env and not self.client_secret_file:
+            raise ValueError("set client_secret_env or client_secret_file")
+        return self
+
+
+_BUDGETS: dict[tuple[str, str, int, int], tuple[ConcurrencyLimit, TokenBucket]] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def realm_budget(
+    base_url: str, realm_id: str, concurrency: int, per_minute: int
+) -> tuple[ConcurrencyLimit, TokenBucket]:
+    """The concurrency and rate budget shared by every sink talking to one realm."""
+    key = (base_url, realm_id, concurrency, per_minute)
+    with _BUDGETS_LOCK:
+        if key not in _BUDGETS:
+            _BUDGETS[key] = (ConcurrencyLimit(concurrency), TokenBucket.per_minute(per_minute))
+        return _BUDGETS[key]
+
+
+def _fault_of(response: requests.Response) -> dict[str, Any] | None:
+    """The `Fault` object of an answer, top level or inside `QueryResponse`."""
+    try:
+        body = loads(response.text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    fault = body.get("Fault")
+    if fault is None and isinstance(body.get("QueryResponse"), dict):
+        fault = body["QueryResponse"].get("Fault")
+    return fault if isinstance(fault, dict) else None
+
+
+def fault_codes(fault: dict[str, Any]) -> list[str]:
+    """The error codes of a Fault, as strings."""
+    return [str(error.get("code", "")) for error in fault.get("Error", []) if isinstance(error, dict)]
+
+
+def fault_text(fault: dict[str, Any]) -> str:
+    """`type: message: detail (code N)` for each error of a Fault."""
+    parts = []
+    for error in fault.get("Error", []):
+        if not isinstance(error, dict):
+            continue
+        text = str(error.get("Message", "")).strip()
+        detail = str(error.get("Detail", "")).strip()
+        if detail and detail != text:
+            text = f"{text}: {detail}" if text else detail
+        element = str(error.get("element", "") or "").strip()
+        if element:
+            text += f" [element {element}]"
+        parts.append(f"{text} (code {error.get('code', '?')})")
+    return f"{fault.get('type', 'Fault')}: " + "; ".join(parts or ["no error detail"])
+
+
+def _is_throttle(fault: dict[str, Any]) -> bool:
+    if THROTTLE_CODES.intersection(fault_codes(fault)):
+        return True
+    return "ThrottleExceeded" in str(fault.get("Error", ""))
+
+
+class QuickBooksSink:
+    """Creates QuickBooks Online invoices from invoice plans, each exactly once."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.SINK
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY}
+    )
+    Config: ClassVar[type[AdapterConfig]] = QuickBooksConfig
+
+    def __init__(
+        self,
+        config: QuickBooksConfig,
+        context: AdapterContext,
+        *,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._log = context.logger
+        self.refs = QuickBooksRefs(
+            customer_refs=dict(config.customer_refs),
+            item_refs=dict(config.item_refs),
+            default_item_ref=config.default_item_ref,
+            terms_refs=dict(config.terms_refs),
+            po_field_id=config.po_custom_field_id,
+            po_field_name=config.po_custom_field_name,
+        )
+        secret = resolve_secret(
+            env=config.client_secret_env, file=config.client_secret_file, key="client_secret"
+        )
+        token_file = config.refresh_token_file
+        if not token_file.is_absolute():
+            token_file = context.base_dir / token_file
+        initial = None
+        if config.refresh_token_env and not token_file.exists():
+            initial = resolve_secret(env=config.refresh_token_env, key="refresh_token")
+        timeout = (config.connect_timeout, config.read_timeout)
+        self.auth = RefreshTokenAuth(
+            token_url=config.token_url,
+            client_id=config.client_id,
+            client_secret=secret,
+            token_file=token_file,
+            initial_refresh_token=initial,
+            name=f"{config.name} OAuth",
+            timeout=timeout,
+            retry=retry,
+        )
+        concurrency, rate = realm_budget(
+            config.base_url, config.realm_id, config.concurrency, config.per_minute
+        )
+        self.client = HttpClient(
+            config.base_url,
+            name=config.name,
+            timeout=timeout,
+            rate=rate,
+            concurrency=concurrency,
+            retry=retry,
+            auth=self.auth,
+            headers={"Accept": "application/json"},
+            classify=self.classify,
+            session=session,
+        )
+        self._company = f"v3/company/{config.realm_id}"
+        self._spent_batch_ids: set[str] = set()
+        self._spent_lock = threading.Lock()
+
+    # -- error shape --------------------------------------------------------------------
+    def classify(self, response: requests.Response) -> RemoteError | None:
+        """Map a QuickBooks `Fault` onto the error tree; None leaves it to the generic rules."""
+        status = response.status_code
+        if status in (401, 403):
+            return None  # generic: one token refresh, then AuthenticationError
+        tid = response.headers.get("intuit_tid", "")
+        fault = _fault_of(response) if status >= 400 or "Fault" in response.text[:200] else None
+        if status == 429 or (fault is not None and _is_throttle(fault)):
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is None:
+                wait = self.config.throttle_wait_seconds
+            text = fault_text(fault) if fault else "429 Too Many Requests"
+            return RetryableError(
+                f"{self.name}: QuickBooks throttled the request: {text} (intuit_tid {tid or '-'})",
+                retry_after=wait,
+                park=wait > self.client.retry.max_wait,
+                status=status,
+                provider_code=",".join(fault_codes(fault)) if fault else "",
+                correlation_id=tid,
+            )
+        if status >= 500 or fault is None:
+            return None
+        write = response.request.method not in ("GET", "HEAD") if response.request else True
+        return self.fault_error(fault, tid, status=status, write=write)
+
+    def fault_error(
+        self, fault: dict[str, Any], tid: str, *, status: int | None = None, write: bool = True
+    ) -> RemoteError:
+        """The error a Fault stands for (also used for one item of a batch)."""
+        codes = fault_codes(fault)
+        message = f"{self.name}: QuickBooks {fault_text(fault)} (intuit_tid {tid or '-'})"
+        kind = str(fault.get("type", ""))
+        code = ",".join(codes)
+        if _is_throttle(fault):
+            return RetryableError(
+                message,
+                retry_after=self.config.throttle_wait_seconds,
+                status=status,
+                provider_code=code,
+                correlation_id=tid,
+            )
+        if kind in ("AuthenticationFault", "AuthorizationFault"):
+            raise AuthenticationError(f"{self.name}: QuickBooks refused our credentials: {kind}")
+        if kind == "SystemFault":
+            error_type = UncertainError if write else RetryableError
+            return error_type(message, status=status, provider_code=code, correlation_id=tid)
+        return RejectedError(message, status=status, provider_code=code, correlation_id=tid)
+
+    # -- lookup -------------------------------------------------------------------------
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        """Invoices already in QuickBooks for these plans, by `DocNumber in (...)` lookups."""
+        by_number: dict[str, list[InvoicePlan]] = {}
+        for plan in plans:
+            try:
+                check_doc_number(plan.invoice_number)
+            except PayloadError:
+                continue  # a number QuickBooks cannot hold cannot exist there
+            by_number.setdefault(plan.invoice_number, []).append(plan)
+        numbers = sorted(by_number)
+        found: dict[str, RemoteRef] = {}
+        for start in range(0, len(numbers), _LOOKUP_CHUNK):
+            chunk = numbers[start : start + _LOOKUP_CHUNK]
+            response = self.client.request(
+                "GET",
+                f"{self._company}/query",
+                params={"query": doc_number_query(chunk), "minorversion": self.config.minor_version},
+            )
+            tid = response.headers.get("intuit_tid", "")
+            try:
+                invoices = loads(response.text)["QueryResponse"].get("Invoice", [])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise RetryableError(
+                    f"{self.name}: invoice lookup answered {response.status_code} without a "
+                    f"QueryResponse (intuit_tid {tid or '-'})",
+                    correlation_id=tid,
+                ) from None
+            for invoice in invoices:
+                for plan in by_number.get(str(invoice.get("DocNumber", "")), []):
+                    if self._belongs_to(plan, invoice):
+                        found[plan.idempotency_key] = self._ref(invoice, plan, tid, already_existed=True)
+        return found
+
+    def _belongs_to(self, plan: InvoicePlan, invoice: dict[str, Any]) -> bool:
+        customer = str((invoice.get("CustomerRef") or {}).get("value", ""))
+        expected = self.refs.customer_id(plan.customer_ref)
+        if customer == expected:
+            return True
+        self._log.warning(
+            "QuickBooks invoice %s (Id %s) carries our number but belongs to customer %s, not %s",
+            plan.invoice_number,
+            invoice.get("Id"),
+            customer,
+            expected,
+            extra={"adapter": self.name},
+        )
+        return False
+
+    # -- create -------------------------------------------------------------------------
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        """Create the invoice; a duplicate DocNumber resolves to the existing invoice."""
+        body = dumps(self._payload(plan))
+        try:
+            response = self.client.request(
+                "POST",
+                f"{self._company}/invoice",
+                params={
+                    "requestid": request_id(plan.idempotency_key),
+                    "minorversion": self.config.minor_version,
+                },
+                data=body,
+                headers=_JSON,
+            )
+        except RejectedError as exc:
+            if exc.provider_code == DUPLICATE_DOC_NUMBER:
+                return self._existing_after_duplicate(plan, exc)
+            raise
+        tid = response.headers.get("intuit_tid", "")
+        invoice = self._decoded(response, "Invoice", plan.invoice_number, tid)
+        ref = self._ref(invoice, plan, tid, already_existed=False)
+        self._log_created(plan, ref)
+        return ref
+
+    def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
+        """Create invoices in `/batch` calls of at most `batch_size`; errors stay per item."""
+        unique = list({plan.idempotency_key: plan for plan in plans}.values())
+        outcomes: dict[str, PushOutcome] = {}
+        size = self.config.batch_size
+        for start in range(0, len(unique), size):
+            outcomes.update(self._push_chunk(unique[start : start + size]))
+        return [outcomes[plan.idempotency_key] for plan in plans]
+
+    def _push_chunk(self, plans: Sequence[InvoicePlan]) -> dict[str, PushOutcome]:
+        outcomes: dict[str, PushOutcome] = {}
+        sent: list[tuple[str, InvoicePlan]] = []
+        items: list[dict[str, Any]] = []
+        for plan in plans:
+            try:
+                payload = self._payload(plan)
+            except RejectedError as exc:
+                outcomes[plan.idempotency_key] = PushOutcome(plan.idempotency_key, error=exc)
+                continue
+            bid = batch_id(len(items))
+            items.append({"bId": bid, "operation": "create", "Invoice": payload})
+            sent.append((bid, plan))
+        if not items:
+            return outcomes
+        keys = [plan.idempotency_key for _, plan in sent]
+        rid = self._batch_request_id(keys)
+        try:
+            response = self.client.request(
+                "POST",
+                f"{self._company}/batch",
+                params={"requestid": rid, "minorversion": self.config.minor_version},
+                data=dumps({"BatchItemRequest": items}),
+                headers=_JSON,
+            )
+            tid = response.headers.get("intuit_tid", "")
+            results = self._decoded(response, "BatchItemResponse", f"batch of {len(items)}", tid)
+        except RemoteError as exc:
+            for _, plan in sent:
+                outcomes[plan.idempotency_key] = PushOutcome(plan.idempotency_key, error=exc)
+            return outcomes
+        by_bid = {str(item.get("bId")): item for item in results if isinstance(item, dict)}
+        duplicates: list[tuple[InvoicePlan, RemoteError]] = []
+        transient = False
+        for bid, plan in sent:
+            key = plan.idempotency_key
+            item = by_bid.get(bid)
+            if item is not None and isinstance(item.get("Invoice"), dict):
+                ref = self._ref(item["Invoice"], plan, tid, already_existed=False)
+                self._log_created(plan, ref)
+                outcomes[key] = PushOutcome(key, ref=ref)
+            elif item is not None and isinstance(item.get("Fault"), dict):
+                error = self.fault_error(item["Fault"], tid, write=True)
+                if error.provider_code == DUPLICATE_DOC_NUMBER:
+                    duplicates.append((plan, error))
+                    continue
+                transient = transient or not isinstance(error, RejectedError)
+                outcomes[key] = PushOutcome(key, error=error)
+            else:
+                transient = True
+                outcomes[key] = PushOutcome(
+                    key,
+                    error=UncertainError(
+                        f"{self.name}: the batch answer has no result for invoice "
+                        f"{plan.invoice_number} (bId {bid}, intuit_tid {tid or '-'})",
+                        correlation_id=tid,
+                    ),
+                )
+        if transient:
+            # The answer for this requestid is now known; a re-send of the same plans must not
+            # be answered with it again, so it gets a fresh requestid.
+            with self._spent_lock:
+                self._spent_batch_ids.add(rid)
+        outcomes.update(self._resolve_duplicates(duplicates))
+        return outcomes
+
+    def _batch_request_id(self, keys: list[str]) -> str:
+        with self._spent_lock:
+            generation = 0
+            while True:
+                rid = batch_request_id([*keys, f"#{generation}"] if generation else keys)
+                if rid not in self._spent_batch_ids:
+                    return rid
+                generation += 1
+
+    def _resolve_duplicates(
+        self, duplicates: list[tuple[InvoicePlan, RemoteError]]
+    ) -> dict[str, PushOutcome]:
+        if not duplicates:
+            return {}
+        outcomes: dict[str, PushOutcome] = {}
+        try:
+            found = self.find([plan for plan, _ in duplicates])
+        except RemoteError as exc:
+            for plan, _ in duplicates:
+                outcomes[plan.idempotency_key] = PushOutcome(
+                    plan.idempotency_key,
+                    error=UncertainError(
+                        f"{self.name}: invoice {plan.invoice_number} already exists but the "
+                        f"lookup failed: {exc.message}",
+                        correlation_id=exc.correlation_id,
+                    ),
+                )
+            return outcomes
+        for plan, error in duplicates:
+            key = plan.idempotency_key
+            if key in found:
+                outcomes[key] = PushOutcome(key, ref=found[key])
+            else:
+                outcomes[key] = PushOutcome(key, error=self._foreign_duplicate(plan, error))
+        return outcomes
+
+    def _existing_after_duplicate(self, plan: InvoicePlan, error: RemoteError) -> RemoteRef:
+        found = self.find([plan])
+        if plan.idempotency_key in found:
+            return found[plan.idempotency_key]
+        raise self._foreign_duplicate(plan, error)
+
+    def _foreign_duplicate(self, plan: InvoicePlan, error: RemoteError) -> RejectedError:
+        return RejectedError(
+            f"{error.message}; no invoice {plan.invoice_number} of customer "
+            f"{self.refs.customer_id(plan.customer_ref)} holds that number",
+            status=error.status,
+            provider_code=error.provider_code,
+            correlation_id=error.correlation_id,
+        )
+
+    # -- internals -----------------------------------------------------------------------
+    def _payload(self, plan: InvoicePlan) -> dict[str, Any]:
+        try:
+            return invoice_payload(plan, self.refs)
+        except PayloadError as exc:
+            raise RejectedError(
+                f"{self.name}: invoice {plan.invoice_number!r} (plan {plan.idempotency_key}) "
+                f"cannot be sent to QuickBooks: {exc}"
+            ) from None
+
+    def _decoded(self, response: requests.Response, field: str, what: str, tid: str) -> Any:
+        """The `field` of a write's answer; a 2xx we cannot read leaves the outcome uncertain."""
+        try:
+            value = loads(response.text)[field]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            value = None
+        if value is None:
+            raise UncertainError(
+                f"{self.name}: QuickBooks answered {response.status_code} to the write of {what} "
+                f"without {field} (intuit_tid {tid or '-'})",
+                status=response.status_code,
+                correlation_id=tid,
+            )
+        return value
+
+    def _ref(
+        self, invoice: dict[str, Any], plan: InvoicePlan, tid: str, *, already_existed: bool
+    ) -> RemoteRef:
+        total: Money | None = None
+        currency = str((invoice.get("CurrencyRef") or {}).get("value") or plan.currency)
+        raw_total = invoice.get("TotalAmt")
+        if raw_total is not None and not isinstance(raw_total, float | bool):
+            try:
+                total = Money(amount=Decimal(str(raw_total)), currency=currency)
+            except (InvalidOperation, ValueError):
+                total = None
+        return RemoteRef(
+            remote_id=str(invoice.get("Id", "")),
+            invoice_number=str(invoice.get("DocNumber", plan.invoice_number)),
+            total=total,
+            correlation_id=tid,
+            already_existed=already_existed,
+        )
+
+    def _log_created(self, plan: InvoicePlan, ref: RemoteRef) -> None:
+        self._log.info(
+            "QuickBooks invoice %s created with Id %s (plan %s, intuit_tid %s)",
+            plan.invoice_number,
+            ref.remote_id,
+            plan.idempotency_key,
+            ref.correlation_id or "-",
+            extra={"adapter": self.name},
+        )

@@ -1,0 +1,204 @@
+"""Pure QuickBooks Online mapping: invoice plan -> Invoice JSON, lookup queries, request ids.
+
+Nothing here does I/O. Amounts are written as JSON numbers straight from the Decimal's digits
+(`dumps`) and read back as Decimals (`loads`), so no amount ever passes through a float.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from connector.model import Address, InvoiceLine, InvoicePlan
+
+MAX_DOC_NUMBER = 21  # QBO DocNumber limit
+MAX_REQUEST_ID = 50  # requestid on single operations
+MAX_BATCH_REQUEST_ID = 36  # requestid on a batch call
+MAX_BATCH_ID = 10  # bId when the batch carries a requestid
+MAX_BATCH_ITEMS = 30
+MAX_ADDRESS_LINES = 5  # PhysicalAddress Line1..Line5
+MAX_PRIVATE_NOTE = 4000
+_REQUEST_ID_NAMESPACE = uuid.UUID("2c1f3f57-8c55-4b64-9f0e-4f7f1d2a9c11")
+
+
+class PayloadError(ValueError):
+    """The plan cannot be expressed as a QuickBooks invoice; names the field and value."""
+
+
+@dataclass(frozen=True)
+class QuickBooksRefs:
+    """How our codes map onto QuickBooks entity ids."""
+
+    customer_refs: Mapping[str, str] = field(default_factory=dict)
+    item_refs: Mapping[str, str] = field(default_factory=dict)
+    default_item_ref: str = "1"
+    terms_refs: Mapping[str, str] = field(default_factory=dict)
+    po_field_id: str = "1"
+    po_field_name: str = "PO Number"
+
+    def customer_id(self, customer_ref: str) -> str:
+        return self.customer_refs.get(customer_ref, customer_ref)
+
+    def item_id(self, sku: str) -> str:
+        return self.item_refs.get(sku, self.default_item_ref)
+
+
+def check_doc_number(number: str) -> None:
+    """Raise PayloadError unless `number` fits QuickBooks' DocNumber."""
+    if not number or not number.strip():
+        raise PayloadError("DocNumber: the invoice number is empty")
+    if len(number) > MAX_DOC_NUMBER:
+        raise PayloadError(
+            f"DocNumber: invoice number {number!r} has {len(number)} characters, "
+            f"QuickBooks allows at most {MAX_DOC_NUMBER}"
+        )
+
+
+def invoice_payload(plan: InvoicePlan, refs: QuickBooksRefs) -> dict[str, Any]:
+    """The QuickBooks Invoice entity for a plan (amounts stay Decimal: encode with `dumps`)."""
+    check_doc_number(plan.invoice_number)
+    customer = refs.customer_id(plan.customer_ref)
+    if not customer:
+        raise PayloadError(f"CustomerRef: customer {plan.customer_ref!r} maps to an empty id")
+    invoice: dict[str, Any] = {
+        "DocNumber": plan.invoice_number,
+        "CustomerRef": {"value": customer},
+        "TxnDate": plan.issue_date.isoformat(),
+        "DueDate": plan.due_date.isoformat(),
+        "CurrencyRef": {"value": plan.currency},
+        "CustomField": [
+            {
+                "DefinitionId": refs.po_field_id,
+                "Name": refs.po_field_name,
+                "Type": "StringType",
+                "StringValue": plan.po_number,
+            }
+        ],
+        "Line": [_line(plan, line, refs) for line in plan.lines],
+    }
+    if plan.customer_name:
+        invoice["CustomerRef"]["name"] = plan.customer_name
+    if plan.payment_terms is not None:
+        term = refs.terms_refs.get(plan.payment_terms.code)
+        if term:
+            invoice["SalesTermRef"] = {"value": term}
+    if plan.bill_to is not None:
+        invoice["BillAddr"] = physical_address(plan.bill_to)
+    if plan.ship_to is not None:
+        invoice["ShipAddr"] = physical_address(plan.ship_to)
+    note = plan.memo or f"PO {plan.po_number}, period {plan.period_start} to {plan.period_end}"
+    invoice["PrivateNote"] = note[:MAX_PRIVATE_NOTE]
+    return invoice
+
+
+def _line(plan: InvoicePlan, line: InvoiceLine, refs: QuickBooksRefs) -> dict[str, Any]:
+    if line.unit_price.currency != plan.currency:
+        raise PayloadError(
+            f"Line {line.line_no}: UnitPrice is in {line.unit_price.currency}, invoice in {plan.currency}"
+        )
+    detail: dict[str, Any] = {
+        "ItemRef": {"value": refs.item_id(line.sku)},
+        "Qty": line.quantity,
+        "UnitPrice": line.unit_price.amount,
+        "ServiceDate": (line.service_start or plan.period_start).isoformat(),
+    }
+    return {
+        "LineNum": line.line_no,
+        "DetailType": "SalesItemLineDetail",
+        "Amount": line.amount.amount,
+        "Description": (line.description or line.sku)[:MAX_PRIVATE_NOTE],
+        "SalesItemLineDetail": detail,
+    }
+
+
+def physical_address(address: Address) -> dict[str, str]:
+    """A QuickBooks PhysicalAddress: the name and street lines in Line1..Line5."""
+    lines = [text for text in (address.name, *address.lines) if text]
+    if len(lines) > MAX_ADDRESS_LINES:
+        lines = [*lines[: MAX_ADDRESS_LINES - 1], ", ".join(lines[MAX_ADDRESS_LINES - 1 :])]
+    result = {f"Line{number}": text for number, text in enumerate(lines, start=1)}
+    for key, value in (
+        ("City", address.city),
+        ("CountrySubDivisionCode", address.region),
+        ("PostalCode", address.postal_code),
+        ("Country", address.country),
+    ):
+        if value:
+            result[key] = value
+    return result
+
+
+def request_id(idempotency_key: str, scope: str = "invoice") -> str:
+    """A deterministic requestid (a UUID, 36 characters) for one write of one plan."""
+    value = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, f"{scope}:{idempotency_key}"))
+    assert len(value) <= MAX_REQUEST_ID
+    return value
+
+
+def batch_request_id(idempotency_keys: Sequence[str]) -> str:
+    """A deterministic requestid for a batch: the same plans in the same order give the same id."""
+    value = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, "batch:" + "\n".join(idempotency_keys)))
+    assert len(value) <= MAX_BATCH_REQUEST_ID
+    return value
+
+
+def batch_id(index: int) -> str:
+    """The bId of the item at `index` of a batch (at most 10 characters)."""
+    return f"b{index}"
+
+
+def quote(value: str) -> str:
+    """A QuickBooks query string literal: single quotes, with quote and backslash escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def doc_number_query(numbers: Iterable[str]) -> str:
+    """`select * from Invoice where DocNumber in (...)` for the given numbers."""
+    values = sorted(set(numbers))
+    if not values:
+        raise ValueError("no invoice numbers to look up")
+    if len(values) == 1:
+        return f"select * from Invoice where DocNumber = {quote(values[0])}"  # noqa: S608 - quoted
+    listed = ",".join(quote(v) for v in values)
+    return f"select * from Invoice where DocNumber in ({listed})"  # noqa: S608 - every value quoted
+
+
+def dumps(value: Any) -> str:
+    """JSON text in which every Decimal is a JSON number written from its own digits."""
+    return "".join(_encode(value))
+
+
+def _encode(value: Any) -> Iterable[str]:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise PayloadError(f"amount {value} is not a finite number")
+        yield format(value, "f")
+    elif isinstance(value, dict):
+        yield "{"
+        for position, (key, item) in enumerate(value.items()):
+            if position:
+                yield ","
+            yield json.dumps(str(key))
+            yield ":"
+            yield from _encode(item)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        for position, item in enumerate(value):
+            if position:
+                yield ","
+            yield from _encode(item)
+        yield "]"
+    elif isinstance(value, float):
+        raise PayloadError("floats are not allowed in a QuickBooks payload")
+    else:
+        yield json.dumps(value)
+
+
+def loads(text: str) -> Any:
+    """Parse a QuickBooks answer with every non-integer number as a Decimal."""
+    return json.loads(text, parse_float=Decimal)

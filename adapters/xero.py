@@ -1,0 +1,459 @@
+"""The `xero` invoice sink: ACCREC invoices through the Xero Accounting API, exactly once.
+
+Invoices are created with `PUT /Invoices?summarizeErrors=false` (create only: a number already
+taken fails with "Invoice # must be unique."), up to 50 per call, each call carrying an
+`Idempotency-Key` derived from its batch so an immediate re-send is answered from Xero's replay
+window. Our invoice number sits in the unique `InvoiceNumber`, so `find` (`GET /Invoices?
+InvoiceNumbers=…`) is the lasting guard: it resolves uncertain outcomes and "must be unique"
+answers into the invoice that already exists. Rate limits follow Xero's per-tenant budgets
+(60 calls a minute, 5 at once); a minute-limit 429 is waited out, a daily-limit 429 parks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import requests
+from pydantic import Field, field_validator, model_validator
+
+from adapters.oauth_refresh import RefreshTokenAuth
+from adapters.xero_payload import (
+    InvoiceMapping,
+    PayloadProblem,
+    dumps_exact,
+    element_date,
+    element_total,
+    invoice_payload,
+    is_duplicate_number,
+    is_error_element,
+    loads_exact,
+    request_key,
+    validation_messages,
+)
+from connector.errors import RejectedError, RemoteError, RetryableError, UncertainError
+from connector.http import HttpClient, RetryPolicy, parse_retry_after
+from connector.model import InvoicePlan, RemoteRef
+from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
+from connector.ratelimit import ConcurrencyLimit, TokenBucket
+from connector.secrets import resolve_secret
+
+PAGE_SIZE = 100  # GET /Invoices?page=N answers up to 100 invoices
+LOOKUP_CHUNK = 50  # invoice numbers per lookup call, keeps the URL short
+CORRELATION_HEADER = "Xero-Correlation-Id"
+ALL_STATUSES = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "DELETED")
+
+
+class XeroConfig(AdapterConfig):
+    """One Xero organisation (tenant) and how invoices are coded in it."""
+
+    type: str = "xero"
+    base_url: str = "https://api.xero.com/api.xro/2.0"
+    tenant_id: str = Field(min_length=1)
+    token_url: str = "https://identity.xero.com/connect/token"  # noqa: S105 - a URL, not a secret
+    client_id: str = ""
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    refresh_token_file: Path | None = None
+    refresh_token_env: str | None = None  # the first refresh token, until the file exists
+    access_token_env: str | None = None  # a fixed access token instead of refreshing (tests)
+    contact_ids: dict[str, str] = Field(default_factory=dict)
+    account_code: str = Field(default="200", min_length=1)
+    item_codes: dict[str, str] = Field(default_factory=dict)
+    status: Literal["AUTHORISED", "SUBMITTED", "DRAFT"] = "AUTHORISED"
+    line_amount_types: Literal["Exclusive", "Inclusive", "NoTax"] = "Exclusive"
+    lookup_statuses: tuple[str, ...] = ALL_STATUSES
+    batch_size: int = Field(default=50, ge=1, le=50)
+    per_minute: int = Field(default=60, ge=1)
+    concurrency: int = Field(default=5, ge=1)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=30.0, gt=0)
+    max_wait: float = Field(default=120.0, ge=0)
+
+    @field_validator("contact_ids")
+    @classmethod
+    def _contact_ids_are_guids(cls, value: dict[str, str]) -> dict[str, str]:
+        for customer, contact_id in value.items():
+            try:
+                uuid.UUID(contact_id)
+            except ValueError:
+                raise ValueError(
+                    f"contact_ids[{customer!r}]: {contact_id!r} is not a Xero ContactID (a GUID)"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> XeroConfig:
+        if self.access_token_env:
+            return self
+        missing = [
+            key
+            for key, present in (
+                ("client_id", bool(self.client_id)),
+                (
+                    "client_secret_env or client_secret_file",
+                    bool(self.client_secret_env or self.client_secret_file),
+                ),
+                ("refresh_token_file", self.refresh_token_file is not None),
+            )
+            if not present
+        ]
+        if missing:
+            raise ValueError(
+                f"set access_token_env, or the refresh-token settings; missing {', '.join(missing)}"
+            )
+        return self
+
+
+class BearerToken(requests.auth.AuthBase):
+    """A fixed access token sent as `Authorization: Bearer` (tests and one-off runs)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """What Xero says is left of its budgets after a call (None when the header was absent)."""
+
+    minute_remaining: int | None = None
+    day_remaining: int | None = None
+    app_minute_remaining: int | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimits:
+        def number(name: str) -> int | None:
+            value = headers.get(name, "")
+            return int(value) if value.strip().isdigit() else None
+
+        return cls(
+            minute_remaining=number("X-MinLimit-Remaining"),
+            day_remaining=number("X-DayLimit-Remaining"),
+            app_minute_remaining=number("X-AppMinLimit-Remaining"),
+        )
+
+
+def _auth_from(
+    config: XeroConfig, context: AdapterContext, retry: RetryPolicy | None
+) -> requests.auth.AuthBase:
+    """A fixed bearer token when `access_token_env` is set, else OAuth2 with rotated refresh tokens."""
+    if config.access_token_env:
+        return BearerToken(resolve_secret(env=config.access_token_env, key="access_token"))
+    assert config.refresh_token_file is not None  # the config validator saw to it
+    token_file = config.refresh_token_file
+    if not token_file.is_absolute():
+        token_file = context.base_dir / token_file
+    initial = None
+    if config.refresh_token_env and not token_file.exists():
+        initial = resolve_secret(env=config.refresh_token_env, key="refresh_token")
+    return RefreshTokenAuth(
+        token_url=config.token_url,
+        client_id=config.client_id,
+        client_secret=resolve_secret(
+            env=config.client_secret_env, file=config.client_secret_file, key="client_secret"
+        ),
+        token_file=token_file,
+        initial_refresh_token=initial,
+        name=f"{config.name} OAuth",
+        timeout=(config.connect_timeout, config.read_timeout),
+        retry=retry,
+    )
+
+
+class XeroSink:
+    """Creates ACCREC invoices in one Xero organisation, each exactly once."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.SINK
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY}
+    )
+    Config: ClassVar[type[AdapterConfig]] = XeroConfig
+
+    def __init__(
+        self,
+        config: XeroConfig,
+        context: AdapterContext,
+        *,
+        auth: requests.auth.AuthBase | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._log = context.logger
+        self.mapping = InvoiceMapping(
+            contact_ids=config.contact_ids,
+            account_code=config.account_code,
+            item_codes=config.item_codes,
+            status=config.status,
+            line_amount_types=config.line_amount_types,
+        )
+        self.limits = RateLimits()
+        retry = retry or RetryPolicy(max_wait=config.max_wait)
+        self.client = HttpClient(
+            config.base_url,
+            name=f"xero:{config.name}",
+            timeout=(config.connect_timeout, config.read_timeout),
+            rate=TokenBucket.per_minute(config.per_minute),
+            concurrency=ConcurrencyLimit(config.concurrency),
+            retry=retry,
+            auth=auth or _auth_from(config, context, retry),
+            headers={"xero-tenant-id": config.tenant_id, "Accept": "application/json"},
+            classify=self._classify,
+        )
+
+    # -- lookup -------------------------------------------------------------------------
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        """ACCREC invoices already holding these plans' numbers, keyed by idempotency key."""
+        by_number: dict[str, list[InvoicePlan]] = {}
+        for plan in plans:
+            by_number.setdefault(plan.invoice_number.casefold(), []).append(plan)
+        numbers = list(dict.fromkeys(plan.invoice_number for plan in plans))
+        found: dict[str, RemoteRef] = {}
+        for start in range(0, len(numbers), LOOKUP_CHUNK):
+            for element, correlation in self._invoices_numbered(numbers[start : start + LOOKUP_CHUNK]):
+                if element.get("Type") != "ACCREC":
+                    continue  # bills (ACCPAY) may carry any number, even ours
+                number = str(element.get("InvoiceNumber", "")).casefold()
+                for plan in by_number.get(number, []):
+                    self._warn_if_dated_otherwise(plan, element)
+                    found[plan.idempotency_key] = self._ref(element, plan, correlation, existed=True)
+        return found
+
+    def _invoices_numbered(self, numbers: Sequence[str]) -> Iterator[tuple[dict[str, Any], str]]:
+        page = 1
+        while True:
+            response = self.client.request(
+                "GET",
+                "Invoices",
+                params={
+                    "InvoiceNumbers": ",".join(numbers),
+                    "Statuses": ",".join(self.config.lookup_statuses),
+                    "page": str(page),
+                },
+            )
+            elements = self._invoices_of(response, written=False)
+            correlation = response.headers.get(CORRELATION_HEADER, "")
+            for element in elements:
+                yield element, correlation
+            if len(elements) < PAGE_SIZE:
+                return
+            page += 1
+
+    def _warn_if_dated_otherwise(self, plan: InvoicePlan, element: Mapping[str, Any]) -> None:
+        dated = element_date(element)
+        if dated is not None and dated != plan.issue_date:
+            self._log.warning(
+                "%s: Xero invoice %s is dated %s, the plan says %s",
+                self.name,
+                plan.invoice_number,
+                dated,
+                plan.issue_date,
+            )
+
+    # -- push ---------------------------------------------------------------------------
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        """Create one invoice; raises the RemoteError its outcome carries."""
+        outcome = self.push_batch([plan])[0]
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.ref is not None
+        return outcome.ref
+
+    def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
+        """Create invoices, up to `batch_size` per call; one outcome per plan, in order."""
+        outcomes: dict[str, PushOutcome] = {}
+        ready: list[tuple[InvoicePlan, dict[str, Any]]] = []
+        numbers: dict[str, str] = {}
+        for plan in plans:
+            key = plan.idempotency_key
+            other = numbers.setdefault(plan.invoice_number.casefold(), key)
+            if other != key:
+                outcomes[key] = self._rejected(
+                    plan, f"invoice number is also used by plan {other} in this batch"
+                )
+                continue
+            try:
+                ready.append((plan, invoice_payload(plan, self.mapping)))
+            except PayloadProblem as exc:
+                outcomes[key] = self._rejected(plan, str(exc))
+        size = self.config.batch_size
+        for start in range(0, len(ready), size):
+            outcomes.update(self._put(ready[start : start + size]))
+        return [outcomes[plan.idempotency_key] for plan in plans]
+
+    def _rejected(self, plan: InvoicePlan, why: str, **details: Any) -> PushOutcome:
+        error = RejectedError(f"{self.name}: invoice {plan.invoice_number}: {why}", **details)
+        return PushOutcome(plan.idempotency_key, error=error)
+
+    def _put(self, chunk: Sequence[tuple[InvoicePlan, dict[str, Any]]]) -> dict[str, PushOutcome]:
+        plans = [plan for plan, _ in chunk]
+        body = dumps_exact({"Invoices": [payload for _, payload in chunk]})
+        try:
+            response = self.client.request(
+                "PUT",
+                "Invoices",
+                params={"summarizeErrors": "false", "unitdp": "4"},
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": request_key([p.idempotency_key for p in plans], body),
+                },
+                idempotent=False,
+            )
+            elements = self._invoices_of(response, written=True)
+        except RemoteError as exc:
+            return {plan.idempotency_key: PushOutcome(plan.idempotency_key, error=exc) for plan in plans}
+        correlation = response.headers.get(CORRELATION_HEADER, "")
+        if len(elements) != len(plans):
+            error = UncertainError(
+                f"{self.name}: Xero answered {len(elements)} invoices for {len(plans)} sent",
+                status=response.status_code,
+                correlation_id=correlation,
+            )
+            return {plan.idempotency_key: PushOutcome(plan.idempotency_key, error=error) for plan in plans}
+        outcomes: dict[str, PushOutcome] = {}
+        taken: list[InvoicePlan] = []
+        for plan, element in zip(plans, elements, strict=True):
+            outcome = self._outcome(plan, element, correlation)
+            if outcome is None:
+                taken.append(plan)
+            else:
+                outcomes[plan.idempotency_key] = outcome
+        if taken:
+            outcomes.update(self._resolve_taken(taken))
+        return outcomes
+
+    def _outcome(self, plan: InvoicePlan, element: Mapping[str, Any], correlation: str) -> PushOutcome | None:
+        """The outcome of one answer element; None when its number is taken (look it up)."""
+        key = plan.idempotency_key
+        if str(element.get("InvoiceNumber", "")).casefold() != plan.invoice_number.casefold():
+            error = UncertainError(
+                f"{self.name}: Xero answered invoice {element.get('InvoiceNumber')!r} "
+                f"in the place of {plan.invoice_number!r}",
+                correlation_id=correlation,
+            )
+            return PushOutcome(key, error=error)
+        if not is_error_element(element):
+            try:
+                return PushOutcome(key, ref=self._ref(element, plan, correlation, existed=False))
+            except UncertainError as exc:
+                return PushOutcome(key, error=exc)
+        messages = validation_messages(element)
+        if is_duplicate_number(messages):
+            return None
+        return self._rejected(
+            plan,
+            "; ".join(messages) or "Xero refused it without a message",
+            status=400,
+            provider_code="ValidationException",
+            correlation_id=correlation,
+        )
+
+    def _resolve_taken(self, plans: Sequence[InvoicePlan]) -> dict[str, PushOutcome]:
+        """Invoices whose number Xero says is taken: the existing invoice is the outcome."""
+        try:
+            found = self.find(plans)
+        except RemoteError as exc:
+            found = {}
+            reason = f"its number is taken in Xero but the lookup failed: {exc.message}"
+        else:
+            reason = "its number is taken in Xero but no ACCREC invoice with it was found"
+        outcomes: dict[str, PushOutcome] = {}
+        for plan in plans:
+            key = plan.idempotency_key
+            ref = found.get(key)
+            if ref is not None:
+                outcomes[key] = PushOutcome(key, ref=ref)
+            else:
+                error = UncertainError(f"{self.name}: invoice {plan.invoice_number}: {reason}")
+                outcomes[key] = PushOutcome(key, error=error)
+        return outcomes
+
+    # -- answers ------------------------------------------------------------------------
+    def _invoices_of(self, response: requests.Response, *, written: bool) -> list[dict[str, Any]]:
+        """The `Invoices` array of an answer; a body we cannot read is uncertain after a write."""
+        try:
+            document = loads_exact(response.content)
+            invoices = document["Invoices"]
+            if not isinstance(invoices, list) or not all(isinstance(i, dict) for i in invoices):
+                raise TypeError("Invoices is not a list of objects")
+        except (ValueError, KeyError, TypeError) as exc:
+            message = f"{self.name}: unreadable Xero answer ({response.status_code}): {exc}"
+            correlation = response.headers.get(CORRELATION_HEADER, "")
+            if written:
+                raise UncertainError(
+                    message, status=response.status_code, correlation_id=correlation
+                ) from None
+            raise RetryableError(message, status=response.status_code, correlation_id=correlation) from None
+        return invoices
+
+    def _ref(
+        self, element: Mapping[str, Any], plan: InvoicePlan, correlation: str, *, existed: bool
+    ) -> RemoteRef:
+        invoice_id = element.get("InvoiceID")
+        if not isinstance(invoice_id, str) or not invoice_id:
+            raise UncertainError(
+                f"{self.name}: Xero answered invoice {plan.invoice_number} without an InvoiceID",
+                correlation_id=correlation,
+            )
+        return RemoteRef(
+            remote_id=invoice_id,
+            invoice_number=str(element.get("InvoiceNumber", plan.invoice_number)),
+            total=element_total(element),
+            correlation_id=correlation,
+            already_existed=existed,
+        )
+
+    def _classify(self, response: requests.Response) -> RemoteError | None:
+        """Xero's own error shapes: 429 with X-Rate-Limit-Problem, 400 ValidationException."""
+        self.limits = RateLimits.from_headers(response.headers)
+        self._log.debug(
+            "%s: Xero budget left: minute %s, day %s, app minute %s",
+            self.name,
+            self.limits.minute_remaining,
+            self.limits.day_remaining,
+            self.limits.app_minute_remaining,
+        )
+        status = response.status_code
+        correlation = response.headers.get(CORRELATION_HEADER, "")
+        if status == 429:
+            problem = response.headers.get("X-Rate-Limit-Problem", "").strip().lower()
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            daily = problem in ("day", "daily")
+            park = daily or (wait is not None and wait > self.client.retry.max_wait)
+            return RetryableError(
+                f"{self.name}: Xero {problem or 'rate'} limit reached, retry after {wait} s",
+                retry_after=wait,
+                park=park,
+                status=status,
+                provider_code=problem,
+                correlation_id=correlation,
+            )
+        if status == 400:
+            return self._validation_error(response, correlation)
+        return None
+
+    def _validation_error(self, response: requests.Response, correlation: str) -> RejectedError | None:
+        try:
+            document = loads_exact(response.content)
+        except ValueError:
+            return None
+        if not isinstance(document, dict) or "Message" not in document:
+            return None
+        messages = [str(document["Message"])]
+        for element in document.get("Elements") or []:
+            if isinstance(element, dict):
+                messages.extend(validation_messages(element))
+        return RejectedError(
+            f"{self.name}: Xero refused the request: {'; '.join(messages)}",
+            status=400,
+            provider_code=str(document.get("Type", "")),
+            correlation_id=correlation,
+        )

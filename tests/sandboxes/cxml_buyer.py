@@ -1,0 +1,131 @@
+"""A buyer's cXML invoice endpoint (Coupa `/cxml/invoices` style) on loopback.
+
+Answers each POSTed InvoiceDetailRequest synchronously with a cXML `Response` whose
+`Status@code` follows Coupa's invoice transmission codes: 200 accepted; 401 bad credentials;
+406 unparsable or not valid against the DTD (when `dtd_path` is given); 417 "Invalid
+attributes" when the invoice number has already been used for this supplier; 417 "Invalid
+order/document reference" for a PO it does not know (when `orders` is given); 450 for a cXML
+version other than 1.2.x. The HTTP status mirrors the code unless `http_status_mirrors_code`
+is False, in which case every answer is HTTP 200 and only the cXML Status tells.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from connector.model import utcnow
+from tests.sandboxes.base import Reply, Request, Sandbox
+
+INVOICE_PATH = "/cxml/invoices"
+
+
+def cxml_response(code: int, text: str, detail: str = "") -> bytes:
+    """A cXML Response document with one Status."""
+    root = etree.Element(
+        "cXML", payloadID=f"{utcnow().timestamp()}.sandbox@buyer.test", timestamp=utcnow().isoformat()
+    )
+    status = etree.SubElement(etree.SubElement(root, "Response"), "Status", code=str(code), text=text)
+    if detail:
+        status.text = detail
+    doctype = '<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/schemas/cXML/1.2.037/cXML.dtd">'
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", doctype=doctype))
+
+
+class CxmlBuyerSandbox(Sandbox):
+    """Accepts InvoiceDetailRequests; `invoices` maps invoiceID -> what the buyer recorded."""
+
+    def __init__(
+        self,
+        *,
+        shared_secret: str = "buyer-shared-secret",
+        supplier_identity: str = "supplier-duns",
+        buyer_identity: str = "buyer-network-id",
+        dtd_path: Path | None = None,
+        orders: dict[str, set[int]] | None = None,
+        http_status_mirrors_code: bool = True,
+    ) -> None:
+        super().__init__()
+        self.shared_secret = shared_secret
+        self.supplier_identity = supplier_identity
+        self.buyer_identity = buyer_identity
+        self.dtd = etree.DTD(str(dtd_path)) if dtd_path else None
+        self.orders = orders
+        self.http_status_mirrors_code = http_status_mirrors_code
+        self.invoices: dict[str, dict[str, Any]] = {}
+
+    def handle(self, request: Request) -> Reply:
+        if request.method != "POST" or request.path != INVOICE_PATH:
+            return self._answer(404, "Not Found", f"no endpoint {request.method} {request.path}")
+        parser = etree.XMLParser(load_dtd=False, no_network=True, resolve_entities=False)
+        try:
+            root = etree.fromstring(request.body, parser)
+        except etree.XMLSyntaxError as exc:
+            return self._answer(406, "Not Acceptable", f"unparsable document: {exc}")
+        if self.dtd is not None and not self.dtd.validate(root):
+            errors = "; ".join(str(e) for e in self.dtd.error_log.filter_from_errors()[:3])
+            return self._answer(406, "Not Acceptable", f"DTD validation failed: {errors}")
+        if not root.get("version", "").startswith("1.2."):
+            return self._answer(
+                450, "Not Implemented", f"cXML version {root.get('version')!r} is not supported"
+            )
+        secret = root.findtext("Header/Sender/Credential/SharedSecret")
+        supplier = root.findtext("Header/From/Credential/Identity")
+        buyer = root.findtext("Header/To/Credential/Identity")
+        if secret != self.shared_secret or supplier != self.supplier_identity or buyer != self.buyer_identity:
+            return self._answer(401, "Unauthorized", "Authentication failed: bad credentials")
+        head = root.find("Request/InvoiceDetailRequest/InvoiceDetailRequestHeader")
+        if head is None:
+            return self._answer(406, "Not Acceptable", "no InvoiceDetailRequestHeader")
+        invoice_id = head.get("invoiceID", "")
+        po_number = root.find(".//InvoiceDetailOrderInfo/OrderReference")
+        order_id = po_number.get("orderID", "") if po_number is not None else ""
+        lines = [
+            {
+                "invoice_line": int(item.get("invoiceLineNumber", "0")),
+                "po_line": item.find("InvoiceDetailItemReference").get("lineNumber"),
+                "quantity": Decimal(item.get("quantity", "0")),
+                "part": item.findtext("InvoiceDetailItemReference/ItemID/SupplierPartID"),
+                "uom": item.findtext("UnitOfMeasure"),
+                "unit_price": Decimal(item.findtext("UnitPrice/Money") or "0"),
+            }
+            for item in root.iterfind(".//InvoiceDetailItem")
+        ]
+        if self.orders is not None:
+            known = self.orders.get(order_id)
+            unknown_lines = [
+                line["po_line"]
+                for line in lines
+                if known is not None and int(line["po_line"] or 0) not in known
+            ]
+            if known is None or unknown_lines:
+                return self._answer(
+                    417,
+                    "Invalid order/document reference",
+                    f"Could not find order header {order_id} {unknown_lines}",
+                )
+        due = root.find("Request/InvoiceDetailRequest/InvoiceDetailSummary/DueAmount/Money")
+        with self.lock:
+            if invoice_id in self.invoices:
+                return self._answer(
+                    417,
+                    "Invalid attributes",
+                    f"Invoice number {invoice_id} has already been used for this supplier",
+                )
+            self.invoices[invoice_id] = {
+                "payload_id": root.get("payloadID"),
+                "po_number": order_id,
+                "deployment_mode": root.find("Request").get("deploymentMode", "production"),
+                "lines": lines,
+                "due_amount": Decimal(due.text) if due is not None and due.text else None,
+                "currency": due.get("currency") if due is not None else None,
+                "document": request.body,
+            }
+        return self._answer(200, "OK")
+
+    def _answer(self, code: int, text: str, detail: str = "") -> Reply:
+        status = code if self.http_status_mirrors_code else 200
+        return Reply(status, cxml_response(code, text, detail), content_type="text/xml; charset=UTF-8")

@@ -1,0 +1,534 @@
+"""A QuickBooks Online sandbox: OAuth with rotating refresh tokens, invoices, query, batch.
+
+Behaves like the Accounting API v3 as far as the sink needs it: `Fault` error bodies
+(ValidationFault / AuthenticationFault / SystemFault, throttle code 003001), an `intuit_tid`
+header on every answer, `DocNumber` uniqueness (6140), unknown references (2500), the
+`requestid` replay window, `select * from Invoice where DocNumber in (...) | = '...'`, and
+`/batch` with per-item results and injectable per-item faults. Transport faults come from the
+base `FaultPlan`; status faults are answered with QuickBooks-shaped bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.sandboxes.base import Fault, Reply, Request, Sandbox
+
+TOKEN_PATH = "/oauth2/v1/tokens/bearer"
+_COMPANY = re.compile(r"^/v3/company/(?P<realm>[^/]+)/(?P<entity>[a-z]+)(?:/(?P<id>[^/]+))?$")
+_SELECT = re.compile(
+    r"^\s*select\s+\*\s+from\s+(?P<entity>\w+)"
+    r"(?:\s+where\s+(?P<where>.+?))?"
+    r"(?:\s+startposition\s+(?P<start>\d+))?"
+    r"(?:\s+maxresults\s+(?P<max>\d+))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
+_WHERE_IN = re.compile(r"^DocNumber\s+in\s*\((?P<values>.*)\)$", re.IGNORECASE | re.DOTALL)
+_WHERE_EQ = re.compile(r"^DocNumber\s*=\s*(?P<value>'(?:[^'\\]|\\.)*')$", re.IGNORECASE | re.DOTALL)
+
+
+def fault_body(kind: str, code: str, message: str, detail: str = "", element: str = "") -> dict[str, Any]:
+    """A QuickBooks `Fault` answer body."""
+    return {
+        "Fault": {
+            "Error": [{"Message": message, "Detail": detail or message, "code": code, "element": element}],
+            "type": kind,
+        },
+        "time": _now(),
+    }
+
+
+def validation_fault(code: str, message: str, detail: str = "", element: str = "") -> dict[str, Any]:
+    return fault_body("ValidationFault", code, message, detail, element)
+
+
+def system_fault() -> dict[str, Any]:
+    return fault_body(
+        "SystemFault",
+        "10000",
+        "An application error has occurred while processing your request",
+        "System Failure Error: An unexpected error occurred while accessing or saving your data.",
+    )
+
+
+def throttle_fault() -> dict[str, Any]:
+    return fault_body(
+        "SERVICE",
+        "3001",
+        "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+        "The request limit was reached.",
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _encode(value: Any) -> str:
+    """JSON with Decimals written as numbers from their digits, as QuickBooks answers."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _reply(status: int, body: Any) -> Reply:
+    return Reply(status, _encode(body).encode("utf-8"))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Decimal | int) and not isinstance(value, bool)
+
+
+class ItemFaults:
+    """Per-item faults of `/batch`: queued ones first, then a seeded rate; no write happens."""
+
+    def __init__(self, seed: int = 11) -> None:
+        self._queue: list[tuple[Callable[[dict[str, Any]], bool], dict[str, Any]]] = []
+        self._random = random.Random(seed)
+        self.rate = 0.0
+        self.choices: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def queue(
+        self,
+        fault: dict[str, Any],
+        matches: Callable[[dict[str, Any]], bool] = lambda i: True,
+        times: int = 1,
+    ) -> None:
+        with self._lock:
+            self._queue.extend([(matches, fault)] * times)
+
+    def random(self, rate: float, choices: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.rate, self.choices = rate, choices
+
+    def pick(self, invoice: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            for index, (matches, fault) in enumerate(self._queue):
+                if matches(invoice):
+                    del self._queue[index]
+                    return fault
+            if self.rate and self.choices and self._random.random() < self.rate:
+                return self._random.choice(self.choices)
+        return None
+
+
+class QuickBooksSandbox(Sandbox):
+    """QuickBooks Online on loopback, for one company (realm)."""
+
+    def __init__(
+        self,
+        *,
+        realm_id: str = "9130350000000001",
+        client_id: str = "qbo-client-id",
+        client_secret: str = "qbo-client-secret-0123456789",
+        refresh_token: str = "qbo-initial-refresh-token-abcdef",
+        customers: dict[str, str] | None = None,
+        items: dict[str, str] | None = None,
+        terms: dict[str, str] | None = None,
+        custom_fields: dict[str, str] | None = None,
+        requestid_window: float | None = 3600.0,
+        access_ttl: int = 3600,
+        max_batch: int = 30,
+    ) -> None:
+        super().__init__()
+        self.realm_id = realm_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.initial_refresh_token = refresh_token
+        self.customers = customers or {"1": "Acme Corp", "2": "Globex Inc", "58": "Initech"}
+        self.items = items or {"1": "Services", "2": "Seats"}
+        self.terms = terms or {"1": "Due on receipt", "2": "Net 15", "3": "Net 30", "4": "Net 60"}
+        self.custom_fields = custom_fields or {"1": "PO Number", "2": "Sales Rep", "3": "Project"}
+        self.requestid_window = requestid_window  # None: remembered for ever; 0: not at all
+        self.access_ttl = access_ttl
+        self.max_batch = max_batch
+        self.item_faults = ItemFaults()
+        self.valid_refresh_tokens: set[str] = {refresh_token}
+        self.spent_refresh_tokens: set[str] = set()
+        self.refresh_requests: list[str] = []  # refresh tokens presented, in order
+        self.issued_tokens: list[str] = []  # every access and refresh token handed out
+        self._access: dict[str, float] = {}
+        self._invoices: dict[str, dict[str, Any]] = {}
+        self._next_id = 100
+        self._replies: dict[tuple[str, str], tuple[float, int, bytes]] = {}
+        self.replayed = 0
+        self.tids: list[str] = []
+
+    # -- assertions -----------------------------------------------------------------------
+    @property
+    def invoices(self) -> list[dict[str, Any]]:
+        """Every stored invoice (copies), in creation order."""
+        with self.lock:
+            return [json.loads(_encode(inv), parse_float=Decimal) for inv in self._invoices.values()]
+
+    def doc_number_counts(self) -> collections.Counter[str]:
+        """How many stored invoices carry each DocNumber."""
+        with self.lock:
+            return collections.Counter(inv["DocNumber"] for inv in self._invoices.values())
+
+    def api_calls(self) -> int:
+        """Requests to the accounting API (not the token endpoint)."""
+        return self.count(path_prefix="/v3/")
+
+    # -- test controls --------------------------------------------------------------------
+    def throttle(self, times: int, retry_after: str | None = None) -> None:
+        """Answer the next `times` API requests with 429 and the throttle fault."""
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        self.faults.queue(
+            Fault(kind="status", status=429, headers=headers),
+            matches=lambda r: r.path.startswith("/v3/"),
+            times=times,
+        )
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            self._access.clear()
+
+    def add_invoice(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        """Store an invoice as if created in the QuickBooks UI."""
+        with self.lock:
+            return self._store(json.loads(_encode(invoice), parse_float=Decimal))
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def _send(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:  # type: ignore[override]
+        tid = f"1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}"
+        with self.lock:
+            self.tids.append(tid)
+        reply.headers.setdefault("intuit_tid", tid)
+        Sandbox._send(handler, reply)
+
+    def _fail(self, handler: BaseHTTPRequestHandler, fault: Fault, reply: Reply | None) -> None:
+        if fault.kind != "status":
+            super()._fail(handler, fault, reply)
+            return
+        if fault.status == 429:
+            body = throttle_fault()
+        elif fault.status == 503:
+            body = fault_body("SystemFault", "10000", "Service Unavailable", "The service is unavailable.")
+        elif fault.status >= 500:
+            body = system_fault()
+        else:
+            body = validation_fault(str(fault.status), f"Injected {fault.status}")
+        answer = _reply(fault.status, body)
+        answer.headers.update(fault.headers)
+        self._send(handler, answer)
+
+    def handle(self, request: Request) -> Reply:
+        if request.path == TOKEN_PATH and request.method == "POST":
+            return self._token(request)
+        match = _COMPANY.match(request.path)
+        if match is None:
+            return _reply(404, {"error": f"no route {request.path}"})
+        if not self._authorized(request):
+            return _reply(
+                401,
+                fault_body(
+                    "AuthenticationFault",
+                    "3200",
+                    "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                    "Token expired or invalid",
+                ),
+            )
+        if match["realm"] != self.realm_id:
+            return _reply(
+                403,
+                fault_body("AuthorizationFault", "003100", "message=ApplicationAuthorizationFailed"),
+            )
+        entity, method = match["entity"], request.method
+        if entity == "query" and method in ("GET", "POST"):
+            statement = request.arg("query") if method == "GET" else request.body.decode("utf-8")
+            status, body = self._query(statement or "")
+            return _reply(status, body)
+        if entity == "invoice" and method == "GET" and match["id"]:
+            with self.lock:
+                invoice = self._invoices.get(match["id"])
+            if invoice is None:
+                return _reply(400, validation_fault("610", "Object Not Found", f"Invoice {match['id']}"))
+            return _reply(200, {"Invoice": invoice, "time": _now()})
+        if entity in ("invoice", "batch") and method == "POST" and not match["id"]:
+            return self._write(request, entity)
+        return _reply(400, validation_fault("2010", "Unsupported Operation", f"{method} {request.path}"))
+
+    # -- OAuth ----------------------------------------------------------------------------
+    def _token(self, request: Request) -> Reply:
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.header("authorization") != f"Basic {expected}":
+            return _reply(401, {"error": "invalid_client"})
+        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8")).items()}
+        if form.get("grant_type") != "refresh_token":
+            return _reply(400, {"error": "unsupported_grant_type"})
+        presented = form.get("refresh_token", "")
+        with self.lock:
+            self.refresh_requests.append(presented)
+            if presented not in self.valid_refresh_tokens:
+                return _reply(400, {"error": "invalid_grant"})
+            # Rotation: the presented token is spent, a new one replaces it.
+            self.valid_refresh_tokens.discard(presented)
+            self.spent_refresh_tokens.add(presented)
+            access = "qbo-at-" + secrets.token_urlsafe(24)
+            refresh = "qbo-rt-" + secrets.token_urlsafe(24)
+            self.valid_refresh_tokens.add(refresh)
+            self._access[access] = time.monotonic() + self.access_ttl
+            self.issued_tokens.extend([access, refresh])
+        return _reply(
+            200,
+            {
+                "token_type": "bearer",
+                "access_token": access,
+                "expires_in": self.access_ttl,
+                "refresh_token": refresh,
+                "x_refresh_token_expires_in": 8726400,
+            },
+        )
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.header("authorization")
+        if not header.startswith("Bearer "):
+            return False
+        with self.lock:
+            expiry = self._access.get(header[len("Bearer ") :])
+        return expiry is not None and expiry > time.monotonic()
+
+    # -- writes ---------------------------------------------------------------------------
+    def _write(self, request: Request, entity: str) -> Reply:
+        rid = request.arg("requestid")
+        limit = 36 if entity == "batch" else 50
+        if rid is not None and (not rid or len(rid) > limit):
+            return _reply(
+                400, validation_fault("2010", "Invalid requestid", f"requestid must be 1..{limit} characters")
+            )
+        with self.lock:
+            if rid and self.requestid_window != 0:
+                stored = self._replies.get((entity, rid))
+                if stored is not None and (
+                    self.requestid_window is None or time.monotonic() - stored[0] < self.requestid_window
+                ):
+                    self.replayed += 1
+                    return Reply(stored[1], stored[2])
+            try:
+                body = json.loads(request.body.decode("utf-8"), parse_float=Decimal)
+            except (ValueError, UnicodeDecodeError):
+                body = None
+            allow_dup = "allowduplicatedocnum" in (request.arg("include") or "")
+            if not isinstance(body, dict):
+                status, answer = 400, validation_fault("2010", "Request has invalid or unsupported property")
+            elif entity == "invoice":
+                status, answer = self._create(body.get("Invoice", body), allow_dup)
+            else:
+                status, answer = self._batch(body, with_requestid=bool(rid), allow_dup=allow_dup)
+            payload = _encode(answer).encode("utf-8")
+            if rid:
+                self._replies[(entity, rid)] = (time.monotonic(), status, payload)
+            return Reply(status, payload)
+
+    def _batch(self, body: dict[str, Any], *, with_requestid: bool, allow_dup: bool) -> tuple[int, Any]:
+        items = body.get("BatchItemRequest")
+        if not isinstance(items, list) or not items:
+            return 400, validation_fault("2020", "Required param missing", "BatchItemRequest")
+        if len(items) > self.max_batch:
+            return 400, validation_fault(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                f"Batch size {len(items)} exceeds the maximum of {self.max_batch} items",
+            )
+        bids = [str(item.get("bId", "")) for item in items]
+        if "" in bids or len(set(bids)) != len(bids):
+            return 400, validation_fault("2010", "Invalid bId", "every item needs a unique bId")
+        if with_requestid and any(len(b) > 10 for b in bids):
+            return 400, validation_fault(
+                "2010", "Invalid bId", "bId is limited to 10 characters with requestid"
+            )
+        results: list[dict[str, Any]] = []
+        for bid, item in zip(bids, items, strict=True):
+            if "Query" in item:
+                _, answer = self._query(str(item["Query"]))
+            elif item.get("operation") == "create" and isinstance(item.get("Invoice"), dict):
+                fault = self.item_faults.pick(item["Invoice"])
+                if fault is not None:
+                    results.append({"bId": bid, "Fault": fault["Fault"]})
+                    continue
+                _, answer = self._create(item["Invoice"], allow_dup)
+            else:
+                answer = validation_fault("2010", "Unsupported batch operation", str(bid))
+            entry = {"bId": bid}
+            entry.update({k: v for k, v in answer.items() if k != "time"})
+            results.append(entry)
+        return 200, {"BatchItemResponse": results, "time": _now()}
+
+    def _create(self, invoice: Any, allow_dup: bool) -> tuple[int, dict[str, Any]]:
+        problem = self._invalid(invoice, allow_dup)
+        if problem is not None:
+            return 400, problem
+        stored = self._store(invoice)
+        return 200, {"Invoice": stored, "time": _now()}
+
+    def _invalid(self, invoice: Any, allow_dup: bool) -> dict[str, Any] | None:
+        if not isinstance(invoice, dict):
+            return validation_fault("2010", "Request has invalid or unsupported property", "Invoice")
+        customer = (invoice.get("CustomerRef") or {}).get("value")
+        if not customer:
+            return validation_fault("6560", "CustomerRef is missing", "An invoice needs a customer")
+        if str(customer) not in self.customers:
+            return validation_fault(
+                "2500",
+                "Invalid Reference Id",
+                f"Invalid Reference Id : CustomerRef {customer} does not exist or is inactive",
+                "CustomerRef",
+            )
+        doc = invoice.get("DocNumber")
+        if doc is not None and (not isinstance(doc, str) or len(doc) > 21):
+            return validation_fault(
+                "2050",
+                "String length is either shorter or longer than supported by specification",
+                f"String length specified does not match the supported length. Min:0 Max:21 supported. "
+                f"Supplied length:{len(str(doc))}",
+                "DocNumber",
+            )
+        if doc and not allow_dup:
+            for existing in self._invoices.values():
+                if existing.get("DocNumber") == doc:
+                    return validation_fault(
+                        "6140",
+                        "Duplicate Document Number Error",
+                        "Duplicate Document Number Error : You must specify a different number. This number "
+                        f"has already been used. DocNumber={doc} is assigned to TxnType=Invoice with "
+                        f"TxnId={existing['Id']}",
+                    )
+        lines = invoice.get("Line")
+        if not isinstance(lines, list) or not lines:
+            return validation_fault("2020", "Required param missing", "Line", "Line")
+        for number, line in enumerate(lines, start=1):
+            if not isinstance(line, dict) or line.get("DetailType") != "SalesItemLineDetail":
+                return validation_fault(
+                    "2010", "Request has invalid or unsupported property", f"Line {number}"
+                )
+            detail = line.get("SalesItemLineDetail") or {}
+            for value, name in (
+                (line.get("Amount"), "Amount"),
+                (detail.get("Qty"), "Qty"),
+                (detail.get("UnitPrice"), "UnitPrice"),
+            ):
+                if value is not None and not _is_number(value):
+                    return validation_fault("2010", "Invalid number", f"Line {number} {name}={value!r}", name)
+            if not _is_number(line.get("Amount")):
+                return validation_fault("2020", "Required param missing", f"Line {number} Amount", "Amount")
+            item = str((detail.get("ItemRef") or {}).get("value", ""))
+            if item not in self.items:
+                return validation_fault(
+                    "2500",
+                    "Invalid Reference Id",
+                    f"Invalid Reference Id : ItemRef {item} does not exist",
+                    "ItemRef",
+                )
+        term = (invoice.get("SalesTermRef") or {}).get("value")
+        if term is not None and str(term) not in self.terms:
+            return validation_fault("2500", "Invalid Reference Id", f"SalesTermRef {term} does not exist")
+        for field in invoice.get("CustomField") or []:
+            if str(field.get("DefinitionId")) not in self.custom_fields:
+                return validation_fault(
+                    "2010", "Invalid custom field", f"DefinitionId {field.get('DefinitionId')} is not defined"
+                )
+        return None
+
+    def _store(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        self._next_id += 1
+        stored = dict(invoice)
+        stored["Id"] = str(self._next_id)
+        stored["SyncToken"] = "0"
+        stored["domain"] = "QBO"
+        stored["sparse"] = False
+        stamp = _now()
+        stored["MetaData"] = {"CreateTime": stamp, "LastUpdatedTime": stamp}
+        customer = str((invoice.get("CustomerRef") or {}).get("value", ""))
+        stored["CustomerRef"] = {"value": customer, "name": self.customers.get(customer, "")}
+        stored.setdefault("CurrencyRef", {"value": "USD"})
+        lines = [dict(line) for line in invoice.get("Line") or []]
+        total = sum((Decimal(line.get("Amount", 0)) for line in lines), Decimal(0))
+        for number, line in enumerate(lines, start=1):
+            line["Id"] = str(number)
+            line.setdefault("LineNum", number)
+        lines.append({"Amount": total, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
+        stored["Line"] = lines
+        stored["TotalAmt"] = total
+        stored["Balance"] = total
+        stored["CustomField"] = [
+            {
+                "DefinitionId": str(f.get("DefinitionId")),
+                "Name": self.custom_fields.get(str(f.get("DefinitionId")), ""),
+                "Type": "StringType",
+                "StringValue": f.get("StringValue", ""),
+            }
+            for f in invoice.get("CustomField") or []
+        ]
+        self._invoices[stored["Id"]] = stored
+        return stored
+
+    # -- query ----------------------------------------------------------------------------
+    def _query(self, statement: str) -> tuple[int, dict[str, Any]]:
+        match = _SELECT.match(statement)
+        if match is None or match["entity"] != "Invoice":
+            return 400, self._parse_error(statement)
+        where = (match["where"] or "").strip()
+        if not where:
+            wanted: set[str] | None = None
+        elif (eq := _WHERE_EQ.match(where)) is not None:
+            wanted = set(_literals(eq["value"]))
+        elif (inn := _WHERE_IN.match(where)) is not None:
+            values = inn["values"]
+            if _LITERAL.sub("", values).replace(",", "").strip():
+                return 400, self._parse_error(statement)
+            wanted = set(_literals(values))
+        else:
+            return 400, self._parse_error(statement)
+        start = int(match["start"] or 1)
+        limit = min(int(match["max"] or 100), 1000)
+        with self.lock:
+            rows = [
+                inv for inv in self._invoices.values() if wanted is None or inv.get("DocNumber") in wanted
+            ]
+        page = rows[start - 1 : start - 1 + limit]
+        response: dict[str, Any] = {}
+        if page:
+            response = {"Invoice": page, "startPosition": start, "maxResults": len(page)}
+        return 200, {"QueryResponse": response, "time": _now()}
+
+    @staticmethod
+    def _parse_error(statement: str) -> dict[str, Any]:
+        return {
+            "Fault": {
+                "Error": [
+                    {
+                        "Message": "Error parsing query",
+                        "Detail": f"QueryParserError: unsupported statement: {statement[:200]}",
+                        "code": "4000",
+                    }
+                ],
+                "type": "ValidationFault",
+            },
+            "time": _now(),
+        }
+
+
+def _literals(text: str) -> Iterable[str]:
+    for raw in _LITERAL.findall(text):
+        yield re.sub(r"\\(.)", r"\1", raw)
