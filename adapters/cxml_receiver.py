@@ -33,7 +33,6 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from adapters.cxml_order import Credential, CxmlHeader, order_request_element, read_header, render_response
 from adapters.cxml_spool import CxmlSpool
 from adapters.safe_xml import parse_xml
+from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError, InputError
 from connector.redact import GLOBAL_REDACTOR
 from connector.secrets import resolve_secret
@@ -245,41 +245,42 @@ def app_from_config(
     return make_app({buyer.name: buyer.credential(base_dir) for buyer in buyers}, CxmlSpool(directory))
 
 
-def application_from_env(environ: Mapping[str, str] | None = None) -> CxmlReceiver:
-    """The receiver built from the config file named by $PO_CONNECTOR_CONFIG (else ./config.toml)."""
+def receiver_from_config(loaded: LoadedConfig, source_name: str | None = None) -> CxmlReceiver:
+    """The receiver for the `cxml` source named by `[serve] source` (or `source_name`)."""
     # Imported here because cxml_source imports this module for CxmlBuyerConfig.
     from adapters.cxml_source import CxmlSourceConfig
 
-    env = os.environ if environ is None else environ
-    path = Path(env.get("PO_CONNECTOR_CONFIG", "config.toml"))
-    try:
-        config: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    wanted = env.get("PO_CONNECTOR_CXML_SOURCE", "")
-    blocks = [
-        block
-        for block in config.get("sources", [])
-        if isinstance(block, dict)
-        and block.get("type") == "cxml"
-        and block.get("spool_dir")
-        and (not wanted or block.get("name") == wanted)
-    ]
-    if len(blocks) != 1:
-        named = f" named {wanted!r}" if wanted else ""
+    wanted = source_name or loaded.settings.serve.source
+    blocks = [b for b in loaded.settings.sources if b.get("name") == wanted]
+    if not blocks and not source_name:
+        # The one cxml source with a spool is meant even when [serve] source keeps its default.
+        spools = [b for b in loaded.settings.sources if b.get("type") == "cxml" and b.get("spool_dir")]
+        blocks = spools if len(spools) == 1 else []
+        wanted = blocks[0]["name"] if blocks else wanted
+    if not blocks or blocks[0].get("type") != "cxml":
         raise ConfigError(
-            f"sources: expected one source of type 'cxml' with a spool_dir{named}, found {len(blocks)} "
-            "(set PO_CONNECTOR_CXML_SOURCE to choose one)"
+            f"serve.source = {wanted!r}: no source of type 'cxml' with that name "
+            "(add a [[sources]] block with type = \"cxml\", spool_dir and buyers)"
         )
     try:
         source = CxmlSourceConfig.model_validate(blocks[0])
     except ValidationError as exc:
-        raise ConfigError(f"sources.{blocks[0].get('name', '?')}: {exc}") from None
-    if source.spool_dir is None:  # the filter above kept only blocks with one
-        raise ConfigError(f"sources.{source.name}.spool_dir: required to receive orders")
-    return app_from_config(source.buyers, source.spool_dir, base_dir=path.parent)
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"sources {wanted!r}: {key}: {error['msg']}") from None
+    if source.spool_dir is None:
+        raise ConfigError(f"sources {wanted!r}: spool_dir: required to receive orders")
+    return app_from_config(source.buyers, source.spool_dir, base_dir=loaded.base_dir)
+
+
+def application_from_env(environ: Mapping[str, str] | None = None) -> CxmlReceiver:
+    """WSGI entry point: the receiver from the config named by $PO_CONNECTOR_CONFIG (else ./config.toml).
+
+    The source is `[serve] source`, or $PO_CONNECTOR_CXML_SOURCE when set.
+    """
+    env = os.environ if environ is None else environ
+    loaded = load_config(env.get("PO_CONNECTOR_CONFIG") or None)
+    return receiver_from_config(loaded, env.get("PO_CONNECTOR_CXML_SOURCE") or None)
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

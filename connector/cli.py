@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from connector import jobs
+from connector import jobs, progress
 from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError, LeaseHeldError
 from connector.logs import setup_logging
@@ -37,7 +37,7 @@ class Options:
     verbosity: int
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     click.echo(f"po-connector: {message}", err=True)
     sys.exit(code)
 
@@ -60,6 +60,7 @@ def load(options: Options, *, migrate: bool = True) -> Connector:
 
 
 def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
+    progress.ENABLED = options.verbosity >= 0 and not options.json_output
     level = loaded.settings.log.level if loaded else "INFO"
     fmt = loaded.settings.log.format if loaded else "auto"
     if options.verbosity > 0:
@@ -325,4 +326,6 @@ def adapters_list(options: Options) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    import connector.cli_support  # noqa: F401 - registers the support verbs on `cli`
+
     cli(obj=None)

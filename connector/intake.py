@@ -14,6 +14,7 @@ from typing import Any
 from connector.errors import ConfigError, InputProblem, RemoteError
 from connector.faults import AFTER_SOURCE_BATCH, crash_point
 from connector.ports import BillingSource, POSource, PullContext, SourceBatch, SourceRecord
+from connector.progress import progress
 from connector.runtime import Connector, RunContext
 from state import ingest
 
@@ -81,8 +82,10 @@ def _pull_one(app: Connector, run: RunContext, name: str, source: POSource) -> N
         cursor = ingest.get_cursor(conn, app.tenant, name)
     context = PullContext(cursor=cursor, started_at=run.started_at, is_processed=_is_processed(app, name))
     try:
-        for batch in source.pull(context):
-            commit_source_batch(app, run, name, batch)
+        with progress(f"pulling {name}") as tick:
+            for batch in source.pull(context):
+                commit_source_batch(app, run, name, batch)
+                tick(len(batch.records))
     except ConfigError as exc:
         _source_failed(run, name, exc)
     except RemoteError as exc:

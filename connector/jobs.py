@@ -34,7 +34,10 @@ SUMMARY_KEYS = (
 
 def exit_code_for(run: RunContext) -> int:
     """1 when anything failed or went dead; mismatches and quarantine are reported, not failures."""
-    failed = sum(run.counts.get(k, 0) for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed"))
+    failed = sum(
+        run.counts.get(k, 0)
+        for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed", "not_found")
+    )
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -49,7 +52,7 @@ def summary(run: RunContext) -> dict[str, Any]:
     return data
 
 
-def _finish(run: RunContext) -> dict[str, Any]:
+def finish(run: RunContext) -> dict[str, Any]:
     run.counts["exit_code"] = exit_code_for(run)
     return summary(run)
 
@@ -62,7 +65,7 @@ def sync(app: Connector) -> dict[str, Any]:
         pull_billing(app, run)
         reconcile_and_plan(app, run)
         push_all(app, run)
-        return _finish(run)
+        return finish(run)
 
 
 def pull(app: Connector, sources: Sequence[str] = ()) -> dict[str, Any]:
@@ -72,21 +75,21 @@ def pull(app: Connector, sources: Sequence[str] = ()) -> dict[str, Any]:
         pull_pos(app, run, sources or None)
         if not sources:
             pull_billing(app, run)
-        return _finish(run)
+        return finish(run)
 
 
 def reconcile(app: Connector) -> dict[str, Any]:
     app.validate_adapters()
     with app.run("reconcile") as run:
         reconcile_and_plan(app, run)
-        return _finish(run)
+        return finish(run)
 
 
 def push(app: Connector, sinks: Sequence[str] = ()) -> dict[str, Any]:
     app.validate_adapters()
     with app.run("push") as run:
         push_all(app, run, sinks or None)
-        return _finish(run)
+        return finish(run)
 
 
 def replay(
@@ -100,4 +103,4 @@ def replay(
         run.add("replayed", len(chosen))
         if push_now and chosen:
             push_all(app, run)
-        return _finish(run)
+        return finish(run)

@@ -75,6 +75,7 @@ class PullContext:
     started_at: datetime
     is_processed: Callable[[str], bool] = lambda key: False
     stream: str = "default"
+    since: datetime | None = None  # resync: records changed since then (the core filters too)
 
 
 @dataclass

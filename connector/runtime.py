@@ -66,7 +66,7 @@ class Connector:
             raise ConfigError(f"state.url: {exc}") from None
         if migrate:
             ensure_schema(self.engine)
-        self._context = AdapterContext(tenant=self.tenant, base_dir=loaded.base_dir, logger=log)
+        self.adapter_context = AdapterContext(tenant=self.tenant, base_dir=loaded.base_dir, logger=log)
 
     # -- adapters ------------------------------------------------------------------------
     @cached_property
@@ -78,7 +78,7 @@ class Connector:
         resolved = []
         for block in blocks:
             resolved.append({k: v for k, v in block.items()})
-        return {b["name"]: build(section, kind, b, self._context, self.registry) for b in resolved}
+        return {b["name"]: build(section, kind, b, self.adapter_context, self.registry) for b in resolved}
 
     @cached_property
     def sources(self) -> dict[str, POSource]:
@@ -119,7 +119,7 @@ class Connector:
         with self.engine.begin() as conn:
             reaped = runs.reap_stale_runs(conn, now, state.stale_after_seconds)
             outbox.expire_leases_of(conn, reaped, now)
-            run_id = runs.start_run(conn, self.tenant, command, now)
+            run_id = runs.start_run(conn, self.tenant, command, now, self.lease_name if lease else None)
         context = RunContext(run_id=run_id, command=command, started_at=now)
         if lease:
             self._take_lease(run_id, now)

@@ -77,15 +77,29 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every migration revision this code ships."""
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+MIGRATION_LOCK_ID = 0x706F636F  # any constant shared by every po-connector process
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (idempotent)."""
+    """Apply migrations up to `revision` (idempotent, safe when several processes start at once).
+
+    SQLite serializes through BEGIN IMMEDIATE; PostgreSQL through a transaction advisory lock.
+    Alembic reads the current revision after the lock is held, so a late starter finds the work done.
+    """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         command.upgrade(alembic_config(connection), revision)
 
 

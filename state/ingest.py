@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, select, update
 
 from connector.errors import InputProblem
 from connector.model import BillingPeriod, PurchaseOrder
@@ -138,7 +138,7 @@ def forget_processed(conn: Connection, tenant: str, source: str, input_key: str)
     ).rowcount
 
 
-def _line_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+def line_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-line differences between two canonical PO dicts, for the revision history."""
     old_lines = {line["line_no"]: line for line in (old or {}).get("lines", [])}
     new_lines = {line["line_no"]: line for line in new.get("lines", [])}
@@ -161,6 +161,23 @@ def _line_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[
                 }
             )
     return changes
+
+
+def preview_po(conn: Connection, po: PurchaseOrder) -> tuple[str, list[dict[str, Any]]]:
+    """What storing `po` would do, without writing: ('new' | 'revised' | 'unchanged', line changes)."""
+    existing = conn.execute(
+        select(po_records.c.content_hash, po_records.c.canonical_json).where(
+            po_records.c.tenant == po.tenant,
+            po_records.c.source == po.source,
+            po_records.c.external_id == po.external_id,
+        )
+    ).first()
+    new = json.loads(canonical_json(po))
+    if existing is None:
+        return "new", line_changes(None, new)
+    if existing.content_hash == content_hash(po):
+        return "unchanged", []
+    return "revised", line_changes(json.loads(existing.canonical_json), new)
 
 
 def store_po(
@@ -274,7 +291,7 @@ def _record_revision(
             revision=revision,
             content_hash=digest,
             canonical_json=text,
-            changes_json=json.dumps(_line_changes(previous, json.loads(text))),
+            changes_json=json.dumps(line_changes(previous, json.loads(text))),
             recorded_at=now,
             run_id=run_id,
         )
@@ -377,7 +394,12 @@ def quarantine_problems(
         changed = conn.execute(
             update(quarantine)
             .where(quarantine.c.tenant == tenant, quarantine.c.fingerprint == fingerprint)
-            .values(last_seen_at=now, run_id=run_id)
+            # A retried problem that is still there is open again; a discarded one stays discarded.
+            .values(
+                last_seen_at=now,
+                run_id=run_id,
+                status=case((quarantine.c.status == "retried", "open"), else_=quarantine.c.status),
+            )
         ).rowcount
         if changed:
             continue

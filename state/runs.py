@@ -52,11 +52,14 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def start_run(conn: Connection, tenant: str, command: str, now: datetime) -> str:
+def start_run(
+    conn: Connection, tenant: str, command: str, now: datetime, lease_name: str | None = None
+) -> str:
     run_id = str(uuid.uuid4())
     conn.execute(
         insert(runs).values(
             id=run_id,
+            lease_name=lease_name,
             tenant=tenant,
             command=command,
             status="running",

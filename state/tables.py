@@ -181,6 +181,7 @@ quarantine = Table(
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("run_id", String(36)),
     UniqueConstraint("tenant", "fingerprint", name="uq_quarantine_fingerprint"),
+    Index("ix_quarantine_open", "tenant", "status"),
 )
 
 runs = Table(
@@ -198,6 +199,7 @@ runs = Table(
     Column("heartbeat_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime),
     Column("error", Text),
+    Column("lease_name", String(255)),
 )
 
 leases = Table(

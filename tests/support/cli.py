@@ -33,7 +33,9 @@ def copy_example(target: Path) -> Path:
     return target / "config.toml"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Result:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> Result:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PO_CONNECTOR")}
     full_env.update(env or {})
     proc = subprocess.run(

@@ -38,7 +38,9 @@ def make_po(
         term_start=date(2026, 1, 1),
         term_end=date(2026, 12, 31),
         lines=(
-            POLine(line_no=1, sku="PLAN-PRO", quantity=Decimal(quantity), unit_price=Money.of(price, currency)),
+            POLine(
+                line_no=1, sku="PLAN-PRO", quantity=Decimal(quantity), unit_price=Money.of(price, currency)
+            ),
         ),
         source_updated_at=updated or datetime(2026, 1, 5, tzinfo=UTC),
     )
@@ -69,7 +71,9 @@ def make_plan(
         issue_date=date(2026, 11, 1),
         due_date=date(2026, 12, 1),
         payment_terms=PaymentTerms(code="NET30", net_days=30),
-        bill_to=Address(name="Acme Corp", lines=("100 Main St",), city="Springfield", postal_code="62701", country="US"),
+        bill_to=Address(
+            name="Acme Corp", lines=("100 Main St",), city="Springfield", postal_code="62701", country="US"
+        ),
         lines=(
             InvoiceLine(
                 line_no=1,

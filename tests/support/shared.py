@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 SHARED_FIXTURES = Path(
-    os.environ.get("PO_CONNECTOR_SHARED_FIXTURES", Path(__file__).resolve().parents[2].parent / "shared" / "fixtures")
+    os.environ.get(
+        "PO_CONNECTOR_SHARED_FIXTURES", Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+    )
 )
 
 

@@ -85,7 +85,9 @@ def test_connection_refused_is_retryable_even_for_writes() -> None:
 
 @responses.activate
 def test_4xx_is_rejected_with_the_provider_message_and_correlation_id() -> None:
-    responses.post(f"{BASE}/invoice", status=400, json={"message": "Customer unknown"}, headers={"X-Request-Id": "req-9"})
+    responses.post(
+        f"{BASE}/invoice", status=400, json={"message": "Customer unknown"}, headers={"X-Request-Id": "req-9"}
+    )
     with pytest.raises(RejectedError) as caught:
         client().request("POST", "/invoice", json={})
     assert "Customer unknown" in str(caught.value) and caught.value.correlation_id == "req-9"

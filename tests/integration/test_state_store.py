@@ -1,7 +1,8 @@
-"""The state store on a real SQLite file: migrations, PO revisions, outbox protocol, leases."""
+"""The state store on real SQLite and PostgreSQL: migrations, PO revisions, outbox protocol, leases."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,15 +19,25 @@ from tests.support.factories import make_plan, make_po
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Engine:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_schema_is_migrated_to_head(engine: Engine) -> None:
+    assert current_revision(engine) == head_revision()
+
+
+def test_sqlite_runs_in_wal_with_a_busy_timeout(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
     ensure_schema(engine)
-    return engine
-
-
-def test_schema_is_migrated_to_head_and_sqlite_runs_in_wal(engine: Engine) -> None:
-    assert current_revision(engine) == head_revision()
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
@@ -49,8 +60,12 @@ def test_unchanged_po_costs_no_revision_and_a_change_records_line_diff(engine: E
 
 def test_an_older_message_does_not_overwrite_a_newer_revision(engine: Engine) -> None:
     with engine.begin() as conn:
-        ingest.store_po(conn, make_po(quantity="24", updated=datetime(2026, 3, 1, tzinfo=UTC)), "r", "d", NOW, None)
-        stale = ingest.store_po(conn, make_po(quantity="10", updated=datetime(2026, 1, 1, tzinfo=UTC)), "r", "d", NOW, None)
+        ingest.store_po(
+            conn, make_po(quantity="24", updated=datetime(2026, 3, 1, tzinfo=UTC)), "r", "d", NOW, None
+        )
+        stale = ingest.store_po(
+            conn, make_po(quantity="10", updated=datetime(2026, 1, 1, tzinfo=UTC)), "r", "d", NOW, None
+        )
         assert stale.outcome == "stale"
         assert ingest.load_pos(conn, "default")[0].lines[0].quantity == 24
 
@@ -75,7 +90,9 @@ def test_changed_plan_after_push_is_flagged_not_recreated(engine: Engine) -> Non
     plan = make_plan()
     with engine.begin() as conn:
         outbox.upsert_plan(conn, plan, NOW)
-        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        [item] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
         outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x", total=plan.total), NOW)
         revised = plan.model_copy(update={"po_revision": 2})
         assert outbox.upsert_plan(conn, revised, NOW) == "amended"
@@ -94,11 +111,20 @@ def test_changed_plan_not_yet_sent_is_updated_in_place(engine: Engine) -> None:
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_expires(engine: Engine) -> None:
     with engine.begin() as conn:
         outbox.upsert_plan(conn, make_plan(), NOW)
-        first = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        first = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
         assert len(first) == 1 and not first[0].uncertain
-        assert outbox.claim_due(conn, tenant="default", sink="files", owner="r2", now=NOW, lease_seconds=60, limit=10) == []
+        assert (
+            outbox.claim_due(
+                conn, tenant="default", sink="files", owner="r2", now=NOW, lease_seconds=60, limit=10
+            )
+            == []
+        )
         later = NOW + timedelta(seconds=61)
-        [again] = outbox.claim_due(conn, tenant="default", sink="files", owner="r2", now=later, lease_seconds=60, limit=10)
+        [again] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r2", now=later, lease_seconds=60, limit=10
+        )
         assert again.uncertain  # r1 may have sent it before dying: look it up first
         assert again.attempts == 2
 
@@ -106,16 +132,22 @@ def test_a_claimed_row_is_not_claimed_again_until_its_lease_expires(engine: Engi
 def test_rows_of_a_reaped_run_are_claimable_at_once(engine: Engine) -> None:
     with engine.begin() as conn:
         outbox.upsert_plan(conn, make_plan(), NOW)
-        outbox.claim_due(conn, tenant="default", sink="files", owner="dead-run", now=NOW, lease_seconds=600, limit=10)
+        outbox.claim_due(
+            conn, tenant="default", sink="files", owner="dead-run", now=NOW, lease_seconds=600, limit=10
+        )
         assert outbox.expire_leases_of(conn, ["dead-run"], NOW) == 1
-        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r2", now=NOW, lease_seconds=60, limit=10)
+        [item] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r2", now=NOW, lease_seconds=60, limit=10
+        )
         assert item.uncertain
 
 
 def test_rejected_row_goes_dead_with_provider_message_and_replay_brings_it_back(engine: Engine) -> None:
     with engine.begin() as conn:
         outbox.upsert_plan(conn, make_plan(), NOW)
-        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        [item] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
         error = RejectedError("Customer CUST-ACME unknown", status=400, correlation_id="tid-123")
         outbox.mark_failed(conn, item.idempotency_key, "r1", error, NOW, dead=True)
         [dead] = outbox.list_rows(conn, "default", state="dead")
@@ -128,7 +160,9 @@ def test_remote_total_differing_by_a_cent_is_flagged(engine: Engine) -> None:
     plan = make_plan()
     with engine.begin() as conn:
         outbox.upsert_plan(conn, plan, NOW)
-        [item] = outbox.claim_due(conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10)
+        [item] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
         wrong = Money(amount=plan.total.amount - Money.of("0.01", "USD").amount, currency="USD")
         outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x", total=wrong), NOW)
         [flagged] = outbox.list_rows(conn, "default", flagged=True)
@@ -140,14 +174,16 @@ def test_lease_is_exclusive_until_it_expires(engine: Engine) -> None:
         assert runs.acquire_lease(conn, "sync:default", "run-a", NOW, 60)[0]
         acquired, holder, _ = runs.acquire_lease(conn, "sync:default", "run-b", NOW, 60)
         assert not acquired and holder is not None and holder.owner == "run-a"
-        acquired, _, reaped = runs.acquire_lease(conn, "sync:default", "run-b", NOW + timedelta(seconds=61), 60)
+        acquired, _, reaped = runs.acquire_lease(
+            conn, "sync:default", "run-b", NOW + timedelta(seconds=61), 60
+        )
         assert acquired and reaped == "run-a"
 
 
 def test_lease_of_a_dead_local_process_is_taken_over_at_once(engine: Engine) -> None:
     with engine.begin() as conn:
         runs.acquire_lease(conn, "sync:default", "run-a", NOW, 600)
-        conn.execute(runs.leases.update().values(pid=2**22 + 12345))  # no such process
+        conn.execute(runs.leases.update().values(pid=2**22 + 12345, host=runs.this_host()))  # no such process
         acquired, _, reaped = runs.acquire_lease(conn, "sync:default", "run-b", NOW, 600)
         assert acquired and reaped == "run-a"
 

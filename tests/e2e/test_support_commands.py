@@ -1,0 +1,153 @@
+"""Support staff's verbs on a copy of the example: state, quarantine, resync, runs, doctor, replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import REPO, copy_example, run_cli
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    return copy_example(tmp_path)
+
+
+def invoice_files(config: Path) -> list[Path]:
+    return sorted((config.parent / "out" / "invoices").glob("*.xml"))
+
+
+def test_state_get_output_is_valid_input_to_state_set(example: Path) -> None:
+    cursor = '{"updated_at": "2026-11-01T00:00:00+00:00", "offset": 3}'
+    assert run_cli("state", "set", "--config", str(example), "--source", "inbox", "--value", cursor, "--yes").code == 0
+    got = run_cli("state", "get", "--config", str(example), "--source", "inbox")
+    assert got.code == 0
+    run_cli("state", "clear", "--config", str(example), "--source", "inbox", "--yes")
+    piped = subprocess.run(
+        [sys.executable, "-m", "connector", "state", "set", "--config", str(example), "--yes"],
+        input=got.stdout,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    again = run_cli("state", "get", "--config", str(example), "--source", "inbox")
+    assert json.loads(again.stdout) == json.loads(got.stdout)
+    assert json.loads(got.stdout)["cursor"] == json.loads(cursor)
+
+
+def test_destructive_verbs_refuse_without_a_terminal_unless_yes(example: Path) -> None:
+    result = run_cli("state", "clear", "--config", str(example), "--source", "inbox")
+    assert result.code == 2 and "--yes" in result.stderr
+
+
+def test_quarantine_retry_reprocesses_records_after_the_mapping_is_fixed(example: Path) -> None:
+    profile = (REPO / "mappings" / "csv_default.toml").read_text(encoding="utf-8")
+    broken = profile.replace('aliases = ["Qty", "Units", "Menge", "Anzahl"]', 'aliases = ["Qty", "Units"]')
+    assert broken != profile
+    mapping = example.parent / "my_mapping.toml"
+    mapping.write_text(broken, encoding="utf-8")
+    text = example.read_text(encoding="utf-8").replace('mapping = "csv_default"', 'mapping = "my_mapping.toml"')
+    example.write_text(text, encoding="utf-8")
+
+    first = run_cli("pull", "--config", str(example), "--json")
+    assert first.code == 0, first.stderr
+    listed = run_cli("quarantine", "list", "--config", str(example), "--json")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    globex = [row for row in rows if "globex" in row["document"]]
+    assert globex, rows  # Globex's German "Menge" column is unknown to the broken profile
+
+    mapping.write_text(profile, encoding="utf-8")
+    retried = run_cli("quarantine", "retry", "--config", str(example), "--json", *[str(r["id"]) for r in globex])
+    assert retried.code == 0, retried.stderr
+    summary = retried.json()
+    assert summary["retried"] == len(globex) and summary["still_quarantined"] == 0
+    assert summary["pos_changed"] >= 2  # 4500012345 and 4500012399 are stored now
+    left = run_cli("quarantine", "list", "--config", str(example), "--json").stdout
+    assert all("globex" not in json.loads(line)["document"] for line in left.splitlines())
+
+
+def test_quarantine_discard_hides_a_record(example: Path) -> None:
+    run_cli("pull", "--config", str(example))
+    [row] = [json.loads(x) for x in run_cli("quarantine", "list", "--config", str(example), "--json").stdout.splitlines()]
+    assert run_cli("quarantine", "discard", "--config", str(example), str(row["id"]), "--yes").code == 0
+    assert run_cli("quarantine", "list", "--config", str(example)).stdout.strip() == ""
+
+
+def test_resync_of_a_pushed_po_creates_no_new_invoice_and_records_the_new_revision(example: Path) -> None:
+    assert run_cli("sync", "--config", str(example)).code == 0
+    before = {p.name for p in invoice_files(example)}
+    inbox = example.parent / "examples" / "inbox" / "acme-purchase-orders.eml"
+    inbox.write_bytes(inbox.read_bytes().replace(b"Pro plan seat-month", b"Pro plan seat month"))
+
+    dry = run_cli("resync", "--config", str(example), "--source", "inbox", "--po", "ACME-PO-1001", "--dry-run", "--json")
+    assert dry.code == 0, dry.stderr
+    [change] = dry.json()["changes"]
+    assert change["outcome"] == "revised" and change["line_changes"][0]["fields"]["description"]
+    assert {p.name for p in invoice_files(example)} == before
+
+    result = run_cli("resync", "--config", str(example), "--source", "inbox", "--po", "ACME-PO-1001", "--json")
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert summary["pos_changed"] == 1
+    assert summary["invoices_pushed"] == 0 and summary["invoices_planned"] == 0
+    assert summary["amended_after_push"] == 2  # both pushed ACME-PO-1001 invoices are flagged
+    assert {p.name for p in invoice_files(example)} == before
+    status = run_cli("status", "--config", str(example), "--json").json()
+    assert {f["po_number"] for f in status["flagged"]} == {"ACME-PO-1001"}
+
+
+def test_resync_needs_exactly_one_scope(example: Path) -> None:
+    result = run_cli("resync", "--config", str(example), "--source", "inbox")
+    assert result.code == 2 and "--po" in result.stderr
+
+
+def test_runs_list_and_show(example: Path) -> None:
+    sync = run_cli("sync", "--config", str(example), "--json").json()
+    listed = json.loads(run_cli("runs", "list", "--config", str(example), "--json").stdout)
+    assert listed[0]["id"] == sync["run_id"] and listed[0]["status"] == "ok"
+    shown = json.loads(run_cli("runs", "show", "--config", str(example), sync["run_id"][:8]).stdout)
+    assert shown["counts"]["invoices_pushed"] == 4
+
+
+def test_status_json_reports_sources_sinks_and_quarantine(example: Path) -> None:
+    run_cli("sync", "--config", str(example))
+    status = run_cli("status", "--config", str(example), "--json").json()
+    assert status["last_run"]["command"] == "sync"
+    assert [s["name"] for s in status["sources"]] == ["inbox", "billing"]
+    assert status["quarantined"] == 1
+    assert status["match_status"]["matched"] == 4
+
+
+def test_a_sync_that_finds_the_partition_leased_exits_75_naming_the_holder(example: Path) -> None:
+    from connector.config import load_config
+    from connector.runtime import Connector
+
+    app = Connector(load_config(example))
+    with app.run("sync"):
+        result = run_cli("sync", "--config", str(example))
+    assert result.code == 75
+    assert "held by run" in result.stderr and "since" in result.stderr
+
+
+def test_doctor_names_an_unreachable_sink_and_exits_non_zero(example: Path) -> None:
+    text = example.read_text(encoding="utf-8") + (
+        '\n[[sinks]]\nname = "books"\ntype = "netsuite"\nbase_url = "http://127.0.0.1:9/services/rest"\n'
+        'access_token_env = "NS_TOKEN"\n'
+    )
+    example.write_text(text, encoding="utf-8")
+    result = run_cli("doctor", "--config", str(example), env={"NS_TOKEN": "t0ken-value-123"})
+    assert result.code == 1
+    assert "PROBLEM  sink 'books' (netsuite)" in result.stdout and "hint:" in result.stdout
+    assert "t0ken-value-123" not in result.stdout
+
+
+def test_doctor_on_the_example_is_clean(example: Path) -> None:
+    result = run_cli("doctor", "--config", str(example))
+    assert result.code == 0, result.stdout
+    assert "PROBLEM" not in result.stdout
