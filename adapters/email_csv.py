@@ -1,9 +1,11 @@
 """PO source `email-csv`: purchase orders that arrive as CSV attachments of e-mails in a folder.
 
-The folder is either a plain folder of `.eml` files or a Maildir (`cur/` and `new/`). Messages
-are read in the order of their Date header, so a later message revising a PO is applied after
-the earlier one. Each CSV attachment is one input, keyed by the message id and the attachment's
-SHA-256, and is never processed twice.
+The messages come from a folder (a plain folder of `.eml` files or a Maildir with `cur/` and
+`new/`) or from an IMAP mailbox (the `imap` block, see adapters/imap_mailbox.py). Messages are
+read in the order of their Date header, so a later message revising a PO is applied after the
+earlier one. Each CSV attachment is one input, keyed by the message id and the attachment's
+SHA-256, and is never processed twice. The sender's address or domain chooses the buyer id
+(`senders`) and, optionally, the mapping profile (`profiles`).
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import email.policy
 import email.utils
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from adapters.imap_mailbox import ImapConfig, ImapMailbox
 from adapters.tabular import UndecodableError, decode_text, read_csv
 from connector.errors import ConfigError, InputProblem
 from connector.ports import (
@@ -41,23 +44,33 @@ CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _HEADER_ERRORS = (ValueError, TypeError, LookupError, email.errors.MessageError)
 _log = logging.getLogger("po_connector.email_csv")
+_T = TypeVar("_T")
 
 
 class EmailCsvConfig(AdapterConfig):
     """Settings of an `email-csv` source."""
 
-    maildir: Path
+    maildir: Path | None = None
+    imap: ImapConfig | None = None
     mapping: str = "csv_default"
     senders: dict[str, str] = Field(default_factory=dict)
+    # Sender address or domain -> mapping profile (name or path) used instead of `mapping`.
+    profiles: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("senders")
+    @field_validator("senders", "profiles")
     @classmethod
     def _lower_case_senders(cls, value: dict[str, str]) -> dict[str, str]:
         return {sender.strip().lower(): buyer for sender, buyer in value.items()}
 
+    @model_validator(mode="after")
+    def _one_place(self) -> EmailCsvConfig:
+        if (self.maildir is None) == (self.imap is None):
+            raise ValueError("set either maildir (a folder) or an imap block, not both or neither")
+        return self
+
 
 class EmailCsvSource:
-    """Reads POs from CSV attachments of `.eml` files in a folder or a Maildir."""
+    """Reads POs from CSV attachments of `.eml` files in a folder or a Maildir, or in an IMAP mailbox."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE})
@@ -67,16 +80,29 @@ class EmailCsvSource:
         self.name = config.name
         self.config = config
         self.tenant = context.tenant
-        self.folder = _resolve(config.maildir, context.base_dir)
-        if not self.folder.is_dir():
-            raise ConfigError(f"source {config.name}: key maildir: {self.folder} is not a folder")
-        if is_mapping_name(config.mapping):
-            self.mapping = load_mapping(config.mapping)
-        else:
-            self.mapping = load_mapping(_resolve(Path(config.mapping), context.base_dir))
+        self.folder: Path | None = None
+        self.mailbox: ImapMailbox | None = None
+        if config.imap is not None:
+            self.mailbox = ImapMailbox(
+                config.imap, source=config.name, tenant=context.tenant, base_dir=context.base_dir
+            )
+        elif config.maildir is not None:
+            self.folder = _resolve(config.maildir, context.base_dir)
+            if not self.folder.is_dir():
+                raise ConfigError(f"source {config.name}: key maildir: {self.folder} is not a folder")
+        loaded: dict[str, CsvMapping] = {}
+        self.mapping = _load_profile(config.mapping, context.base_dir, loaded)
+        self.profiles = {
+            sender: _load_profile(profile, context.base_dir, loaded)
+            for sender, profile in config.profiles.items()
+        }
 
     def pull(self, context: PullContext) -> Iterator[SourceBatch]:
         """One batch per new CSV attachment (or unreadable message), oldest message first."""
+        if self.mailbox is not None:
+            yield from self.mailbox.pull(self._parse_message, context.is_processed)
+            return
+        assert self.folder is not None
         seen: set[str] = set()
 
         def skip(key: str) -> bool:
@@ -84,19 +110,48 @@ class EmailCsvSource:
 
         for path in ordered_messages(self.folder):
             for batch in _message_batches(
-                path, self.mapping, self.name, self.config.senders, self.tenant, skip
+                path, self.mapping, self.name, self.config.senders, self.tenant, skip, self.profiles
             ):
                 if batch.input_key:
                     seen.add(batch.input_key)
                 yield batch
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
-        """Every version of the PO found in the folder, oldest message first."""
-        found: list[SourceRecord] = []
-        for path in ordered_messages(self.folder):
-            for batch in _message_batches(path, self.mapping, self.name, self.config.senders, self.tenant):
-                found.extend(r for r in batch.records if r.po.po_number == po_number)
-        return found
+        """Every version of the PO found in the folder or the mailbox, oldest message first."""
+        batches: Iterable[SourceBatch]
+        if self.mailbox is not None:
+            batches = self.mailbox.every_batch(self._parse_message)
+        else:
+            assert self.folder is not None
+            batches = (
+                batch
+                for path in ordered_messages(self.folder)
+                for batch in _message_batches(
+                    path, self.mapping, self.name, self.config.senders, self.tenant, profiles=self.profiles
+                )
+            )
+        return [r for batch in batches for r in batch.records if r.po.po_number == po_number]
+
+    def _parse_message(
+        self, message: Message, name: str, fallback_id: str, skip: Callable[[str], bool]
+    ) -> Iterator[SourceBatch]:
+        return message_batches(
+            message,
+            self.mapping,
+            source=self.name,
+            senders=self.config.senders,
+            tenant=self.tenant,
+            name=name,
+            fallback_id=fallback_id,
+            skip=skip,
+            profiles=self.profiles,
+        )
+
+
+def _load_profile(text: str, base_dir: Path, loaded: dict[str, CsvMapping]) -> CsvMapping:
+    if text not in loaded:
+        loaded[text] = load_mapping(text if is_mapping_name(text) else _resolve(Path(text), base_dir))
+    return loaded[text]
 
 
 def _resolve(path: Path, base_dir: Path) -> Path:
@@ -142,16 +197,21 @@ def _message_date(message: Message) -> datetime | None:
 def buyer_for(sender: str, senders: dict[str, str]) -> str:
     """Buyer id of a sender address: the configured one for the address or its (parent) domain,
     else the domain itself in lower case."""
+    found = sender_entry(sender, senders)
+    return found if found is not None else sender.strip().lower().rpartition("@")[2]
+
+
+def sender_entry(sender: str, table: Mapping[str, _T]) -> _T | None:
+    """The entry of a table keyed by lower-case sender address or (parent) domain, address first."""
     address = sender.strip().lower()
-    domain = address.rpartition("@")[2]
-    if address in senders:
-        return senders[address]
-    labels = domain.split(".")
+    if address in table:
+        return table[address]
+    labels = address.rpartition("@")[2].split(".")
     for start in range(len(labels)):
         candidate = ".".join(labels[start:])
-        if candidate in senders:
-            return senders[candidate]
-    return domain
+        if candidate in table:
+            return table[candidate]
+    return None
 
 
 def parse_message_file(
@@ -161,10 +221,12 @@ def parse_message_file(
     source: str,
     senders: dict[str, str],
     tenant: str = "default",
+    profiles: Mapping[str, CsvMapping] | None = None,
 ) -> list[SourceBatch]:
     """All batches of one `.eml` file: one per CSV attachment, or one for an unreadable file."""
     senders = {key.lower(): value for key, value in senders.items()}
-    return list(_message_batches(path, mapping, source, senders, tenant))
+    profiles = {key.lower(): value for key, value in (profiles or {}).items()}
+    return list(_message_batches(path, mapping, source, senders, tenant, profiles=profiles))
 
 
 def _message_batches(
@@ -174,6 +236,7 @@ def _message_batches(
     senders: dict[str, str],
     tenant: str,
     skip: Callable[[str], bool] = lambda key: False,
+    profiles: Mapping[str, CsvMapping] | None = None,
 ) -> Iterator[SourceBatch]:
     try:
         data = path.read_bytes()
@@ -198,6 +261,7 @@ def _message_batches(
         name=path.name,
         fallback_id=file_sha,
         skip=skip,
+        profiles=profiles,
     )
 
 
@@ -211,11 +275,13 @@ def message_batches(
     name: str,
     fallback_id: str,
     skip: Callable[[str], bool] = lambda key: False,
+    profiles: Mapping[str, CsvMapping] | None = None,
 ) -> Iterator[SourceBatch]:
     """Batches of a parsed message, one per CSV attachment not skipped.
 
     `name` names the message in documents; `fallback_id` stands in for a missing Message-ID
-    (the SHA-256 of the whole message).
+    (the SHA-256 of the whole message). `profiles` (lower-case sender address or domain ->
+    mapping) overrides `mapping` for the senders it names.
     """
     try:
         message_id = str(message.get("Message-ID") or "").strip()
@@ -224,6 +290,7 @@ def message_batches(
         message_id, sender = "", ""
     message_key = message_id or fallback_id
     buyer_id = buyer_for(sender, senders) if sender else ""
+    mapping = (sender_entry(sender, profiles) if sender and profiles else None) or mapping
     updated_at = _message_date(message)
     keys: set[str] = set()
     found = False

@@ -7,20 +7,21 @@ from typing import Any
 
 from connector.config import LoadedConfig
 from connector.errors import ConfigError, InputProblem
-from connector.ports import SourceRecord
+from connector.ports import AdapterContext, AdapterKind, SourceRecord
+from connector.registry import build
 
 
-def _email_settings(loaded: LoadedConfig | None) -> dict[str, Any]:
+def _email_source(loaded: LoadedConfig | None) -> Any:
+    """The configured `email-csv` source (its mapping and sender profiles), or None."""
     if loaded is None:
-        return {"name": "inspect", "mapping": "csv_default", "senders": {}}
+        return None
     for block in loaded.settings.sources:
         if block.get("type") == "email-csv":
-            return {
-                "name": block["name"],
-                "mapping": block.get("mapping", "csv_default"),
-                "senders": block.get("senders", {}),
-            }
-    return {"name": "inspect", "mapping": "csv_default", "senders": {}}
+            if block.get("imap"):  # inspect reads a local file: no mailbox login needed
+                block = {k: v for k, v in block.items() if k != "imap"} | {"maildir": "."}
+            context = AdapterContext(tenant=loaded.settings.tenant, base_dir=loaded.base_dir)
+            return build("sources", AdapterKind.SOURCE, block, context)
+    return None
 
 
 def inspect_file(path: Path, loaded: LoadedConfig | None) -> tuple[list[SourceRecord], list[InputProblem]]:
@@ -29,21 +30,24 @@ def inspect_file(path: Path, loaded: LoadedConfig | None) -> tuple[list[SourceRe
     from mappings.csv_mapping import load_mapping
 
     suffix = path.suffix.lower()
-    settings = _email_settings(loaded)
     if suffix in (".xml", ".cxml"):
         from adapters.cxml_source import parse_cxml_file
 
         batches = [parse_cxml_file(path, source="inspect")]
     elif suffix in (".eml", ".csv", ".txt"):
-        mapping_name = settings["mapping"]
-        mapping_path = (
-            loaded.resolve(mapping_name) if loaded and str(mapping_name).endswith(".toml") else mapping_name
-        )
-        mapping = load_mapping(mapping_path)
+        source = _email_source(loaded)
+        name = source.name if source else "inspect"
+        mapping = source.mapping if source else load_mapping("csv_default")
         if suffix == ".csv":
-            batches = [parse_csv_file(path, mapping, source=settings["name"], buyer_id="")]
+            batches = [parse_csv_file(path, mapping, source=name, buyer_id="")]
         else:
-            batches = parse_message_file(path, mapping, source=settings["name"], senders=settings["senders"])
+            batches = parse_message_file(
+                path,
+                mapping,
+                source=name,
+                senders=source.config.senders if source else {},
+                profiles=source.profiles if source else None,
+            )
     else:
         raise ConfigError(f"inspect: {path.name}: unknown file type {suffix!r} (use .eml, .csv or .xml)")
     records = [record for batch in batches for record in batch.records]
