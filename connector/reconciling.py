@@ -17,6 +17,9 @@ from state import ingest, outbox, results
 
 log = logging.getLogger("po_connector.reconcile")
 
+# Billing records that are reconciled (early warning) but never invoiced from here.
+NOT_INVOICEABLE = frozenset({"upcoming", "preview", "void", "voided", "cancelled"})
+
 
 def _prior_invoices(consumed: list[outbox.Consumption]) -> list[PriorInvoice]:
     """One draw per (PO, billing period), however many sinks the invoice goes to."""
@@ -54,6 +57,9 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
             run.add(result.status.value)
         for billing_key, allocation in sorted(outcome.allocations.items()):
             period = by_key[billing_key]
+            if period.status.lower() in NOT_INVOICEABLE:
+                run.add("not_invoiceable")
+                continue
             for sink in sinks:
                 plan = plan_invoice(
                     allocation,

@@ -1,0 +1,427 @@
+"""The `stripe` billing source: billing periods from a Stripe account's invoices.
+
+Reads `GET /v1/invoices` (newest first, `limit` / `starting_after` / `has_more`) created since the
+cursor, with the API version pinned in `Stripe-Version` (the parser reads 2025-03-31.basil
+fields; a response that reports another version stops the pull with a ConfigError). Lines
+beyond those embedded in an invoice are paged from `/v1/invoices/{id}/lines`. Optionally the
+next invoice of each live subscription is previewed with `POST /v1/invoices/create_preview`:
+basil removed `/v1/invoices/upcoming`, and a preview is not saved, so it is read-only and safe
+to repeat. Each invoice becomes one BillingPeriod per (subscription, line period start), as
+`adapters.stripe_mapping` describes.
+
+Cursor: `{"created": unix seconds}`, the newest `created` seen, never past the run's start.
+Because lists come newest first, only the last page's batch carries the new cursor: a run that
+stops half-way keeps the old cursor and reads the same invoices again. A pull re-reads
+`overlap_seconds` before the cursor, so drafts finalized within that window (Stripe finalizes
+subscription drafts about an hour after creation) arrive in their final state; the state layer
+drops unchanged records by content hash. Later changes of older invoices need a resync.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlencode, urlsplit
+
+import requests
+from pydantic import Field, field_validator, model_validator
+
+from adapters.stripe_mapping import MappingOptions, StripeMappingError, map_invoice
+from connector.errors import (
+    AuthenticationError,
+    ConfigError,
+    InputProblem,
+    RejectedError,
+    RemoteError,
+    RetryableError,
+)
+from connector.http import HttpClient, RetryPolicy, parse_retry_after
+from connector.ports import (
+    AdapterConfig,
+    AdapterContext,
+    AdapterKind,
+    BillingBatch,
+    Capability,
+    PullContext,
+)
+from connector.ratelimit import ConcurrencyLimit, TokenBucket
+from connector.redact import GLOBAL_REDACTOR
+from connector.secrets import resolve_secret
+
+PINNED_API_VERSION = "2025-03-31.basil"
+FIRST_BASIL_DAY = "2025-03-31"
+TEST_MODE_RATE = 25.0  # Stripe's global limit in test mode (live: 100)
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+PREVIEWED_SUBSCRIPTIONS = frozenset({"active", "trialing", "past_due"})
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+
+
+class StripeBillingConfig(AdapterConfig):
+    """A Stripe account read with a secret (or restricted read-only) key."""
+
+    type: str = "stripe"
+    base_url: str = "https://api.stripe.com"
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    api_version: str = PINNED_API_VERSION
+    po_number_source: Literal["custom_field", "metadata"] = "custom_field"
+    po_custom_field: str = Field(default="PO Number", min_length=1, max_length=40)
+    po_metadata_key: str = Field(default="po_number", min_length=1, max_length=40)
+    customer_ref_source: str = "customer_id"
+    sku_source: Literal["lookup_key", "product", "price"] = "product"
+    include_upcoming: bool = False
+    statuses: tuple[str, ...] = ("draft", "open", "paid", "uncollectible")
+    page_size: int = Field(default=100, ge=1, le=100)
+    overlap_seconds: int = Field(default=3600, ge=0)
+    start_date: date | None = None
+    rate_per_second: float = Field(default=20.0, gt=0, le=100)
+    burst: int = Field(default=10, ge=1)
+    max_concurrency: int = Field(default=4, ge=1)
+    timeout_connect: float = Field(default=5.0, gt=0)
+    timeout_read: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL such as https://api.stripe.com, got {value!r}")
+        return value.strip().rstrip("/")
+
+    @field_validator("api_version")
+    @classmethod
+    def _basil_or_later(cls, value: str) -> str:
+        if not _VERSION.match(value) or value[:10] < FIRST_BASIL_DAY:
+            raise ValueError(
+                f"must be a Stripe API version from {PINNED_API_VERSION} on (the parser reads basil fields)"
+            )
+        return value
+
+    @field_validator("customer_ref_source")
+    @classmethod
+    def _customer_source(cls, value: str) -> str:
+        if value == "customer_id" or (value.startswith("metadata:") and len(value) > len("metadata:")):
+            return value
+        raise ValueError("must be 'customer_id' or 'metadata:<key>'")
+
+    @field_validator("statuses")
+    @classmethod
+    def _known_statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(INVOICE_STATUSES))
+        if unknown or not value:
+            raise ValueError(f"invoice statuses must be some of {', '.join(INVOICE_STATUSES)}; got {unknown}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> StripeBillingConfig:
+        if not self.api_key_env and not self.api_key_file:
+            raise ValueError("set api_key_env or api_key_file")
+        return self
+
+    def mapping_options(self) -> MappingOptions:
+        """The mapping rules this config selects."""
+        key = None
+        if self.customer_ref_source.startswith("metadata:"):
+            key = self.customer_ref_source.split(":", 1)[1]
+        return MappingOptions(
+            po_number_source=self.po_number_source,
+            po_custom_field=self.po_custom_field,
+            po_metadata_key=self.po_metadata_key,
+            customer_metadata_key=key,
+            sku_source=self.sku_source,
+        )
+
+
+def _error_of(response: requests.Response) -> Mapping[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+class StripeClassifier:
+    """Maps Stripe's answers onto the error tree: version check, `{"error": {...}}`, Should-Retry."""
+
+    def __init__(self, name: str, api_version: str, max_wait: float) -> None:
+        self.name = name
+        self.api_version = api_version
+        self.max_wait = max_wait
+
+    def __call__(self, response: requests.Response) -> RemoteError | None:
+        request_id = response.headers.get("Request-Id", "")
+        status = response.status_code
+        if status < 400:
+            answered = response.headers.get("Stripe-Version")
+            if answered and answered != self.api_version:
+                raise ConfigError(
+                    f"{self.name}: Stripe answered with API version {answered}, not the pinned "
+                    f"{self.api_version} (request {request_id})"
+                )
+            return None
+        error = _error_of(response)
+        kind = str(error.get("type") or "")
+        code = str(error.get("code") or kind)
+        message = GLOBAL_REDACTOR(str(error.get("message") or response.reason or ""))
+        text = f"{self.name}: Stripe {status} {code or 'error'}: {message} (request {request_id or '-'})"
+        should_retry = response.headers.get("Stripe-Should-Retry", "").lower()
+        if status in (401, 403):
+            raise AuthenticationError(text)
+        if "api version" in message.lower():
+            raise ConfigError(text)
+        if status == 429 or should_retry == "true":
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            park = should_retry == "false" or (wait is not None and wait > self.max_wait)
+            return RetryableError(
+                text,
+                retry_after=wait,
+                park=park,
+                status=status,
+                provider_code=code,
+                correlation_id=request_id,
+            )
+        if status >= 500 and should_retry != "false":
+            return None  # the generic rule: retryable for reads
+        return RejectedError(text, status=status, provider_code=code, correlation_id=request_id)
+
+
+def _list_data(body: Any, what: str) -> tuple[list[Any], bool]:
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise RetryableError(f"{what}: the answer is not a Stripe list object")
+    return body["data"], bool(body.get("has_more"))
+
+
+class StripeBillingSource:
+    """Pulls billing periods from Stripe invoices created since the cursor (and, optionally, previews)."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.BILLING
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.INCREMENTAL})
+    Config: ClassVar[type[AdapterConfig]] = StripeBillingConfig
+
+    def __init__(
+        self, config: AdapterConfig, context: AdapterContext, *, retry: RetryPolicy | None = None
+    ) -> None:
+        if not isinstance(config, StripeBillingConfig):
+            raise ConfigError(f"{config.name}: expected a stripe config, got type {config.type!r}")
+        self.config = config
+        self.name = config.name
+        self.tenant = context.tenant
+        self.log = context.logger
+        self.options = config.mapping_options()
+        key_file = context.base_dir / config.api_key_file if config.api_key_file else None
+        api_key = resolve_secret(env=config.api_key_env, file=key_file, key=f"{config.name}.api_key")
+        rate = config.rate_per_second
+        if api_key.startswith(("sk_test_", "rk_test_")) and rate > TEST_MODE_RATE:
+            self.log.warning(
+                "%s: a test-mode key allows %.0f requests/s; using that instead of %.0f",
+                self.name,
+                TEST_MODE_RATE,
+                rate,
+                extra={"adapter": self.name},
+            )
+            rate = TEST_MODE_RATE
+        retry = retry or RetryPolicy(max_attempts=config.max_attempts)
+        self.http = HttpClient(
+            config.base_url,
+            name=config.name,
+            timeout=(config.timeout_connect, config.timeout_read),
+            rate=TokenBucket(rate, config.burst),
+            concurrency=ConcurrencyLimit(config.max_concurrency),
+            retry=retry,
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "Stripe-Version": config.api_version,
+                "Accept": "application/json",
+            },
+            classify=StripeClassifier(config.name, config.api_version, retry.max_wait),
+        )
+        self._prices: dict[str, Mapping[str, Any]] = {}
+
+    # -- public -------------------------------------------------------------------------
+    def pull(self, context: PullContext) -> Iterator[BillingBatch]:
+        """One batch per page of invoices; the last invoice page carries the new cursor."""
+        started = int(context.started_at.timestamp())
+        previous = self._cursor_created(context.cursor)
+        params: dict[str, Any] = {"created[lte]": started}
+        since = self._since(previous)
+        if since is not None:
+            params["created[gte]"] = since
+        if len(self.config.statuses) == 1:
+            params["status"] = self.config.statuses[0]
+        if self.options.customer_metadata_key is not None:
+            params["expand[]"] = ["data.customer"]
+        emitted: set[str] = set()
+        newest = previous
+        for page, has_more in self._pages("/v1/invoices", params):
+            batch = BillingBatch()
+            for invoice in page:
+                created = invoice.get("created") if isinstance(invoice, dict) else None
+                if isinstance(created, int) and not isinstance(created, bool):
+                    capped = min(created, started)
+                    newest = capped if newest is None else max(newest, capped)
+                if isinstance(invoice, dict) and invoice.get("status") not in self.config.statuses:
+                    continue
+                self._add_invoice(batch, invoice, emitted)
+            if not has_more:
+                batch.cursor = {"created": newest} if newest is not None else context.cursor
+            yield batch
+        if self.config.include_upcoming:
+            yield from self._previews(emitted)
+
+    # -- invoices -----------------------------------------------------------------------
+    def _add_invoice(
+        self, batch: BillingBatch, invoice: Any, emitted: set[str], *, preview: str = ""
+    ) -> None:
+        document = preview or (str(invoice.get("id")) if isinstance(invoice, dict) else "invoice")
+        try:
+            if not isinstance(invoice, dict):
+                raise StripeMappingError("invoice", invoice, "must be an object")
+            lines = self._all_lines(invoice, document)
+            prices = self._prices_for(lines) if self.options.sku_source == "lookup_key" else {}
+            periods = map_invoice(
+                invoice,
+                source=self.name,
+                options=self.options,
+                lines=lines,
+                prices=prices,
+                tenant=self.tenant,
+                status="upcoming" if preview else None,
+            )
+        except StripeMappingError as exc:
+            location = f"line {exc.line_id}" if exc.line_id else ""
+            batch.rejections.append(
+                InputProblem(self.name, document, location, exc.field, GLOBAL_REDACTOR(exc.value), exc.reason)
+            )
+            return
+        for period in periods:
+            if period.key in emitted:
+                continue  # the newest invoice for this period was already taken
+            emitted.add(period.key)
+            batch.records.append(period)
+
+    def _all_lines(self, invoice: dict[str, Any], document: str) -> list[Any]:
+        embedded = invoice.get("lines")
+        if not isinstance(embedded, dict):
+            raise StripeMappingError("lines", embedded, "must be a list object")
+        lines, has_more = _list_data(embedded, f"{self.name}: {document} lines")
+        if not has_more:
+            return list(lines)
+        invoice_id = invoice.get("id")
+        if not isinstance(invoice_id, str) or not lines:
+            raise StripeMappingError(
+                "lines.has_more", True, "the remaining lines of a preview cannot be read"
+            )
+        path = f"/v1/invoices/{quote(invoice_id, safe='')}/lines"
+        found = list(lines)
+        for page, _ in self._pages(path, {}, after=str(lines[-1].get("id"))):
+            found.extend(page)
+        return found
+
+    def _prices_for(self, lines: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
+        """Price objects of the lines' string price ids, fetched once per source instance."""
+        for line in lines:
+            pricing = line.get("pricing") if isinstance(line, dict) else None
+            details = pricing.get("price_details") if isinstance(pricing, dict) else None
+            price = details.get("price") if isinstance(details, dict) else None
+            if isinstance(price, str) and price and price not in self._prices:
+                body = self._get(f"/v1/prices/{quote(price, safe='')}", {})
+                self._prices[price] = body if isinstance(body, dict) else {}
+        return self._prices
+
+    # -- previews -----------------------------------------------------------------------
+    def _previews(self, emitted: set[str]) -> Iterator[BillingBatch]:
+        for page, _ in self._pages("/v1/subscriptions", {}):
+            batch = BillingBatch()
+            for subscription in page:
+                if (
+                    not isinstance(subscription, dict)
+                    or subscription.get("status") not in PREVIEWED_SUBSCRIPTIONS
+                ):
+                    continue
+                document = f"preview of {subscription.get('id')}"
+                try:
+                    preview = self._preview(subscription)
+                except RejectedError as exc:
+                    # e.g. the subscription ended between the listing and the preview
+                    problem = InputProblem(self.name, document, "", "subscription", "", exc.message)
+                    batch.rejections.append(problem)
+                    continue
+                if preview is not None:
+                    self._add_invoice(batch, preview, emitted, preview=document)
+            yield batch
+
+    def _preview(self, subscription: Mapping[str, Any]) -> Any:
+        """The next invoice of a subscription, or None when it has nothing left to bill."""
+        customer = subscription.get("customer")
+        customer_id = customer.get("id") if isinstance(customer, dict) else customer
+        form: list[tuple[str, str]] = [
+            ("customer", str(customer_id)),
+            ("subscription", str(subscription.get("id"))),
+        ]
+        if self.options.customer_metadata_key is not None:
+            form.append(("expand[]", "customer"))
+        try:
+            response = self.http.request(
+                "POST",
+                "/v1/invoices/create_preview",
+                data=urlencode(form),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                idempotent=True,  # a preview is not saved
+            )
+        except RejectedError as exc:
+            if exc.provider_code != "invoice_upcoming_none":
+                raise
+            return None  # nothing left to bill on this subscription
+        return self._json(response)
+
+    # -- HTTP ---------------------------------------------------------------------------
+    def _pages(
+        self, path: str, params: Mapping[str, Any], *, after: str | None = None
+    ) -> Iterator[tuple[list[Any], bool]]:
+        """Each page of a Stripe list with whether more follow; always yields at least once."""
+        while True:
+            query = dict(params, limit=self.config.page_size)
+            if after:
+                query["starting_after"] = after
+            data, has_more = _list_data(self._get(path, query), f"{self.name}: GET {path}")
+            yield data, has_more
+            if not has_more:
+                return
+            last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
+            if not isinstance(last, str) or not last:
+                raise RetryableError(f"{self.name}: GET {path} says has_more but its last object has no id")
+            after = last
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> Any:
+        return self._json(self.http.request("GET", path, params=params))
+
+    def _json(self, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise RetryableError(
+                f"{self.name}: unreadable JSON from {response.request.path_url.split('?')[0]}",
+                status=response.status_code,
+                correlation_id=response.headers.get("Request-Id", ""),
+            ) from None
+
+    # -- cursor -------------------------------------------------------------------------
+    def _cursor_created(self, cursor: Mapping[str, Any] | None) -> int | None:
+        if not cursor or cursor.get("created") is None:
+            return None
+        value = cursor["created"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{self.name}: stored cursor created={value!r} is not a Unix timestamp")
+        return value
+
+    def _since(self, previous: int | None) -> int | None:
+        if previous is not None:
+            return max(0, previous - self.config.overlap_seconds)
+        if self.config.start_date is None:
+            return None
+        start = self.config.start_date
+        return int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
