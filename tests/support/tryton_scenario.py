@@ -138,7 +138,9 @@ def main(database: str) -> None:
         [("PLAN-PRO", 5, "90.00", jan)],
         end=dt.date(2026, 2, 28),
     )
-    draft = subscribe("CUST-ACME", "PO-DRAFT", recurrences["Monthly"], [("PLAN-PRO", 1, "100.00", jan)], run=False)
+    draft = subscribe(
+        "CUST-ACME", "PO-DRAFT", recurrences["Monthly"], [("PLAN-PRO", 1, "100.00", jan)], run=False
+    )
 
     consume = Wizard("sale.subscription.line.consumption.create")
     consume.form.date = dt.date(2026, 4, 15)

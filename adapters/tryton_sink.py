@@ -1,0 +1,333 @@
+"""The `tryton` invoice sink: customer invoices in a Tryton database, posted, exactly once.
+
+Tryton has no external id or upsert on `account.invoice`, and its own `number` comes from its
+sequence when the invoice is posted. So an invoice carries:
+
+- `reference` = the customer's PO number (Tryton's field for the external origin; it is
+  indexed and printed on the invoice);
+- `description` = our invoice number first, then the PO and the service period
+  (`"INV-0A1B2C3D4E5F PO PO-1 2026-11-01/2026-11-30"`): a posted invoice's description is
+  read-only in Tryton, so the number stays where we put it.
+
+`find` searches out invoices by PO number (`reference`) and party in one call per chunk of
+plans and recognises ours by the first word of the description; `push` does the same lookup
+before it creates anything. An invoice found in draft (created, then the post did not happen:
+a crash or a timeout in between) is posted by the next `push` instead of created again, and
+`find` does not report drafts while `post` is on, so the core sends that push. Cancelled
+invoices count as existing: someone decided about them in Tryton.
+
+Raw RPC `create` runs no on_change, so everything Tryton would fill in is resolved here: the
+party by `party_field`, its invoice address (the first one flagged for invoices, else the
+first), the receivable account (the party's, else the accounting configuration's default, or
+`receivable_account` by code), the revenue journal (`journal` by name or code, else the first
+revenue journal), the currency by ISO code, each product by code with its category's revenue
+account (or `revenue_account` by code), and the payment term: `payment_terms` maps our terms
+code to a Tryton payment term name, else one named like the code or "Net N days" is used,
+else none. No taxes are added: the plan carries none, and the total Tryton reports must equal
+the plan's. Posting may raise Tryton warnings; those named in `accept_warnings` are confirmed
+(as the Tryton client does, through `res.user.warning`), others reject the invoice. When the
+post is refused, the draft is deleted and the error carries Tryton's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig, TrytonWarning
+from connector.errors import RejectedError, RemoteError
+from connector.http import RetryPolicy
+from connector.model import InvoicePlan, Money, RemoteRef
+from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
+
+INVOICE = "account.invoice"
+LOOKUP_CHUNK = 50
+_DONE_STATES = frozenset({"posted", "paid", "cancelled"})
+_MAX_WARNINGS = 5
+
+
+class TrytonSinkConfig(TrytonServerConfig):
+    """A Tryton database that receives our customer invoices."""
+
+    type: str = "tryton"
+    party_field: str = Field(default="code", pattern=r"^[a-z_][a-z0-9_]*$")
+    post: bool = True
+    journal: str | None = None
+    receivable_account: str | None = None
+    revenue_account: str | None = None
+    payment_terms: dict[str, str] = Field(default_factory=dict)
+    accept_warnings: tuple[str, ...] = ("invoice_payment_term", "invoice_date_future")
+
+
+def _our_number(description: Any) -> str:
+    words = str(description or "").split()
+    return words[0] if words else ""
+
+
+class TrytonSink:
+    """Creates (and posts) `out` invoices in one Tryton database, each exactly once."""
+
+    kind: ClassVar[AdapterKind] = AdapterKind.SINK
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP})
+    Config: ClassVar[type[AdapterConfig]] = TrytonSinkConfig
+
+    def __init__(
+        self,
+        config: TrytonSinkConfig,
+        context: AdapterContext,
+        *,
+        rpc: TrytonRpc | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._log = context.logger
+        self.rpc = rpc or TrytonRpc.from_config(config, retry=retry)
+        self._cache: dict[tuple[str, str], Any] = {}
+
+    # -- lookup ---------------------------------------------------------------------------
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        """Invoices already holding these plans' numbers, keyed by idempotency key."""
+        found: dict[str, RemoteRef] = {}
+        for start in range(0, len(plans), LOOKUP_CHUNK):
+            chunk = plans[start : start + LOOKUP_CHUNK]
+            for plan, row in self._invoices_of(chunk):
+                if self.config.post and row["state"] not in _DONE_STATES:
+                    continue
+                found[plan.idempotency_key] = self._ref(plan, row, existed=True)
+        return found
+
+    def _invoices_of(self, plans: Sequence[InvoicePlan]) -> list[tuple[InvoicePlan, dict[str, Any]]]:
+        """Each plan paired with the invoice carrying its number, if any (lowest id first)."""
+        if not plans:
+            return []
+        domain = [
+            ("type", "=", "out"),
+            ("reference", "in", sorted({plan.po_number for plan in plans})),
+            (f"party.{self.config.party_field}", "in", sorted({plan.customer_ref for plan in plans})),
+        ]
+        rows = self.rpc.search_read(
+            INVOICE, domain, ["description", "state", "total_amount", "currency.code", "number", "reference"]
+        )
+        by_number: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            by_number.setdefault(_our_number(row.get("description")), row)
+        return [(plan, by_number[plan.invoice_number]) for plan in plans if plan.invoice_number in by_number]
+
+    def _ref(self, plan: InvoicePlan, row: dict[str, Any], *, existed: bool) -> RemoteRef:
+        currency = (row.get("currency.") or {}).get("code") or plan.currency
+        total = row.get("total_amount")
+        return RemoteRef(
+            remote_id=str(row["id"]),
+            invoice_number=plan.invoice_number,
+            total=Money(amount=Decimal(total), currency=currency) if total is not None else None,
+            already_existed=existed,
+        )
+
+    # -- push -----------------------------------------------------------------------------
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        """Create and post the invoice, or finish or report the one already there."""
+        existing = self._invoices_of([plan])
+        if existing:
+            _, row = existing[0]
+            if self.config.post and row["state"] not in _DONE_STATES:
+                self._post(row["id"], delete_on_refusal=False)
+                row = self._read(row["id"])
+            return self._ref(plan, row, existed=True)
+        values = self._invoice_values(plan)
+        created = self.rpc.model(INVOICE, "create", [values], write=True)
+        invoice_id = int(created[0])
+        if self.config.post:
+            self._post(invoice_id, delete_on_refusal=True)
+        return self._ref(plan, self._read(invoice_id), existed=False)
+
+    def _read(self, invoice_id: int) -> dict[str, Any]:
+        (row,) = self.rpc.model(
+            INVOICE, "read", [invoice_id], ["description", "state", "total_amount", "currency.code", "number"]
+        )
+        return dict(row)
+
+    def _post(self, invoice_id: int, *, delete_on_refusal: bool) -> None:
+        for _ in range(_MAX_WARNINGS):
+            try:
+                self.rpc.model(INVOICE, "post", [invoice_id], write=True)
+                return
+            except TrytonWarning as warning:
+                if warning.key.rsplit(".", 1)[-1] not in self.config.accept_warnings:
+                    self._refused(invoice_id, warning, delete_on_refusal)
+                self.rpc.model(
+                    "res.user.warning",
+                    "create",
+                    [{"user": self.rpc.user_id, "name": warning.key, "always": False}],
+                    write=True,
+                )
+            except RejectedError as error:
+                self._refused(invoice_id, error, delete_on_refusal)
+        raise RejectedError(
+            f"{self.name}: invoice {invoice_id} still asks for confirmations after {_MAX_WARNINGS}"
+        )
+
+    def _refused(self, invoice_id: int, error: RejectedError, delete: bool) -> None:
+        if delete:
+            try:
+                self.rpc.model(INVOICE, "delete", [invoice_id], write=True)
+            except RemoteError as exc:
+                self._log.warning(
+                    "sink %s: draft invoice %s could not be deleted: %s", self.name, invoice_id, exc
+                )
+        raise RejectedError(error.message, status=error.status, provider_code=error.provider_code) from error
+
+    # -- values ---------------------------------------------------------------------------
+    def _invoice_values(self, plan: InvoicePlan) -> dict[str, Any]:
+        party = self._party(plan.customer_ref)
+        products = self._products(plan)
+        lines = []
+        for line in plan.lines:
+            product = products[line.sku]
+            lines.append(
+                {
+                    "type": "line",
+                    "product": product["id"],
+                    "unit": product["default_uom"],
+                    "account": self._revenue_account(product, line.sku),
+                    "description": line.description or product.get("name") or line.sku,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price.amount,
+                }
+            )
+        memo = f"{plan.invoice_number} PO {plan.po_number} {plan.period_start}/{plan.period_end}"
+        return {
+            "type": "out",
+            "party": party["id"],
+            "invoice_address": self._address(party, plan.customer_ref),
+            "account": self._receivable(party),
+            "journal": self._journal(),
+            "currency": self._currency(plan.currency),
+            "reference": plan.po_number,
+            "description": memo,
+            "invoice_date": plan.issue_date,
+            "payment_term": self._payment_term(plan),
+            "comment": plan.memo or None,
+            "lines": [("create", lines)],
+        }
+
+    def _one(
+        self, kind: str, key: str, model: str, domain: list[Any], fields: list[str]
+    ) -> dict[str, Any] | None:
+        if (kind, key) not in self._cache:
+            rows = self.rpc.search_read(model, domain, fields, limit=1)
+            self._cache[(kind, key)] = rows[0] if rows else None
+        value: dict[str, Any] | None = self._cache[(kind, key)]
+        return value
+
+    def _party(self, customer_ref: str) -> dict[str, Any]:
+        rows = self.rpc.search_read(
+            "party.party",
+            [(self.config.party_field, "=", customer_ref)],
+            ["name", "addresses", "account_receivable"],
+        )
+        if not rows:
+            raise RejectedError(
+                f"{self.name}: Tryton has no party whose {self.config.party_field} is {customer_ref!r}",
+                provider_code="party-not-found",
+            )
+        if len(rows) > 1:
+            raise RejectedError(
+                f"{self.name}: {len(rows)} Tryton parties have {self.config.party_field} {customer_ref!r}",
+                provider_code="party-ambiguous",
+            )
+        return rows[0]
+
+    def _address(self, party: dict[str, Any], customer_ref: str) -> int:
+        addresses = self.rpc.search_read(
+            "party.address", [("party", "=", party["id"])], ["invoice", "sequence"]
+        )
+        if not addresses:
+            raise RejectedError(f"{self.name}: Tryton party {customer_ref!r} has no address to invoice")
+        flagged = [a for a in addresses if a.get("invoice")]
+        return int((flagged or addresses)[0]["id"])
+
+    def _receivable(self, party: dict[str, Any]) -> int:
+        if self.config.receivable_account:
+            return self._account(self.config.receivable_account, "receivable_account")
+        if party.get("account_receivable"):
+            return int(party["account_receivable"])
+        configuration = self._one(
+            "configuration", "1", "account.configuration", [], ["default_account_receivable"]
+        )
+        if not configuration or not configuration.get("default_account_receivable"):
+            raise RejectedError(
+                f"{self.name}: Tryton has no default receivable account; set receivable_account"
+            )
+        return int(configuration["default_account_receivable"])
+
+    def _account(self, code: str, key: str) -> int:
+        row = self._one(
+            "account", code, "account.account", [("code", "=", code), ("closed", "!=", True)], ["code"]
+        )
+        if row is None:
+            raise RejectedError(f"{self.name}: {key}: Tryton has no open account with code {code!r}")
+        return int(row["id"])
+
+    def _journal(self) -> int:
+        wanted = self.config.journal
+        domain: list[Any] = [("type", "=", "revenue")]
+        if wanted:
+            domain.append(["OR", ("name", "=", wanted), ("code", "=", wanted)])
+        row = self._one("journal", wanted or "", "account.journal", domain, ["name"])
+        if row is None:
+            raise RejectedError(f"{self.name}: Tryton has no revenue journal {wanted or ''}".strip())
+        return int(row["id"])
+
+    def _currency(self, code: str) -> int:
+        row = self._one("currency", code, "currency.currency", [("code", "=", code)], ["code"])
+        if row is None:
+            raise RejectedError(f"{self.name}: Tryton has no currency {code}")
+        return int(row["id"])
+
+    def _payment_term(self, plan: InvoicePlan) -> int | None:
+        terms = plan.payment_terms
+        if terms is None:
+            return None
+        names = [self.config.payment_terms.get(terms.code), terms.code, f"Net {terms.net_days} days"]
+        for name in (n for n in names if n):
+            row = self._one(
+                "payment_term", name, "account.invoice.payment_term", [("name", "=", name)], ["name"]
+            )
+            if row is not None:
+                return int(row["id"])
+        if terms.code in self.config.payment_terms:
+            raise RejectedError(
+                f"{self.name}: payment_terms[{terms.code!r}]: Tryton has no payment term "
+                f"{self.config.payment_terms[terms.code]!r}"
+            )
+        return None
+
+    def _products(self, plan: InvoicePlan) -> dict[str, dict[str, Any]]:
+        skus = sorted({line.sku for line in plan.lines})
+        rows = self.rpc.search_read(
+            "product.product",
+            [("code", "in", skus)],
+            ["code", "name", "default_uom", "template.account_category.account_revenue"],
+        )
+        products = {row["code"]: row for row in rows}
+        missing = [sku for sku in skus if sku not in products]
+        if missing:
+            raise RejectedError(
+                f"{self.name}: Tryton has no product with code {', '.join(repr(s) for s in missing)}",
+                provider_code="product-not-found",
+            )
+        return products
+
+    def _revenue_account(self, product: dict[str, Any], sku: str) -> int:
+        category = (product.get("template.") or {}).get("account_category.") or {}
+        if category.get("account_revenue"):
+            return int(category["account_revenue"])
+        if self.config.revenue_account:
+            return self._account(self.config.revenue_account, "revenue_account")
+        raise RejectedError(
+            f"{self.name}: product {sku!r} has no revenue account in Tryton; set revenue_account"
+        )
