@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from pydantic import ValidationError
 
+from adapters.tabular import UndecodableError, decode_text, read_csv
 from connector.currency import is_known_currency
 from connector.errors import ConfigError, InputProblem
 from connector.model import BillingLine, BillingPeriod, Money
@@ -35,6 +36,7 @@ from connector.ports import (
     PullContext,
 )
 
+_T = TypeVar("_T")
 _ALIASES = {"customer": "customer_ref", "customer_id": "customer_ref"}
 _REQUIRED = (
     "customer_ref",
@@ -98,12 +100,6 @@ def _decimal(column: str, value: str) -> Decimal:
     return number
 
 
-def _sniff_delimiter(first_line: str) -> str:
-    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
-    best = max(counts, key=lambda delimiter: counts[delimiter])
-    return best if counts[best] else ","
-
-
 class CsvBillingSource:
     """Reads every billing period of one CSV file on each pull (no cursor)."""
 
@@ -139,26 +135,17 @@ class CsvBillingSource:
             ) from exc
         batch = BillingBatch()
         try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            batch.rejections.append(
-                self._problem(
-                    f"byte {exc.start}",
-                    "",
-                    repr(data[exc.start : exc.start + 8]),
-                    "the file is not UTF-8 text",
-                )
-            )
+            table = read_csv(decode_text(data))
+        except (UndecodableError, csv.Error) as exc:
+            batch.rejections.append(self._problem("", "", "", f"the file cannot be read as CSV: {exc}"))
             return batch
-        lines = text.splitlines()
-        if not lines:
+        if not table.header:
             return batch
-        records = list(csv.reader(lines, delimiter=_sniff_delimiter(lines[0])))
-        header = [_column_name(name) for name in records[0]]
+        header = [_column_name(name) for name in table.header]
         if not self._header_ok(header, batch):
             return batch
         groups: dict[tuple[str, date], _Group] = {}
-        for offset, record in enumerate(records[1:], start=2):
+        for offset, record in enumerate(table.rows, start=2):
             if not any(cell.strip() for cell in record):
                 continue
             row = self._row(offset, header, record, batch)
@@ -215,35 +202,16 @@ class CsvBillingSource:
         errors = [_RowError(name, "", "is required") for name in _REQUIRED if not values.get(name)]
         if values["currency"] and not is_known_currency(values["currency"]):
             errors.append(_RowError("currency", values["currency"], "is not an ISO 4217 code"))
-        parsed: dict[str, object] = {}
-        for column, parse in (
-            ("period_start", self._date),
-            ("period_end", self._date),
-            ("invoice_date", self._date),
-            ("quantity", _quantity),
-            ("unit_price", _unit_price),
-        ):
-            value = values.get(column, "")
-            try:
-                parsed[column] = parse(column, value) if value else None
-            except _RowError as refused:
-                errors.append(refused)
-        start, end = parsed.get("period_start"), parsed.get("period_end")
-        if isinstance(start, date) and isinstance(end, date) and end < start:
+        start = _attempt(errors, self._date, "period_start", values)
+        end = _attempt(errors, self._date, "period_end", values)
+        invoice_date = _attempt(errors, self._date, "invoice_date", values)
+        quantity = _attempt(errors, _quantity, "quantity", values)
+        price = _attempt(errors, _unit_price, "unit_price", values)
+        if start and end and end < start:
             errors.append(
-                _RowError(
-                    "period_end", values["period_end"], f"is before period_start {values['period_start']}"
-                )
+                _RowError("period_end", values["period_end"], f"is before period_start {start.isoformat()}")
             )
-        quantity, price = parsed.get("quantity"), parsed.get("unit_price")
-        invoice_date = parsed.get("invoice_date")
-        if (
-            errors
-            or not isinstance(start, date)
-            or not isinstance(end, date)
-            or not isinstance(quantity, Decimal)
-            or not isinstance(price, Decimal)
-        ):
+        if errors or start is None or end is None or quantity is None or price is None:
             for error in errors:
                 batch.rejections.append(
                     self._problem(f"row {number}", error.column, error.value, error.reason)
@@ -255,9 +223,7 @@ class CsvBillingSource:
             quantity=quantity,
             unit_price=Money.of(price, values["currency"]),
         )
-        return _Row(
-            number, values, start, end, invoice_date if isinstance(invoice_date, date) else None, line
-        )
+        return _Row(number, values, start, end, invoice_date, line)
 
     def _date(self, column: str, value: str) -> date:
         try:
@@ -302,6 +268,20 @@ class CsvBillingSource:
                     self._problem(f"row {row.number}", "", first.values["subscription_id"], reason)
                 )
             return None
+
+
+def _attempt(
+    errors: list[_RowError], parse: Callable[[str, str], _T], column: str, values: dict[str, str]
+) -> _T | None:
+    """The parsed value of a non-empty cell, or None (and the error noted) when it is refused."""
+    value = values.get(column, "")
+    if not value:
+        return None
+    try:
+        return parse(column, value)
+    except _RowError as refused:
+        errors.append(refused)
+        return None
 
 
 def _quantity(column: str, value: str) -> Decimal:

@@ -123,8 +123,8 @@ class CustomerMap:
         return found
 
     def name_of(self, customer_ref: str) -> str:
-        """The customer's display name, or the reference itself when the map has none."""
-        return self._names.get(customer_ref) or customer_ref
+        """The customer's display name; empty when the map has none."""
+        return self._names.get(customer_ref, "")
 
 
 class SkuMap:

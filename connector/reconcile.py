@@ -19,7 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connector.currency import minor_unit_exponent
 from connector.maps import CustomerMap, SkuMap
@@ -42,8 +42,9 @@ class Tolerance(BaseModel):
     """An allowed variance, Oracle style: None = unlimited, 0 = none allowed.
 
     A variance passes only when it is within every limit that is not None: `percent` of the
-    expected value and `absolute` in the value's own unit. `direction="over"` lets a value
-    below the expected one pass (used for prices billed under the PO price).
+    expected value and `absolute` in the value's own unit. TOML has no null, so a config file
+    writes "unlimited" for None. `direction="over"` lets a value below the expected one pass
+    (e.g. a price billed under the PO price).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +52,13 @@ class Tolerance(BaseModel):
     percent: Decimal | None = Field(default=Decimal(0), ge=0)
     absolute: Decimal | None = Field(default=Decimal(0), ge=0)
     direction: Literal["both", "over"] = "both"
+
+    @field_validator("percent", "absolute", mode="before")
+    @classmethod
+    def _unlimited(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in {"unlimited", "none"}:
+            return None
+        return value
 
     def allows(self, difference: Decimal, expected: Decimal) -> bool:
         """True when `difference` (actual minus expected) is within the tolerance."""
@@ -163,6 +171,7 @@ class _Ledger:
         self.amount: dict[str, Decimal] = defaultdict(Decimal)
         self.quantity: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
         self.touched: set[str] = set()
+        self._totals: dict[str, Decimal] = {}
 
     def add(self, po_key: str, amount: Decimal, quantities: Iterable[tuple[int, Decimal]]) -> None:
         self.touched.add(po_key)
@@ -170,8 +179,14 @@ class _Ledger:
         for line_no, quantity in quantities:
             self.quantity[(po_key, line_no)] += quantity
 
+    def total(self, po: PurchaseOrder) -> Decimal:
+        known = self._totals.get(po.key)
+        if known is None:
+            known = self._totals[po.key] = po.total.amount
+        return known
+
     def remaining(self, po: PurchaseOrder) -> Decimal:
-        return po.total.amount - self.amount.get(po.key, Decimal(0))
+        return self.total(po) - self.amount.get(po.key, Decimal(0))
 
     def line_left(self, po: PurchaseOrder, line: POLine) -> Decimal:
         return line.quantity - self.quantity.get((po.key, line.line_no), Decimal(0))
@@ -194,10 +209,18 @@ class _Check:
 
 
 class _LineIndex:
-    """PO lines by SKU and supplier part id, built once per PO."""
+    """PO lines by SKU and supplier part id, built once per PO; accepted SKUs once per SKU."""
 
-    def __init__(self) -> None:
+    def __init__(self, skus: SkuMap) -> None:
+        self._skus = skus
+        self._accepted: dict[str, frozenset[str]] = {}
         self._cache: dict[str, dict[str, list[POLine]]] = {}
+
+    def accepted(self, billing_sku: str) -> frozenset[str]:
+        known = self._accepted.get(billing_sku)
+        if known is None:
+            known = self._accepted[billing_sku] = self._skus.po_skus_for(billing_sku)
+        return known
 
     def lines_for(self, po: PurchaseOrder, accepted: frozenset[str]) -> list[POLine]:
         index = self._cache.get(po.key)
@@ -252,18 +275,13 @@ def _serves(line: POLine, period: BillingPeriod) -> bool:
 
 
 def _lines_check(
-    check: _Check,
-    period: BillingPeriod,
-    skus: SkuMap,
-    settings: ReconcileSettings,
-    ledger: _Ledger,
-    index: _LineIndex,
+    check: _Check, period: BillingPeriod, settings: ReconcileSettings, ledger: _Ledger, index: _LineIndex
 ) -> None:
     po = check.po
     price_tolerance = settings.price_for(po.currency)
     taken: dict[int, Decimal] = defaultdict(Decimal)
     for billed in period.lines:
-        accepted = skus.po_skus_for(billed.sku)
+        accepted = index.accepted(billed.sku)
         mapped = index.lines_for(po, accepted)
         if not mapped:
             check.reasons.append(
@@ -335,20 +353,17 @@ def _quantity_fits(
     return excess <= 0 or settings.quantity.allows(excess, line.quantity)
 
 
-def _balance_check(
-    check: _Check, period: BillingPeriod, settings: ReconcileSettings, ledger: _Ledger
-) -> None:
+def _balance_check(check: _Check, total: Decimal, settings: ReconcileSettings, ledger: _Ledger) -> None:
     po = check.po
-    total = period.total.amount
     remaining = ledger.remaining(po)
     excess = total - remaining
-    if excess <= 0 or settings.total_for(po.currency).allows(excess, po.total.amount):
+    if excess <= 0 or settings.total_for(po.currency).allows(excess, ledger.total(po)):
         return
     check.reasons.append(
         Reason(
             code="po_exhausted",
             detail=f"period total {_money(total, po.currency)}, {po.po_number} has "
-            f"{_money(remaining, po.currency)} left of {_money(po.total.amount, po.currency)}",
+            f"{_money(remaining, po.currency)} left of {_money(ledger.total(po), po.currency)}",
         )
     )
 
@@ -356,11 +371,12 @@ def _balance_check(
 def _check_candidate(
     po: PurchaseOrder,
     period: BillingPeriod,
-    skus: SkuMap,
+    total: Decimal,
     settings: ReconcileSettings,
     ledger: _Ledger,
     index: _LineIndex,
 ) -> _Check:
+    """Every reason `po` cannot take `period` (whose lines add up to `total`) now."""
     check = _Check(po=po)
     status = _status_reason(po)
     if status:
@@ -374,8 +390,8 @@ def _check_candidate(
             )
         )
         return check
-    _lines_check(check, period, skus, settings, ledger, index)
-    _balance_check(check, period, settings, ledger)
+    _lines_check(check, period, settings, ledger, index)
+    _balance_check(check, total, settings, ledger)
     return check
 
 
@@ -414,11 +430,15 @@ def _build_index(pos: Sequence[PurchaseOrder], customers: CustomerMap) -> _PoInd
     return _PoIndex(latest, customer_of, dict(by_customer), dict(by_number))
 
 
-def _result(period: BillingPeriod, status: MatchStatus, *reasons: Reason) -> MatchResult:
+def _result(
+    period: BillingPeriod, status: MatchStatus, *reasons: Reason, po: PurchaseOrder | None = None
+) -> MatchResult:
     return MatchResult(
         status=status,
         reasons=reasons,
         billing_key=period.key,
+        po_key=po.key if po else None,
+        po_number=po.po_number if po else None,
         customer_ref=period.customer_ref,
         amount=period.total,
     )
@@ -450,12 +470,14 @@ def _candidates(
         )
     if owned:
         return owned
+    known_name = customers.name_of(period.customer_ref) or period.customer_name
+    name = f" ({known_name})" if known_name else ""
     return _result(
         period,
         MatchStatus.MISSING_PO,
         Reason(
             code="no_po_for_customer",
-            detail=f"no PO for customer {period.customer_ref} ({customers.name_of(period.customer_ref)})",
+            detail=f"no PO for customer {period.customer_ref}{name}",
         ),
     )
 
@@ -475,19 +497,13 @@ def _out_of_term(period: BillingPeriod, checks: list[_Check]) -> MatchResult:
         else:
             reasons.extend(r for r in check.reasons if r.code == "term_not_covered")
     only = checks[0].po if len(checks) == 1 else None
-    return _result(period, MatchStatus.MISSING_PO, *reasons).model_copy(
-        update={"po_key": only.key if only else None, "po_number": only.po_number if only else None}
-    )
+    return _result(period, MatchStatus.MISSING_PO, *reasons, po=only)
 
 
 def _decide(period: BillingPeriod, checks: list[_Check]) -> tuple[MatchResult, _Check | None]:
     fitting = [check for check in checks if not check.reasons]
     if len(fitting) == 1:
-        chosen = fitting[0]
-        matched = _result(period, MatchStatus.MATCHED).model_copy(
-            update={"po_key": chosen.po.key, "po_number": chosen.po.po_number}
-        )
-        return matched, chosen
+        return _result(period, MatchStatus.MATCHED, po=fitting[0].po), fitting[0]
     if fitting:
         names = ", ".join(check.po.po_number for check in fitting)
         reason = Reason(code="several_pos", detail=f"{names} all fit the period")
@@ -495,10 +511,7 @@ def _decide(period: BillingPeriod, checks: list[_Check]) -> tuple[MatchResult, _
     if all(check.term_miss for check in checks):
         return _out_of_term(period, checks), None
     best = min(checks, key=_Check.sort_key)
-    mismatch = _result(period, MatchStatus.MISMATCH, *best.reasons).model_copy(
-        update={"po_key": best.po.key, "po_number": best.po.po_number}
-    )
-    return mismatch, None
+    return _result(period, MatchStatus.MISMATCH, *best.reasons, po=best.po), None
 
 
 def _renewal_warnings(po: PurchaseOrder, settings: ReconcileSettings, ledger: _Ledger) -> tuple[Reason, ...]:
@@ -513,7 +526,7 @@ def _renewal_warnings(po: PurchaseOrder, settings: ReconcileSettings, ledger: _L
                     f"{days_left} days after {settings.as_of.isoformat()}",
                 )
             )
-    total = po.total.amount
+    total = ledger.total(po)
     consumed = total - ledger.remaining(po)
     if total > 0 and consumed * _HUNDRED >= total * settings.renewal_warning_percent:
         share = (consumed * _HUNDRED / total).quantize(Decimal("0.1"))
@@ -574,9 +587,11 @@ def reconcile(
         po = index.latest.get(invoice.po_key)
         if po is None or invoice.billing_key in period_keys:
             continue
-        if invoice.amount.currency == po.currency:
-            ledger.add(po.key, invoice.amount.amount, invoice.line_quantities.items())
-    line_index = _LineIndex()
+        # An amount in another currency (the PO was revised to a new currency) cannot be
+        # subtracted; its quantities still count against the lines.
+        amount = invoice.amount.amount if invoice.amount.currency == po.currency else Decimal(0)
+        ledger.add(po.key, amount, invoice.line_quantities.items())
+    line_index = _LineIndex(skus)
     results: list[MatchResult] = []
     allocations: dict[str, Allocation] = {}
     for period in ordered:
@@ -584,12 +599,13 @@ def reconcile(
         if isinstance(found, MatchResult):
             results.append(found)
             continue
-        checks = [_check_candidate(po, period, skus, settings, ledger, line_index) for po in found]
+        total = period.total.amount
+        checks = [_check_candidate(po, period, total, settings, ledger, line_index) for po in found]
         result, chosen = _decide(period, checks)
         if chosen is not None:
             ledger.add(
                 chosen.po.key,
-                period.total.amount,
+                total,
                 ((po_line.line_no, billed.quantity) for billed, po_line in chosen.lines),
             )
             allocations[period.key] = Allocation(period.key, chosen.po, tuple(chosen.lines))

@@ -1,0 +1,218 @@
+"""The `csv` billing source: rows to billing periods, bad rows reported and skipped."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from adapters.billing_csv import CsvBillingConfig, CsvBillingSource
+from connector.errors import ConfigError, InputProblem
+from connector.model import Money
+from connector.ports import AdapterContext, AdapterKind, BillingSource, PullContext
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+HEADER = (
+    "customer_ref,customer_name,subscription_id,period_start,period_end,sku,description,"
+    "quantity,unit_price,currency,po_number,invoice_date\n"
+)
+
+
+def source_for(path: Path, **config: object) -> CsvBillingSource:
+    return CsvBillingSource(
+        CsvBillingConfig(name="billing", path=path, **config),  # type: ignore[arg-type]
+        AdapterContext(tenant="t1", base_dir=path.parent),
+    )
+
+
+def read(tmp_path: Path, text: str, **config: object):  # type: ignore[no-untyped-def]
+    path = tmp_path / "billing.csv"
+    path.write_text(text, encoding="utf-8")
+    return source_for(path, **config).read()
+
+
+def where(problem: InputProblem) -> tuple[str, str, str]:
+    return (problem.location, problem.field, problem.value)
+
+
+def test_source_declares_the_billing_port() -> None:
+    source = source_for(EXAMPLES / "billing.csv")
+    assert isinstance(source, BillingSource)
+    assert CsvBillingSource.kind is AdapterKind.BILLING
+    assert CsvBillingSource.capabilities == frozenset()
+    assert CsvBillingSource.Config is CsvBillingConfig
+
+
+def test_example_file_gives_seven_periods_and_no_rejections() -> None:
+    source = CsvBillingSource(
+        CsvBillingConfig(name="billing", path=Path("billing.csv")), AdapterContext(base_dir=EXAMPLES)
+    )
+    batches = list(source.pull(PullContext(cursor=None, started_at=datetime.now(UTC))))
+    assert len(batches) == 1
+    batch = batches[0]
+    assert batch.rejections == []
+    assert len(batch.records) == 7
+    first = batch.records[0]
+    assert first.key == "default/billing/SUB-ACME-PRO/2026-10-01"
+    assert (first.customer_ref, first.customer_name, first.po_number) == (
+        "CUST-ACME",
+        "Acme Corp",
+        "ACME-PO-1001",
+    )
+    assert (first.period_end, first.invoice_date) == (date(2026, 10, 31), date(2026, 10, 1))
+    assert first.lines[0].unit_price == Money.of("40.00", "USD")
+    assert first.lines[0].quantity == Decimal(50)
+    assert batch.records[1].po_number is None
+
+
+def test_rows_of_one_subscription_period_form_one_period_with_several_lines(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        HEADER
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n"
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10.005,USD,PO-1,\n"
+        + "C1,Acme,SUB-1,2026-12-01,2026-12-31,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n",
+    )
+    assert batch.rejections == []
+    assert [len(p.lines) for p in batch.records] == [2, 1]
+    november = batch.records[0]
+    assert november.tenant == "t1"
+    assert november.billing_source == "billing"
+    assert [line.sku for line in november.lines] == ["PLAN-PRO", "ADDON-SSO"]
+    assert november.lines[1].unit_price.amount == Decimal("10.005")
+    assert november.total == Money.of("2010.005", "USD")
+
+
+def test_bad_rows_are_reported_with_row_column_and_value_and_the_rest_goes_on(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        HEADER
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,,\n"
+        + "C1,Acme,SUB-2,2026-11-31,2026-11-30,PLAN-PRO,Seats,5,40.00,USD,,\n"
+        + "C1,Acme,SUB-3,2026-11-01,2026-11-30,PLAN-PRO,Seats,1.5.0,40,USD,,\n"
+        + "C1,Acme,SUB-4,2026-11-01,2026-11-30,PLAN-PRO,Seats,0,40,usd,,\n"
+        + "C1,Acme,SUB-5,2026-11-01,2026-11-30,PLAN-PRO,Seats,1,-4,XYZ,,\n"
+        + ",Acme,SUB-6,2026-11-01,2026-11-30,,Seats,1,NaN,USD,,\n"
+        + "C1,Acme,SUB-7,2026-11-30,2026-11-01,PLAN-PRO,Seats,1,4,USD,,someday\n"
+        + "C1,Acme,SUB-8,2026-11-01,2026-11-30,PLAN-PRO,Seats,1,4,USD,,,surplus\n",
+    )
+    assert [p.subscription_id for p in batch.records] == ["SUB-1"]
+    assert [where(p) for p in batch.rejections] == [
+        ("row 3", "period_start", "2026-11-31"),
+        ("row 4", "quantity", "1.5.0"),
+        ("row 5", "quantity", "0"),
+        ("row 6", "currency", "XYZ"),
+        ("row 6", "unit_price", "-4"),
+        ("row 7", "customer_ref", ""),
+        ("row 7", "sku", ""),
+        ("row 7", "unit_price", "NaN"),
+        ("row 8", "invoice_date", "someday"),
+        ("row 8", "period_end", "2026-11-01"),
+        ("row 9", "", "surplus"),
+    ]
+    problem = batch.rejections[0]
+    assert problem.source == "billing"
+    assert problem.document == str(tmp_path / "billing.csv")
+    assert problem.describe() == (
+        f"billing: {tmp_path / 'billing.csv'}, row 3: field 'period_start' value '2026-11-31': "
+        "is not a date in the expected format"
+    )
+
+
+def test_row_disagreeing_with_its_period_is_refused_and_the_period_kept(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        HEADER
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n"
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10,EUR,PO-1,\n",
+    )
+    assert len(batch.records) == 1
+    assert len(batch.records[0].lines) == 1
+    assert [where(p) for p in batch.rejections] == [("row 3", "currency", "EUR")]
+    assert batch.rejections[0].reason == "differs from row 2 of the same period ('USD')"
+
+
+def test_header_aliases_order_case_and_a_semicolon_delimiter(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        "Currency;Unit Price;Quantity;SKU;Period-End;Period Start;Subscription_ID;Customer\n"
+        "eur;5.00;20;ADDON-SSO;2026-11-30;2026-11-01;SUB-9;CUST-GLOBEX\n",
+    )
+    assert batch.rejections == []
+    period = batch.records[0]
+    assert (period.customer_ref, period.currency, period.po_number, period.invoice_date) == (
+        "CUST-GLOBEX",
+        "EUR",
+        None,
+        None,
+    )
+    assert period.lines[0].unit_price == Money.of("5.00", "EUR")
+
+
+def test_missing_required_column_refuses_the_file_naming_the_column(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        "customer_ref,subscription_id,period_start,period_end,sku,quantity,currency\nC1,S,2026-11-01,2026-11-30,A,1,USD\n",
+    )
+    assert batch.records == []
+    assert [where(p) for p in batch.rejections] == [("row 1", "unit_price", "")]
+
+
+def test_a_column_given_twice_under_an_alias_is_refused(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path, HEADER.replace("customer_name", "customer") + "C1,C2,S,2026-11-01,2026-11-30,A,,1,1,USD,,\n"
+    )
+    assert batch.records == []
+    assert [where(p) for p in batch.rejections] == [("row 1", "customer_ref", "customer_ref")]
+
+
+def test_configured_date_format_is_used(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        HEADER + "C1,Acme,SUB-1,01.11.2026,30.11.2026,PLAN-PRO,Seats,50,40.00,USD,,02.11.2026\n",
+        date_format="%d.%m.%Y",
+    )
+    assert batch.rejections == []
+    period = batch.records[0]
+    assert (period.period_start, period.period_end, period.invoice_date) == (
+        date(2026, 11, 1),
+        date(2026, 11, 30),
+        date(2026, 11, 2),
+    )
+
+
+def test_blank_rows_and_a_byte_order_mark_are_tolerated(tmp_path: Path) -> None:
+    path = tmp_path / "billing.csv"
+    path.write_bytes(
+        ("\ufeff" + HEADER + "\n" + "C1,Acme,SUB-1,2026-11-01,2026-11-30,A,,1,1,USD,,\n").encode()
+    )
+    batch = source_for(path).read()
+    assert batch.rejections == []
+    assert len(batch.records) == 1
+
+
+def test_windows_1252_export_is_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "billing.csv"
+    path.write_bytes(
+        (HEADER + "C1,Société Générale,SUB-1,2026-11-01,2026-11-30,A,,1,1,EUR,,\n").encode("cp1252")
+    )
+    assert source_for(path).read().records[0].customer_name == "Société Générale"
+
+
+def test_empty_file_gives_an_empty_batch(tmp_path: Path) -> None:
+    batch = read(tmp_path, "")
+    assert (batch.records, batch.rejections) == ([], [])
+
+
+def test_missing_file_is_a_config_error_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"absent\.csv"):
+        source_for(tmp_path / "absent.csv").read()
+
+
+def test_relative_path_is_resolved_against_the_base_dir(tmp_path: Path) -> None:
+    source = CsvBillingSource(
+        CsvBillingConfig(name="billing", path=Path("data/b.csv")), AdapterContext(base_dir=tmp_path)
+    )
+    assert source.path == tmp_path / "data" / "b.csv"
