@@ -7,6 +7,7 @@ datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 import enum
+from functools import cached_property
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
@@ -68,21 +69,24 @@ class Money(Frozen):
         if other.currency != self.currency:
             raise ValueError(f"cannot combine {self.currency} with {other.currency}")
 
+    # Results of arithmetic on validated Money skip re-validation (a hot path in reconciliation).
     def __add__(self, other: Money) -> Money:
         self._same(other)
-        return Money(amount=self.amount + other.amount, currency=self.currency)
+        return Money.model_construct(amount=self.amount + other.amount, currency=self.currency)
 
     def __sub__(self, other: Money) -> Money:
         self._same(other)
-        return Money(amount=self.amount - other.amount, currency=self.currency)
+        return Money.model_construct(amount=self.amount - other.amount, currency=self.currency)
 
     def times(self, factor: Decimal) -> Money:
-        return Money(amount=self.amount * factor, currency=self.currency)
+        return Money.model_construct(amount=self.amount * factor, currency=self.currency)
 
     def quantized(self) -> Money:
         """Rounded half-up to the currency's minor unit: only for final amounts."""
         quantum = minor_unit(self.currency)
-        return Money(amount=self.amount.quantize(quantum, ROUND_HALF_UP), currency=self.currency)
+        return Money.model_construct(
+            amount=self.amount.quantize(quantum, ROUND_HALF_UP), currency=self.currency
+        )
 
     def __str__(self) -> str:
         return f"{self.quantized().amount} {self.currency}"
@@ -182,11 +186,11 @@ class PurchaseOrder(Frozen):
             raise ValueError(f"term ends {self.term_end} before it starts {self.term_start}")
         return self
 
-    @property
+    @cached_property
     def key(self) -> str:
         return po_key(self.tenant, self.source, self.external_id)
 
-    @property
+    @cached_property
     def total(self) -> Money:
         total = Money.zero(self.currency)
         for line in self.lines:
@@ -244,11 +248,11 @@ class BillingPeriod(Frozen):
                 )
         return self
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"{self.tenant}/{self.billing_source}/{self.subscription_id}/{self.period_start.isoformat()}"
 
-    @property
+    @cached_property
     def total(self) -> Money:
         total = Money.zero(self.currency)
         for line in self.lines:

@@ -51,17 +51,23 @@ class SinkPusher:
         self.capabilities = _capabilities(sink)
         self.claims: dict[str, int] = {}
         self.parked = False
+        # Rows whose last attempt in this run failed and that are still waiting: counted once at
+        # the end, so a failure resolved later in the same run (e.g. by lookup) is no failure.
+        self.waiting: set[str] = set()
 
     def drain(self) -> None:
-        while not self.parked:
-            items = self._claim()
-            if not items:
-                return
-            try:
-                self._process(items)
-            except AuthenticationError:
-                self._release(items)  # rows already recorded are not `pushing` and stay as they are
-                raise
+        try:
+            while not self.parked:
+                items = self._claim()
+                if not items:
+                    return
+                try:
+                    self._process(items)
+                except AuthenticationError:
+                    self._release(items)  # rows already recorded are not `pushing` and stay as they are
+                    raise
+        finally:
+            self.run.add("invoices_failed", len(self.waiting))
 
     def _claim(self) -> list[OutboxItem]:
         with self.app.engine.begin() as conn:
@@ -158,6 +164,7 @@ class SinkPusher:
 
     def _pushed(self, item: OutboxItem, ref: RemoteRef) -> None:
         crash_point(AFTER_REMOTE_CREATE)
+        self.waiting.discard(item.idempotency_key)
         now = utcnow()
         with self.app.engine.begin() as conn:
             outbox.mark_pushed(conn, item.idempotency_key, self.run.run_id, ref, now)
@@ -190,6 +197,7 @@ class SinkPusher:
         self._later(item, error)
 
     def _dead(self, item: OutboxItem, error: RemoteError) -> None:
+        self.waiting.discard(item.idempotency_key)
         with self.app.engine.begin() as conn:
             outbox.mark_failed(conn, item.idempotency_key, self.run.run_id, error, utcnow(), dead=True)
         self.run.add("dead")
@@ -218,7 +226,8 @@ class SinkPusher:
                 next_attempt_at=when,
                 uncertain=uncertain,
             )
-        self.run.add("invoices_failed")
+        self.waiting.add(item.idempotency_key)
+        self.run.add("push_attempts_failed")
         log.warning(
             "invoice %s to %s failed (%s), next attempt %s: %s",
             item.plan.invoice_number,

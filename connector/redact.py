@@ -48,8 +48,8 @@ class Redactor:
 
 
 def is_sensitive_key(key: str) -> bool:
-    """True for config or header names that hold secrets."""
-    return bool(_SENSITIVE_KEY.search(key))
+    """True for config or header names that hold secrets (a `token_url` is an address, not one)."""
+    return bool(_SENSITIVE_KEY.search(key)) and not key.lower().endswith(("_url", "_uri"))
 
 
 GLOBAL_REDACTOR = Redactor()
