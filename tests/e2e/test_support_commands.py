@@ -52,7 +52,7 @@ def test_quarantine_retry_reprocesses_records_after_the_mapping_is_fixed(example
     assert broken != profile
     mapping = example.parent / "my_mapping.toml"
     mapping.write_text(broken, encoding="utf-8")
-    text = example.read_text(encoding="utf-8").replace('mapping = "csv_default"', 'mapping = "my_mapping.toml"')
+    text = example.read_text(encoding="utf-8").replace('"csv_default"', '"my_mapping.toml"')
     example.write_text(text, encoding="utf-8")
 
     first = run_cli("pull", "--config", str(example), "--json")
