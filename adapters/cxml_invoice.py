@@ -41,10 +41,11 @@ from adapters.safe_xml import parse_xml
 from adapters.ubl import format_amount, format_price
 from adapters.ubl_files import invoice_file_name
 from connector.errors import (
+    AuthenticationError,
     ConfigError,
+    ConnectorError,
     InputError,
     RejectedError,
-    RemoteError,
     UncertainError,
 )
 from connector.http import HttpClient, RetryPolicy
@@ -420,15 +421,15 @@ class CxmlInvoiceSink:
             already_existed=already,
         )
 
-    def _classify(self, response: requests.Response) -> RemoteError | None:
+    def _classify(self, response: requests.Response) -> ConnectorError | None:
         status = read_status(response.content)
+        refused = response.status_code in (401, 403) or (status is not None and status.code in (401, 403))
+        if refused:
+            # The credentials travel in the document: a person must fix the shared secret, and
+            # every invoice would be refused alike, so the run stops instead of killing rows.
+            said = status.describe() if status is not None else f"HTTP {response.status_code}"
+            return AuthenticationError(f"{self.name}: buyer refused our credentials: {said}")
         if status is None:
-            if response.status_code in (401, 403):
-                # The credentials travel in the document, so there is nothing to refresh.
-                return RejectedError(
-                    f"{self.name}: buyer refused our credentials ({response.status_code})",
-                    status=response.status_code,
-                )
             if response.status_code < 300:
                 return UncertainError(
                     f"{self.name}: buyer answered {response.status_code} without a readable cXML Status",

@@ -260,7 +260,7 @@ def receiver_from_config(loaded: LoadedConfig, source_name: str | None = None) -
     if not blocks or blocks[0].get("type") != "cxml":
         raise ConfigError(
             f"serve.source = {wanted!r}: no source of type 'cxml' with that name "
-            "(add a [[sources]] block with type = \"cxml\", spool_dir and buyers)"
+            '(add a [[sources]] block with type = "cxml", spool_dir and buyers)'
         )
     try:
         source = CxmlSourceConfig.model_validate(blocks[0])

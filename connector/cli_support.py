@@ -322,3 +322,12 @@ def serve(options: Options, host: str | None, port: int | None) -> None:
         receiver = receiver_from_config(app.loaded)
         settings = app.settings.serve
         run_server(host or settings.host, port if port is not None else settings.port, receiver)
+
+
+def _register_scaffold() -> None:
+    from connector.scaffold import new_adapter_command
+
+    cli.add_command(new_adapter_command)
+
+
+_register_scaffold()

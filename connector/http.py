@@ -29,8 +29,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from connector.errors import (
     AuthenticationError,
+    ConnectorError,
     RejectedError,
-    RemoteError,
     RetryableError,
     UncertainError,
 )
@@ -40,7 +40,7 @@ from connector.redact import GLOBAL_REDACTOR, Redactor
 log = logging.getLogger("po_connector.http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-Classifier = Callable[[requests.Response], RemoteError | None]
+Classifier = Callable[[requests.Response], ConnectorError | None]
 
 
 @runtime_checkable

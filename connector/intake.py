@@ -87,6 +87,7 @@ def _pull_one(app: Connector, run: RunContext, name: str, source: POSource) -> N
                 commit_source_batch(app, run, name, batch)
                 tick(len(batch.records))
     except ConfigError as exc:
+        run.add("config_errors")
         _source_failed(run, name, exc)
     except RemoteError as exc:
         _source_failed(run, name, exc)
@@ -125,7 +126,10 @@ def _pull_billing_one(app: Connector, run: RunContext, name: str, source: Billin
                 if batch.cursor is not None:
                     ingest.set_cursor(conn, app.tenant, name, batch.cursor, run.started_at, run_id=run.run_id)
             _log_rejections(name, batch.rejections)
-    except (ConfigError, RemoteError) as exc:
+    except ConfigError as exc:
+        run.add("config_errors")
+        _source_failed(run, name, exc)
+    except RemoteError as exc:
         _source_failed(run, name, exc)
 
 

@@ -33,7 +33,13 @@ SUMMARY_KEYS = (
 
 
 def exit_code_for(run: RunContext) -> int:
-    """1 when anything failed or went dead; mismatches and quarantine are reported, not failures."""
+    """2 when credentials or config were refused, 1 when anything failed or went dead.
+
+    Mismatches and quarantined input are reported, not failures. The other sources and sinks
+    still ran: one refused account does not stop the rest of the job.
+    """
+    if run.counts.get("config_errors"):
+        return EXIT_USAGE
     failed = sum(
         run.counts.get(k, 0)
         for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed", "not_found")

@@ -7,9 +7,9 @@ datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 import enum
-from functools import cached_property
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator

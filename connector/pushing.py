@@ -264,6 +264,7 @@ def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None
         try:
             SinkPusher(app, run, name, sink).drain()
         except AuthenticationError as exc:
+            run.add("config_errors")
             run.add("sinks_failed")
             run.errors.append(f"sink {name}: {exc}")
             log.error("sink %s: %s", name, exc, extra={"sink": name})

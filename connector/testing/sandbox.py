@@ -139,6 +139,7 @@ class Sandbox:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -150,7 +151,9 @@ class Sandbox:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = self._server
+        # A short poll interval makes stop() quick: shutdown waits for the loop's next poll.
+        self._thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), daemon=True)
         self._thread.start()
         return self
 

@@ -24,6 +24,7 @@ class SinkKit:
     fixture: ClassVar[SinkFixture[Any]]
 
     def _check(self, name: str, path: Path) -> None:
+        __tracebackhide__ = True
         run_in_pytest(SINK_CHECKS[name], self.fixture, name, path)
 
     def test_declares_its_port(self, tmp_path: Path) -> None:

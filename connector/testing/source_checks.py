@@ -53,7 +53,9 @@ def _seeded(fixture: SourceFixture[Any], rig: Any, count: int) -> None:
 
 
 def _full(fixture: SourceFixture[Any], source: Any, ledger: Ledger | None = None) -> PullRun:
-    run = pull(source, kind_of(fixture), ledger if ledger is not None else Ledger())
+    # More batches than a generous multiple of the records seeded means the paging never ends.
+    limit = max(100, 20 * fixture.seed_count)
+    run = pull(source, kind_of(fixture), ledger if ledger is not None else Ledger(), max_batches=limit)
     expect(run.finished, "the pull stopped before its end")
     return run
 

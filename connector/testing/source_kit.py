@@ -26,6 +26,7 @@ class SourceKit:
     fixture: ClassVar[SourceFixture[Any]]
 
     def _check(self, name: str, path: Path) -> None:
+        __tracebackhide__ = True
         run_in_pytest(SOURCE_CHECKS[name], self.fixture, name, path)
 
     def test_declares_its_port(self, tmp_path: Path) -> None:

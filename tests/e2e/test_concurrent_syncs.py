@@ -60,5 +60,7 @@ def test_four_concurrent_syncs_on_sqlite_push_each_invoice_once(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_eight_concurrent_syncs_on_postgresql_push_each_invoice_once(tmp_path: Path, postgres_url: str) -> None:
+def test_eight_concurrent_syncs_on_postgresql_push_each_invoice_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
     _run_concurrently(copy_example(tmp_path), 8, {"PO_CONNECTOR__STATE__URL": postgres_url})

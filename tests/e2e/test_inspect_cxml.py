@@ -27,7 +27,7 @@ def test_inspect_refuses_an_xxe_document_without_reading_the_file(tmp_path: Path
     document.write_text(
         f'<?xml version="1.0"?>\n<!DOCTYPE cXML [<!ENTITY x SYSTEM "file://{secret}">]>\n'
         '<cXML payloadID="1" timestamp="2026-01-01T00:00:00Z"><Request><OrderRequest>'
-        "<OrderRequestHeader orderID=\"&x;\"/></OrderRequest></Request></cXML>\n",
+        '<OrderRequestHeader orderID="&x;"/></OrderRequest></Request></cXML>\n',
         encoding="utf-8",
     )
     result = run_cli("inspect", str(document))

@@ -23,7 +23,12 @@ def invoice_files(config: Path) -> list[Path]:
 
 def test_state_get_output_is_valid_input_to_state_set(example: Path) -> None:
     cursor = '{"updated_at": "2026-11-01T00:00:00+00:00", "offset": 3}'
-    assert run_cli("state", "set", "--config", str(example), "--source", "inbox", "--value", cursor, "--yes").code == 0
+    assert (
+        run_cli(
+            "state", "set", "--config", str(example), "--source", "inbox", "--value", cursor, "--yes"
+        ).code
+        == 0
+    )
     got = run_cli("state", "get", "--config", str(example), "--source", "inbox")
     assert got.code == 0
     run_cli("state", "clear", "--config", str(example), "--source", "inbox", "--yes")
@@ -63,7 +68,9 @@ def test_quarantine_retry_reprocesses_records_after_the_mapping_is_fixed(example
     assert globex, rows  # Globex's German "Menge" column is unknown to the broken profile
 
     mapping.write_text(profile, encoding="utf-8")
-    retried = run_cli("quarantine", "retry", "--config", str(example), "--json", *[str(r["id"]) for r in globex])
+    retried = run_cli(
+        "quarantine", "retry", "--config", str(example), "--json", *[str(r["id"]) for r in globex]
+    )
     assert retried.code == 0, retried.stderr
     summary = retried.json()
     assert summary["retried"] == len(globex) and summary["still_quarantined"] == 0
@@ -74,7 +81,10 @@ def test_quarantine_retry_reprocesses_records_after_the_mapping_is_fixed(example
 
 def test_quarantine_discard_hides_a_record(example: Path) -> None:
     run_cli("pull", "--config", str(example))
-    [row] = [json.loads(x) for x in run_cli("quarantine", "list", "--config", str(example), "--json").stdout.splitlines()]
+    [row] = [
+        json.loads(x)
+        for x in run_cli("quarantine", "list", "--config", str(example), "--json").stdout.splitlines()
+    ]
     assert run_cli("quarantine", "discard", "--config", str(example), str(row["id"]), "--yes").code == 0
     assert run_cli("quarantine", "list", "--config", str(example)).stdout.strip() == ""
 
@@ -85,13 +95,17 @@ def test_resync_of_a_pushed_po_creates_no_new_invoice_and_records_the_new_revisi
     inbox = example.parent / "examples" / "inbox" / "acme-purchase-orders.eml"
     inbox.write_bytes(inbox.read_bytes().replace(b"Pro plan seat-month", b"Pro plan seat month"))
 
-    dry = run_cli("resync", "--config", str(example), "--source", "inbox", "--po", "ACME-PO-1001", "--dry-run", "--json")
+    dry = run_cli(
+        "resync", "--config", str(example), "--source", "inbox", "--po", "ACME-PO-1001", "--dry-run", "--json"
+    )
     assert dry.code == 0, dry.stderr
     [change] = dry.json()["changes"]
     assert change["outcome"] == "revised" and change["line_changes"][0]["fields"]["description"]
     assert {p.name for p in invoice_files(example)} == before
 
-    result = run_cli("resync", "--config", str(example), "--source", "inbox", "--po", "ACME-PO-1001", "--json")
+    result = run_cli(
+        "resync", "--config", str(example), "--source", "inbox", "--po", "ACME-PO-1001", "--json"
+    )
     assert result.code == 0, result.stderr
     summary = result.json()
     assert summary["pos_changed"] == 1

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from adapters.cxml_invoice import CxmlInvoiceConfig, CxmlInvoiceSink
-from connector.errors import RejectedError, UncertainError
+from connector.errors import AuthenticationError, RejectedError, UncertainError
 from connector.http import RetryPolicy
 from connector.ports import AdapterContext
 from tests.sandboxes.base import Fault
@@ -88,13 +88,13 @@ def test_second_send_of_the_same_number_is_answered_as_already_delivered(
     assert buyer.count("POST", INVOICE_PATH) == 2
 
 
-def test_wrong_shared_secret_is_rejected(
+def test_wrong_shared_secret_is_an_authentication_error(
     buyer: CxmlBuyerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WRONG_SECRET", "not-the-buyer-secret")
     sink = make_sink(buyer, tmp_path, monkeypatch, shared_secret_env="WRONG_SECRET")
 
-    with pytest.raises(RejectedError, match="401 Unauthorized"):
+    with pytest.raises(AuthenticationError, match="401 Unauthorized"):
         sink.push(make_plan())
     assert buyer.invoices == {}
     assert sink.find([make_plan()]) == {}
@@ -156,7 +156,7 @@ def test_answers_without_http_status_codes_are_read_from_the_cxml_status(
         assert not sink.push(plan).already_existed
         assert sink.push(plan).already_existed
         monkeypatch.setenv("WRONG_SECRET", "nope-nope")
-        with pytest.raises(RejectedError, match="401"):
+        with pytest.raises(AuthenticationError, match="401"):
             make_sink(box, tmp_path / "other", monkeypatch, shared_secret_env="WRONG_SECRET").push(
                 make_plan("INV-2")
             )

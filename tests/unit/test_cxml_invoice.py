@@ -20,7 +20,7 @@ from adapters.cxml_invoice import (
     payload_id,
     read_status,
 )
-from connector.errors import RejectedError, UncertainError
+from connector.errors import AuthenticationError, RejectedError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, PaymentTerms
 from connector.ports import AdapterContext, AdapterKind, Capability, InvoiceSink
@@ -274,7 +274,7 @@ def test_duplicate_number_answer_resolves_as_already_delivered(
 
 @responses.activate
 @pytest.mark.parametrize("http_status", [401, 200])
-def test_refused_credentials_are_rejected(
+def test_refused_credentials_are_an_authentication_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_status: int
 ) -> None:
     sink = make_sink(tmp_path, monkeypatch)
@@ -282,7 +282,7 @@ def test_refused_credentials_are_rejected(
         URL, status=http_status, body=answer(401, "Unauthorized", "bad credentials"), content_type="text/xml"
     )
 
-    with pytest.raises(RejectedError, match="401 Unauthorized: bad credentials"):
+    with pytest.raises(AuthenticationError, match="401 Unauthorized: bad credentials"):
         sink.push(make_plan())
     assert sink.find([make_plan()]) == {}
 

@@ -1,0 +1,1 @@
+"""po-connector adapter for JsonProc, a JSON-over-HTTP procurement system."""
