@@ -29,7 +29,7 @@ def _check_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _reject_float(value: Any) -> Any:
+def _reject_binary_fraction(value: Any) -> Any:
     if isinstance(value, float):
         raise ValueError("money and quantities must not be floats; pass a Decimal or a string")
     return value
@@ -53,8 +53,8 @@ class Money(Frozen):
 
     @field_validator("amount", mode="before")
     @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        return _reject_float(value)
+    def _no_binary_fraction(cls, value: Any) -> Any:
+        return _reject_binary_fraction(value)
 
     @classmethod
     def of(cls, amount: Decimal | str | int, currency: str) -> Money:
@@ -137,8 +137,8 @@ class POLine(Frozen):
 
     @field_validator("quantity", mode="before")
     @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        return _reject_float(value)
+    def _no_binary_fraction(cls, value: Any) -> Any:
+        return _reject_binary_fraction(value)
 
     @property
     def amount(self) -> Money:
@@ -213,8 +213,8 @@ class BillingLine(Frozen):
 
     @field_validator("quantity", mode="before")
     @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        return _reject_float(value)
+    def _no_binary_fraction(cls, value: Any) -> Any:
+        return _reject_binary_fraction(value)
 
     @property
     def amount(self) -> Money:
