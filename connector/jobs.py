@@ -27,6 +27,7 @@ SUMMARY_KEYS = (
     "invoices_pushed",
     "invoices_existing",
     "invoices_failed",
+    "invoices_waiting",
     "dead",
     "quarantined",
 )

@@ -257,7 +257,21 @@ class SinkPusher:
 
 
 def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None) -> None:
-    """Drain the outbox of every (or the named) sink."""
+    """Drain the outbox of every (or the named) sink; count what still waits for a later run."""
+    try:
+        _push_sinks(app, run, names)
+    finally:
+        with app.connect() as conn:
+            counts = outbox.count_by_state(conn, app.tenant)
+        run.counts["invoices_waiting"] = sum(
+            by_state.get(state, 0)
+            for sink, by_state in counts.items()
+            if not names or sink in names
+            for state in (outbox.PLANNED, outbox.RETRY, outbox.PUSHING)
+        )
+
+
+def _push_sinks(app: Connector, run: RunContext, names: Sequence[str] | None) -> None:
     for name, sink in app.sinks.items():
         if names and name not in names:
             continue

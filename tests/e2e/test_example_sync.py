@@ -30,6 +30,7 @@ def test_first_sync_pushes_matches_and_reports_every_outcome(example: Path) -> N
     assert summary["missing_po"] >= 1
     assert summary["unused_po"] >= 1
     assert summary["quarantined"] >= 1
+    assert summary["invoices_waiting"] == 0
     for key in (
         "run_id",
         "pos_fetched",
