@@ -26,7 +26,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.imap_mailbox import ImapConfig, ImapMailbox
+from adapters.imap_mailbox import ImapConfig, ImapMailbox, cxml_attachment_batches
 from adapters.tabular import UndecodableError, decode_text, read_csv
 from connector.errors import ConfigError, InputProblem
 from connector.ports import (
@@ -262,6 +262,9 @@ def _message_batches(
         fallback_id=file_sha,
         skip=skip,
         profiles=profiles,
+    )
+    yield from cxml_attachment_batches(
+        message, source=source, tenant=tenant, name=path.name, fallback_id=file_sha, skip=skip
     )
 
 
