@@ -41,6 +41,13 @@ def build_report(app: Connector) -> dict[str, Any]:
     with app.connect() as conn:
         stored = results.load_results(conn, app.tenant)
         invoices = outbox.list_rows(conn, app.tenant)
+    return assemble_report(app.tenant, stored, invoices)
+
+
+def assemble_report(
+    tenant: str, stored: list[dict[str, Any]], invoices: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The report from stored results and outbox rows (pure: no I/O)."""
     by_billing: dict[str, dict[str, Any]] = {}
     for row in invoices:
         by_billing.setdefault(row["billing_key"], row)
@@ -88,7 +95,7 @@ def build_report(app: Connector) -> dict[str, Any]:
         for status, data in totals.items()
     }
     return {
-        "tenant": app.tenant,
+        "tenant": tenant,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": summary,
         "rows": rows,
