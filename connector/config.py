@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
@@ -34,6 +34,16 @@ class StateSettings(BaseModel):
     url: str = "sqlite:///po-connector.db"
     lease_seconds: int = Field(default=300, ge=10, le=86_400)
     stale_after_seconds: int = Field(default=900, ge=30, le=7 * 86_400)
+
+    @model_validator(mode="after")
+    def _heartbeat_outpaces_reaping(self) -> StateSettings:
+        # Heartbeats come every lease_seconds/3; a run must not look dead between two of them.
+        if self.stale_after_seconds <= self.lease_seconds:
+            raise ValueError(
+                f"stale_after_seconds ({self.stale_after_seconds}) must exceed lease_seconds "
+                f"({self.lease_seconds}), or live runs would be reaped between heartbeats"
+            )
+        return self
 
 
 class PushSettings(BaseModel):

@@ -39,6 +39,7 @@ from connector.redact import GLOBAL_REDACTOR, Redactor
 
 log = logging.getLogger("po_connector.http")
 
+_HANDSHAKE_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "handshake", "WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 Classifier = Callable[[requests.Response], ConnectorError | None]
 
@@ -222,8 +223,14 @@ class HttpClient:
                     response = self._raw(method, url, params, json, data, headers)
             else:
                 response = self._raw(method, url, params, json, data, headers)
-        except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise RetryableError(f"{self.name}: cannot connect to {shown}: {type(exc).__name__}") from None
+        except requests.ConnectTimeout:
+            raise RetryableError(f"{self.name}: cannot connect to {shown}: connect timeout") from None
+        except requests.exceptions.SSLError as exc:
+            # A failed handshake or certificate check sent nothing; a TLS error after that may
+            # have carried the whole request.
+            if any(word in str(exc) for word in _HANDSHAKE_FAILURES):
+                raise RetryableError(f"{self.name}: TLS handshake with {shown} failed") from None
+            return self._after_send_failure(method, shown, idempotent, "TLS error")
         except requests.ConnectionError as exc:
             text = str(exc)
             if "NewConnectionError" in text or "Failed to establish" in text or "Name or service" in text:

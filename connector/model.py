@@ -192,10 +192,7 @@ class PurchaseOrder(Frozen):
 
     @cached_property
     def total(self) -> Money:
-        total = Money.zero(self.currency)
-        for line in self.lines:
-            total = total + line.amount
-        return total
+        return _lines_total(self.currency, self.lines)
 
 
 def po_key(tenant: str, source: str, external_id: str) -> str:
@@ -254,10 +251,17 @@ class BillingPeriod(Frozen):
 
     @cached_property
     def total(self) -> Money:
-        total = Money.zero(self.currency)
-        for line in self.lines:
-            total = total + line.amount
-        return total
+        return _lines_total(self.currency, self.lines)
+
+
+def _lines_total(currency: str, lines: tuple[POLine, ...] | tuple[BillingLine, ...]) -> Money:
+    """The sum of unit price times quantity, unrounded; one Money built, not one per line."""
+    amount = Decimal(0)
+    for line in lines:
+        if line.unit_price.currency != currency:
+            raise ValueError(f"cannot combine {currency} with {line.unit_price.currency}")
+        amount = amount + line.unit_price.amount * line.quantity
+    return Money(amount=amount, currency=currency)
 
 
 class MatchStatus(enum.StrEnum):

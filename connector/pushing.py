@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from connector.config import PushSettings
@@ -54,17 +55,21 @@ class SinkPusher:
         # Rows whose last attempt in this run failed and that are still waiting: counted once at
         # the end, so a failure resolved later in the same run (e.g. by lookup) is no failure.
         self.waiting: set[str] = set()
+        self.sent = False  # a request for the current batch may have left
 
     def drain(self) -> None:
         try:
-            while not self.parked:
+            while not self.parked and not self.run.lease_lost.is_set():
                 items = self._claim()
                 if not items:
                     return
+                self.sent = False
                 try:
                     self._process(items)
                 except AuthenticationError:
-                    self._release(items)  # rows already recorded are not `pushing` and stay as they are
+                    # Rows already recorded are no longer `pushing` and stay as they are; the
+                    # rest may have been in a request that left, so they wait as uncertain.
+                    self._release(items, sent=self.sent)
                     raise
         finally:
             self.run.add("invoices_failed", len(self.waiting))
@@ -92,15 +97,16 @@ class SinkPusher:
         return fresh
 
     def _process(self, items: list[OutboxItem]) -> None:
-        to_send = self._lookup(items)
+        to_send = self._still_ours(self._lookup(items))
         if not to_send:
             return
         crash_point(BEFORE_REMOTE_CREATE)
+        self.sent = True
         if Capability.BATCH_PUSH in self.capabilities and isinstance(self.sink, BatchInvoiceSink):
             self._push_batch(to_send)
         else:
             for index, item in enumerate(to_send):
-                if self.parked:
+                if self.parked or self.run.lease_lost.is_set():
                     self._release(to_send[index:])
                     return
                 try:
@@ -110,23 +116,36 @@ class SinkPusher:
                     continue
                 self._pushed(item, ref)
 
+    def _still_ours(self, items: list[OutboxItem]) -> list[OutboxItem]:
+        """Only rows this run still holds may be sent: a stalled run whose claims were taken
+        over by another run must not send what that run may be sending too."""
+        if not items or self.run.lease_lost.is_set():
+            return []
+        with self.app.engine.begin() as conn:
+            held = outbox.still_held(conn, [i.idempotency_key for i in items], self.run.run_id, utcnow())
+        lost = [i for i in items if i.idempotency_key not in held]
+        if lost:
+            log.warning("%d claimed invoice(s) were taken over by another run; not sent", len(lost))
+        return [i for i in items if i.idempotency_key in held]
+
     def _lookup(self, items: list[OutboxItem]) -> list[OutboxItem]:
-        """Record the ones the sink already has; return those still to send."""
+        """Record the ones the sink already has; return those still to send.
+
+        A row not found by a lookup that answered is certain again: it is not in the sink.
+        Without a lookup (it failed, or the sink has none) an uncertain row is never sent.
+        """
         if Capability.LOOKUP not in self.capabilities:
-            return items
+            for item in items:
+                if item.uncertain:
+                    self._later(item, UncertainError(f"{self.name} has no lookup; a person must check"))
+            return [item for item in items if not item.uncertain]
         try:
             found = self.sink.find([item.plan for item in items])
         except RemoteError as exc:
-            # Without a lookup an uncertain row must not be re-sent; the rest may go.
+            log.warning("lookup in %s failed: %s", self.name, exc, extra={"sink": self.name})
             for item in items:
                 if item.uncertain:
-                    self._failed(
-                        item, exc if not isinstance(exc, RejectedError) else UncertainError(str(exc))
-                    )
-            log.warning("lookup in %s failed: %s", self.name, exc, extra={"sink": self.name})
-            if isinstance(exc, AuthenticationError):
-                self._release([i for i in items if not i.uncertain])
-                return []
+                    self._later(item, exc)
             return [item for item in items if not item.uncertain]
         rest = []
         for item in items:
@@ -134,7 +153,7 @@ class SinkPusher:
             if ref is not None:
                 self._pushed(item, ref.model_copy(update={"already_existed": True}))
             else:
-                rest.append(item)
+                rest.append(replace(item, uncertain=False))
         return rest
 
     def _push_batch(self, items: list[OutboxItem]) -> None:
@@ -189,8 +208,10 @@ class SinkPusher:
         )
 
     def _failed(self, item: OutboxItem, error: RemoteError) -> None:
+        """Rejected goes dead; so does a certain row out of attempts. An uncertain one waits."""
+        uncertain = item.uncertain or isinstance(error, UncertainError)
         if isinstance(error, RejectedError) or (
-            item.attempts >= self.settings.max_attempts and not isinstance(error, UncertainError)
+            item.attempts >= self.settings.max_attempts and not uncertain
         ):
             self._dead(item, error)
             return
@@ -199,7 +220,15 @@ class SinkPusher:
     def _dead(self, item: OutboxItem, error: RemoteError) -> None:
         self.waiting.discard(item.idempotency_key)
         with self.app.engine.begin() as conn:
-            outbox.mark_failed(conn, item.idempotency_key, self.run.run_id, error, utcnow(), dead=True)
+            outbox.mark_failed(
+                conn,
+                item.idempotency_key,
+                self.run.run_id,
+                error,
+                utcnow(),
+                dead=True,
+                uncertain=item.uncertain,
+            )
         self.run.add("dead")
         self.run.errors.append(f"invoice {item.plan.invoice_number} (PO {item.plan.po_number}) dead: {error}")
         log.error(
@@ -251,9 +280,9 @@ class SinkPusher:
             return now + timedelta(seconds=error.retry_after)
         return now + backoff(self.settings, item.attempts)
 
-    def _release(self, items: list[OutboxItem]) -> None:
+    def _release(self, items: list[OutboxItem], *, sent: bool = False) -> None:
         with self.app.engine.begin() as conn:
-            outbox.release(conn, [i.idempotency_key for i in items], self.run.run_id, utcnow())
+            outbox.release(conn, [i.idempotency_key for i in items], self.run.run_id, utcnow(), sent=sent)
 
 
 def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None) -> None:

@@ -8,15 +8,22 @@ price with enough quantity left, and its remaining balance covers the period tot
 fitting PO is a match and draws the balance down for later periods; several are ambiguous;
 none gives a mismatch with the reasons of the closest candidate, or `missing_po` when the
 period lies outside every candidate's term. POs are indexed by customer: O(n + m).
+
+Most periods fit one PO, so the work is split in two. Per PO, plain facts and its lines by
+SKU are taken once; per customer, which open POs carry each SKU. A period first asks only the
+open candidates in its currency that have a line for every billed SKU whether they fit, with
+no reason written. Only when none fits is every candidate checked in full, and a reason's
+detail is written only if that reason is reported.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -161,241 +168,103 @@ def _norm_po_number(number: str) -> str:
     return number.strip().casefold()
 
 
-# --- the balance ledger -----------------------------------------------------------------------
+# --- what is known of a PO before any period is looked at -------------------------------------
 
 
-class _Ledger:
-    """What prior invoices and earlier matches of this run consumed, per PO and per PO line."""
+class _Po:
+    """A PO's facts as plain values, and its lines (by line number) under every code they carry."""
 
-    def __init__(self) -> None:
-        self.amount: dict[str, Decimal] = defaultdict(Decimal)
-        self.quantity: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
-        self.touched: set[str] = set()
-        self._totals: dict[str, Decimal] = {}
+    __slots__ = (
+        "currency",
+        "is_open",
+        "key",
+        "lines_by_code",
+        "number",
+        "po",
+        "term_end",
+        "term_start",
+        "total",
+    )
 
-    def add(self, po_key: str, amount: Decimal, quantities: Iterable[tuple[int, Decimal]]) -> None:
-        self.touched.add(po_key)
-        self.amount[po_key] += amount
-        for line_no, quantity in quantities:
-            self.quantity[(po_key, line_no)] += quantity
+    def __init__(self, po: PurchaseOrder) -> None:
+        self.po = po
+        self.key = po.key
+        self.number = po.po_number
+        self.is_open = po.status is POStatus.OPEN
+        self.currency = po.currency
+        self.term_start = po.term_start
+        self.term_end = po.term_end
+        self.total = po.total.amount
+        lines = po.lines if len(po.lines) == 1 else sorted(po.lines, key=_line_no)
+        by_code: dict[str, list[POLine]] = {}
+        for line in lines:
+            by_code.setdefault(line.sku, []).append(line)
+            if line.supplier_part_aux_id and line.supplier_part_aux_id != line.sku:
+                by_code.setdefault(line.supplier_part_aux_id, []).append(line)
+        self.lines_by_code = by_code
 
-    def total(self, po: PurchaseOrder) -> Decimal:
-        known = self._totals.get(po.key)
-        if known is None:
-            known = self._totals[po.key] = po.total.amount
-        return known
-
-    def remaining(self, po: PurchaseOrder) -> Decimal:
-        return self.total(po) - self.amount.get(po.key, Decimal(0))
-
-    def line_left(self, po: PurchaseOrder, line: POLine) -> Decimal:
-        return line.quantity - self.quantity.get((po.key, line.line_no), Decimal(0))
-
-
-# --- checking one candidate -------------------------------------------------------------------
-
-_TermMiss = Literal["", "before", "after"]
-
-
-@dataclass
-class _Check:
-    po: PurchaseOrder
-    reasons: list[Reason] = field(default_factory=list)
-    lines: list[tuple[BillingLine, POLine]] = field(default_factory=list)
-    term_miss: _TermMiss = ""
-
-    def sort_key(self) -> tuple[int, str, str]:
-        return (len(self.reasons), self.po.po_number, self.po.key)
-
-
-class _LineIndex:
-    """PO lines by SKU and supplier part id, built once per PO; accepted SKUs once per SKU."""
-
-    def __init__(self, skus: SkuMap) -> None:
-        self._skus = skus
-        self._accepted: dict[str, frozenset[str]] = {}
-        self._cache: dict[str, dict[str, list[POLine]]] = {}
-
-    def accepted(self, billing_sku: str) -> frozenset[str]:
-        known = self._accepted.get(billing_sku)
-        if known is None:
-            known = self._accepted[billing_sku] = self._skus.po_skus_for(billing_sku)
-        return known
-
-    def lines_for(self, po: PurchaseOrder, accepted: frozenset[str]) -> list[POLine]:
-        index = self._cache.get(po.key)
-        if index is None:
-            index = defaultdict(list)
-            for line in sorted(po.lines, key=lambda item: item.line_no):
-                index[line.sku].append(line)
-                if line.supplier_part_aux_id and line.supplier_part_aux_id != line.sku:
-                    index[line.supplier_part_aux_id].append(line)
-            self._cache[po.key] = index
-        found = {line.line_no: line for code in accepted for line in index.get(code, ())}
+    def mapped(self, accepted: frozenset[str]) -> Sequence[POLine]:
+        """The lines any of the `accepted` codes names, by line number."""
+        hits = [lines for code in accepted if (lines := self.lines_by_code.get(code))]
+        if len(hits) == 1:
+            return hits[0]
+        found = {line.line_no: line for lines in hits for line in lines}
         return [found[number] for number in sorted(found)]
 
-
-def _status_reason(po: PurchaseOrder) -> Reason | None:
-    if po.status is POStatus.OPEN:
-        return None
-    return Reason(code=f"po_{po.status.value}", detail=f"{po.po_number} is {po.status.value}")
-
-
-def _term_check(check: _Check, period: BillingPeriod) -> None:
-    po = check.po
-    start, end = po.term_start, po.term_end
-    covers = (start is None or start <= period.period_start) and (end is None or period.period_end <= end)
-    if covers:
-        return
-    span = _span(period.period_start, period.period_end)
-    term = _span(start, end)
-    overlaps = (start is None or start <= period.period_end) and (end is None or period.period_start <= end)
-    if overlaps:
-        check.reasons.append(
-            Reason(
-                code="partial_period",
-                detail=f"period {span} is only partly inside the term of {po.po_number} "
-                f"({term}); proration is not guessed",
-            )
+    def could_take(self, currency: str, accepted_lines: Sequence[frozenset[str]]) -> bool:
+        """Open, in `currency`, and a line for every billed SKU: what a fit needs before numbers."""
+        by_code = self.lines_by_code
+        return (
+            self.is_open
+            and self.currency == currency
+            and all(any(code in by_code for code in accepted) for accepted in accepted_lines)
         )
-        return
-    check.term_miss = "after" if end is not None and end < period.period_start else "before"
-    check.reasons.append(
-        Reason(
-            code="term_not_covered",
-            detail=f"period {span} is outside the term of {po.po_number} ({term})",
-        )
-    )
 
 
-def _serves(line: POLine, period: BillingPeriod) -> bool:
-    return (line.service_start is None or line.service_start <= period.period_start) and (
-        line.service_end is None or period.period_end <= line.service_end
-    )
+def _line_no(line: POLine) -> int:
+    return line.line_no
 
 
-def _lines_check(
-    check: _Check, period: BillingPeriod, settings: ReconcileSettings, ledger: _Ledger, index: _LineIndex
-) -> None:
-    po = check.po
-    price_tolerance = settings.price_for(po.currency)
-    taken: dict[int, Decimal] = defaultdict(Decimal)
-    for billed in period.lines:
-        accepted = index.accepted(billed.sku)
-        mapped = index.lines_for(po, accepted)
-        if not mapped:
-            check.reasons.append(
-                Reason(
-                    code="sku_unmapped",
-                    detail=f"billed SKU {billed.sku} has no line on {po.po_number} "
-                    f"(accepted PO SKUs: {', '.join(sorted(accepted))})",
-                )
-            )
-            continue
-        serving = [line for line in mapped if _serves(line, period)]
-        if not serving:
-            line = mapped[0]
-            check.reasons.append(
-                Reason(
-                    code="term_not_covered",
-                    detail=f"{po.po_number} line {line.line_no} serves "
-                    f"{_span(line.service_start, line.service_end)}, billed "
-                    f"{_span(period.period_start, period.period_end)}",
-                )
-            )
-            continue
-        priced = [
-            line
-            for line in serving
-            if price_tolerance.allows(
-                billed.unit_price.amount - line.unit_price.amount, line.unit_price.amount
-            )
-        ]
-        if not priced:
-            line = serving[0]
-            check.reasons.append(
-                Reason(
-                    code="price_differs",
-                    detail=f"unit price {_money(line.unit_price.amount, po.currency)} on "
-                    f"{po.po_number} line {line.line_no}, billed "
-                    f"{_price(billed.unit_price.amount, po.currency)}",
-                )
-            )
-            continue
-        chosen = next(
-            (line for line in priced if _quantity_fits(billed, line, po, taken, ledger, settings)),
-            None,
-        )
-        if chosen is None:
-            line = priced[0]
-            left = ledger.line_left(po, line) - taken[line.line_no]
-            check.reasons.append(
-                Reason(
-                    code="quantity_exceeds_po",
-                    detail=f"billed {_qty(billed.quantity)} {billed.sku}, {po.po_number} line "
-                    f"{line.line_no} has {_qty(left)} left of {_qty(line.quantity)}",
-                )
-            )
-            continue
-        taken[chosen.line_no] += billed.quantity
-        check.lines.append((billed, chosen))
+class _Customer:
+    """One customer's latest POs in candidate order, by PO number, and the open ones per currency and code."""
 
+    __slots__ = ("by_number", "open_by_code", "pos")
 
-def _quantity_fits(
-    billed: BillingLine,
-    line: POLine,
-    po: PurchaseOrder,
-    taken: dict[int, Decimal],
-    ledger: _Ledger,
-    settings: ReconcileSettings,
-) -> bool:
-    excess = billed.quantity - (ledger.line_left(po, line) - taken[line.line_no])
-    return excess <= 0 or settings.quantity.allows(excess, line.quantity)
+    def __init__(self) -> None:
+        self.pos: list[_Po] = []
+        self.by_number: dict[str, list[_Po]] = {}
+        self.open_by_code: dict[str, dict[str, list[int]]] = {}
 
+    def add(self, po: _Po) -> None:
+        position = len(self.pos)
+        self.pos.append(po)
+        self.by_number.setdefault(_norm_po_number(po.number), []).append(po)
+        if po.is_open:
+            by_code = self.open_by_code.setdefault(po.currency, {})
+            for code in po.lines_by_code:
+                by_code.setdefault(code, []).append(position)
 
-def _balance_check(check: _Check, total: Decimal, settings: ReconcileSettings, ledger: _Ledger) -> None:
-    po = check.po
-    remaining = ledger.remaining(po)
-    excess = total - remaining
-    if excess <= 0 or settings.total_for(po.currency).allows(excess, ledger.total(po)):
-        return
-    check.reasons.append(
-        Reason(
-            code="po_exhausted",
-            detail=f"period total {_money(total, po.currency)}, {po.po_number} has "
-            f"{_money(remaining, po.currency)} left of {_money(ledger.total(po), po.currency)}",
-        )
-    )
-
-
-def _check_candidate(
-    po: PurchaseOrder,
-    period: BillingPeriod,
-    total: Decimal,
-    settings: ReconcileSettings,
-    ledger: _Ledger,
-    index: _LineIndex,
-) -> _Check:
-    """Every reason `po` cannot take `period` (whose lines add up to `total`) now."""
-    check = _Check(po=po)
-    status = _status_reason(po)
-    if status:
-        check.reasons.append(status)
-    _term_check(check, period)
-    if po.currency != period.currency:
-        check.reasons.append(
-            Reason(
-                code="currency_differs",
-                detail=f"{po.po_number} is in {po.currency}, billed in {period.currency}",
-            )
-        )
-        return check
-    _lines_check(check, period, settings, ledger, index)
-    _balance_check(check, total, settings, ledger)
-    return check
-
-
-# --- deciding one period ----------------------------------------------------------------------
+    def could_take(self, currency: str, accepted_lines: Sequence[frozenset[str]]) -> list[_Po]:
+        """The candidates that pass `_Po.could_take`, in candidate order, found through the index."""
+        if not accepted_lines:
+            return [po for po in self.pos if po.is_open and po.currency == currency]
+        by_code = self.open_by_code.get(currency)
+        if by_code is None:
+            return []
+        positions: Sequence[int] | None = None
+        for accepted in accepted_lines:
+            hits = [found for code in accepted if (found := by_code.get(code))]
+            # One code's list is already in candidate order with no repeats.
+            reached = hits[0] if len(hits) == 1 else sorted({n for found in hits for n in found})
+            if positions is None:
+                positions = reached
+            else:
+                kept = set(reached)
+                positions = [n for n in positions if n in kept]
+            if not positions:
+                return []
+        pos = self.pos
+        return [pos[n] for n in positions or ()]
 
 
 @dataclass(frozen=True)
@@ -404,8 +273,8 @@ class _PoIndex:
 
     latest: dict[str, PurchaseOrder]
     customer_of: dict[str, str | None]
-    by_customer: dict[str, list[PurchaseOrder]]
-    by_number: dict[str, list[PurchaseOrder]]
+    by_customer: dict[str, _Customer]
+    by_number: dict[str, list[_Po]]
 
 
 def _build_index(pos: Sequence[PurchaseOrder], customers: CustomerMap) -> _PoIndex:
@@ -420,65 +289,343 @@ def _build_index(pos: Sequence[PurchaseOrder], customers: CustomerMap) -> _PoInd
             latest[po.key] = po
     ordered = sorted(latest.values(), key=lambda po: (po.po_number, po.key))
     customer_of = {po.key: customers.customer_for(po) for po in ordered}
-    by_customer: dict[str, list[PurchaseOrder]] = defaultdict(list)
-    by_number: dict[str, list[PurchaseOrder]] = defaultdict(list)
+    by_customer: dict[str, _Customer] = {}
+    by_number: dict[str, list[_Po]] = defaultdict(list)
     for po in ordered:
+        facts = _Po(po)
         ref = customer_of[po.key]
         if ref is not None:
-            by_customer[ref].append(po)
-        by_number[_norm_po_number(po.po_number)].append(po)
-    return _PoIndex(latest, customer_of, dict(by_customer), dict(by_number))
+            owner = by_customer.get(ref)
+            if owner is None:
+                owner = by_customer[ref] = _Customer()
+            owner.add(facts)
+        by_number[_norm_po_number(po.po_number)].append(facts)
+    return _PoIndex(latest, customer_of, by_customer, dict(by_number))
+
+
+# --- the balance ledger -----------------------------------------------------------------------
+
+_ZERO = Decimal(0)
+_Lines = list[tuple[BillingLine, POLine]]
+
+
+class _Ledger:
+    """What prior invoices and earlier matches of this run consumed, per PO and per PO line."""
+
+    def __init__(self) -> None:
+        self.amount: dict[str, Decimal] = defaultdict(Decimal)
+        self.quantity: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+        self.touched: set[str] = set()
+
+    def add(self, po_key: str, amount: Decimal, quantities: Iterable[tuple[int, Decimal]]) -> None:
+        self.touched.add(po_key)
+        self.amount[po_key] += amount
+        for line_no, quantity in quantities:
+            self.quantity[(po_key, line_no)] += quantity
+
+    def draw(self, po_key: str, amount: Decimal, lines: _Lines) -> None:
+        """Record a match of this run: its total and each billed quantity on its PO line."""
+        self.touched.add(po_key)
+        self.amount[po_key] += amount
+        quantity = self.quantity
+        for billed, line in lines:
+            quantity[(po_key, line.line_no)] += billed.quantity
+
+    def remaining(self, po: _Po) -> Decimal:
+        return po.total - self.amount.get(po.key, _ZERO)
+
+    def line_left(self, po: _Po, line: POLine) -> Decimal:
+        return line.quantity - self.quantity.get((po.key, line.line_no), _ZERO)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The tolerances that apply to one currency."""
+
+    price: Tolerance
+    quantity: Tolerance
+    total: Tolerance
+
+
+# --- does a candidate fit: the common path, no reasons ------------------------------------------
+
+
+def _fit(
+    po: _Po,
+    period: BillingPeriod,
+    accepted_lines: Sequence[frozenset[str]],
+    total: Decimal,
+    rules: _Rules,
+    ledger: _Ledger,
+) -> _Lines | None:
+    """The allocation when `po` takes `period` without a single reason against it, else None.
+
+    Exactly the verdict of `_explain` finding no reason, for a PO that passed `could_take`; the
+    line chosen for a billed SKU is the first by line number that serves, is priced and has room.
+    """
+    start, end = po.term_start, po.term_end
+    period_start, period_end = period.period_start, period.period_end
+    if (start is not None and period_start < start) or (end is not None and end < period_end):
+        return None
+    drawn, key = ledger.quantity, po.key
+    price, quantity = rules.price, rules.quantity
+    taken: dict[int, Decimal] = {}
+    lines: _Lines = []
+    for billed, accepted in zip(period.lines, accepted_lines, strict=True):
+        billed_price, billed_quantity = billed.unit_price.amount, billed.quantity
+        for line in po.mapped(accepted):
+            if (line.service_start is not None and period_start < line.service_start) or (
+                line.service_end is not None and line.service_end < period_end
+            ):
+                continue
+            line_price = line.unit_price.amount
+            difference = billed_price - line_price
+            if difference and not price.allows(difference, line_price):
+                continue
+            line_no = line.line_no
+            left = (line.quantity - drawn.get((key, line_no), _ZERO)) - taken.get(line_no, _ZERO)
+            excess = billed_quantity - left
+            if excess <= 0 or quantity.allows(excess, line.quantity):
+                taken[line_no] = taken.get(line_no, _ZERO) + billed_quantity
+                lines.append((billed, line))
+                break
+        else:
+            return None
+    excess = total - ledger.remaining(po)
+    if excess > 0 and not rules.total.allows(excess, po.total):
+        return None
+    return lines
+
+
+# --- why a candidate does not fit: only when none does ----------------------------------------
+
+_TermMiss = Literal["", "before", "after"]
+# A reason's code now, its detail written only if the reason is reported.
+_Pending = tuple[str, Callable[[], str]]
+
+
+@dataclass
+class _Check:
+    po: _Po
+    reasons: list[_Pending] = field(default_factory=list)
+    term_miss: _TermMiss = ""
+
+    def sort_key(self) -> tuple[int, str, str]:
+        return (len(self.reasons), self.po.number, self.po.key)
+
+    def reported(self, *codes: str) -> list[Reason]:
+        return [
+            Reason(code=code, detail=explain())
+            for code, explain in self.reasons
+            if not codes or code in codes
+        ]
+
+
+def _status_detail(number: str, status: str) -> str:
+    return f"{number} is {status}"
+
+
+def _partial_detail(period: BillingPeriod, po: _Po) -> str:
+    return (
+        f"period {_span(period.period_start, period.period_end)} is only partly inside the term "
+        f"of {po.number} ({_span(po.term_start, po.term_end)}); proration is not guessed"
+    )
+
+
+def _outside_detail(period: BillingPeriod, po: _Po) -> str:
+    return (
+        f"period {_span(period.period_start, period.period_end)} is outside the term of "
+        f"{po.number} ({_span(po.term_start, po.term_end)})"
+    )
+
+
+def _currency_detail(po: _Po, billed_in: str) -> str:
+    return f"{po.number} is in {po.currency}, billed in {billed_in}"
+
+
+def _unmapped_detail(sku: str, number: str, accepted: frozenset[str]) -> str:
+    return f"billed SKU {sku} has no line on {number} (accepted PO SKUs: {', '.join(sorted(accepted))})"
+
+
+def _serving_detail(number: str, line: POLine, period: BillingPeriod) -> str:
+    return (
+        f"{number} line {line.line_no} serves {_span(line.service_start, line.service_end)}, "
+        f"billed {_span(period.period_start, period.period_end)}"
+    )
+
+
+def _price_detail(po: _Po, line: POLine, billed: BillingLine) -> str:
+    return (
+        f"unit price {_money(line.unit_price.amount, po.currency)} on {po.number} line "
+        f"{line.line_no}, billed {_price(billed.unit_price.amount, po.currency)}"
+    )
+
+
+def _quantity_detail(po: _Po, line: POLine, billed: BillingLine, left: Decimal) -> str:
+    return (
+        f"billed {_qty(billed.quantity)} {billed.sku}, {po.number} line {line.line_no} has "
+        f"{_qty(left)} left of {_qty(line.quantity)}"
+    )
+
+
+def _exhausted_detail(po: _Po, total: Decimal, remaining: Decimal) -> str:
+    return (
+        f"period total {_money(total, po.currency)}, {po.number} has "
+        f"{_money(remaining, po.currency)} left of {_money(po.total, po.currency)}"
+    )
+
+
+def _term_check(check: _Check, period: BillingPeriod) -> None:
+    po = check.po
+    start, end = po.term_start, po.term_end
+    covers = (start is None or start <= period.period_start) and (end is None or period.period_end <= end)
+    if covers:
+        return
+    overlaps = (start is None or start <= period.period_end) and (end is None or period.period_start <= end)
+    if overlaps:
+        check.reasons.append(("partial_period", partial(_partial_detail, period, po)))
+        return
+    check.term_miss = "after" if end is not None and end < period.period_start else "before"
+    check.reasons.append(("term_not_covered", partial(_outside_detail, period, po)))
+
+
+def _serves(line: POLine, period: BillingPeriod) -> bool:
+    return (line.service_start is None or line.service_start <= period.period_start) and (
+        line.service_end is None or period.period_end <= line.service_end
+    )
+
+
+def _lines_check(
+    check: _Check,
+    period: BillingPeriod,
+    accepted_lines: Sequence[frozenset[str]],
+    rules: _Rules,
+    ledger: _Ledger,
+) -> None:
+    po = check.po
+    taken: dict[int, Decimal] = defaultdict(Decimal)
+    for billed, accepted in zip(period.lines, accepted_lines, strict=True):
+        mapped = po.mapped(accepted)
+        if not mapped:
+            check.reasons.append(("sku_unmapped", partial(_unmapped_detail, billed.sku, po.number, accepted)))
+            continue
+        serving = [line for line in mapped if _serves(line, period)]
+        if not serving:
+            check.reasons.append(("term_not_covered", partial(_serving_detail, po.number, mapped[0], period)))
+            continue
+        priced = [
+            line
+            for line in serving
+            if rules.price.allows(billed.unit_price.amount - line.unit_price.amount, line.unit_price.amount)
+        ]
+        if not priced:
+            check.reasons.append(("price_differs", partial(_price_detail, po, serving[0], billed)))
+            continue
+        chosen = next(
+            (line for line in priced if _quantity_fits(billed, line, po, taken, ledger, rules)),
+            None,
+        )
+        if chosen is None:
+            line = priced[0]
+            left = ledger.line_left(po, line) - taken[line.line_no]
+            check.reasons.append(("quantity_exceeds_po", partial(_quantity_detail, po, line, billed, left)))
+            continue
+        taken[chosen.line_no] += billed.quantity
+
+
+def _quantity_fits(
+    billed: BillingLine, line: POLine, po: _Po, taken: dict[int, Decimal], ledger: _Ledger, rules: _Rules
+) -> bool:
+    excess = billed.quantity - (ledger.line_left(po, line) - taken[line.line_no])
+    return excess <= 0 or rules.quantity.allows(excess, line.quantity)
+
+
+def _balance_check(check: _Check, total: Decimal, rules: _Rules, ledger: _Ledger) -> None:
+    po = check.po
+    remaining = ledger.remaining(po)
+    excess = total - remaining
+    if excess <= 0 or rules.total.allows(excess, po.total):
+        return
+    check.reasons.append(("po_exhausted", partial(_exhausted_detail, po, total, remaining)))
+
+
+def _explain(
+    po: _Po,
+    period: BillingPeriod,
+    accepted_lines: Sequence[frozenset[str]],
+    total: Decimal,
+    rules: _Rules,
+    ledger: _Ledger,
+) -> _Check:
+    """Every reason `po` cannot take `period` (whose lines add up to `total`) now."""
+    check = _Check(po=po)
+    if not po.is_open:
+        status = po.po.status.value
+        check.reasons.append((f"po_{status}", partial(_status_detail, po.number, status)))
+    _term_check(check, period)
+    if po.currency != period.currency:
+        check.reasons.append(("currency_differs", partial(_currency_detail, po, period.currency)))
+        return check
+    _lines_check(check, period, accepted_lines, rules, ledger)
+    _balance_check(check, total, rules, ledger)
+    return check
+
+
+# --- deciding one period ----------------------------------------------------------------------
 
 
 def _result(
-    period: BillingPeriod, status: MatchStatus, *reasons: Reason, po: PurchaseOrder | None = None
+    period: BillingPeriod,
+    status: MatchStatus,
+    *reasons: Reason,
+    po: _Po | None = None,
+    warnings: tuple[Reason, ...] | None = None,
 ) -> MatchResult:
+    if warnings is None:
+        return MatchResult(
+            status=status,
+            reasons=reasons,
+            billing_key=period.key,
+            po_key=po.key if po else None,
+            po_number=po.number if po else None,
+            customer_ref=period.customer_ref,
+            amount=period.total,
+        )
     return MatchResult(
         status=status,
         reasons=reasons,
         billing_key=period.key,
         po_key=po.key if po else None,
-        po_number=po.po_number if po else None,
+        po_number=po.number if po else None,
         customer_ref=period.customer_ref,
         amount=period.total,
+        warnings=warnings,
     )
 
 
-def _candidates(
-    period: BillingPeriod, index: _PoIndex, customers: CustomerMap
-) -> list[PurchaseOrder] | MatchResult:
-    owned = index.by_customer.get(period.customer_ref, [])
-    if period.po_number:
-        named = [po for po in owned if _norm_po_number(po.po_number) == _norm_po_number(period.po_number)]
-        if named:
-            return named
-        elsewhere = sorted(
-            {
-                index.customer_of[po.key] or "an unknown customer"
-                for po in index.by_number.get(_norm_po_number(period.po_number), [])
-            }
-        )
-        where = f"; it belongs to {', '.join(elsewhere)}" if elsewhere else ""
-        return _result(
-            period,
-            MatchStatus.MISSING_PO,
-            Reason(
-                code="po_not_found",
-                detail=f"PO {period.po_number} named by the billing period is not among "
-                f"the POs of {period.customer_ref}{where}",
-            ),
-        )
-    if owned:
-        return owned
+def _po_not_found(period: BillingPeriod, index: _PoIndex, number: str) -> MatchResult:
+    elsewhere = sorted(
+        {index.customer_of[po.key] or "an unknown customer" for po in index.by_number.get(number, [])}
+    )
+    where = f"; it belongs to {', '.join(elsewhere)}" if elsewhere else ""
+    return _result(
+        period,
+        MatchStatus.MISSING_PO,
+        Reason(
+            code="po_not_found",
+            detail=f"PO {period.po_number} named by the billing period is not among "
+            f"the POs of {period.customer_ref}{where}",
+        ),
+    )
+
+
+def _no_po_for_customer(period: BillingPeriod, customers: CustomerMap) -> MatchResult:
     known_name = customers.name_of(period.customer_ref) or period.customer_name
     name = f" ({known_name})" if known_name else ""
     return _result(
         period,
         MatchStatus.MISSING_PO,
-        Reason(
-            code="no_po_for_customer",
-            detail=f"no PO for customer {period.customer_ref}{name}",
-        ),
+        Reason(code="no_po_for_customer", detail=f"no PO for customer {period.customer_ref}{name}"),
     )
 
 
@@ -490,54 +637,50 @@ def _out_of_term(period: BillingPeriod, checks: list[_Check]) -> MatchResult:
             reasons.append(
                 Reason(
                     code="po_expired",
-                    detail=f"{po.po_number} ended {po.term_end.isoformat()}, before the period "
+                    detail=f"{po.number} ended {po.term_end.isoformat()}, before the period "
                     f"starting {period.period_start.isoformat()}",
                 )
             )
         else:
-            reasons.extend(r for r in check.reasons if r.code == "term_not_covered")
+            reasons.extend(check.reported("term_not_covered"))
     only = checks[0].po if len(checks) == 1 else None
     return _result(period, MatchStatus.MISSING_PO, *reasons, po=only)
 
 
-def _decide(period: BillingPeriod, checks: list[_Check]) -> tuple[MatchResult, _Check | None]:
-    fitting = [check for check in checks if not check.reasons]
-    if len(fitting) == 1:
-        return _result(period, MatchStatus.MATCHED, po=fitting[0].po), fitting[0]
-    if fitting:
-        names = ", ".join(check.po.po_number for check in fitting)
-        reason = Reason(code="several_pos", detail=f"{names} all fit the period")
-        return _result(period, MatchStatus.AMBIGUOUS, reason), None
+def _unfit(checks: list[_Check], period: BillingPeriod) -> MatchResult:
+    """No candidate fits: out of every term, or the reasons of the closest candidate."""
     if all(check.term_miss for check in checks):
-        return _out_of_term(period, checks), None
+        return _out_of_term(period, checks)
     best = min(checks, key=_Check.sort_key)
-    return _result(period, MatchStatus.MISMATCH, *best.reasons, po=best.po), None
+    return _result(period, MatchStatus.MISMATCH, *best.reported(), po=best.po)
 
 
-def _renewal_warnings(po: PurchaseOrder, settings: ReconcileSettings, ledger: _Ledger) -> tuple[Reason, ...]:
-    warnings: list[Reason] = []
-    if settings.as_of is not None and po.term_end is not None:
-        days_left = (po.term_end - settings.as_of).days
-        if days_left <= settings.renewal_warning_days:
-            warnings.append(
-                Reason(
-                    code="renewal_due",
-                    detail=f"{po.po_number} term ends {po.term_end.isoformat()}, "
-                    f"{days_left} days after {settings.as_of.isoformat()}",
-                )
-            )
-    total = ledger.total(po)
+def _term_warning(po: _Po, settings: ReconcileSettings) -> tuple[Reason, ...]:
+    if settings.as_of is None or po.term_end is None:
+        return ()
+    days_left = (po.term_end - settings.as_of).days
+    if days_left > settings.renewal_warning_days:
+        return ()
+    return (
+        Reason(
+            code="renewal_due",
+            detail=f"{po.number} term ends {po.term_end.isoformat()}, "
+            f"{days_left} days after {settings.as_of.isoformat()}",
+        ),
+    )
+
+
+def _consumed_warning(po: _Po, settings: ReconcileSettings, ledger: _Ledger) -> Reason | None:
+    total = po.total
     consumed = total - ledger.remaining(po)
     if total > 0 and consumed * _HUNDRED >= total * settings.renewal_warning_percent:
         share = (consumed * _HUNDRED / total).quantize(Decimal("0.1"))
-        warnings.append(
-            Reason(
-                code="renewal_due",
-                detail=f"{po.po_number} is {share}% consumed "
-                f"({_money(consumed, po.currency)} of {_money(total, po.currency)})",
-            )
+        return Reason(
+            code="renewal_due",
+            detail=f"{po.number} is {share}% consumed "
+            f"({_money(consumed, po.currency)} of {_money(total, po.currency)})",
         )
-    return tuple(warnings)
+    return None
 
 
 def _unused_po(po: PurchaseOrder, customer_ref: str | None) -> MatchResult:
@@ -570,6 +713,91 @@ def _unique_periods(periods: Sequence[BillingPeriod]) -> list[BillingPeriod]:
     return sorted(by_key.values(), key=lambda period: (period.period_start, period.key))
 
 
+class _Run:
+    """One reconciliation: the PO index, the ledger, and what is cached per SKU and currency."""
+
+    def __init__(
+        self,
+        index: _PoIndex,
+        customers: CustomerMap,
+        skus: SkuMap,
+        settings: ReconcileSettings,
+        ledger: _Ledger,
+    ) -> None:
+        self.index = index
+        self.customers = customers
+        self.skus = skus
+        self.settings = settings
+        self.ledger = ledger
+        self.allocations: dict[str, Allocation] = {}
+        self._accepted: dict[str, frozenset[str]] = {}
+        self._rules: dict[str, _Rules] = {}
+        self._term_warnings: dict[str, tuple[Reason, ...]] = {}
+
+    def accepted(self, billing_sku: str) -> frozenset[str]:
+        known = self._accepted.get(billing_sku)
+        if known is None:
+            known = self._accepted[billing_sku] = self.skus.po_skus_for(billing_sku)
+        return known
+
+    def rules(self, currency: str) -> _Rules:
+        known = self._rules.get(currency)
+        if known is None:
+            settings = self.settings
+            known = self._rules[currency] = _Rules(
+                settings.price_for(currency), settings.quantity, settings.total_for(currency)
+            )
+        return known
+
+    def decide(self, period: BillingPeriod) -> MatchResult:
+        """The result for `period`; a match draws the PO down and records the allocation."""
+        customer = self.index.by_customer.get(period.customer_ref)
+        accepted_lines = [self.accepted(billed.sku) for billed in period.lines]
+        currency = period.currency
+        candidates: list[_Po]
+        if period.po_number:
+            number = _norm_po_number(period.po_number)
+            named = customer.by_number.get(number) if customer else None
+            if not named:
+                return _po_not_found(period, self.index, number)
+            candidates = named
+            eligible = [po for po in named if po.could_take(currency, accepted_lines)]
+        elif customer is None:
+            return _no_po_for_customer(period, self.customers)
+        else:
+            candidates = customer.pos
+            eligible = customer.could_take(currency, accepted_lines)
+        total = period.total.amount
+        rules = self.rules(currency)
+        ledger = self.ledger
+        fitting: list[tuple[_Po, _Lines]] = []
+        for po in eligible:
+            lines = _fit(po, period, accepted_lines, total, rules, ledger)
+            if lines is not None:
+                fitting.append((po, lines))
+        if len(fitting) > 1:
+            names = ", ".join(po.number for po, _ in fitting)
+            reason = Reason(code="several_pos", detail=f"{names} all fit the period")
+            return _result(period, MatchStatus.AMBIGUOUS, reason)
+        if not fitting:
+            checks = [_explain(po, period, accepted_lines, total, rules, ledger) for po in candidates]
+            return _unfit(checks, period)
+        po, lines = fitting[0]
+        ledger.draw(po.key, total, lines)
+        self.allocations[period.key] = Allocation(period.key, po.po, tuple(lines))
+        return _result(period, MatchStatus.MATCHED, po=po, warnings=self.renewal_warnings(po))
+
+    def renewal_warnings(self, po: _Po) -> tuple[Reason, ...]:
+        """`_renewal_warnings`, with the term-end one (which the ledger cannot change) kept per PO."""
+        dated = self._term_warnings.get(po.key)
+        if dated is None:
+            dated = self._term_warnings[po.key] = _term_warning(po, self.settings)
+        consumed = _consumed_warning(po, self.settings, self.ledger)
+        if consumed is None:
+            return dated
+        return (*dated, consumed)
+
+
 def reconcile(
     pos: Sequence[PurchaseOrder],
     periods: Sequence[BillingPeriod],
@@ -591,30 +819,12 @@ def reconcile(
         # subtracted; its quantities still count against the lines.
         amount = invoice.amount.amount if invoice.amount.currency == po.currency else Decimal(0)
         ledger.add(po.key, amount, invoice.line_quantities.items())
-    line_index = _LineIndex(skus)
-    results: list[MatchResult] = []
-    allocations: dict[str, Allocation] = {}
-    for period in ordered:
-        found = _candidates(period, index, customers)
-        if isinstance(found, MatchResult):
-            results.append(found)
-            continue
-        total = period.total.amount
-        checks = [_check_candidate(po, period, total, settings, ledger, line_index) for po in found]
-        result, chosen = _decide(period, checks)
-        if chosen is not None:
-            ledger.add(
-                chosen.po.key,
-                total,
-                ((po_line.line_no, billed.quantity) for billed, po_line in chosen.lines),
-            )
-            allocations[period.key] = Allocation(period.key, chosen.po, tuple(chosen.lines))
-            result = result.model_copy(update={"warnings": _renewal_warnings(chosen.po, settings, ledger)})
-        results.append(result)
-    for key, po in index.latest.items():
-        if po.status is POStatus.OPEN and key not in ledger.touched:
-            results.append(_unused_po(po, index.customer_of[key]))
-    ordered_results = results[: len(ordered)] + sorted(
-        results[len(ordered) :], key=lambda result: (result.po_number or "", result.po_key or "")
-    )
-    return ReconcileOutcome(results=tuple(ordered_results), allocations=allocations)
+    run = _Run(index, customers, skus, settings, ledger)
+    results = [run.decide(period) for period in ordered]
+    unused = [
+        _unused_po(po, index.customer_of[key])
+        for key, po in index.latest.items()
+        if po.status is POStatus.OPEN and key not in ledger.touched
+    ]
+    unused.sort(key=lambda result: (result.po_number or "", result.po_key or ""))
+    return ReconcileOutcome(results=tuple(results + unused), allocations=run.allocations)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import Any
 
-from connector.model import MatchStatus, Money
-from connector.planning import plan_invoice
+from sqlalchemy import Connection
+
+from connector.model import BillingPeriod, InvoicePlan, MatchResult, MatchStatus, Money, PurchaseOrder
+from connector.planning import idempotency_key, plan_invoice
 from connector.reconcile import PriorInvoice, reconcile
 from connector.runtime import Connector, RunContext
 from state import ingest, outbox, results
@@ -42,25 +45,34 @@ def _prior_invoices(consumed: list[outbox.Consumption]) -> list[PriorInvoice]:
 
 
 def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = None) -> None:
-    """Reconcile every stored billing period and plan an invoice per sink for each match."""
+    """Reconcile every stored billing period and plan an invoice per sink for each match.
+
+    A period whose invoice was sent (or may have been) keeps that invoice's PO: it is never
+    matched again, so a later PO, a closed PO or a late earlier period cannot produce a second
+    invoice for it; its amount keeps counting against its PO. A change to its PO or its period
+    after sending flags the invoice `amended_after_push`. Plans never sent whose match is gone
+    are withdrawn in the same transaction.
+    """
     settings = app.settings.reconcile
     if settings.as_of is None:
         settings = settings.model_copy(update={"as_of": as_of or run.started_at.date()})
-    sinks = list(app.sinks)
+    now = run.started_at
     with app.engine.begin() as conn:
         pos = ingest.load_pos(conn, app.tenant)
         periods = ingest.load_billing_periods(conn, app.tenant)
+        sent = outbox.sent_rows(conn, app.tenant)
+        locked = {row["billing_key"] for row in sent}
+        open_periods = [p for p in periods if p.key not in locked]
         prior = _prior_invoices(outbox.consumption(conn, app.tenant))
-        outcome = reconcile(pos, periods, app.customer_map, app.sku_map, settings, prior)
+        outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior)
         by_key = {period.key: period for period in periods}
-        for result in outcome.results:
-            run.add(result.status.value)
+        kept: set[str] = set()
         for billing_key, allocation in sorted(outcome.allocations.items()):
             period = by_key[billing_key]
             if period.status.lower() in NOT_INVOICEABLE:
                 run.add("not_invoiceable")
                 continue
-            for sink in sinks:
+            for sink in app.sinks:
                 plan = plan_invoice(
                     allocation,
                     period,
@@ -69,17 +81,96 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
                     customer_name=app.customer_map.name_of(period.customer_ref) or period.customer_name,
                     default_net_days=app.settings.default_net_days,
                 )
-                written = outbox.upsert_plan(conn, plan, run.started_at)
-                if written == "planned":
+                kept.add(plan.idempotency_key)
+                if outbox.upsert_plan(conn, plan, now) == "planned":
                     run.add("invoices_planned")
-                elif written == "amended":
-                    run.add("amended_after_push")
-                    log.warning(
-                        "invoice %s was sent before PO %s or its period changed; flagged for review",
-                        plan.invoice_number,
-                        plan.po_number,
-                    )
+        locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept)
+        withdrawn = outbox.withdraw_unjustified(
+            conn, app.tenant, kept, now, "withdrawn: the billing period no longer matches this PO"
+        )
+        run.add("invoices_withdrawn", len(withdrawn))
+        all_results = [*outcome.results, *locked_results]
+        for result in all_results:
+            run.add(result.status.value)
         spans = {p.key: (p.period_start, p.period_end) for p in periods}
-        results.replace_results(conn, app.tenant, outcome.results, spans, run.started_at, run.run_id)
+        results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id)
     for status in MatchStatus:
         run.counts.setdefault(status.value, 0)
+
+
+def _keep_sent(
+    conn: Connection,
+    app: Connector,
+    run: RunContext,
+    sent: list[dict[str, Any]],
+    periods: dict[str, BillingPeriod],
+    pos: dict[str, PurchaseOrder],
+    kept: set[str],
+) -> list[MatchResult]:
+    """Matched results for periods already invoiced; flag changes; plan them for new sinks."""
+    by_period: dict[str, list[dict[str, Any]]] = {}
+    for row in sent:
+        by_period.setdefault(row["billing_key"], []).append(row)
+    found: list[MatchResult] = []
+    for billing_key, rows in sorted(by_period.items()):
+        first = rows[0]
+        period = periods.get(billing_key)
+        po = pos.get(first["po_key"])
+        found.append(
+            MatchResult(
+                status=MatchStatus.MATCHED,
+                billing_key=billing_key,
+                po_key=first["po_key"],
+                po_number=first["po_number"],
+                customer_ref=first["customer_ref"],
+                amount=Money(amount=first["amount"], currency=first["currency"]),
+            )
+        )
+        changes = _changes_after_sending(first, period, po)
+        for row in rows:
+            kept.add(row["idempotency_key"])
+            if changes and outbox.flag_amended(conn, row["idempotency_key"], changes, run.started_at):
+                run.add("amended_after_push")
+                log.warning("invoice %s: %s; flagged for review", row["invoice_number"], changes)
+        _plan_for_new_sinks(conn, app, run, rows, kept)
+    return found
+
+
+def _changes_after_sending(
+    row: dict[str, Any], period: BillingPeriod | None, po: PurchaseOrder | None
+) -> str:
+    notes = []
+    if po is None:
+        notes.append(f"PO {row['po_number']} is no longer stored")
+    elif po.revision != row["po_revision"]:
+        notes.append(f"PO {row['po_number']} is at revision {po.revision}, invoiced at {row['po_revision']}")
+    if period is None:
+        notes.append("the billing period is gone from billing")
+    elif period.total.quantized().amount != row["amount"] or period.currency != row["currency"]:
+        notes.append(f"the period now bills {period.total}, invoiced {row['amount']} {row['currency']}")
+    return "; ".join(notes)
+
+
+def _plan_for_new_sinks(
+    conn: Connection, app: Connector, run: RunContext, rows: list[dict[str, Any]], kept: set[str]
+) -> None:
+    """A sink added after the invoice went out gets the same invoice (same number)."""
+    have = {row["sink"] for row in rows}
+    template = outbox.plan_json_of(conn, rows[0]["idempotency_key"])
+    if template is None:
+        return
+    for sink in app.sinks:
+        if sink in have:
+            continue
+        plan = InvoicePlan.model_validate(template)
+        plan = plan.model_copy(
+            update={
+                "sink": sink,
+                "idempotency_key": idempotency_key(
+                    app.tenant, sink, plan.customer_ref, plan.po_key, plan.billing_key
+                ),
+            }
+        )
+        kept.add(plan.idempotency_key)
+        if outbox.upsert_plan(conn, plan, run.started_at) == "planned":
+            run.add("invoices_planned")

@@ -24,9 +24,10 @@ from connector.errors import ConfigError, LeaseHeldError
 from connector.maps import CustomerMap, SkuMap
 from connector.model import utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
+from connector.redact import GLOBAL_REDACTOR
 from connector.registry import AdapterInfo, build, discover
 from state import outbox, runs
-from state.db import StateUrlError, ensure_schema, make_engine
+from state.db import READ_ONLY, StateUrlError, ensure_schema, make_engine
 
 log = logging.getLogger("po_connector")
 
@@ -40,6 +41,7 @@ class RunContext:
     started_at: datetime
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    lease_lost: threading.Event = field(default_factory=threading.Event)
 
     def add(self, key: str, value: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + value
@@ -124,7 +126,7 @@ class Connector:
         if lease:
             self._take_lease(run_id, now)
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(run_id, lease, stop), daemon=True)
+        beat = threading.Thread(target=self._heartbeat, args=(context, lease, stop), daemon=True)
         beat.start()
         status, exit_code, error = "ok", 0, None
         try:
@@ -132,7 +134,7 @@ class Connector:
             exit_code = context.counts.get("exit_code", 0)
             status = "ok" if exit_code == 0 else "failed"
         except BaseException as exc:
-            status, exit_code, error = "failed", 1, f"{type(exc).__name__}: {exc}"
+            status, exit_code, error = "failed", 1, GLOBAL_REDACTOR(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             stop.set()
@@ -179,6 +181,6 @@ class Connector:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        """A read connection (no write lock on SQLite)."""
+        """A read connection: it never holds SQLite's write lock, so it never blocks a pusher."""
         with self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(**{READ_ONLY: True})

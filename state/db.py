@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "po_connector_read_only"  # execution option: a read-only SQLite transaction
 
 
 class StateUrlError(ValueError):
@@ -27,8 +28,8 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and write-locking transactions."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StateUrlError(f"cannot parse state url: {exc}") from None
+    except (ArgumentError, ValueError) as exc:
+        raise StateUrlError(f"cannot parse state url: {type(exc).__name__}") from None
     backend = parsed.get_backend_name()
     if backend not in {"sqlite", "postgresql"}:
         raise StateUrlError(f"unsupported state backend {backend!r} (use sqlite or postgresql)")
@@ -58,8 +59,10 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # BEGIN IMMEDIATE takes the write lock up front: concurrent processes wait on the busy
-        # timeout instead of failing later with "database is locked" on lock upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # timeout instead of failing later with "database is locked" on lock upgrade. Readers
+        # (status, report) ask for READ_ONLY and never hold the write lock.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:

@@ -1,8 +1,9 @@
 """The invoice outbox: one row per invoice plan, the state machine of the exactly-once push.
 
     planned ──claim──► pushing ──record──► pushed
-       ▲                  │  └─fail──► retry ──claim──► pushing …
-       │                  └─reject──► dead ──replay──► planned
+       ▲  │               │  └─fail──► retry ──claim──► pushing …
+       │  │               └─reject──► dead ──replay──► planned
+       │  └─(match gone, never sent)──► withdrawn ──(matched again)──► planned
     (lease expired or owner dead: reclaimed, and `uncertain` rows are looked up before a re-send)
 
 A row is created in the same transaction as the match that justifies it, keyed by a UNIQUE
@@ -27,7 +28,8 @@ from state.canonical import canonical_json
 from state.tables import invoice_outbox
 
 PLANNED, PUSHING, PUSHED, RETRY, DEAD = "planned", "pushing", "pushed", "retry", "dead"
-STATES = (PLANNED, PUSHING, PUSHED, RETRY, DEAD)
+WITHDRAWN = "withdrawn"  # planned, never sent, and no longer justified by a match
+STATES = (PLANNED, PUSHING, PUSHED, RETRY, DEAD, WITHDRAWN)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,23 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
                 total_mismatch=False,
                 amended_after_push=False,
                 created_at=now,
+                updated_at=now,
+            )
+        )
+        return "planned"
+    if existing.state == WITHDRAWN:
+        conn.execute(
+            update(invoice_outbox)
+            .where(invoice_outbox.c.id == existing.id)
+            .values(
+                state=PLANNED,
+                next_attempt_at=now,
+                po_revision=plan.po_revision,
+                amount=total.amount,
+                currency=total.currency,
+                plan_json=canonical_json(plan),
+                plan_hash=digest,
+                last_error=None,
                 updated_at=now,
             )
         )
@@ -234,10 +253,18 @@ def mark_failed(
     next_attempt_at: datetime | None = None,
     uncertain: bool = False,
 ) -> None:
-    """Record a failed attempt: `dead` for rejected, else `retry` at `next_attempt_at`."""
+    """Record a failed attempt: `dead` for rejected, else `retry` at `next_attempt_at`.
+
+    `uncertain` says whether the sink may hold the invoice after this attempt; the pusher clears
+    it only after a lookup answered that the invoice is not there.
+    """
     conn.execute(
         update(invoice_outbox)
-        .where(invoice_outbox.c.idempotency_key == key, invoice_outbox.c.state == PUSHING)
+        .where(
+            invoice_outbox.c.idempotency_key == key,
+            invoice_outbox.c.state == PUSHING,
+            invoice_outbox.c.lease_owner == owner,
+        )
         .values(
             state=DEAD if dead else RETRY,
             next_attempt_at=next_attempt_at or now,
@@ -252,8 +279,17 @@ def mark_failed(
     )
 
 
-def release(conn: Connection, keys: Iterable[str], owner: str, now: datetime) -> None:
-    """Hand back claimed rows not attempted (e.g. the run is stopping)."""
+def release(conn: Connection, keys: Iterable[str], owner: str, now: datetime, *, sent: bool = False) -> None:
+    """Hand back claimed rows; `sent` when a request for them may already have left."""
+    values: dict[str, object] = {
+        "state": RETRY,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_attempt_at": now,
+        "updated_at": now,
+    }
+    if sent:
+        values["uncertain"] = True
     conn.execute(
         update(invoice_outbox)
         .where(
@@ -261,7 +297,61 @@ def release(conn: Connection, keys: Iterable[str], owner: str, now: datetime) ->
             invoice_outbox.c.lease_owner == owner,
             invoice_outbox.c.state == PUSHING,
         )
-        .values(state=RETRY, lease_owner=None, lease_expires_at=None, next_attempt_at=now, updated_at=now)
+        .values(**values)
+    )
+
+
+def still_held(conn: Connection, keys: Sequence[str], owner: str, now: datetime) -> set[str]:
+    """The keys still claimed by `owner` with an unexpired claim: only these may be sent."""
+    if not keys:
+        return set()
+    rows = conn.execute(
+        select(invoice_outbox.c.idempotency_key).where(
+            invoice_outbox.c.idempotency_key.in_(list(keys)),
+            invoice_outbox.c.lease_owner == owner,
+            invoice_outbox.c.state == PUSHING,
+            invoice_outbox.c.lease_expires_at > now,
+        )
+    )
+    return {row.idempotency_key for row in rows}
+
+
+def withdraw_unjustified(conn: Connection, tenant: str, keep: set[str], now: datetime, why: str) -> list[str]:
+    """Withdraw planned rows never sent whose match is gone (not in `keep`)."""
+    rows = conn.execute(
+        select(invoice_outbox.c.idempotency_key).where(
+            invoice_outbox.c.tenant == tenant,
+            invoice_outbox.c.state.in_((PLANNED, RETRY, DEAD)),
+            invoice_outbox.c.uncertain.is_(False),
+        )
+    ).all()
+    gone = [row.idempotency_key for row in rows if row.idempotency_key not in keep]
+    if gone:
+        conn.execute(
+            update(invoice_outbox)
+            .where(invoice_outbox.c.idempotency_key.in_(gone))
+            .values(state=WITHDRAWN, last_error=why, updated_at=now)
+        )
+    return gone
+
+
+def sent_rows(conn: Connection, tenant: str) -> list[dict[str, Any]]:
+    """Rows whose invoice exists or may exist remotely (pushed, pushing, or uncertain)."""
+    query = select(*[c for c in invoice_outbox.c]).where(
+        invoice_outbox.c.tenant == tenant,
+        or_(invoice_outbox.c.state.in_((PUSHING, PUSHED)), invoice_outbox.c.uncertain.is_(True)),
+    )
+    return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
+
+
+def flag_amended(conn: Connection, key: str, detail: str, now: datetime) -> bool:
+    """Flag a sent invoice whose PO or period changed afterwards; True when newly flagged."""
+    return bool(
+        conn.execute(
+            update(invoice_outbox)
+            .where(invoice_outbox.c.idempotency_key == key, invoice_outbox.c.amended_after_push.is_(False))
+            .values(amended_after_push=True, amended_detail=detail, updated_at=now)
+        ).rowcount
     )
 
 
@@ -301,7 +391,7 @@ def replay(
         conn.execute(
             update(invoice_outbox)
             .where(invoice_outbox.c.idempotency_key.in_(chosen))
-            .values(state=PLANNED, next_attempt_at=now, last_error=None, updated_at=now)
+            .values(state=PLANNED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now)
         )
     return chosen
 
@@ -317,7 +407,7 @@ def consumption(conn: Connection, tenant: str) -> list[Consumption]:
             invoice_outbox.c.state,
             invoice_outbox.c.po_revision,
             invoice_outbox.c.plan_json,
-        ).where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.state != DEAD)
+        ).where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.state.notin_((DEAD, WITHDRAWN)))
     )
     return [
         Consumption(

@@ -57,8 +57,8 @@ EXAMPLE_SKUS = ("PLAN-PRO", "CLD-PRO-SEAT", "PLAN-ENT", "CLD-ENT-ANNUAL", "ADDON
 EXAMPLE_MATCHED = 4  # matched billing periods in the bundled example
 
 # Client timeouts are short so an injected timeout costs little; the sandbox stalls longer.
-READ_TIMEOUT = 0.5
-STALL = 1.0
+READ_TIMEOUT = 2.0  # generous: a loaded CI machine must not turn a slow answer into a fault
+STALL = 3.0
 FAULT_MIX: tuple[Fault, ...] = (
     Fault(kind="status", status=500, when="before"),
     Fault(kind="status", status=503, when="after"),

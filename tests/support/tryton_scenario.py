@@ -2,10 +2,12 @@
 
 Usage: python tryton_scenario.py DB_NAME   (with TRYTOND_DATABASE__URI/PATH set)
 
-Creates the company (USD), the minimal chart, calendar fiscal years around today with invoice
-sequences, customers CUST-ACME and CUST-GLOBEX with invoice addresses, service products
-PLAN-PRO / PLAN-ENT / ADDON-SSO (consumed monthly), monthly and quarterly recurrences, and
-these subscriptions, all starting 2026-01-01, with consumptions generated up to 2026-04-15:
+Creates the company (USD) and the euro (at Tryton's test rate of 2 EUR to the dollar, from
+any date), the minimal chart, calendar fiscal years around today and for 2026 (the bundled
+example's invoice dates) with invoice sequences, customers CUST-ACME and CUST-GLOBEX with
+invoice addresses, service products PLAN-PRO / PLAN-ENT / ADDON-SSO (consumed monthly),
+monthly and quarterly recurrences, and these subscriptions, all starting 2026-01-01, with
+consumptions generated up to 2026-04-15:
 
 - A (CUST-ACME, reference PO-1001): monthly invoicing; PLAN-PRO x10 at 100.00 from
   2026-01-01 and ADDON-SSO x10 at 20.00 from 2026-02-01.
@@ -26,13 +28,15 @@ from decimal import Decimal
 
 from proteus import Model, Wizard, config
 
+EXAMPLE_YEAR = 2026  # examples/billing.csv issues its invoices in this year
+
 
 def _fiscal_years(company: object) -> None:
     from trytond.modules.account.tests.tools import create_fiscalyear
     from trytond.modules.account_invoice.tests.tools import set_fiscalyear_invoice_sequences
 
     today = dt.date.today()
-    for year in (today.year - 1, today.year, today.year + 1):
+    for year in sorted({today.year - 1, today.year, today.year + 1, EXAMPLE_YEAR}):
         span = (dt.date(year, 1, 1), dt.date(year, 12, 31))
         fiscal_year = set_fiscalyear_invoice_sequences(create_fiscalyear(company, span))
         fiscal_year.click("create_period")
@@ -42,12 +46,14 @@ def main(database: str) -> None:
     config.set_trytond(database)
     from trytond.modules.account.tests.tools import create_chart, get_accounts
     from trytond.modules.company.tests.tools import create_company, get_company
+    from trytond.modules.currency.tests.tools import get_currency
 
     Party = Model.get("party.party")
     vendor = Party(name="Vendor Software Ltd")
     vendor.save()
     create_company(party=vendor, currency="USD")
     company = get_company()
+    get_currency("EUR")  # the example bills Globex in euros
     create_chart(company)
     _fiscal_years(company)
     accounts = get_accounts(company)

@@ -1,0 +1,119 @@
+"""Once an invoice for a period is sent, later changes never produce a second invoice for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from connector import jobs
+from connector.config import load_config
+from connector.model import BillingLine, BillingPeriod, Money, POLine, POStatus, PurchaseOrder
+from connector.runtime import Connector
+from state import ingest, outbox
+from tests.support.cli import copy_example
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Connector:
+    config = copy_example(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    # only our own data: no example inbox or billing export
+    text = text.replace('maildir = "examples/inbox"', f'maildir = "{tmp_path / "empty"}"')
+    text = text.replace('path = "examples/billing.csv"', f'path = "{tmp_path / "billing.csv"}"')
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "billing.csv").write_text(
+        "customer_ref,subscription_id,period_start,period_end,sku,quantity,unit_price,currency\n",
+        encoding="utf-8",
+    )
+    config.write_text(text, encoding="utf-8")
+    return Connector(load_config(config))
+
+
+def po(number: str, quantity: str = "30", status: POStatus = POStatus.OPEN) -> PurchaseOrder:
+    return PurchaseOrder(
+        source="inbox",
+        external_id=number,
+        po_number=number,
+        buyer_id="acme.example",
+        currency="USD",
+        status=status,
+        term_start=date(2026, 1, 1),
+        term_end=date(2026, 12, 31),
+        lines=(
+            POLine(
+                line_no=1, sku="PLAN-PRO", quantity=Decimal(quantity), unit_price=Money.of("40.00", "USD")
+            ),
+        ),
+    )
+
+
+def period(month: int, seats: str = "20") -> BillingPeriod:
+    return BillingPeriod(
+        billing_source="billing",
+        subscription_id="SUB-1",
+        period_start=date(2026, month, 1),
+        period_end=date(2026, month, 28),
+        customer_ref="CUST-ACME",
+        currency="USD",
+        lines=(BillingLine(sku="PLAN-PRO", quantity=Decimal(seats), unit_price=Money.of("40.00", "USD")),),
+    )
+
+
+def store(app: Connector, *items: PurchaseOrder | BillingPeriod) -> None:
+    with app.engine.begin() as conn:
+        for item in items:
+            if isinstance(item, PurchaseOrder):
+                ingest.store_po(conn, item, "{}", "test", NOW, None)
+            else:
+                ingest.store_billing_period(conn, item, NOW)
+
+
+def invoice_files(app: Connector) -> list[Path]:
+    return sorted((app.loaded.base_dir / "out" / "invoices").glob("*.xml"))
+
+
+def test_a_period_already_invoiced_is_not_invoiced_again_against_a_new_po(app: Connector) -> None:
+    store(app, po("PO-A"), period(2))
+    assert jobs.sync(app)["invoices_pushed"] == 1
+    store(app, po("PO-A", status=POStatus.CLOSED), po("PO-B"))
+    again = jobs.sync(app)
+    assert again["invoices_pushed"] == 0 and again["invoices_planned"] == 0
+    assert len(invoice_files(app)) == 1
+
+
+def test_a_late_earlier_period_cannot_overdraw_the_po(app: Connector) -> None:
+    store(app, po("PO-A", quantity="30"), period(2, seats="20"))  # 800 of 1200
+    assert jobs.sync(app)["invoices_pushed"] == 1
+    store(app, period(1, seats="20"))  # January arrives late: another 800
+    again = jobs.sync(app)
+    assert again["invoices_pushed"] == 0 and again["mismatch"] == 1
+    with app.connect() as conn:
+        total = sum(row.amount for row in outbox.consumption(conn, app.tenant))
+    assert total == Decimal("800.00")
+
+
+def test_a_plan_never_sent_is_withdrawn_when_its_match_is_gone(app: Connector) -> None:
+    store(app, po("PO-A"), period(2))
+    assert jobs.reconcile(app)["invoices_planned"] == 1
+    store(app, po("PO-A", status=POStatus.CANCELLED))
+    assert jobs.reconcile(app)["invoices_withdrawn"] == 1
+    assert jobs.push(app)["invoices_pushed"] == 0
+    assert invoice_files(app) == []
+    store(app, po("PO-A"))  # reopened: planned again under the same key
+    assert jobs.sync(app)["invoices_pushed"] == 1
+
+
+def test_a_po_revised_after_its_invoice_was_sent_flags_the_invoice(app: Connector) -> None:
+    store(app, po("PO-A"), period(2))
+    jobs.sync(app)
+    store(app, po("PO-A", quantity="60"))
+    again = jobs.sync(app)
+    assert again["amended_after_push"] == 1 and again["invoices_pushed"] == 0
+    with app.connect() as conn:
+        [flagged] = outbox.list_rows(conn, app.tenant, flagged=True)
+    assert "revision 2" in flagged["amended_detail"]
