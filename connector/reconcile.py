@@ -681,8 +681,11 @@ def _term_warning(po: _Po, settings: ReconcileSettings) -> tuple[Reason, ...]:
 
 
 def _consumed_warning(po: _Po, settings: ReconcileSettings, ledger: _Ledger) -> Reason | None:
+    return _share_warning(po, po.total - ledger.remaining(po), settings)
+
+
+def _share_warning(po: _Po, consumed: Decimal, settings: ReconcileSettings) -> Reason | None:
     total = po.total
-    consumed = total - ledger.remaining(po)
     if total > 0 and consumed * _HUNDRED >= total * settings.renewal_warning_percent:
         share = (consumed * _HUNDRED / total).quantize(Decimal("0.1"))
         return Reason(
@@ -691,6 +694,13 @@ def _consumed_warning(po: _Po, settings: ReconcileSettings, ledger: _Ledger) -> 
             f"({_money(consumed, po.currency)} of {_money(total, po.currency)})",
         )
     return None
+
+
+def renewal_warnings(po: PurchaseOrder, consumed: Decimal, settings: ReconcileSettings) -> tuple[Reason, ...]:
+    """The renewal warnings of a PO of which `consumed` is already invoiced (term end, share)."""
+    facts = _Po(po)
+    share = _share_warning(facts, consumed, settings)
+    return (*_term_warning(facts, settings), *((share,) if share else ()))
 
 
 def _unused_po(po: PurchaseOrder, customer_ref: str | None) -> MatchResult:

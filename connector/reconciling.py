@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
 
 from connector.model import BillingPeriod, InvoicePlan, MatchResult, MatchStatus, Money, PurchaseOrder
 from connector.planning import idempotency_key, plan_invoice
-from connector.reconcile import PriorInvoice, reconcile
+from connector.reconcile import PriorInvoice, ReconcileSettings, reconcile, renewal_warnings
 from connector.runtime import Connector, RunContext
 from state import ingest, outbox, results
 
@@ -85,6 +86,7 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
                 if outbox.upsert_plan(conn, plan, now) == "planned":
                     run.add("invoices_planned")
         locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept)
+        locked_results = _with_renewal_warnings(locked_results, pos, prior, settings)
         withdrawn = outbox.withdraw_unjustified(
             conn, app.tenant, kept, now, "withdrawn: the billing period no longer matches this PO"
         )
@@ -96,6 +98,25 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
         results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id)
     for status in MatchStatus:
         run.counts.setdefault(status.value, 0)
+
+
+def _with_renewal_warnings(
+    found: list[MatchResult], pos: list[PurchaseOrder], prior: list[PriorInvoice], settings: ReconcileSettings
+) -> list[MatchResult]:
+    """Renewal warnings for POs whose periods were invoiced earlier (not matched again)."""
+    consumed: dict[str, Decimal] = {}
+    for invoice in prior:
+        consumed[invoice.po_key] = consumed.get(invoice.po_key, Decimal(0)) + invoice.amount.amount
+    latest = {po.key: po for po in pos}
+    out = []
+    for result in found:
+        po = latest.get(result.po_key or "")
+        if po is None:
+            out.append(result)
+            continue
+        warnings = renewal_warnings(po, consumed.get(po.key, Decimal(0)), settings)
+        out.append(result.model_copy(update={"warnings": warnings}) if warnings else result)
+    return out
 
 
 def _keep_sent(

@@ -117,3 +117,14 @@ def test_a_po_revised_after_its_invoice_was_sent_flags_the_invoice(app: Connecto
     with app.connect() as conn:
         [flagged] = outbox.list_rows(conn, app.tenant, flagged=True)
     assert "revision 2" in flagged["amended_detail"]
+
+
+def test_renewal_warnings_stay_after_the_period_was_invoiced(app: Connector) -> None:
+    from state import results
+
+    store(app, po("PO-A", quantity="20"), period(2, seats="18"))  # 90% of the PO
+    jobs.sync(app)
+    jobs.sync(app)  # the period is now final and not matched again
+    with app.connect() as conn:
+        [row] = [r for r in results.load_results(conn, app.tenant) if r["status"] == "matched"]
+    assert any("90.0% consumed" in w["detail"] for w in row["warnings"])
