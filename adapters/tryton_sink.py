@@ -184,12 +184,15 @@ class TrytonSink:
     def _invoice_values(self, plan: InvoicePlan) -> dict[str, Any]:
         party = self._party(plan.customer_ref)
         products = self._products(plan)
+        currency = self._currency(plan.currency)
         lines = []
         for line in plan.lines:
             product = products[line.sku]
             lines.append(
                 {
                     "type": "line",
+                    # Tryton defaults a line to the company's currency; it must be the invoice's.
+                    "currency": currency,
                     "product": product["id"],
                     "unit": product["default_uom"],
                     "account": self._revenue_account(product, line.sku),
@@ -205,7 +208,7 @@ class TrytonSink:
             "invoice_address": self._address(party, plan.customer_ref),
             "account": self._receivable(party),
             "journal": self._journal(),
-            "currency": self._currency(plan.currency),
+            "currency": currency,
             "reference": plan.po_number,
             "description": memo,
             "invoice_date": plan.issue_date,

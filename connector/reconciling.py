@@ -68,7 +68,13 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
         outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior)
         by_key = {period.key: period for period in periods}
         kept: set[str] = set()
-        for billing_key, allocation in sorted(outcome.allocations.items()):
+        # Planned (and so pushed) in invoice-date order: ERPs such as Tryton refuse to number an
+        # invoice dated before one their sequence already numbered.
+        in_date_order = sorted(
+            outcome.allocations.items(),
+            key=lambda item: (by_key[item[0]].invoice_date or by_key[item[0]].period_start, item[0]),
+        )
+        for billing_key, allocation in in_date_order:
             period = by_key[billing_key]
             if period.status.lower() in NOT_INVOICEABLE:
                 run.add("not_invoiceable")

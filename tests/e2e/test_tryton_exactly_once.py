@@ -44,7 +44,7 @@ pytestmark = pytest.mark.service
 PASSWORD_ENV = "E2E_TRYTON_PASSWORD"
 RUN_TIMEOUT = 90.0
 HIDDEN = "CUST-GLOBEX"  # two of the example's four matched periods are Globex's
-BACKDATED_PO = "4500012345"  # Globex's annual invoice, dated before Acme's
+LATE_PO = "ACME-PO-1001"  # a September period of this PO arrives after October was invoiced
 EXAMPLE_YEAR = 2026
 SEQUENCE_FIELDS = (
     "out_invoice_sequence",
@@ -267,20 +267,30 @@ def test_a_customer_tryton_does_not_know_goes_dead_with_the_reason_and_the_rest_
     assert_each_plan_posted_once(books, config)
 
 
-def test_an_invoice_tryton_refuses_to_number_goes_dead_with_its_message_and_leaves_no_draft(
+def test_with_yearly_numbering_a_run_posts_in_invoice_date_order_and_a_late_backdated_one_goes_dead(
     tryton: TrytonServer, rpc: TrytonRpc, tmp_path: Path
 ) -> None:
-    # One sequence for the whole year: the July invoice comes after October's and November's.
+    # Tryton's default: one sequence for the whole year. The core plans (so pushes) a run's
+    # invoices in invoice-date order, so July's annual invoice is numbered before October's.
     config, env = setup_config(tryton, tmp_path)
+    first = cli(config, env, "sync")
+    assert first.code == 0, first.stderr
+    assert_each_plan_posted_once(rpc, config)
 
-    result = cli(config, env, "sync")
-    assert result.code == 1, result.stderr
-    assert result.json()["dead"] == 1
-
+    # A September period that arrives after October's invoice was numbered cannot be numbered.
+    billing = config.parent / "examples" / "billing.csv"
+    with billing.open("a", encoding="utf-8") as file:
+        file.write(
+            "CUST-ACME,Acme Corp,SUB-ACME-PRO,2026-09-01,2026-09-30,PLAN-PRO,Pro plan seats,50,40.00,USD,"
+            f"{LATE_PO},2026-09-01\n"
+        )
+    late = cli(config, env, "sync")
+    assert late.code == 1, late.stderr
+    assert late.json()["dead"] == 1
     status = cli(config, env, "status")
-    assert status.code == 0, status.stderr
     (letter,) = status.json()["dead_letters"]
-    assert letter["po_number"] == BACKDATED_PO
+    assert letter["po_number"] == LATE_PO
     assert "Tryton refused" in letter["error"] and "you must set an invoice date after" in letter["error"]
-    assert BACKDATED_PO not in {invoice["reference"] for invoice in invoices(rpc)}  # the draft is gone
-    assert_each_plan_posted_once(rpc, config, EXAMPLE_MATCHED - 1)
+    drafts = [i for i in invoices(rpc) if i["state"] == "draft"]
+    assert drafts == []  # the refused draft is gone
+    assert_each_plan_posted_once(rpc, config)
