@@ -41,7 +41,7 @@ from connector.errors import (
 from connector.http import HttpClient, RetryPolicy
 from connector.model import InvoiceLine, InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
-from connector.ratelimit import ConcurrencyLimit
+from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
 
 INVOICE_PATH = "record/v1/invoice"
@@ -188,7 +188,8 @@ class NetSuiteSink:
             config.base_url,
             name=f"netsuite:{config.name}",
             timeout=(config.connect_timeout, config.read_timeout),
-            concurrency=ConcurrencyLimit(config.concurrency),
+            # NetSuite's concurrency limit is account-wide, shared with every other integration.
+            concurrency=account_budget(("netsuite", config.base_url), concurrency=config.concurrency)[0],
             retry=retry,
             auth=BearerToken(env=config.access_token_env, file=token_file, key=f"{config.name}.access_token"),
             headers={"Accept": "application/json"},

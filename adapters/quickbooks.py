@@ -44,7 +44,7 @@ from connector.errors import (
 from connector.http import HttpClient, RetryPolicy, parse_retry_after
 from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
-from connector.ratelimit import ConcurrencyLimit, TokenBucket
+from connector.ratelimit import ConcurrencyLimit, TokenBucket, account_budget
 from connector.secrets import resolve_secret
 
 DUPLICATE_DOC_NUMBER = "6140"
@@ -100,19 +100,11 @@ class QuickBooksConfig(AdapterConfig):
         return self
 
 
-_BUDGETS: dict[tuple[str, str, int, int], tuple[ConcurrencyLimit, TokenBucket]] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
 def realm_budget(
     base_url: str, realm_id: str, concurrency: int, per_minute: int
-) -> tuple[ConcurrencyLimit, TokenBucket]:
+) -> tuple[ConcurrencyLimit, TokenBucket | None]:
     """The concurrency and rate budget shared by every sink talking to one realm."""
-    key = (base_url, realm_id, concurrency, per_minute)
-    with _BUDGETS_LOCK:
-        if key not in _BUDGETS:
-            _BUDGETS[key] = (ConcurrencyLimit(concurrency), TokenBucket.per_minute(per_minute))
-        return _BUDGETS[key]
+    return account_budget(("quickbooks", base_url, realm_id), concurrency=concurrency, per_minute=per_minute)
 
 
 def _fault_of(response: requests.Response) -> dict[str, Any] | None:

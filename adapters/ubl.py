@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from lxml import etree  # type: ignore[import-untyped]  # lxml ships no stubs here
+from lxml import etree
 from pydantic import ValidationError
 
 from connector.currency import minor_unit

@@ -38,7 +38,7 @@ from connector.errors import RejectedError, RemoteError, RetryableError, Uncerta
 from connector.http import HttpClient, RetryPolicy, parse_retry_after
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
-from connector.ratelimit import ConcurrencyLimit, TokenBucket
+from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
 
 PAGE_SIZE = 100  # GET /Invoices?page=N answers up to 100 invoices
@@ -196,12 +196,18 @@ class XeroSink:
         )
         self.limits = RateLimits()
         retry = retry or RetryPolicy(max_wait=config.max_wait)
+        # Xero's limits hold per organisation (tenant), whatever connection reaches it.
+        concurrency, rate = account_budget(
+            ("xero", config.base_url, config.tenant_id),
+            concurrency=config.concurrency,
+            per_minute=config.per_minute,
+        )
         self.client = HttpClient(
             config.base_url,
             name=f"xero:{config.name}",
             timeout=(config.connect_timeout, config.read_timeout),
-            rate=TokenBucket.per_minute(config.per_minute),
-            concurrency=ConcurrencyLimit(config.concurrency),
+            rate=rate,
+            concurrency=concurrency,
             retry=retry,
             auth=auth or _auth_from(config, context, retry),
             headers={"xero-tenant-id": config.tenant_id, "Accept": "application/json"},

@@ -66,3 +66,23 @@ class ConcurrencyLimit:
     def slot(self) -> Iterator[None]:
         with self._semaphore:
             yield
+
+
+_ACCOUNTS: dict[tuple[str, ...], tuple[ConcurrencyLimit, TokenBucket | None]] = {}
+_ACCOUNTS_LOCK = threading.Lock()
+
+
+def account_budget(
+    account: tuple[str, ...], *, concurrency: int, per_minute: int | None = None
+) -> tuple[ConcurrencyLimit, TokenBucket | None]:
+    """The budget shared by every adapter instance talking to one provider account.
+
+    A provider's limits hold per account (a QuickBooks realm, a Xero tenant, a NetSuite
+    account), not per connection: two sinks configured on the same account share one budget.
+    """
+    key = (*account, str(concurrency), str(per_minute))
+    with _ACCOUNTS_LOCK:
+        if key not in _ACCOUNTS:
+            rate = TokenBucket.per_minute(per_minute) if per_minute else None
+            _ACCOUNTS[key] = (ConcurrencyLimit(concurrency), rate)
+        return _ACCOUNTS[key]

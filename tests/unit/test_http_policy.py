@@ -133,3 +133,13 @@ def test_token_bucket_allows_a_burst_then_paces() -> None:
         assert bucket.acquire() == 0
     bucket.acquire()
     assert slept and abs(sum(slept) - 0.1) < 1e-9
+
+
+def test_sinks_on_one_provider_account_share_one_budget() -> None:
+    from connector.ratelimit import account_budget
+
+    first = account_budget(("xero", "https://x", "tenant-1"), concurrency=5, per_minute=60)
+    second = account_budget(("xero", "https://x", "tenant-1"), concurrency=5, per_minute=60)
+    other = account_budget(("xero", "https://x", "tenant-2"), concurrency=5, per_minute=60)
+    assert first[0] is second[0] and first[1] is second[1]
+    assert other[0] is not first[0]
