@@ -110,8 +110,7 @@ class CsvBillingSource:
     def __init__(self, config: CsvBillingConfig, context: AdapterContext) -> None:
         self.name = config.name
         self._tenant = context.tenant
-        path = config.path
-        self.path = path if path.is_absolute() else context.base_dir / path
+        self.path = context.resolve(config.path)
         self._parse_date = self._date_parser(config.date_format)
 
     @staticmethod

@@ -322,11 +322,11 @@ class CxmlInvoiceSink:
         self.name = config.name
         self.config = config
         self._log = context.logger
-        secret_file = config.shared_secret_file
-        if secret_file is not None and not secret_file.is_absolute():
-            secret_file = context.base_dir / secret_file
         secret = resolve_secret(
-            env=config.shared_secret_env, file=secret_file, key=f"{config.name}.shared_secret"
+            env=config.shared_secret_env,
+            file=config.shared_secret_file,
+            key=f"{config.name}.shared_secret",
+            base_dir=context.base_dir,
         )
         self.credentials = Credentials(
             from_domain=config.from_domain,
@@ -338,9 +338,7 @@ class CxmlInvoiceSink:
             shared_secret=secret,
             user_agent=config.user_agent,
         )
-        archive = (
-            config.archive_dir if config.archive_dir.is_absolute() else context.base_dir / config.archive_dir
-        )
+        archive = context.resolve(config.archive_dir)
         try:
             archive.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

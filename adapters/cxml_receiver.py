@@ -119,11 +119,11 @@ class CxmlBuyerConfig(BaseModel):
 
     def credential(self, base_dir: Path = Path(".")) -> BuyerCredential:
         """The credential with its shared secret resolved (and registered for redaction)."""
-        secret_file = self.shared_secret_file
-        if secret_file is not None and not secret_file.is_absolute():
-            secret_file = base_dir / secret_file
         secret = resolve_secret(
-            env=self.shared_secret_env, file=secret_file, key=f"buyers.{self.name}.shared_secret"
+            env=self.shared_secret_env,
+            file=self.shared_secret_file,
+            key=f"buyers.{self.name}.shared_secret",
+            base_dir=base_dir,
         )
         return BuyerCredential(
             from_domain=self.from_domain,
@@ -241,7 +241,7 @@ def app_from_config(
     """The receiver for configured buyers and a spool directory, secrets resolved now."""
     if not buyers:
         raise ConfigError("buyers: none configured, so every OrderRequest would be refused")
-    directory = spool_dir if spool_dir.is_absolute() else base_dir / spool_dir
+    directory = base_dir / spool_dir
     return make_app({buyer.name: buyer.credential(base_dir) for buyer in buyers}, CxmlSpool(directory))
 
 

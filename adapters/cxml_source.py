@@ -100,14 +100,10 @@ class CxmlSource:
         self._tenant = context.tenant
         self._buyer_id = config.buyer_id
         self._include_test_orders = config.include_test_orders
-        self.spool = CxmlSpool(self._resolve(config.spool_dir, context)) if config.spool_dir else None
-        self.folder = self._resolve(config.folder, context) if config.folder else None
+        self.spool = CxmlSpool(context.resolve(config.spool_dir)) if config.spool_dir else None
+        self.folder = context.resolve(config.folder) if config.folder else None
         if self.folder is not None and not self.folder.is_dir():
             raise ConfigError(f"source {config.name!r}: folder {str(self.folder)!r} is not a directory")
-
-    @staticmethod
-    def _resolve(path: Path, context: AdapterContext) -> Path:
-        return path if path.is_absolute() else context.base_dir / path
 
     def documents(self) -> list[Path]:
         """Every document of the spool and the folder, oldest first."""

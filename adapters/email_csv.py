@@ -87,7 +87,7 @@ class EmailCsvSource:
                 config.imap, source=config.name, tenant=context.tenant, base_dir=context.base_dir
             )
         elif config.maildir is not None:
-            self.folder = _resolve(config.maildir, context.base_dir)
+            self.folder = context.resolve(config.maildir)
             if not self.folder.is_dir():
                 raise ConfigError(f"source {config.name}: key maildir: {self.folder} is not a folder")
         loaded: dict[str, CsvMapping] = {}
@@ -150,12 +150,8 @@ class EmailCsvSource:
 
 def _load_profile(text: str, base_dir: Path, loaded: dict[str, CsvMapping]) -> CsvMapping:
     if text not in loaded:
-        loaded[text] = load_mapping(text if is_mapping_name(text) else _resolve(Path(text), base_dir))
+        loaded[text] = load_mapping(text if is_mapping_name(text) else base_dir / text)
     return loaded[text]
-
-
-def _resolve(path: Path, base_dir: Path) -> Path:
-    return path if path.is_absolute() else base_dir / path
 
 
 def message_files(folder: Path) -> list[Path]:

@@ -151,14 +151,10 @@ class ImapMailbox:
         for key, name in (("mailbox", config.mailbox), ("processed_mailbox", config.processed_mailbox)):
             if name is not None and (not name or not name.isascii() or not name.isprintable()):
                 raise ConfigError(f"{where}.{key} = {name!r}: use the mailbox's ASCII name")
-        password_file = config.password_file
-        if password_file is not None and not password_file.is_absolute():
-            password_file = base_dir / password_file
-        self._password = resolve_secret(env=config.password_env, file=password_file, key=f"{where}.password")
-        ca_file = config.ca_file
-        if ca_file is not None and not ca_file.is_absolute():
-            ca_file = base_dir / ca_file
-        self._ca_file = ca_file
+        self._password = resolve_secret(
+            env=config.password_env, file=config.password_file, key=f"{where}.password", base_dir=base_dir
+        )
+        self._ca_file = base_dir / config.ca_file if config.ca_file is not None else None
         self.label = f"imap://{config.host}:{config.effective_port}"
 
     def _ssl_context(self) -> ssl.SSLContext | None:

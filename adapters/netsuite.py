@@ -181,9 +181,7 @@ class NetSuiteSink:
         self.name = config.name
         self.config = config
         self._log = context.logger
-        token_file = config.access_token_file
-        if token_file is not None and not token_file.is_absolute():
-            token_file = context.base_dir / token_file
+        token_file = context.resolve(config.access_token_file) if config.access_token_file else None
         self.client = HttpClient(
             config.base_url,
             name=f"netsuite:{config.name}",

@@ -178,11 +178,12 @@ class QuickBooksSink:
             po_field_name=config.po_custom_field_name,
         )
         secret = resolve_secret(
-            env=config.client_secret_env, file=config.client_secret_file, key="client_secret"
+            env=config.client_secret_env,
+            file=config.client_secret_file,
+            key="client_secret",
+            base_dir=context.base_dir,
         )
-        token_file = config.refresh_token_file
-        if not token_file.is_absolute():
-            token_file = context.base_dir / token_file
+        token_file = context.resolve(config.refresh_token_file)
         initial = None
         if config.refresh_token_env and not token_file.exists():
             initial = resolve_secret(env=config.refresh_token_env, key="refresh_token")

@@ -212,8 +212,12 @@ class StripeBillingSource:
         self.tenant = context.tenant
         self.log = context.logger
         self.options = config.mapping_options()
-        key_file = context.base_dir / config.api_key_file if config.api_key_file else None
-        api_key = resolve_secret(env=config.api_key_env, file=key_file, key=f"{config.name}.api_key")
+        api_key = resolve_secret(
+            env=config.api_key_env,
+            file=config.api_key_file,
+            key=f"{config.name}.api_key",
+            base_dir=context.base_dir,
+        )
         rate = config.rate_per_second
         if api_key.startswith(("sk_test_", "rk_test_")) and rate > TEST_MODE_RATE:
             self.log.warning(

@@ -195,7 +195,7 @@ class TrytonBillingSource:
         self.config = config
         self._tenant = context.tenant
         self._log = context.logger
-        self.rpc = rpc or TrytonRpc.from_config(config, retry=retry)
+        self.rpc = rpc or TrytonRpc.from_config(config, retry=retry, base_dir=context.base_dir)
 
     # -- pull -----------------------------------------------------------------------------
     def pull(self, context: PullContext) -> Iterator[BillingBatch]:

@@ -226,9 +226,13 @@ class TrytonRpc:
         )
 
     @classmethod
-    def from_config(cls, config: TrytonServerConfig, *, retry: RetryPolicy | None = None) -> TrytonRpc:
+    def from_config(
+        cls, config: TrytonServerConfig, *, retry: RetryPolicy | None = None, base_dir: Path | None = None
+    ) -> TrytonRpc:
         """A client for the server a config names, with the password resolved from env or file."""
-        password = resolve_secret(env=config.password_env, file=config.password_file, key="password")
+        password = resolve_secret(
+            env=config.password_env, file=config.password_file, key="password", base_dir=base_dir
+        )
         return cls(
             url=config.url,
             database=config.database,

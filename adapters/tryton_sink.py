@@ -85,7 +85,7 @@ class TrytonSink:
         self.name = config.name
         self.config = config
         self._log = context.logger
-        self.rpc = rpc or TrytonRpc.from_config(config, retry=retry)
+        self.rpc = rpc or TrytonRpc.from_config(config, retry=retry, base_dir=context.base_dir)
         self._cache: dict[tuple[str, str], Any] = {}
 
     # -- lookup ---------------------------------------------------------------------------

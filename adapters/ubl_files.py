@@ -82,9 +82,7 @@ class UblFilesSink:
     def __init__(self, config: UblFilesConfig, context: AdapterContext) -> None:
         self.name = config.name
         self._log = context.logger
-        directory = config.directory
-        if not directory.is_absolute():
-            directory = context.base_dir / directory
+        directory = context.resolve(config.directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -147,9 +147,7 @@ def _auth_from(
     if config.access_token_env:
         return BearerToken(resolve_secret(env=config.access_token_env, key="access_token"))
     assert config.refresh_token_file is not None  # the config validator saw to it
-    token_file = config.refresh_token_file
-    if not token_file.is_absolute():
-        token_file = context.base_dir / token_file
+    token_file = context.resolve(config.refresh_token_file)
     initial = None
     if config.refresh_token_env and not token_file.exists():
         initial = resolve_secret(env=config.refresh_token_env, key="refresh_token")
@@ -157,7 +155,10 @@ def _auth_from(
         token_url=config.token_url,
         client_id=config.client_id,
         client_secret=resolve_secret(
-            env=config.client_secret_env, file=config.client_secret_file, key="client_secret"
+            env=config.client_secret_env,
+            file=config.client_secret_file,
+            key="client_secret",
+            base_dir=context.base_dir,
         ),
         token_file=token_file,
         initial_refresh_token=initial,

@@ -57,6 +57,10 @@ class AdapterContext:
     base_dir: Path = Path(".")
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("po_connector"))
 
+    def resolve(self, path: Path | str) -> Path:
+        """A path from the config: relative ones are relative to the config file's folder."""
+        return self.base_dir / path
+
 
 @dataclass(frozen=True)
 class SourceRecord:

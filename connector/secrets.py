@@ -9,8 +9,12 @@ from connector.errors import ConfigError
 from connector.redact import GLOBAL_REDACTOR
 
 
-def resolve_secret(*, env: str | None = None, file: Path | str | None = None, key: str) -> str:
+def resolve_secret(
+    *, env: str | None = None, file: Path | str | None = None, key: str, base_dir: Path | None = None
+) -> str:
     """Read a secret from the environment variable `env` or the file `file`.
+
+    A relative `file` is relative to `base_dir` (the config file's folder) when given.
 
     `key` is the config key that asked for it, so an error names it. The value is registered
     with the process-wide redactor so it never reaches logs or error text.
@@ -21,7 +25,7 @@ def resolve_secret(*, env: str | None = None, file: Path | str | None = None, ke
         if value is None and not file:
             raise ConfigError(f"{key}: environment variable {env} is not set")
     if value is None and file:
-        path = Path(file)
+        path = base_dir / file if base_dir is not None else Path(file)
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:

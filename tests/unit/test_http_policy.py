@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import requests
@@ -143,3 +144,11 @@ def test_sinks_on_one_provider_account_share_one_budget() -> None:
     other = account_budget(("xero", "https://x", "tenant-2"), concurrency=5, per_minute=60)
     assert first[0] is second[0] and first[1] is second[1]
     assert other[0] is not first[0]
+
+
+def test_a_relative_secret_file_is_read_from_the_config_folder(tmp_path: Path) -> None:
+    from connector.secrets import resolve_secret
+
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "key").write_text("file-secret-value\n", encoding="utf-8")
+    assert resolve_secret(file="secrets/key", key="api_key", base_dir=tmp_path) == "file-secret-value"
