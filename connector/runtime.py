@@ -77,10 +77,7 @@ class Connector:
 
     def _build_all(self, section: str, kind: AdapterKind) -> dict[str, Any]:
         blocks: list[dict[str, Any]] = getattr(self.settings, section)
-        resolved = []
-        for block in blocks:
-            resolved.append({k: v for k, v in block.items()})
-        return {b["name"]: build(section, kind, b, self.adapter_context, self.registry) for b in resolved}
+        return {b["name"]: build(section, kind, b, self.adapter_context, self.registry) for b in blocks}
 
     @cached_property
     def sources(self) -> dict[str, POSource]:
