@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from connector.model import InvoicePlan
+from connector.ports import AdapterConfig, AdapterKind, Capability
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -244,3 +245,22 @@ def expect(condition: bool, message: str) -> None:
     """Raise a ConformanceFailure with `message` unless `condition` holds."""
     if not condition:
         raise ConformanceFailure(message)
+
+
+def expect_declarations(adapter: type, kinds: tuple[AdapterKind, ...]) -> None:
+    """The adapter class declares one of `kinds`, its capabilities and its config model."""
+    kind = getattr(adapter, "kind", None)
+    expect(
+        kind in kinds,
+        f"{adapter.__name__}.kind is {kind!r}, not " + " or ".join(f"AdapterKind.{k.name}" for k in kinds),
+    )
+    capabilities = getattr(adapter, "capabilities", None)
+    expect(
+        isinstance(capabilities, frozenset) and all(isinstance(c, Capability) for c in capabilities),
+        f"{adapter.__name__}.capabilities must be a frozenset of connector.ports.Capability",
+    )
+    config = getattr(adapter, "Config", None)
+    expect(
+        isinstance(config, type) and issubclass(config, AdapterConfig),
+        f"{adapter.__name__}.Config must be a subclass of connector.ports.AdapterConfig",
+    )

@@ -14,7 +14,6 @@ from typing import Any
 from connector.errors import AuthenticationError, RejectedError, RemoteError, UncertainError
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import (
-    AdapterConfig,
     AdapterKind,
     BatchInvoiceSink,
     Capability,
@@ -28,6 +27,7 @@ from connector.testing.fixtures import (
     SinkFixture,
     SkipCheck,
     expect,
+    expect_declarations,
     need,
     running,
 )
@@ -81,21 +81,7 @@ def _total_matches(ref: RemoteRef, plan: InvoicePlan) -> None:
 # -- declarations ---------------------------------------------------------------------------
 def check_declares_its_port(fixture: SinkFixture[Any], path: Path) -> None:
     """The class says it is a sink, what it can do and how it is configured."""
-    adapter = fixture.adapter
-    expect(
-        getattr(adapter, "kind", None) is AdapterKind.SINK,
-        f"{adapter.__name__}.kind is {getattr(adapter, 'kind', None)!r}, not AdapterKind.SINK",
-    )
-    capabilities = getattr(adapter, "capabilities", None)
-    expect(
-        isinstance(capabilities, frozenset) and all(isinstance(c, Capability) for c in capabilities),
-        f"{adapter.__name__}.capabilities must be a frozenset of connector.ports.Capability",
-    )
-    config = getattr(adapter, "Config", None)
-    expect(
-        isinstance(config, type) and issubclass(config, AdapterConfig),
-        f"{adapter.__name__}.Config must be a subclass of connector.ports.AdapterConfig",
-    )
+    expect_declarations(fixture.adapter, (AdapterKind.SINK,))
 
 
 def check_built_adapter_implements_the_port(fixture: SinkFixture[Any], path: Path) -> None:

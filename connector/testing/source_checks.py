@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from connector.errors import AuthenticationError, ConnectorError, RetryableError
 from connector.model import BillingPeriod, PurchaseOrder
-from connector.ports import AdapterConfig, AdapterKind, BillingSource, Capability, POSource, SourceRecord
+from connector.ports import AdapterKind, BillingSource, Capability, POSource, SourceRecord
 from connector.registry import discover
 from connector.testing.fixtures import (
     ConformanceFailure,
@@ -25,6 +25,7 @@ from connector.testing.fixtures import (
     SkipCheck,
     SourceFixture,
     expect,
+    expect_declarations,
     need,
     running,
 )
@@ -67,22 +68,7 @@ def _keys(run: PullRun) -> set[str]:
 # -- declarations ---------------------------------------------------------------------------
 def check_declares_its_port(fixture: SourceFixture[Any], path: Path) -> None:
     """The class says which port it implements, what it can do and how it is configured."""
-    adapter = fixture.adapter
-    kind = getattr(adapter, "kind", None)
-    expect(
-        kind in (AdapterKind.SOURCE, AdapterKind.BILLING),
-        f"{adapter.__name__}.kind is {kind!r}, not AdapterKind.SOURCE or AdapterKind.BILLING",
-    )
-    capabilities = getattr(adapter, "capabilities", None)
-    expect(
-        isinstance(capabilities, frozenset) and all(isinstance(c, Capability) for c in capabilities),
-        f"{adapter.__name__}.capabilities must be a frozenset of connector.ports.Capability",
-    )
-    config = getattr(adapter, "Config", None)
-    expect(
-        isinstance(config, type) and issubclass(config, AdapterConfig),
-        f"{adapter.__name__}.Config must be a subclass of connector.ports.AdapterConfig",
-    )
+    expect_declarations(fixture.adapter, (AdapterKind.SOURCE, AdapterKind.BILLING))
 
 
 def check_built_adapter_implements_the_port(fixture: SourceFixture[Any], path: Path) -> None:
