@@ -208,7 +208,8 @@ def _purchase_order(
     values = {
         "tenant": tenant,
         "source": fields.source,
-        "external_id": order_id,
+        # Two buyers may use the same orderID: the buyer is part of the PO's identity.
+        "external_id": f"{buyer_id}/{order_id}" if buyer_id else order_id,
         "po_number": order_id,
         "revision": version,
         "status": POStatus.CANCELLED if operation is OrderOperation.DELETE else POStatus.OPEN,

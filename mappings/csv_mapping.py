@@ -533,11 +533,13 @@ def _build_po(
     if not lines:
         return None
     status_row = first_row_of.get("status")
+    buyer = header.get("buyer_id", buyer_id_default)
     try:
         return PurchaseOrder(
             tenant=tenant,
             source=reader.source,
-            external_id=group.po_number,
+            # Two buyers may use the same PO number: the buyer is part of the PO's identity.
+            external_id=f"{buyer}/{group.po_number}" if buyer else group.po_number,
             po_number=group.po_number,
             revision=header.get("revision", 1),
             status=header.get("status", POStatus.OPEN),

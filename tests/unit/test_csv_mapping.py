@@ -503,3 +503,19 @@ def test_any_cells_give_pos_or_problems_never_an_exception(rows):
     pos, problems = convert(HEADER, rows)
     kept = sum(len(po.lines) for po, _ in pos)
     assert kept + len({p.location for p in problems}) <= len(rows)
+
+
+def test_two_buyers_with_the_same_po_number_are_two_pos() -> None:
+    from adapters.tabular import read_csv
+    from mappings.csv_mapping import load_mapping, rows_to_pos
+
+    table = read_csv("PO Number,SKU,Quantity,Unit Price,Currency\n1001,PLAN-PRO,1,10.00,USD\n")
+    mapping = load_mapping("csv_default")
+    [(acme, _)], _ = rows_to_pos(
+        table, mapping, source="inbox", document="a.csv", buyer_id_default="acme.example"
+    )
+    [(globex, _)], _ = rows_to_pos(
+        table, mapping, source="inbox", document="g.csv", buyer_id_default="globex.example"
+    )
+    assert acme.po_number == globex.po_number == "1001"
+    assert acme.key != globex.key

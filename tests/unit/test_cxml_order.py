@@ -56,7 +56,12 @@ def test_generic_order_request_maps_to_a_canonical_po() -> None:
     assert doc.header.to_credentials == (Credential("NetworkId", "supplier@supplier.com"),)
     po = doc.po
     assert po is not None
-    assert (po.po_number, po.external_id, po.revision, po.status) == ("DO1234", "DO1234", 1, POStatus.OPEN)
+    assert (po.po_number, po.external_id, po.revision, po.status) == (
+        "DO1234",
+        "inbound@prominate-platform.com/DO1234",
+        1,
+        POStatus.OPEN,
+    )
     assert po.currency == "EUR"
     assert po.issued_on == date(2000, 10, 12)
     assert [(line.line_no, line.sku, line.quantity) for line in po.lines] == [
