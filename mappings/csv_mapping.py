@@ -214,8 +214,13 @@ _THOUSANDS = {".": ",' \u00a0\u202f", ",": ".' \u00a0\u202f"}
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def parse_decimal(text: str, decimal_separator: Literal[".", ","]) -> Decimal:
-    """A decimal number written with `decimal_separator`, tolerating thousands separators."""
+def parse_decimal(text: str, decimal_separator: Literal[".", ","], *, guessed: bool = False) -> Decimal:
+    """A decimal number written with `decimal_separator`, tolerating thousands separators.
+
+    When the separator was only guessed from the file's delimiter (`guessed`), a value such as
+    "2,500" or "2.500" (one separator, three digits after it, nothing else) could be either a
+    thousand-grouped integer or a decimal, so it is refused rather than guessed.
+    """
     value = text.strip()
     reason = f"not a number (decimal separator {decimal_separator!r})"
     sign = ""
@@ -228,9 +233,17 @@ def parse_decimal(text: str, decimal_separator: Literal[".", ","]) -> Decimal:
     if len(separators) > 1:
         raise ValueError(reason)
     if separators:
-        groups = whole.split(separators.pop())
+        mark = separators.pop()
+        groups = whole.split(mark)
         if not (1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])):
             raise ValueError(f"{reason}: misplaced thousands separator")
+        if groups[0].startswith("0"):
+            raise ValueError(f"{reason}: a grouped number cannot start with 0")
+        if guessed and len(groups) == 2 and not fraction and mark in ".,":
+            raise ValueError(
+                f"ambiguous: {text.strip()!r} may be a decimal or a grouped integer; "
+                "set decimal_separator in the mapping profile"
+            )
         whole = "".join(groups)
     if not (whole or fraction) or (whole and not _DIGITS.fullmatch(whole)):
         raise ValueError(reason)
@@ -345,10 +358,11 @@ class _Reader:
         self.columns = mapping.locate(table.header)
         self.problems: list[InputProblem] = []
         decimal = mapping.decimal_for(table.delimiter)
+        guessed = mapping.decimal_separator == "auto"
         formats = mapping.date_formats
 
         def number(value: str) -> Decimal:
-            return parse_decimal(value, decimal)
+            return parse_decimal(value, decimal, guessed=guessed)
 
         def quantity(value: str) -> Decimal:
             parsed = number(value)

@@ -519,3 +519,19 @@ def test_two_buyers_with_the_same_po_number_are_two_pos() -> None:
     )
     assert acme.po_number == globex.po_number == "1001"
     assert acme.key != globex.key
+
+
+def test_a_guessed_separator_refuses_ambiguous_grouping() -> None:
+    import pytest
+
+    from mappings.csv_mapping import parse_decimal
+
+    with pytest.raises(ValueError, match="ambiguous"):
+        parse_decimal("2,500", ".", guessed=True)
+    with pytest.raises(ValueError, match="ambiguous"):
+        parse_decimal("1.250", ",", guessed=True)
+    assert parse_decimal("2,500", ".") == 2500  # the profile said "." explicitly
+    assert parse_decimal("1,500.00", ".", guessed=True) == 1500
+    assert parse_decimal("24.000,00", ",", guessed=True) == 24000
+    with pytest.raises(ValueError, match="cannot start with 0"):
+        parse_decimal("0,500", ".")
