@@ -121,6 +121,26 @@ def redact_shared_secrets(text: str) -> str:
     return _SHARED_SECRET.sub(rf"\g<1>{MASK}\g<2>", text)
 
 
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def document_text(data: bytes) -> str:
+    """A cXML document's bytes as text, in the encoding it declares (BOM, then XML declaration)."""
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            return data.decode(codec, errors="replace")
+    declared = _XML_ENCODING.match(data)
+    try:
+        return data.decode(declared.group(1).decode("ascii") if declared else "utf-8", errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def stored_text(data: bytes) -> str:
+    """What may be stored of a received document: its text with every SharedSecret masked."""
+    return redact_shared_secrets(document_text(data))
+
+
 def order_request_element(root: etree._Element, *, source: str, document: str) -> etree._Element:
     """The OrderRequest element of a cXML document, or InputError when it is not one."""
     if root.tag != "cXML":

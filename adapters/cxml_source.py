@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from pydantic import model_validator
 
-from adapters.cxml_order import parse_order_request, redact_shared_secrets
+from adapters.cxml_order import parse_order_request, stored_text
 from adapters.cxml_receiver import CxmlBuyerConfig
 from adapters.cxml_spool import CxmlSpool
 from connector.errors import ConfigError, InputError, InputProblem
@@ -78,7 +78,7 @@ def parse_cxml_file(
     records = []
     if order.po is not None:
         # The raw payload is kept in the state database, where a secret must never go.
-        raw = redact_shared_secrets(data.decode("utf-8", errors="replace"))
+        raw = stored_text(data)
         records.append(SourceRecord(po=order.po, raw=raw, document=document))
     return SourceBatch(
         records=records,

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.cxml_order import parse_order_request, redact_shared_secrets
+from adapters.cxml_order import parse_order_request, stored_text
 from connector.errors import AuthenticationError, ConfigError, InputError, InputProblem, RetryableError
 from connector.ports import SourceBatch, SourceRecord
 from connector.redact import GLOBAL_REDACTOR
@@ -458,7 +458,7 @@ def _cxml_batch(data: bytes, *, source: str, tenant: str, document: str, key: st
         return _rejection(source, document, key, "Request@deploymentMode", "a test order", value="test")
     records = []
     if order.po is not None:
-        raw = redact_shared_secrets(data.decode("utf-8", errors="replace"))
+        raw = stored_text(data)
         records.append(SourceRecord(po=order.po, raw=raw, document=document))
     return SourceBatch(records=records, rejections=list(order.problems), input_key=key, document=document)
 

@@ -293,3 +293,15 @@ def test_duplicate_line_numbers_keep_the_po_out() -> None:
     doc = parse(new_order().replace(b'lineNumber="2"', b'lineNumber="1"'))
     assert doc.po is None
     assert any("duplicate line numbers" in p.reason for p in doc.problems)
+
+
+def test_a_utf16_document_is_stored_with_its_shared_secret_masked() -> None:
+    from adapters.cxml_order import stored_text
+
+    text = (
+        '<?xml version="1.0" encoding="UTF-16"?><cXML><Sender><Credential domain="d"><Identity>i</Identity>'
+    )
+    text += "<SharedSecret>coyote-secret</SharedSecret></Credential></Sender></cXML>"
+    for data in (text.encode("utf-16"), text.replace("UTF-16", "UTF-8").encode("utf-8")):
+        stored = stored_text(data)
+        assert "coyote-secret" not in stored and "<SharedSecret>" in stored
