@@ -254,11 +254,11 @@ class StripeBillingSource:
         since = self._since(previous)
         if since is not None:
             params["created[gte]"] = since
-        if len(self.config.statuses) == 1:
-            params["status"] = self.config.statuses[0]
+        if len(self.config.statuses) == 1 and "void" in self.config.statuses:
+            params["status"] = "void"
         if self.options.customer_metadata_key is not None:
             params["expand[]"] = ["data.customer"]
-        emitted: set[str] = set()
+        emitted: dict[str, tuple[str, str]] = {}
         newest = previous
         for page, has_more in self._pages("/v1/invoices", params):
             batch = BillingBatch()
@@ -267,7 +267,10 @@ class StripeBillingSource:
                 if isinstance(created, int) and not isinstance(created, bool):
                     capped = min(created, started)
                     newest = capped if newest is None else max(newest, capped)
-                if isinstance(invoice, dict) and invoice.get("status") not in self.config.statuses:
+                # A voided invoice is always read: it must replace the stored period (status
+                # void is never invoiced), whatever `statuses` selects.
+                wanted = (*self.config.statuses, "void")
+                if isinstance(invoice, dict) and invoice.get("status") not in wanted:
                     continue
                 self._add_invoice(batch, invoice, emitted)
             if not has_more:
@@ -278,7 +281,7 @@ class StripeBillingSource:
 
     # -- invoices -----------------------------------------------------------------------
     def _add_invoice(
-        self, batch: BillingBatch, invoice: Any, emitted: set[str], *, preview: str = ""
+        self, batch: BillingBatch, invoice: Any, emitted: dict[str, tuple[str, str]], *, preview: str = ""
     ) -> None:
         document = preview or (str(invoice.get("id")) if isinstance(invoice, dict) else "invoice")
         try:
@@ -301,10 +304,29 @@ class StripeBillingSource:
                 InputProblem(self.name, document, location, exc.field, GLOBAL_REDACTOR(exc.value), exc.reason)
             )
             return
+        status = "upcoming" if preview else str(invoice.get("status", ""))
         for period in periods:
-            if period.key in emitted:
-                continue  # the newest invoice for this period was already taken
-            emitted.add(period.key)
+            taken = emitted.get(period.key)
+            if taken is not None and taken[0] != document:
+                # Newest first: a newer invoice replaces a voided one and any preview silently;
+                # two live invoices (a renewal and a same-day proration) billing one period start
+                # are not guessed into one period: a person decides.
+                if "void" in (taken[1], status) or "upcoming" in (taken[1], status):
+                    continue
+                owner = taken[0]
+                batch.rejections.append(
+                    InputProblem(
+                        self.name,
+                        document,
+                        f"period {period.period_start.isoformat()}",
+                        "lines.period.start",
+                        period.key,
+                        f"another invoice ({owner}) bills the same subscription period; "
+                        "reconcile it by hand or resync after the billing is settled",
+                    )
+                )
+                continue
+            emitted[period.key] = (document, status)
             batch.records.append(period)
 
     def _all_lines(self, invoice: dict[str, Any], document: str) -> list[Any]:
@@ -337,7 +359,7 @@ class StripeBillingSource:
         return self._prices
 
     # -- previews -----------------------------------------------------------------------
-    def _previews(self, emitted: set[str]) -> Iterator[BillingBatch]:
+    def _previews(self, emitted: dict[str, tuple[str, str]]) -> Iterator[BillingBatch]:
         for page, _ in self._pages("/v1/subscriptions", {}):
             batch = BillingBatch()
             for subscription in page:

@@ -126,10 +126,19 @@ def test_a_cursor_that_is_not_a_timestamp_is_a_config_error() -> None:
 def test_invoices_outside_the_configured_statuses_advance_the_cursor_but_give_no_period(
     rsps: responses.RequestsMock, box: StripeSandbox
 ) -> None:
+    [ident] = box.generate(1, status="open")
+    rsps.get(INVOICES, json=page([box.rendered(ident)]), headers=OK_HEADERS)
+    [batch] = pull(make_source(statuses=("paid",)))
+    assert batch.records == [] and batch.cursor == {"created": box.invoices[ident]["created"]}
+
+
+def test_a_voided_invoice_is_always_read_so_its_stored_period_stops_being_invoiceable(
+    rsps: responses.RequestsMock, box: StripeSandbox
+) -> None:
     [ident] = box.generate(1, status="void")
     rsps.get(INVOICES, json=page([box.rendered(ident)]), headers=OK_HEADERS)
     [batch] = pull(make_source())
-    assert batch.records == [] and batch.cursor == {"created": box.invoices[ident]["created"]}
+    assert batch.records and {period.status for period in batch.records} == {"void"}
 
 
 def test_remaining_lines_are_paged_from_the_lines_endpoint(
@@ -354,3 +363,29 @@ def test_a_preview_stripe_refuses_is_reported_and_the_others_go_on(
     assert problem.document == f"preview of {gone['id']}" and "No such sub" in problem.reason
     [period] = [period for batch in batches for period in batch.records]
     assert period.subscription_id == live["id"]
+
+
+def test_two_live_invoices_billing_one_period_start_are_quarantined_not_guessed(
+    rsps: responses.RequestsMock, box: StripeSandbox
+) -> None:
+    price = box.add_price("usd", "10000", lookup_key="seat")
+    customer = box.add_customer()
+    subscription = box.add_subscription(customer, [(price, 10)])
+    renewal = box.add_invoice(
+        customer,
+        [box.line(subscription, price, 10, T0, T0 + 30 * 86400)],
+        subscription=subscription,
+        created=T0,
+    )
+    proration = box.add_invoice(
+        customer,
+        [box.line(subscription, price, 1, T0, T0 + 30 * 86400)],
+        subscription=subscription,
+        created=T0 + 60,
+    )
+    rendered = [box.rendered(proration["id"]), box.rendered(renewal["id"])]  # newest first
+    rsps.get(INVOICES, json=page(rendered), headers=OK_HEADERS)
+    [batch] = pull(make_source())
+    assert len(batch.records) == 1
+    [problem] = batch.rejections
+    assert problem.document == renewal["id"] and proration["id"] in problem.reason
