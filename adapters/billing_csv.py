@@ -85,6 +85,12 @@ class _Group:
     rows: list[_Row] = field(default_factory=list)
 
 
+def _raw_period_key(header: list[str], record: list[str]) -> tuple[str, str]:
+    """The subscription id and period start of a refused row, as written ("" when unreadable)."""
+    cells = dict(zip(header, (cell.strip() for cell in record), strict=False))
+    return cells.get("subscription_id", ""), cells.get("period_start", "")
+
+
 def _column_name(raw: str) -> str:
     name = raw.strip().lower().replace(" ", "_").replace("-", "_")
     return _ALIASES.get(name, name)
@@ -144,17 +150,38 @@ class CsvBillingSource:
         if not self._header_ok(header, batch):
             return batch
         groups: dict[tuple[str, date], _Group] = {}
+        # A period with a refused row is refused whole: invoicing the rest would bill less
+        # than the period really holds. Keyed by the row's raw subscription id and start.
+        refused: set[tuple[str, str]] = set()
         for offset, record in enumerate(table.rows, start=2):
             if not any(cell.strip() for cell in record):
                 continue
             row = self._row(offset, header, record, batch)
             if row is None:
+                refused.add(_raw_period_key(header, record))
                 continue
             key = (row.values["subscription_id"], row.period_start)
             group = groups.setdefault(key, _Group(first=row))
             if self._agrees(group.first, row, batch):
                 group.rows.append(row)
+            else:
+                refused.add((row.values["subscription_id"], row.values["period_start"]))
         for group in groups.values():
+            first = group.first.values
+            if (first["subscription_id"], first["period_start"]) in refused or (
+                first["subscription_id"],
+                "",
+            ) in refused:
+                batch.rejections.append(
+                    self._problem(
+                        f"row {group.first.number}",
+                        "subscription_id",
+                        first["subscription_id"],
+                        f"period starting {first['period_start']} has a refused row; the whole period "
+                        "waits until the file is fixed",
+                    )
+                )
+                continue
             period = self._period(group, batch)
             if period is not None:
                 batch.records.append(period)

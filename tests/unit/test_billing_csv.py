@@ -121,17 +121,32 @@ def test_bad_rows_are_reported_with_row_column_and_value_and_the_rest_goes_on(tm
     )
 
 
-def test_row_disagreeing_with_its_period_is_refused_and_the_period_kept(tmp_path: Path) -> None:
+def test_row_disagreeing_with_its_period_refuses_the_whole_period(tmp_path: Path) -> None:
     batch = read(
         tmp_path,
         HEADER
         + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n"
-        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10,EUR,PO-1,\n",
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10,EUR,PO-1,\n"
+        + "C2,Beta,SUB-2,2026-11-01,2026-11-30,PLAN-PRO,Seats,5,40.00,USD,,\n",
     )
-    assert len(batch.records) == 1
-    assert len(batch.records[0].lines) == 1
-    assert [where(p) for p in batch.rejections] == [("row 3", "currency", "EUR")]
+    assert [period.subscription_id for period in batch.records] == ["SUB-2"]  # the rest goes on
+    assert [where(p) for p in batch.rejections] == [
+        ("row 3", "currency", "EUR"),
+        ("row 2", "subscription_id", "SUB-1"),
+    ]
     assert batch.rejections[0].reason == "differs from row 2 of the same period ('USD')"
+    assert "whole period" in batch.rejections[1].reason
+
+
+def test_a_bad_row_refuses_its_whole_period_so_it_is_never_invoiced_short(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        HEADER
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n"
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,SUPPORT,Support,1,1.200.00,USD,PO-1,\n",
+    )
+    assert batch.records == []
+    assert [where(p)[1] for p in batch.rejections] == ["unit_price", "subscription_id"]
 
 
 def test_header_aliases_order_case_and_a_semicolon_delimiter(tmp_path: Path) -> None:
