@@ -11,7 +11,6 @@ per-item results matched by `bId`).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -26,13 +25,12 @@ from adapters.quickbooks_payload import (
     PayloadError,
     QuickBooksRefs,
     batch_id,
-    batch_request_id,
     check_doc_number,
     doc_number_query,
     dumps,
+    fresh_request_id,
     invoice_payload,
     loads,
-    request_id,
 )
 from connector.errors import (
     AuthenticationError,
@@ -214,8 +212,6 @@ class QuickBooksSink:
             session=session,
         )
         self._company = f"v3/company/{config.realm_id}"
-        self._spent_batch_ids: set[str] = set()
-        self._spent_lock = threading.Lock()
 
     # -- error shape --------------------------------------------------------------------
     def classify(self, response: requests.Response) -> RemoteError | None:
@@ -324,7 +320,7 @@ class QuickBooksSink:
                 "POST",
                 f"{self._company}/invoice",
                 params={
-                    "requestid": request_id(plan.idempotency_key),
+                    "requestid": fresh_request_id(),
                     "minorversion": self.config.minor_version,
                 },
                 data=body,
@@ -364,8 +360,7 @@ class QuickBooksSink:
             sent.append((bid, plan))
         if not items:
             return outcomes
-        keys = [plan.idempotency_key for _, plan in sent]
-        rid = self._batch_request_id(keys)
+        rid = fresh_request_id()
         try:
             response = self.client.request(
                 "POST",
@@ -382,7 +377,6 @@ class QuickBooksSink:
             return outcomes
         by_bid = {str(item.get("bId")): item for item in results if isinstance(item, dict)}
         duplicates: list[tuple[InvoicePlan, RemoteError]] = []
-        transient = False
         for bid, plan in sent:
             key = plan.idempotency_key
             item = by_bid.get(bid)
@@ -395,10 +389,8 @@ class QuickBooksSink:
                 if error.provider_code == DUPLICATE_DOC_NUMBER:
                     duplicates.append((plan, error))
                     continue
-                transient = transient or not isinstance(error, RejectedError)
                 outcomes[key] = PushOutcome(key, error=error)
             else:
-                transient = True
                 outcomes[key] = PushOutcome(
                     key,
                     error=UncertainError(
@@ -407,22 +399,8 @@ class QuickBooksSink:
                         correlation_id=tid,
                     ),
                 )
-        if transient:
-            # The answer for this requestid is now known; a re-send of the same plans must not
-            # be answered with it again, so it gets a fresh requestid.
-            with self._spent_lock:
-                self._spent_batch_ids.add(rid)
         outcomes.update(self._resolve_duplicates(duplicates))
         return outcomes
-
-    def _batch_request_id(self, keys: list[str]) -> str:
-        with self._spent_lock:
-            generation = 0
-            while True:
-                rid = batch_request_id([*keys, f"#{generation}"] if generation else keys)
-                if rid not in self._spent_batch_ids:
-                    return rid
-                generation += 1
 
     def _resolve_duplicates(
         self, duplicates: list[tuple[InvoicePlan, RemoteError]]

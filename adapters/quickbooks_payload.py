@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -16,13 +16,10 @@ from typing import Any
 from connector.model import Address, InvoiceLine, InvoicePlan
 
 MAX_DOC_NUMBER = 21  # QBO DocNumber limit
-MAX_REQUEST_ID = 50  # requestid on single operations
-MAX_BATCH_REQUEST_ID = 36  # requestid on a batch call
 MAX_BATCH_ID = 10  # bId when the batch carries a requestid
 MAX_BATCH_ITEMS = 30
 MAX_ADDRESS_LINES = 5  # PhysicalAddress Line1..Line5
 MAX_PRIVATE_NOTE = 4000
-_REQUEST_ID_NAMESPACE = uuid.UUID("2c1f3f57-8c55-4b64-9f0e-4f7f1d2a9c11")
 
 
 class PayloadError(ValueError):
@@ -132,18 +129,15 @@ def physical_address(address: Address) -> dict[str, str]:
     return result
 
 
-def request_id(idempotency_key: str, scope: str = "invoice") -> str:
-    """A deterministic requestid (a UUID, 36 characters) for one write of one plan."""
-    value = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, f"{scope}:{idempotency_key}"))
-    assert len(value) <= MAX_REQUEST_ID
-    return value
+def fresh_request_id() -> str:
+    """A requestid (a UUID, 36 characters) for one write call.
 
-
-def batch_request_id(idempotency_keys: Sequence[str]) -> str:
-    """A deterministic requestid for a batch: the same plans in the same order give the same id."""
-    value = str(uuid.uuid5(_REQUEST_ID_NAMESPACE, "batch:" + "\n".join(idempotency_keys)))
-    assert len(value) <= MAX_BATCH_REQUEST_ID
-    return value
+    QuickBooks answers a repeated requestid with the answer it stored for it, so the id lives for
+    one call: the HTTP policy's retries inside the call reuse it, while a later attempt (after a
+    fix, or after a transient fault answer) gets a new one. What keeps a later attempt from
+    creating a second invoice is the lookup by DocNumber before it and the duplicate-number check.
+    """
+    return str(uuid.uuid4())
 
 
 def batch_id(index: int) -> str:

@@ -132,10 +132,22 @@ def test_pushing_the_same_plan_twice_yields_one_invoice(
     assert second.remote_id == first.remote_id
     assert second.total == EXPECTED_TOTAL
     assert sandbox.doc_number_counts() == {"INV-00001": 1}
-    if window:
-        assert sandbox.replayed == 1
-    else:
-        assert second.already_existed  # resolved from the 6140 duplicate by a lookup
+    assert second.already_existed  # each call has its own requestid: the 6140 duplicate resolves it
+    assert sandbox.replayed == 0
+
+
+def test_a_plan_rejected_then_fixed_at_the_provider_is_created_on_replay(
+    sandbox: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    # A stored answer for a reused requestid would reject the replay again after the fix.
+    plans = [make_plan(n).model_copy(update={"customer_ref": "CUST-2"}) for n in (1, 2)]
+    del sandbox.customers["2"]
+    first = make_sink(sandbox, tmp_path / "token.json").push_batch(plans)
+    assert all(isinstance(outcome.error, RejectedError) for outcome in first)
+    sandbox.customers["2"] = "Globex Inc"  # a person creates the customer in QuickBooks
+    replay = make_sink(sandbox, tmp_path / "token.json").push_batch(plans)  # `replay --dead`, a new process
+    assert all(outcome.ref is not None for outcome in replay)
+    assert len(sandbox.invoices) == 2
 
 
 @pytest.mark.parametrize(
