@@ -273,7 +273,11 @@ class RefreshTokenAuth(requests.auth.AuthBase):
                     "Accept": "application/json",
                 },
             )
-        except (UncertainError, RejectedError) as exc:
+        except RejectedError as exc:
+            # A permanent refusal at the token endpoint (bad scope, bad request) will refuse every
+            # invoice alike: a person must fix the credentials, so the sink stops (exit 2).
+            raise AuthenticationError(f"{self.name}: token refresh refused: {exc.message}") from None
+        except UncertainError as exc:
             # Whatever happened at the token endpoint, the request it guards was not sent.
             raise RetryableError(
                 f"{self.name}: token refresh failed: {exc.message}",

@@ -37,6 +37,7 @@ from pydantic import Field
 from connector.errors import (
     AuthenticationError,
     ConfigError,
+    ConnectorError,
     RejectedError,
     RemoteError,
     RetryableError,
@@ -150,7 +151,7 @@ def decode(text: str) -> Any:
     return json.loads(text, parse_float=Decimal, object_hook=_decode_object)
 
 
-def _tryton_error(error: Any, where: str) -> RemoteError:
+def _tryton_error(error: Any, where: str) -> ConnectorError:
     """Map the `error` member of a JSON-RPC answer onto the error tree."""
     if isinstance(error, list | tuple) and error:
         kind = error[0]
@@ -166,11 +167,12 @@ def _tryton_error(error: Any, where: str) -> RemoteError:
         if kind == "RateLimitException":
             return RetryableError(f"{where}: Tryton rate limit", provider_code=kind)
         if kind == "LoginException":
-            return RejectedError(
-                f"{where}: Tryton asks for more login parameters: {args}", provider_code=kind
-            )
+            # A login that needs more (e.g. a one-time code) is for a person to fix, not per row.
+            return AuthenticationError(f"{where}: Tryton asks for more login parameters: {args}")
         first = str(kind).strip().splitlines()[0] if str(kind).strip() else "unknown error"
-        return RejectedError(f"{where}: Tryton server error: {first}", provider_code="server-error")
+        # Any other exception rolled Tryton's transaction back (a serialization failure, the
+        # database going away): nothing was written, so the call may be made again.
+        return RetryableError(f"{where}: Tryton server error: {first}", provider_code="server-error")
     return RejectedError(f"{where}: Tryton answered an error: {error!r}", provider_code="server-error")
 
 
@@ -251,10 +253,10 @@ class TrytonRpc:
     def _body(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
         return {"id": next(self._ids), "method": method, "params": encode(list(params))}
 
-    def _classifier(self, method: str, write: bool) -> Callable[[requests.Response], RemoteError | None]:
+    def _classifier(self, method: str, write: bool) -> Callable[[requests.Response], ConnectorError | None]:
         where = f"{self.name}: {method}"
 
-        def classify(response: requests.Response) -> RemoteError | None:
+        def classify(response: requests.Response) -> ConnectorError | None:
             if response.status_code != 200:
                 return None
             try:

@@ -31,14 +31,15 @@ post is refused, the draft is deleted and the error carries Tryton's message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import Field
 
 from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig, TrytonWarning
-from connector.errors import RejectedError, RemoteError
+from connector.errors import RejectedError, RemoteError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
@@ -60,6 +61,10 @@ class TrytonSinkConfig(TrytonServerConfig):
     revenue_account: str | None = None
     payment_terms: dict[str, str] = Field(default_factory=dict)
     accept_warnings: tuple[str, ...] = ("invoice_payment_term", "invoice_date_future")
+    # Tryton has no unique key we can set: after a create whose answer was lost, keep looking
+    # for the invoice this long (the server's longest transaction) before calling it uncertain.
+    settle_seconds: float = Field(default=60.0, ge=0, le=3600)
+    settle_poll_seconds: float = Field(default=2.0, gt=0, le=60)
 
 
 def _our_number(description: Any) -> str:
@@ -81,10 +86,12 @@ class TrytonSink:
         *,
         rpc: TrytonRpc | None = None,
         retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = config.name
         self.config = config
         self._log = context.logger
+        self._sleep = sleep
         self.rpc = rpc or TrytonRpc.from_config(config, retry=retry, base_dir=context.base_dir)
         self._cache: dict[tuple[str, str], Any] = {}
 
@@ -138,11 +145,28 @@ class TrytonSink:
                 row = self._read(row["id"])
             return self._ref(plan, row, existed=True)
         values = self._invoice_values(plan)
-        created = self.rpc.model(INVOICE, "create", [values], write=True)
+        try:
+            created = self.rpc.model(INVOICE, "create", [values], write=True)
+        except UncertainError:
+            return self._settled(plan)  # never create again before the first one could commit
         invoice_id = int(created[0])
         if self.config.post:
             self._post(invoice_id, delete_on_refusal=True)
         return self._ref(plan, self._read(invoice_id), existed=False)
+
+    def _settled(self, plan: InvoicePlan) -> RemoteRef:
+        """After a create whose answer was lost: wait for its transaction to show, or stay uncertain."""
+        deadline = time.monotonic() + self.config.settle_seconds
+        while True:
+            found = self._invoices_of([plan])
+            if found:
+                return self.push(plan)  # finishes (posts) the invoice the lost create made
+            if time.monotonic() >= deadline:
+                raise UncertainError(
+                    f"{self.name}: the create of invoice {plan.invoice_number} got no answer and the "
+                    f"invoice did not appear within {self.config.settle_seconds:.0f} s"
+                )
+            self._sleep(self.config.settle_poll_seconds)
 
     def _read(self, invoice_id: int) -> dict[str, Any]:
         (row,) = self.rpc.model(
