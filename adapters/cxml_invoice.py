@@ -56,9 +56,12 @@ from connector.secrets import resolve_secret
 
 CXML_VERSION = "1.2.037"
 DOCTYPE = f'<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/schemas/cXML/{CXML_VERSION}/InvoiceDetail.dtd">'
+# Coupa: "invoice number has already been used for this supplier". The phrase must be about the
+# invoice number itself (adjacent words); a number named in it must be ours (checked by the sink).
 _ALREADY_USED = re.compile(
-    r"invoice\s+(number|id)\b.*\balready\s+(been\s+)?(used|exists|submitted)|duplicate\s+invoice",
-    re.IGNORECASE | re.DOTALL,
+    r"\binvoice\s+(?:number|id)(?:\s+(?!has\b|is\b|already\b)(?P<number>[^\s,;:]+))?"
+    r"\s+(?:has\s+already\s+been|is\s+already|already)\s+(?:used|submitted|taken|exists?)\b",
+    re.IGNORECASE,
 )
 
 
@@ -126,7 +129,12 @@ class CxmlStatus:
 
 
 class DuplicateInvoiceAnswer(RejectedError):
-    """The buyer already holds this invoice number: the invoice was delivered before."""
+    """The buyer already holds this invoice number: the invoice was delivered before.
+
+    `number` is the invoice number the answer names, when it names one.
+    """
+
+    number: str | None = None
 
 
 def payload_id(plan: InvoicePlan) -> str:
@@ -289,7 +297,13 @@ def read_status(body: bytes, *, document: str = "buyer response") -> CxmlStatus 
 
 def is_already_used(status: CxmlStatus) -> bool:
     """True when the buyer refuses the invoice number because it already holds it."""
-    return 400 <= status.code < 500 and bool(_ALREADY_USED.search(f"{status.text} {status.detail}"))
+    return 400 <= status.code < 500 and _ALREADY_USED.search(f"{status.text} {status.detail}") is not None
+
+
+def named_number(status: CxmlStatus) -> str | None:
+    """The invoice number an "already used" answer names, if it names one."""
+    found = _ALREADY_USED.search(f"{status.text} {status.detail}")
+    return found.group("number") if found else None
 
 
 def read_archived(data: bytes, *, document: str) -> tuple[str, Money | None]:
@@ -409,6 +423,12 @@ class CxmlInvoiceSink:
                 idempotent=False,
             )
         except DuplicateInvoiceAnswer as answer:
+            if answer.number is not None and answer.number != plan.invoice_number:
+                raise RejectedError(
+                    f"{answer.message} (it names invoice {answer.number}, not {plan.invoice_number})",
+                    status=answer.status,
+                    provider_code=answer.provider_code,
+                ) from None
             self._log.info("buyer already holds invoice %s: %s", plan.invoice_number, answer.message)
             already = True
         self._archive(plan, self.render(plan, timestamp=timestamp, masked=True))
@@ -439,7 +459,9 @@ class CxmlInvoiceSink:
         if 200 <= status.code < 300:
             return None
         if is_already_used(status):
-            return DuplicateInvoiceAnswer(message, status=status.code, provider_code=code)
+            answer = DuplicateInvoiceAnswer(message, status=status.code, provider_code=code)
+            answer.number = named_number(status)
+            return answer
         if 400 <= status.code < 500:
             return RejectedError(message, status=status.code, provider_code=code)
         return UncertainError(message, status=status.code, provider_code=code)

@@ -260,7 +260,8 @@ class NetSuiteSink:
             )
         if self.config.read_back:
             return self._read_back(plan, remote_id)
-        return RemoteRef(remote_id=remote_id, invoice_number=plan.invoice_number, total=plan.total)
+        # NetSuite computes the total; it is read back by the core's batched lookup, never assumed.
+        return RemoteRef(remote_id=remote_id, invoice_number=plan.invoice_number, total=None)
 
     def _read_back(self, plan: InvoicePlan, remote_id: str) -> RemoteRef:
         try:

@@ -56,6 +56,7 @@ class SinkPusher:
         # the end, so a failure resolved later in the same run (e.g. by lookup) is no failure.
         self.waiting: set[str] = set()
         self.sent = False  # a request for the current batch may have left
+        self.unconfirmed: list[OutboxItem] = []  # pushed, but the sink did not say its total
 
     def drain(self) -> None:
         try:
@@ -100,6 +101,12 @@ class SinkPusher:
         to_send = self._still_ours(self._lookup(items))
         if not to_send:
             return
+        try:
+            self._send(to_send)
+        finally:
+            self._read_back_totals()
+
+    def _send(self, to_send: list[OutboxItem]) -> None:
         crash_point(BEFORE_REMOTE_CREATE)
         self.sent = True
         if Capability.BATCH_PUSH in self.capabilities and isinstance(self.sink, BatchInvoiceSink):
@@ -115,6 +122,34 @@ class SinkPusher:
                     self._failed(item, exc)
                     continue
                 self._pushed(item, ref)
+
+    def _read_back_totals(self) -> None:
+        """Read-after-write for sinks whose create does not report a total: one batched lookup."""
+        items, self.unconfirmed = self.unconfirmed, []
+        if not items:
+            return
+        try:
+            found = self.sink.find([item.plan for item in items])
+        except RemoteError as exc:
+            log.warning("could not read back totals from %s: %s", self.name, exc, extra={"sink": self.name})
+            return
+        now = utcnow()
+        for item in items:
+            ref = found.get(item.idempotency_key)
+            if ref is None or ref.total is None:
+                continue
+            with self.app.engine.begin() as conn:
+                differs = outbox.record_remote_total(conn, item.idempotency_key, ref.total, now)
+            if differs:
+                self.run.add("total_mismatch")
+                log.error(
+                    "invoice %s: %s reports total %s, planned %s",
+                    item.plan.invoice_number,
+                    self.name,
+                    ref.total,
+                    item.plan.total,
+                    extra={"sink": self.name},
+                )
 
     def _still_ours(self, items: list[OutboxItem]) -> list[OutboxItem]:
         """Only rows this run still holds may be sent: a stalled run whose claims were taken
@@ -184,6 +219,8 @@ class SinkPusher:
     def _pushed(self, item: OutboxItem, ref: RemoteRef) -> None:
         crash_point(AFTER_REMOTE_CREATE)
         self.waiting.discard(item.idempotency_key)
+        if ref.total is None and Capability.LOOKUP in self.capabilities:
+            self.unconfirmed.append(item)
         now = utcnow()
         with self.app.engine.begin() as conn:
             outbox.mark_pushed(conn, item.idempotency_key, self.run.run_id, ref, now)

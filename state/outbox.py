@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from connector.errors import RemoteError
-from connector.model import InvoicePlan, RemoteRef
+from connector.model import InvoicePlan, Money, RemoteRef
 from state.canonical import canonical_json
 from state.tables import invoice_outbox
 
@@ -240,6 +240,24 @@ def mark_pushed(conn: Connection, key: str, owner: str, ref: RemoteRef, now: dat
         )
     )
     return True
+
+
+def record_remote_total(conn: Connection, key: str, total: Money, now: datetime) -> bool:
+    """Store the total a sink reports after the fact; True when it differs from the plan."""
+    row = conn.execute(
+        select(invoice_outbox.c.amount, invoice_outbox.c.currency).where(
+            invoice_outbox.c.idempotency_key == key
+        )
+    ).first()
+    if row is None:
+        return False
+    mismatch = bool(total.amount != row.amount or total.currency != row.currency)
+    conn.execute(
+        update(invoice_outbox)
+        .where(invoice_outbox.c.idempotency_key == key)
+        .values(remote_total=total.amount, total_mismatch=mismatch, updated_at=now)
+    )
+    return mismatch
 
 
 def mark_failed(

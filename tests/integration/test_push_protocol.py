@@ -204,3 +204,38 @@ def test_failed_run_errors_are_stored_redacted(app: Connector) -> None:
     with app.connect() as conn:
         stored = runs.list_runs(conn, app.tenant, 1)[0]["error"]
     assert "sk_live" not in stored
+
+
+def test_a_total_the_sink_did_not_report_is_read_back_and_a_cent_of_difference_is_flagged(
+    app: Connector,
+) -> None:
+    from decimal import Decimal
+
+    from connector.model import Money
+
+    class SilentTotals(ScriptedSink):
+        def push(self, plan: InvoicePlan) -> RemoteRef:
+            self.created[plan.invoice_number] = 1
+            return RemoteRef(remote_id=plan.invoice_number)  # no total in the create's answer
+
+        def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+            self.lookups += 1
+            off_by_a_cent = {
+                p.idempotency_key: RemoteRef(
+                    remote_id=p.invoice_number,
+                    total=Money(amount=p.total.amount + Decimal("0.01"), currency="USD"),
+                )
+                for p in plans
+                if p.invoice_number in self.created
+            }
+            return off_by_a_cent
+
+    sink, plan = SilentTotals(), make_plan()
+    use(app, sink)
+    plan_rows(app, plan)
+    with app.run("push") as run:
+        push_all(app, run)
+        assert run.counts["total_mismatch"] == 1
+    assert sink.lookups == 2  # the pre-flight lookup and one read-back for the batch
+    stored = row(app, plan)
+    assert stored["state"] == "pushed" and stored["total_mismatch"]

@@ -217,6 +217,11 @@ def test_payload_id_is_the_same_for_every_send_of_a_plan() -> None:
         (CxmlStatus(417, "invoice number has already been used for this supplier"), True),
         (CxmlStatus(417, "Invalid order/document reference", "Could not find order header 6112"), False),
         (CxmlStatus(200, "OK", "invoice number already used"), False),
+        (
+            CxmlStatus(417, "Invoice number INV-1 refused: PO-7 line 1 has already been submitted in full"),
+            False,
+        ),
+        (CxmlStatus(417, "Possible duplicate invoice: same amount as INV-0"), False),
     ],
 )
 def test_already_used_answer_is_recognised(status: CxmlStatus, already: bool) -> None:
@@ -324,3 +329,10 @@ def test_server_errors_and_unreadable_answers_are_uncertain_and_sent_once(
         sink.push(make_plan())
     assert len(responses.calls) == 1
     assert sink.find([make_plan()]) == {}
+
+
+def test_an_already_used_answer_naming_another_number_is_a_rejection() -> None:
+    from adapters.cxml_invoice import named_number
+
+    assert named_number(CxmlStatus(417, "Invoice number INV-9 has already been used")) == "INV-9"
+    assert named_number(CxmlStatus(417, "invoice number has already been used for this supplier")) is None

@@ -150,7 +150,7 @@ def test_push_is_one_upsert_by_external_id_with_replace_item(monkeypatch: pytest
     ]
     assert ref.remote_id == "4711"
     assert ref.invoice_number == plan.invoice_number
-    assert ref.total == Money.of("489.88", "USD")
+    assert ref.total is None  # NetSuite's own total is read back by a batched lookup, never assumed
     assert sink.client.calls == 1
 
 
