@@ -26,7 +26,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.imap_mailbox import ImapConfig, ImapMailbox, cxml_attachment_batches
+from adapters.imap_mailbox import ImapConfig, ImapMailbox, message_order_batches
 from adapters.tabular import UndecodableError, decode_text, read_csv
 from connector.errors import ConfigError, InputProblem
 from connector.ports import (
@@ -241,27 +241,21 @@ def _message_batches(
         if key is None or not skip(key):
             yield _unreadable(source, path.name, key, f"cannot read the file: {exc}")
         return
-    file_sha = hashlib.sha256(data).hexdigest()
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    if not message.keys():
-        key = f"{file_sha}|unreadable"
-        if not skip(key):
-            yield _unreadable(source, path.name, key, "not an e-mail message (no headers)")
-        return
-    yield from message_batches(
-        message,
-        mapping,
-        source=source,
-        senders=senders,
-        tenant=tenant,
-        name=path.name,
-        fallback_id=file_sha,
-        skip=skip,
-        profiles=profiles,
-    )
-    yield from cxml_attachment_batches(
-        message, source=source, tenant=tenant, name=path.name, fallback_id=file_sha, skip=skip
-    )
+
+    def parse(message: Message, name: str, sha: str, ask: Callable[[str], bool]) -> Iterator[SourceBatch]:
+        return message_batches(
+            message,
+            mapping,
+            source=source,
+            senders=senders,
+            tenant=tenant,
+            name=name,
+            fallback_id=sha,
+            skip=ask,
+            profiles=profiles,
+        )
+
+    yield from message_order_batches(data, path.name, source=source, tenant=tenant, parse=parse, skip=skip)
 
 
 def message_batches(

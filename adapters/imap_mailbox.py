@@ -252,29 +252,44 @@ class ImapMailbox:
     def message_batches(
         self, raw: bytes, name: str, parse: MessageParser, skip: Callable[[str], bool]
     ) -> Iterator[SourceBatch]:
-        """Batches of one raw message not skipped: its CSV and cXML attachments, or one
-        rejection when it is unreadable or has no order attachment."""
-        asked: list[str] = []
-
-        def asking(key: str) -> bool:
-            asked.append(key)
-            return skip(key)
-
-        sha = hashlib.sha256(raw).hexdigest()
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        if not message.keys():
-            key = f"{sha}|unreadable"
-            if not skip(key):
-                yield _rejection(self.source, name, key, "message", "not an e-mail message (no headers)")
-            return
-        yield from parse(message, name, sha, asking)
-        yield from cxml_attachment_batches(
-            message, source=self.source, tenant=self.tenant, name=name, fallback_id=sha, skip=asking
+        """Batches of one raw message not skipped (see `message_order_batches`)."""
+        return message_order_batches(
+            raw, name, source=self.source, tenant=self.tenant, parse=parse, skip=skip
         )
-        if not asked:
-            key = f"{message_key(message, sha)}|no-attachment"
-            if not skip(key):
-                yield _rejection(self.source, name, key, "attachment", "no CSV or cXML attachment")
+
+
+def message_order_batches(
+    raw: bytes,
+    name: str,
+    *,
+    source: str,
+    tenant: str,
+    parse: MessageParser,
+    skip: Callable[[str], bool],
+) -> Iterator[SourceBatch]:
+    """Batches of one raw message not skipped: its CSV and cXML attachments, or one rejection
+    when it is unreadable or has no order attachment (so it is reported once, not silently)."""
+    asked: list[str] = []
+
+    def asking(key: str) -> bool:
+        asked.append(key)
+        return skip(key)
+
+    sha = hashlib.sha256(raw).hexdigest()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    if not message.keys():
+        key = f"{sha}|unreadable"
+        if not skip(key):
+            yield _rejection(source, name, key, "message", "not an e-mail message (no headers)")
+        return
+    yield from parse(message, name, sha, asking)
+    yield from cxml_attachment_batches(
+        message, source=source, tenant=tenant, name=name, fallback_id=sha, skip=asking
+    )
+    if not asked:
+        key = f"{message_key(message, sha)}|no-attachment"
+        if not skip(key):
+            yield _rejection(source, name, key, "attachment", "no CSV or cXML attachment")
 
 
 class ImapSession:

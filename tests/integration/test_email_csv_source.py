@@ -273,12 +273,14 @@ def test_message_without_message_id_is_keyed_by_the_file_hash(tmp_path: Path):
     assert [po.po_number for po in pos_of([batch])] == ["P-1"]
 
 
-def test_non_csv_attachments_are_ignored(tmp_path: Path):
+def test_non_csv_attachments_are_ignored_and_a_message_without_an_order_is_reported_once(tmp_path: Path):
     pdf = (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "application", "pdf", "po.pdf")
     (tmp_path / "a.eml").write_bytes(message(csv_text=None, extra=[pdf]))
     (tmp_path / "b.eml").write_bytes(message(message_id="<m2@x>", extra=[pdf]))
     batches = pull(make_source(tmp_path))
-    assert [b.document for b in batches] == ["b.eml#po.csv"]
+    assert [b.document for b in batches] == ["a.eml", "b.eml#po.csv"]
+    [problem] = batches[0].rejections
+    assert problem.reason == "no CSV or cXML attachment" and batches[0].input_key
 
 
 def test_an_excel_typed_attachment_and_a_csv_named_attachment_are_read(tmp_path: Path):
