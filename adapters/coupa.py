@@ -320,6 +320,7 @@ class CoupaSource:
         anchor, offset = since, 0
         sorted_answers = True
         newest = previous
+        verified = False
         while True:
             page = self._list(anchor, offset, limit)
             if sorted_answers and not _ascending(page):
@@ -331,6 +332,19 @@ class CoupaSource:
                 sorted_answers = False
                 anchor, offset = since, 0
                 continue
+            if sorted_answers and not verified and len(page.rows) == limit:
+                # Re-anchoring on updated-at is safe only when the server sorts across pages,
+                # not just within one: one row asked by plain offset must come after this page.
+                verified = True
+                if not self._sorted_beyond(page, anchor, offset + limit):
+                    self.log.warning(
+                        "%s: the server does not sort by updated-at across pages; paging by offset",
+                        self.name,
+                        extra={"adapter": self.name},
+                    )
+                    sorted_answers = False
+                    anchor, offset = since, 0
+                    continue
             batch = SourceBatch(document=f"{self.config.base_url}{PO_PATH}")
             for raw, value, updated in page.rows:
                 if updated is not None and (newest is None or updated > newest):
@@ -352,6 +366,13 @@ class CoupaSource:
                 anchor, offset = self._next_position(page, seen, anchor, offset, limit)
             else:
                 offset += limit
+
+    def _sorted_beyond(self, page: _Page, anchor: datetime | None, next_offset: int) -> bool:
+        """False when the row after `page` (by plain offset) is older than the page's last row."""
+        last = next((updated for _, _, updated in reversed(page.rows) if updated is not None), None)
+        probe = self._list(anchor, next_offset, 1)
+        first = next((updated for _, _, updated in probe.rows if updated is not None), None)
+        return last is None or first is None or first >= last
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
         """The PO with this number as Coupa holds it now (resync); empty when there is none."""

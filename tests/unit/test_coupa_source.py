@@ -236,6 +236,7 @@ def test_pages_until_a_short_page_reanchoring_at_the_last_updated_at(rsps: respo
         po(5, T0 + timedelta(minutes=5)),
     ]
     page(rsps, first)
+    page(rsps, [po(4, T0 + timedelta(minutes=4))])  # the order probe: one row by plain offset
     page(rsps, second)
     page(rsps, [po(5, T0 + timedelta(minutes=5))])
     batches = pull(make_source(page_size=3))
@@ -245,7 +246,8 @@ def test_pages_until_a_short_page_reanchoring_at_the_last_updated_at(rsps: respo
         {"updated_at": (T0 + timedelta(minutes=5)).isoformat()},
         {"updated_at": (T0 + timedelta(minutes=5)).isoformat()},
     ]
-    second_query, third_query = (query(c) for c in api_calls(rsps)[1:])
+    probe, second_query, third_query = (query(c) for c in api_calls(rsps)[1:])
+    assert (probe["offset"], probe["limit"]) == ("3", "1")
     assert (second_query["updated-at[gt_or_eq]"], second_query["offset"]) == (
         "2024-05-01T12:03:00+00:00",
         "0",
@@ -269,7 +271,7 @@ def test_rows_sharing_one_second_beyond_a_page_are_stepped_over_by_offset(
     rsps.add_callback(responses.GET, PO_URL, callback=serve)
     batches = pull(make_source(page_size=2))
     assert [r.po.external_id for b in batches for r in b.records] == ["1", "2", "3", "4", "5"]
-    assert [query(c)["offset"] for c in api_calls(rsps)] == ["0", "1", "3", "5"]
+    assert [query(c)["offset"] for c in api_calls(rsps)] == ["0", "2", "1", "3", "5"]
 
 
 def test_the_cursor_never_passes_the_runs_start(rsps: responses.RequestsMock) -> None:
@@ -430,3 +432,26 @@ def test_a_secret_file_is_read_relative_to_the_config_directory(
     page(rsps, [])
     pull(source)
     assert parse_qs(str(rsps.calls[0].request.body))["client_secret"] == ["file-held-secret-4242"]
+
+
+def test_a_server_sorting_by_id_across_pages_is_caught_before_any_cursor_moves(
+    rsps: responses.RequestsMock,
+) -> None:
+    token(rsps)
+    # Sorted by id, not updated-at: page 1 looks ascending, but PO 3 is older than PO 2.
+    rows = [
+        po(1, T0),
+        po(2, T0 + timedelta(hours=2)),
+        po(3, T0 + timedelta(minutes=1)),
+        po(4, T0 + timedelta(minutes=2)),
+    ]
+
+    def serve(request: Any) -> tuple[int, dict[str, str], str]:
+        params = params_of(request.url)
+        start = int(params["offset"])
+        return 200, {}, json.dumps(rows[start : start + int(params["limit"])])
+
+    rsps.add_callback(responses.GET, PO_URL, callback=serve)
+    batches = pull(make_source(page_size=2))
+    assert sorted(r.po.external_id for b in batches for r in b.records) == ["1", "2", "3", "4"]
+    assert batches[0].cursor is None  # no cursor before the last page of an unsorted server
