@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -37,6 +35,7 @@ import requests
 from lxml import etree
 from pydantic import Field, field_validator, model_validator
 
+from adapters import durable
 from adapters.safe_xml import parse_xml
 from adapters.ubl import format_amount, format_price
 from adapters.ubl_files import invoice_file_name
@@ -468,20 +467,11 @@ class CxmlInvoiceSink:
 
     def _archive(self, plan: InvoicePlan, document: bytes) -> None:
         path = self.archive_path(plan)
-        temp: str | None = None
         try:
-            fd, temp = tempfile.mkstemp(dir=self.archive_dir, prefix=f".{path.stem}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(document)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
+            durable.replace(path, document, prefix=f".{path.stem}.")
         except OSError as exc:
             # Delivery is what counts; without the archive a later find() misses the invoice
             # and a re-send is answered as a duplicate number, which resolves the same way.
             self._log.error(
                 "invoice %s was delivered but not archived at %s: %s", plan.invoice_number, path, exc
             )
-            if temp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)

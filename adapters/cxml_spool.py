@@ -9,11 +9,10 @@ a stored document.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
+
+from adapters.durable import publish_new, sync_directory
 
 _SUFFIX = ".xml"
 
@@ -47,19 +46,7 @@ class CxmlSpool:
 
     def _link_new(self, final: Path, data: bytes) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.directory, prefix=".incoming-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(name, final)
-        except FileExistsError:
-            return False
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        return True
+        return publish_new(final, data, prefix=".incoming-")
 
     def list(self) -> list[Path]:
         """Every stored document, oldest first (then by name, for a stable order)."""
@@ -71,11 +58,4 @@ class CxmlSpool:
         )
 
     def _sync_directory(self) -> None:
-        # The new name is durable only once the directory entry itself reaches the disk.
-        if os.name != "posix":
-            return
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.directory)

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from adapters import durable
 from connector.errors import (
     AuthenticationError,
     ConfigError,
@@ -98,26 +98,7 @@ class TokenFile:
                 "updated_at": datetime.now(UTC).isoformat(),
             }
         ).encode("utf-8")
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
-        temp = Path(name)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        if os.name == "posix":
-            # The rename is durable only once the directory entry reaches the disk.
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        durable.replace(self.path, payload, mode=0o600)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

@@ -7,17 +7,15 @@ thread, another process, a retry after a crash) finds the first one's file inste
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import field_validator
 
+from adapters.durable import publish_new, sync_directory
 from adapters.ubl import SupplierParty, read_total, render_invoice
 from connector.errors import (
     ConfigError,
@@ -124,16 +122,12 @@ class UblFilesSink:
             document = render_invoice(plan, self.supplier)
         except ValueError as exc:
             raise RejectedError(f"invoice {plan.invoice_number!r} cannot be written as UBL: {exc}") from exc
-        temp = self._write_temp(final, document)
         try:
-            os.link(temp, final)
-        except FileExistsError:
-            return self._existing(plan, final)
+            created = publish_new(final, document, prefix=f".{final.stem}.")
         except OSError as exc:
-            raise RetryableError(f"cannot publish invoice file {str(final)!r}: {exc}") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            raise RetryableError(f"cannot write invoice file {str(final)!r}: {exc}") from exc
+        if not created:
+            return self._existing(plan, final)
         try:
             self._sync_directory()
         except OSError as exc:
@@ -146,35 +140,8 @@ class UblFilesSink:
             total=plan.total,
         )
 
-    def _write_temp(self, final: Path, document: bytes) -> Path:
-        """A fully written, fsynced temporary file beside `final` (not named *.xml)."""
-        try:
-            fd, name = tempfile.mkstemp(dir=self.directory, prefix=f".{final.stem}.", suffix=_TEMP_SUFFIX)
-        except OSError as exc:
-            raise RetryableError(
-                f"cannot create a temporary file in {str(self.directory)!r} for {str(final)!r}: {exc}"
-            ) from exc
-        temp = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(document)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise RetryableError(f"cannot write invoice file {str(temp)!r}: {exc}") from exc
-        return temp
-
     def _sync_directory(self) -> None:
-        # The link is durable only once the directory entry itself reaches the disk.
-        if os.name != "posix":
-            return
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.directory)
 
     def _existing(self, plan: InvoicePlan, path: Path) -> RemoteRef:
         """The reference of an invoice file already there, with the total it states."""

@@ -1,0 +1,70 @@
+"""Files that survive a crash: written to a temporary file, fsynced, then published by name.
+
+`publish_new` never overwrites (a hard link fails when the name exists), so two writers of the
+same name leave one complete file; `replace` swaps a file atomically. Either way a reader sees
+the old file or the whole new one, never a torn one. Callers fsync the directory
+(`sync_directory`) when the new name itself must survive a power cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def _write_temp(directory: Path, data: bytes, *, prefix: str, mode: int | None) -> Path:
+    fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
+    temp = Path(name)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return temp
+
+
+def publish_new(final: Path, data: bytes, *, prefix: str = ".incoming-", mode: int | None = None) -> bool:
+    """Create `final` holding `data` unless it exists; False when it already existed.
+
+    Raises OSError when nothing could be published.
+    """
+    temp = _write_temp(final.parent, data, prefix=prefix, mode=mode)
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    return True
+
+
+def replace(path: Path, data: bytes, *, prefix: str | None = None, mode: int | None = None) -> None:
+    """Replace `path` with a file holding `data`, atomically, and make the new name durable."""
+    temp = _write_temp(path.parent, data, prefix=prefix or f".{path.name}.", mode=mode)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so the names created or replaced in it reach the disk."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
