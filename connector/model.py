@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector.currency import is_known_currency, minor_unit
+from connector.tax import LineTax, TaxProblem, TaxSubtotal, breakdown, tax_total
 
 
 def _check_currency(code: str) -> str:
@@ -104,6 +105,28 @@ class Address(Frozen):
     email: str = ""
 
 
+class Party(Frozen):
+    """A legal entity on an invoice: the buyer from the customer master, or the seller.
+
+    `endpoint_id` with `endpoint_scheme` (a Peppol EAS code such as 9930 German VAT or 0088 GLN)
+    is its electronic address; `tax_registration_id` is a non-VAT tax number (e.g. a US EIN).
+    """
+
+    legal_name: str
+    address: Address | None = None
+    vat_id: str = ""
+    tax_registration_id: str = ""
+    legal_registration_id: str = ""
+    endpoint_id: str = ""
+    endpoint_scheme: str = ""
+    buyer_reference: str = ""
+    contact_email: str = ""
+
+    @property
+    def country(self) -> str:
+        return self.address.country if self.address else ""
+
+
 class PaymentTerms(Frozen):
     """Payment terms of a PO: a code (e.g. NET30) and the days until due."""
 
@@ -168,6 +191,7 @@ class PurchaseOrder(Frozen):
     lines: tuple[POLine, ...] = Field(min_length=1)
     approver: str = ""
     comments: str = ""
+    prices_include_tax: bool = False
     source_updated_at: UtcDateTime | None = None
     raw_sha256: str = ""
     extrinsics: dict[str, str] = Field(default_factory=dict)
@@ -201,12 +225,19 @@ def po_key(tenant: str, source: str, external_id: str) -> str:
 
 
 class BillingLine(Frozen):
-    """One charge of a billing period."""
+    """One charge of a billing period, net of tax.
+
+    `tax` is the tax the billing system states for the line, if any. `line_amount` is the net
+    amount it states for the line when that is not exactly unit price times quantity (a price
+    stated tax-inclusive and converted to net); it wins over the product.
+    """
 
     sku: str
     description: str = ""
     quantity: Decimal = Field(gt=0)
     unit_price: Money
+    tax: LineTax | None = None
+    line_amount: Money | None = None
 
     @field_validator("quantity", mode="before")
     @classmethod
@@ -215,7 +246,7 @@ class BillingLine(Frozen):
 
     @property
     def amount(self) -> Money:
-        return self.unit_price.times(self.quantity)
+        return self.line_amount if self.line_amount is not None else self.unit_price.times(self.quantity)
 
 
 class BillingPeriod(Frozen):
@@ -260,7 +291,8 @@ def _lines_total(currency: str, lines: tuple[POLine, ...] | tuple[BillingLine, .
     for line in lines:
         if line.unit_price.currency != currency:
             raise ValueError(f"cannot combine {currency} with {line.unit_price.currency}")
-        amount = amount + line.unit_price.amount * line.quantity
+        stated = getattr(line, "line_amount", None)
+        amount = amount + (stated.amount if stated is not None else line.unit_price.amount * line.quantity)
     return Money(amount=amount, currency=currency)
 
 
@@ -315,9 +347,14 @@ class InvoiceLine(Frozen):
     unit_price: Money
     service_start: date | None = None
     service_end: date | None = None
+    tax: LineTax | None = None
+    line_amount: Money | None = None
 
     @property
     def amount(self) -> Money:
+        """The line's net amount at the currency's minor unit (BT-131)."""
+        if self.line_amount is not None:
+            return self.line_amount.quantized()
         return self.unit_price.times(self.quantity).quantized()
 
 
@@ -344,21 +381,58 @@ class InvoicePlan(Frozen):
     period_start: date
     period_end: date
     memo: str = ""
+    buyer: Party | None = None
+
+    @model_validator(mode="after")
+    def _tax_on_every_line_or_none(self) -> InvoicePlan:
+        taxed = [line.tax is not None for line in self.lines]
+        if any(taxed) and not all(taxed):
+            missing = [line.line_no for line in self.lines if line.tax is None]
+            raise ValueError(f"lines {missing} carry no tax while others do")
+        if any(taxed):
+            try:
+                _ = self.tax_breakdown
+            except TaxProblem as exc:
+                raise ValueError(f"{exc.code}: {exc.detail}") from None
+        return self
 
     @property
-    def total(self) -> Money:
+    def is_taxed(self) -> bool:
+        """True when every line carries its tax (plans made before tax was carried have none)."""
+        return all(line.tax is not None for line in self.lines)
+
+    @property
+    def net_total(self) -> Money:
+        """The sum of line net amounts (BT-106 = BT-109: no document allowances or charges)."""
         total = Money.zero(self.currency)
         for line in self.lines:
             total = total + line.amount
         return total
 
+    @property
+    def tax_breakdown(self) -> tuple[TaxSubtotal, ...]:
+        """One subtotal per tax category and rate; empty for an untaxed plan."""
+        if not self.is_taxed:
+            return ()
+        return breakdown(((line.amount.amount, line.tax) for line in self.lines if line.tax), self.currency)
+
+    @property
+    def tax_total(self) -> Money:
+        return Money(amount=tax_total(self.tax_breakdown, self.currency), currency=self.currency)
+
+    @property
+    def total(self) -> Money:
+        """What the buyer pays: net plus tax (BT-112 = BT-115, nothing prepaid)."""
+        return self.net_total + self.tax_total
+
 
 class RemoteRef(Frozen):
-    """What a sink reports about an invoice it holds."""
+    """What a sink reports about an invoice it holds: `total` includes tax, `tax` is its tax."""
 
     remote_id: str
     invoice_number: str = ""
     total: Money | None = None
+    tax: Money | None = None
     correlation_id: str = ""
     already_existed: bool = False
 

@@ -76,7 +76,7 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
             invoice_outbox.c.amended_after_push,
         ).where(invoice_outbox.c.idempotency_key == plan.idempotency_key)
     ).first()
-    total = plan.total
+    total = plan.net_total  # what the invoice draws on its PO: net of tax
     if existing is None:
         conn.execute(
             insert(invoice_outbox).values(
