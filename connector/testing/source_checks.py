@@ -276,7 +276,10 @@ def check_rate_limit_with_retry_after_is_retried(fixture: SourceFixture[Any], pa
         source = _build(fixture, rig)
         fault = InjectedFault(status=429, headers={"Retry-After": "0"}, times=2)
         inject(rig, fault)
-        run = _full(fixture, source)
+        runs: list[PullRun] = []
+        error = _raised(lambda: runs.append(_full(fixture, source)))
+        expect(error is None, f"the pull gave up on the 429 answers with {_name(error)} instead of waiting")
+        run = runs[0]
         expect(fault.fired == 2, f"the 429 fault fired {fault.fired} times, not 2: check the inject hook")
         expect(len(_keys(run)) == fixture.seed_count, "records were lost around the 429 answers")
 

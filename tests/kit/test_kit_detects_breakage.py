@@ -5,14 +5,21 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.ubl_files import UblFilesConfig, UblFilesSink
-from connector.errors import InputError, InputProblem, RejectedError, RetryableError, UncertainError
+from connector.errors import (
+    AuthenticationError,
+    InputError,
+    InputProblem,
+    RejectedError,
+    RetryableError,
+    UncertainError,
+)
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import AdapterContext, PushOutcome, SourceBatch
 from connector.testing import (
@@ -25,7 +32,6 @@ from connector.testing import (
     SinkFixture,
     SkipCheck,
     SourceFixture,
-    not_applicable,
     run_sink_check,
     run_source_check,
     sample_plan,
@@ -41,10 +47,12 @@ def ledger(rig: Rig[Any]) -> Iterator[Ledger]:
     yield Ledger()
 
 
-def lose_the_answer(rig: Rig[Ledger], fault: InjectedFault) -> None:
+def inject_into_ledger(rig: Rig[Ledger], fault: InjectedFault) -> None:
     if fault.when == "after":
         rig.env.lose_next_answer = True
         fault.fired += 1
+    else:
+        rig.env.network.faults.append(fault)
 
 
 def sink_fixture(adapter: type[ToySink]) -> SinkFixture[Ledger]:
@@ -55,9 +63,11 @@ def sink_fixture(adapter: type[ToySink]) -> SinkFixture[Ledger]:
         count=lambda rig, plan: sum(1 for i in rig.env.invoices if i["number"] == plan.invoice_number),
         rejected_plan=lambda rig: sample_plan(99, customer_ref="NOBODY"),
         rejection_text="customer NOBODY does not exist",
-        inject=lose_the_answer,
+        inject=inject_into_ledger,
         fail_item=lambda rig, plan: setattr(rig.env, "fail_next_item", plan.invoice_number),
-        bad_credentials=not_applicable("the toy has no credentials"),
+        bad_credentials=lambda rig: adapter(
+            ToySinkConfig(name="toy", api_key="wrong-key"), AdapterContext(), rig.env
+        ),
         secrets=lambda rig: [SECRET],
     )
 
@@ -119,9 +129,11 @@ def source_fixture(adapter: type[ToySource]) -> SourceFixture[Catalogue]:
         seed=seed,
         seed_count=10,
         malformed=lambda rig: rig.env.pos.append({"number": "TOY-BAD", "quantity": "two"}),
-        bad_credentials=not_applicable("the toy has no credentials"),
-        inject=not_applicable("the toy has no network"),
-        secrets=not_applicable("the toy has no secret"),
+        bad_credentials=lambda rig: adapter(
+            ToySourceConfig(name="toy", api_key="wrong-key"), AdapterContext(tenant=rig.tenant), rig.env
+        ),
+        inject=lambda rig, fault: rig.env.network.faults.append(fault),
+        secrets=lambda rig: [SECRET],
     )
 
 
@@ -140,7 +152,7 @@ class CursorSkipsAhead(ToySource):
         # claims the whole catalogue after the first page.
         self.position = int((context.cursor or {}).get("position", 0))
         while True:
-            page = self.catalogue.pos[self.position : self.position + self.page_size]
+            page = self.read_page(self.position)
             batch = SourceBatch(document="toy")
             for offset, raw in enumerate(page):
                 self.add(batch, raw, self.position + offset)
@@ -167,19 +179,42 @@ class RaisesOnABadRecord(ToySource):
 
 # -- the unbroken toys pass -------------------------------------------------------------------
 
-UNTESTABLE_ON_TOYS = {"registered_under_its_entry_point", "rate_limited_create_is_retried"}
+# Toys are not installed packages, so they have no entry point to be found under.
+UNTESTABLE_ON_TOYS = {"registered_under_its_entry_point"}
+
+
+def _run_or_skip(run: Any) -> None:
+    """Run a check; a check that does not apply is a visible skip, never a silent pass."""
+    try:
+        run()
+    except SkipCheck as skip:
+        pytest.skip(skip.reason)
 
 
 @pytest.mark.parametrize("name", sorted(set(SINK_CHECKS) - UNTESTABLE_ON_TOYS))
 def test_the_unbroken_toy_sink_passes(name: str, tmp_path: Path) -> None:
-    with suppress(SkipCheck):
-        run_sink_check(sink_fixture(ToySink), name, tmp_path)
+    _run_or_skip(lambda: run_sink_check(sink_fixture(ToySink), name, tmp_path))
 
 
 @pytest.mark.parametrize("name", sorted(set(SOURCE_CHECKS) - UNTESTABLE_ON_TOYS))
 def test_the_unbroken_toy_source_passes(name: str, tmp_path: Path) -> None:
-    with suppress(SkipCheck):
-        run_source_check(source_fixture(ToySource), name, tmp_path)
+    _run_or_skip(lambda: run_source_check(source_fixture(ToySource), name, tmp_path))
+
+
+def test_every_check_runs_on_the_unbroken_toys(tmp_path: Path) -> None:
+    """The toys give every fixture piece, so no check can pass by being skipped."""
+    skipped = []
+    for name in sorted(set(SINK_CHECKS) - UNTESTABLE_ON_TOYS):
+        try:
+            run_sink_check(sink_fixture(ToySink), name, tmp_path / f"sink-{name}")
+        except SkipCheck:
+            skipped.append(f"sink {name}")
+    for name in sorted(set(SOURCE_CHECKS) - UNTESTABLE_ON_TOYS):
+        try:
+            run_source_check(source_fixture(ToySource), name, tmp_path / f"source-{name}")
+        except SkipCheck:
+            skipped.append(f"source {name}")
+    assert skipped == []
 
 
 # -- each break is caught ---------------------------------------------------------------------
@@ -273,3 +308,96 @@ def test_a_missing_fixture_piece_fails_saying_what_to_provide(tmp_path: Path) ->
     bare: SourceFixture[Any] = SourceFixture(adapter=ToySource)
     with pytest.raises(MissingFixture, match=r"SourceFixture\.seed is not set for ToySource; provide seed="):
         run_source_check(bare, "pull_ends_and_yields_every_record", tmp_path)
+
+
+class GivesUpOnTheFirstAnswer(ToySource):
+    def read_page(self, position: int) -> list[dict[str, Any]]:
+        self.catalogue.network.call(self.api_key)
+        return self.catalogue.pos[position : position + self.page_size]
+
+
+def test_a_source_that_does_not_retry_a_429_fails_the_rate_limit_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match="gave up on the 429 answers with RetryableError"):
+        run_source_check(
+            source_fixture(GivesUpOnTheFirstAnswer), "rate_limit_with_retry_after_is_retried", tmp_path
+        )
+
+
+class RetriesForever(ToySource):
+    def read_page(self, position: int) -> list[dict[str, Any]]:
+        for _ in range(50):
+            try:
+                self.catalogue.network.call(self.api_key)
+                break
+            except RetryableError:
+                continue
+        return self.catalogue.pos[position : position + self.page_size]
+
+
+def test_a_source_swallowing_a_persistent_error_fails_the_server_error_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match=r"not connector\.errors\.RetryableError"):
+        run_source_check(
+            source_fixture(RetriesForever),
+            "persistent_server_error_is_retried_then_fails_retryable",
+            tmp_path,
+        )
+
+
+class CallsARefusedKeyRetryable(ToySource):
+    def read_page(self, position: int) -> list[dict[str, Any]]:
+        try:
+            return super().read_page(position)
+        except AuthenticationError as exc:
+            raise RetryableError(str(exc)) from None
+
+
+def test_a_source_calling_a_refused_key_retryable_fails_the_credentials_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match=r"not connector\.errors\.AuthenticationError"):
+        run_source_check(
+            source_fixture(CallsARefusedKeyRetryable),
+            "refused_credentials_are_an_authentication_error",
+            tmp_path,
+        )
+
+
+class NamesItsKeyInErrors(ToySource):
+    def read_page(self, position: int) -> list[dict[str, Any]]:
+        try:
+            return super().read_page(position)
+        except RetryableError as exc:
+            raise RetryableError(f"{exc} (key {self.api_key})") from None
+
+
+def test_a_source_naming_its_key_in_an_error_fails_the_secrets_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match="a secret"):
+        run_source_check(
+            source_fixture(NamesItsKeyInErrors), "secrets_never_appear_in_logs_errors_or_payloads", tmp_path
+        )
+
+
+class CallsARefusedKeyRejected(ToySink):
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        try:
+            return super().push(plan)
+        except AuthenticationError as exc:
+            raise RejectedError(str(exc), status=401) from None
+
+
+def test_a_sink_calling_a_refused_key_rejected_fails_the_credentials_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match=r"not connector\.errors\.AuthenticationError"):
+        run_sink_check(
+            sink_fixture(CallsARefusedKeyRejected),
+            "refused_credentials_are_an_authentication_error",
+            tmp_path,
+        )
+
+
+class GivesUpOnA429(ToySink):
+    def push(self, plan: InvoicePlan) -> RemoteRef:
+        self.ledger.network.call(self.api_key)
+        return super().push(plan)
+
+
+def test_a_sink_that_does_not_retry_a_429_fails_the_rate_limit_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match="gave up on the 429 answer with RetryableError"):
+        run_sink_check(sink_fixture(GivesUpOnA429), "rate_limited_create_is_retried", tmp_path)

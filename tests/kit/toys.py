@@ -9,7 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from connector.errors import InputProblem, RejectedError, RemoteError, UncertainError
+from connector.errors import (
+    AuthenticationError,
+    InputProblem,
+    RejectedError,
+    RemoteError,
+    RetryableError,
+    UncertainError,
+)
 from connector.model import InvoicePlan, Money, POLine, PurchaseOrder, RemoteRef
 from connector.ports import (
     AdapterConfig,
@@ -27,10 +34,48 @@ SECRET = "toy-api-key-0123456789"
 
 
 @dataclass
+class ToyNetwork:
+    """The part of a toy remote that checks the key and answers queued faults before serving.
+
+    A fault is any object with `status`, `headers`, `times` and `fired` (the kit's
+    `InjectedFault`); each answer it gives counts in its `fired`.
+    """
+
+    api_key: str = SECRET
+    faults: list[Any] = field(default_factory=list)
+
+    def call(self, key: str) -> None:
+        """Raise as a remote would for a refused key or a queued fault; return when it serves."""
+        if key != self.api_key:
+            raise AuthenticationError("toy: the API key was refused (401)")
+        if self.faults:
+            fault = self.faults[0]
+            fault.fired += 1
+            if fault.fired >= fault.times:
+                self.faults.pop(0)
+            retry_after = float(fault.headers.get("Retry-After", "0"))
+            raise RetryableError(
+                f"toy: answered {fault.status}", status=fault.status, retry_after=retry_after
+            )
+
+
+def with_retries(network: ToyNetwork, key: str, attempts: int = 4) -> None:
+    """Call the toy remote, retrying retryable answers up to `attempts` times in all."""
+    for attempt in range(1, attempts + 1):
+        try:
+            network.call(key)
+            return
+        except RetryableError:
+            if attempt == attempts:
+                raise
+
+
+@dataclass
 class Ledger:
     """The remote system of the toy sink: invoices by number, and the next uncertain write."""
 
     invoices: list[dict[str, Any]] = field(default_factory=list)
+    network: ToyNetwork = field(default_factory=ToyNetwork)
     lose_next_answer: bool = False
     fail_next_item: str | None = None
 
@@ -39,6 +84,7 @@ class ToySinkConfig(AdapterConfig):
     """Settings of the toy sink."""
 
     type: str = "toy-sink"
+    api_key: str = SECRET
 
 
 class ToySink:
@@ -49,7 +95,9 @@ class ToySink:
     Config: ClassVar[type[AdapterConfig]] = ToySinkConfig
 
     def __init__(self, config: AdapterConfig, context: AdapterContext, ledger: Ledger | None = None) -> None:
+        assert isinstance(config, ToySinkConfig)
         self.name = config.name
+        self.api_key = config.api_key
         self.ledger = ledger or Ledger()
 
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
@@ -61,6 +109,7 @@ class ToySink:
         return found
 
     def push(self, plan: InvoicePlan) -> RemoteRef:
+        with_retries(self.ledger.network, self.api_key)
         if plan.customer_ref == "NOBODY":
             raise RejectedError("toy: customer NOBODY does not exist", status=400)
         invoice = {
@@ -102,6 +151,7 @@ class Catalogue:
     """The remote system of the toy source: POs in the order they changed."""
 
     pos: list[dict[str, Any]] = field(default_factory=list)
+    network: ToyNetwork = field(default_factory=ToyNetwork)
 
 
 class ToySourceConfig(AdapterConfig):
@@ -109,6 +159,7 @@ class ToySourceConfig(AdapterConfig):
 
     type: str = "toy-source"
     page_size: int = 4
+    api_key: str = SECRET
 
 
 class ToySource:
@@ -122,12 +173,18 @@ class ToySource:
         self.name = config.name
         self.tenant = context.tenant
         self.page_size = config.page_size
+        self.api_key = config.api_key
         self.catalogue = catalogue
+
+    def read_page(self, position: int) -> list[dict[str, Any]]:
+        """One page of the catalogue from `position`, as the remote serves it."""
+        with_retries(self.catalogue.network, self.api_key)
+        return self.catalogue.pos[position : position + self.page_size]
 
     def pull(self, context: PullContext) -> Iterator[SourceBatch]:
         position = int((context.cursor or {}).get("position", 0))
         while True:
-            page = self.catalogue.pos[position : position + self.page_size]
+            page = self.read_page(position)
             batch = SourceBatch(document="toy")
             for offset, raw in enumerate(page):
                 self.add(batch, raw, position + offset)
