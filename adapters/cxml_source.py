@@ -9,15 +9,17 @@ buyer's test order never becomes a real invoice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from hashlib import sha256
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+from wsgiref.types import WSGIApplication
 
 from pydantic import model_validator
 
+from adapters.cxml_buyers import CxmlBuyerConfig
 from adapters.cxml_order import parse_order_request, stored_text
-from adapters.cxml_receiver import CxmlBuyerConfig
+from adapters.cxml_receiver import app_from_config
 from adapters.cxml_spool import CxmlSpool
 from connector.errors import ConfigError, InputError, InputProblem
 from connector.ports import (
@@ -29,6 +31,7 @@ from connector.ports import (
     SourceBatch,
     SourceRecord,
 )
+from connector.registry import validate_block
 
 
 class CxmlSourceConfig(AdapterConfig):
@@ -92,8 +95,28 @@ class CxmlSource:
     """Reads cXML OrderRequests stored by the receiver (spool) or dropped in a folder."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE}
+    )
     Config: ClassVar[type[AdapterConfig]] = CxmlSourceConfig
+    inspect_suffixes: ClassVar[frozenset[str]] = frozenset({".xml", ".cxml"})
+
+    @classmethod
+    def inspect_file(
+        cls, path: Path, block: Mapping[str, Any] | None, context: AdapterContext
+    ) -> list[SourceBatch]:
+        """`inspect FILE`: the one document, test orders included (nothing is stored)."""
+        name = str(block.get("name", "inspect")) if block else "inspect"
+        buyer_id = str(block.get("buyer_id", "")) if block else ""
+        return [parse_cxml_file(path, source=name, tenant=context.tenant, buyer_id=buyer_id)]
+
+    @classmethod
+    def receiver(cls, block: Mapping[str, Any], context: AdapterContext) -> WSGIApplication:
+        """`serve`: the cXML receiver storing into this source's spool, its buyers' secrets resolved."""
+        config = validate_block("sources", block, CxmlSourceConfig)
+        if config.spool_dir is None:
+            raise ConfigError(f"sources {config.name!r}: spool_dir: required to receive orders")
+        return app_from_config(config.buyers, config.spool_dir, base_dir=context.base_dir)
 
     def __init__(self, config: CxmlSourceConfig, context: AdapterContext) -> None:
         self.name = config.name
