@@ -30,6 +30,9 @@ Running it:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -42,6 +45,7 @@ from adapters.cxml_buyers import BuyerCredential, CxmlBuyerConfig
 from adapters.cxml_order import Credential, CxmlHeader, order_request_element, read_header, render_response
 from adapters.cxml_spool import CxmlSpool
 from adapters.safe_xml import parse_xml
+from adapters.ubl_order import UblOrderKind, ubl_envelope, ubl_input_key
 from connector.config import load_config
 from connector.errors import ConfigError, InputError
 from connector.redact import GLOBAL_REDACTOR
@@ -109,20 +113,25 @@ class CxmlReceiver:
         document = f"POST {environ.get('PATH_INFO', '/')} from {environ.get('REMOTE_ADDR', '?')}"
         try:
             root = parse_xml(data, source=_SOURCE, document=document)
-            order_request_element(root, source=_SOURCE, document=document)
-            header = read_header(root)
-            buyer = self._authenticate(root, header)
+            envelope = ubl_envelope(root)
+            if envelope is not None:
+                key, buyer = self._authenticate_ubl(environ, *envelope)
+            else:
+                order_request_element(root, source=_SOURCE, document=document)
+                header = read_header(root)
+                buyer = self._authenticate(root, header)
+                key = header.payload_id
         except InputError as exc:
             raise _Refusal(400, str(exc)) from None
-        if not header.payload_id:
+        if not key:
             raise _Refusal(400, "cXML@payloadID is required")
         try:
-            created = self.spool.store(header.payload_id, data)
+            created = self.spool.store(key, data)
         except OSError as exc:
-            self._log.error("cannot store cXML payload %s from %s: %s", header.payload_id, buyer, exc)
+            self._log.error("cannot store order document %s from %s: %s", key, buyer, exc)
             return 500, "the order could not be stored; please retry"
         what = "stored" if created else "replay of an order already stored"
-        self._log.info("cXML OrderRequest payload %s from %s: %s", header.payload_id, buyer, what)
+        self._log.info("order document %s from %s: %s", key, buyer, what)
         return 200, ""
 
     def _body(self, environ: WSGIEnvironment) -> bytes:
@@ -140,6 +149,21 @@ class CxmlReceiver:
             raise _Refusal(400, f"the body ended after {len(data)} of {length} bytes")
         return data
 
+    def _authenticate_ubl(
+        self, environ: WSGIEnvironment, kind: UblOrderKind, document_id: str, party: str
+    ) -> tuple[str, str]:
+        """A UBL document carries no credential: HTTP Basic names the buyer (its From identity)
+        with its shared secret, and the document's buyer party must be that same identity."""
+        if not document_id or not party:
+            raise _Refusal(400, f"{kind}: cbc:ID and the BuyerCustomerParty EndpointID are required")
+        user, secret = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
+        for name, buyer in self.buyers.items():
+            if buyer.from_identity == user == party and hmac.compare_digest(
+                secret.encode("utf-8"), buyer.shared_secret.encode("utf-8")
+            ):
+                return ubl_input_key(kind, party, document_id), name
+        raise _Refusal(401, f"credentials not recognized (buyer party {party})")
+
     def _authenticate(self, root: etree._Element, header: CxmlHeader) -> str:
         senders = [_sender_secret(element) for element in root.iterfind("Header/Sender/Credential")]
         for name, buyer in self.buyers.items():
@@ -147,6 +171,17 @@ class CxmlReceiver:
                 return name
         from_ids = ", ".join(f"{c.domain}:{c.identity}" for c in header.from_credentials) or "none"
         raise _Refusal(401, f"credentials not recognized (From {from_ids})")
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.casefold() != "basic":
+        return "", ""
+    try:
+        user, _, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    return user, secret
 
 
 def _sender_secret(credential: etree._Element) -> tuple[Credential, str]:

@@ -76,7 +76,20 @@ class UblOrderDoc:
     @property
     def input_key(self) -> str:
         """Once per document: a buyer resending the same document ID is not read twice."""
-        return f"ubl|{self.kind.value}|{self.buyer_id}/{self.document_id}"
+        return ubl_input_key(self.kind, self.buyer_id, self.document_id)
+
+
+def ubl_input_key(kind: UblOrderKind, buyer_id: str, document_id: str) -> str:
+    """The one-shot key of a UBL ordering document (also its key in the receiver's spool)."""
+    return f"ubl|{kind.value}|{buyer_id}/{document_id}"
+
+
+def ubl_envelope(root: etree._Element) -> tuple[UblOrderKind, str, str] | None:
+    """(kind, document ID, buyer party ID) of a UBL ordering document, None for other XML."""
+    kind = ubl_kind(root)
+    if kind is None:
+        return None
+    return kind, _text(root, "cbc:ID"), _party_id(root.find("cac:BuyerCustomerParty/cac:Party", _NS))
 
 
 def ubl_kind(root: etree._Element) -> UblOrderKind | None:
