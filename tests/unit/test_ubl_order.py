@@ -194,7 +194,12 @@ def test_any_field_text_gives_a_po_or_problems_never_a_crash(value: str) -> None
     cleaned = "".join(
         c for c in escaped if c in "\t\n\r" or (" " <= c <= "\ud7ff") or ("\ue000" <= c <= "\ufffd")
     )
-    for old in ("100</cbc:Quantity>", "120.00</cbc:PriceAmount>", "2026-04-01</cbc:StartDate>", "SE</cbc:Id"):
+    for old in (
+        "100</cbc:Quantity>",
+        "120.00</cbc:PriceAmount>",
+        "2026-04-01</cbc:StartDate>",
+        "SE</cbc:IdentificationCode>",
+    ):
         tag = old.split("<", 1)[1]
         try:
             doc = parse("order.xml", text.replace(old, f"{cleaned}<{tag}", 1).encode())
