@@ -11,6 +11,10 @@ profile adds OrderChange and OrderCancellation). Semantics followed here:
   revision of that PO with status cancelled, one revision higher. The caller hands in what it
   has read before (`previous`); a cancellation of an order not seen yet is a problem, not a PO.
 
+The buyer's version rides on `PurchaseOrder.revision`, the only version field the model has now;
+when the model keeps the source's version beside our revision sequence, the Order's 1, the
+change's SequenceNumberID + 1 and the cancellation's step belong there.
+
 The buyer is the `cac:BuyerCustomerParty` endpoint ID (else its party identification); the PO's
 identity is buyer + order number, as for cXML. A bad field is an InputProblem naming the document,
 the `OrderLine N`, the field and the value, and no PO is made (half an order invoices the wrong
