@@ -30,28 +30,28 @@ Running it:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
-from wsgiref.simple_server import make_server as _wsgiref_server
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, ValidationError
 
+from adapters.cxml_buyers import BuyerCredential, CxmlBuyerConfig
 from adapters.cxml_order import Credential, CxmlHeader, order_request_element, read_header, render_response
 from adapters.cxml_spool import CxmlSpool
 from adapters.safe_xml import parse_xml
-from connector.config import LoadedConfig, load_config
+from adapters.ubl_order import UblOrderKind, ubl_envelope, ubl_input_key
+from connector.config import load_config
 from connector.errors import ConfigError, InputError
 from connector.redact import GLOBAL_REDACTOR
-from connector.secrets import resolve_secret
+from connector.serving import make_server, receiver_for, serve
+
+__all__ = ["BuyerCredential", "CxmlReceiver", "application_from_env", "make_app", "make_server", "serve"]
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 _SOURCE = "cxml-receiver"
@@ -65,75 +65,6 @@ _REASONS = {
     413: "Request Entity Too Large",
     500: "Internal Server Error",
 }
-
-
-@dataclass(frozen=True)
-class BuyerCredential:
-    """What one buyer must present: From, our To identity, Sender and the shared secret.
-
-    Empty `to_domain` accepts any domain for our identity; empty sender fields mean the Sender
-    is the buyer itself (From domain and identity).
-    """
-
-    from_domain: str
-    from_identity: str
-    to_identity: str
-    shared_secret: str = field(repr=False)
-    to_domain: str = ""
-    sender_domain: str = ""
-    sender_identity: str = ""
-
-    def accepts(self, header: CxmlHeader, sender_secrets: Iterable[tuple[Credential, str]]) -> bool:
-        """True when the envelope names this buyer, us, and carries the right secret."""
-        if not any(c.matches(self.from_domain, self.from_identity) for c in header.from_credentials):
-            return False
-        if not any(
-            c.identity == self.to_identity
-            and (not self.to_domain or c.domain.casefold() == self.to_domain.casefold())
-            for c in header.to_credentials
-        ):
-            return False
-        domain = self.sender_domain or self.from_domain
-        identity = self.sender_identity or self.from_identity
-        expected = self.shared_secret.encode("utf-8")
-        return any(
-            credential.matches(domain, identity) and hmac.compare_digest(secret.encode("utf-8"), expected)
-            for credential, secret in sender_secrets
-        )
-
-
-class CxmlBuyerConfig(BaseModel):
-    """A buyer allowed to post OrderRequests, as configured; the secret comes from env or file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    from_domain: str
-    from_identity: str
-    to_identity: str
-    to_domain: str = ""
-    sender_domain: str = ""
-    sender_identity: str = ""
-    shared_secret_env: str | None = None
-    shared_secret_file: Path | None = None
-
-    def credential(self, base_dir: Path = Path(".")) -> BuyerCredential:
-        """The credential with its shared secret resolved (and registered for redaction)."""
-        secret = resolve_secret(
-            env=self.shared_secret_env,
-            file=self.shared_secret_file,
-            key=f"buyers.{self.name}.shared_secret",
-            base_dir=base_dir,
-        )
-        return BuyerCredential(
-            from_domain=self.from_domain,
-            from_identity=self.from_identity,
-            to_identity=self.to_identity,
-            shared_secret=secret,
-            to_domain=self.to_domain,
-            sender_domain=self.sender_domain,
-            sender_identity=self.sender_identity,
-        )
 
 
 class _Refusal(Exception):
@@ -182,20 +113,25 @@ class CxmlReceiver:
         document = f"POST {environ.get('PATH_INFO', '/')} from {environ.get('REMOTE_ADDR', '?')}"
         try:
             root = parse_xml(data, source=_SOURCE, document=document)
-            order_request_element(root, source=_SOURCE, document=document)
-            header = read_header(root)
-            buyer = self._authenticate(root, header)
+            envelope = ubl_envelope(root)
+            if envelope is not None:
+                key, buyer = self._authenticate_ubl(environ, *envelope)
+            else:
+                order_request_element(root, source=_SOURCE, document=document)
+                header = read_header(root)
+                buyer = self._authenticate(root, header)
+                key = header.payload_id
         except InputError as exc:
             raise _Refusal(400, str(exc)) from None
-        if not header.payload_id:
+        if not key:
             raise _Refusal(400, "cXML@payloadID is required")
         try:
-            created = self.spool.store(header.payload_id, data)
+            created = self.spool.store(key, data)
         except OSError as exc:
-            self._log.error("cannot store cXML payload %s from %s: %s", header.payload_id, buyer, exc)
+            self._log.error("cannot store order document %s from %s: %s", key, buyer, exc)
             return 500, "the order could not be stored; please retry"
         what = "stored" if created else "replay of an order already stored"
-        self._log.info("cXML OrderRequest payload %s from %s: %s", header.payload_id, buyer, what)
+        self._log.info("order document %s from %s: %s", key, buyer, what)
         return 200, ""
 
     def _body(self, environ: WSGIEnvironment) -> bytes:
@@ -213,6 +149,21 @@ class CxmlReceiver:
             raise _Refusal(400, f"the body ended after {len(data)} of {length} bytes")
         return data
 
+    def _authenticate_ubl(
+        self, environ: WSGIEnvironment, kind: UblOrderKind, document_id: str, party: str
+    ) -> tuple[str, str]:
+        """A UBL document carries no credential: HTTP Basic names the buyer (its From identity)
+        with its shared secret, and the document's buyer party must be that same identity."""
+        if not document_id or not party:
+            raise _Refusal(400, f"{kind}: cbc:ID and the BuyerCustomerParty EndpointID are required")
+        user, secret = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
+        for name, buyer in self.buyers.items():
+            if buyer.from_identity == user == party and hmac.compare_digest(
+                secret.encode("utf-8"), buyer.shared_secret.encode("utf-8")
+            ):
+                return ubl_input_key(kind, party, document_id), name
+        raise _Refusal(401, f"credentials not recognized (buyer party {party})")
+
     def _authenticate(self, root: etree._Element, header: CxmlHeader) -> str:
         senders = [_sender_secret(element) for element in root.iterfind("Header/Sender/Credential")]
         for name, buyer in self.buyers.items():
@@ -220,6 +171,17 @@ class CxmlReceiver:
                 return name
         from_ids = ", ".join(f"{c.domain}:{c.identity}" for c in header.from_credentials) or "none"
         raise _Refusal(401, f"credentials not recognized (From {from_ids})")
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.casefold() != "basic":
+        return "", ""
+    try:
+        user, _, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    return user, secret
 
 
 def _sender_secret(credential: etree._Element) -> tuple[Credential, str]:
@@ -245,34 +207,6 @@ def app_from_config(
     return make_app({buyer.name: buyer.credential(base_dir) for buyer in buyers}, CxmlSpool(directory))
 
 
-def receiver_from_config(loaded: LoadedConfig, source_name: str | None = None) -> CxmlReceiver:
-    """The receiver for the `cxml` source named by `[serve] source` (or `source_name`)."""
-    # Imported here because cxml_source imports this module for CxmlBuyerConfig.
-    from adapters.cxml_source import CxmlSourceConfig
-
-    wanted = source_name or loaded.settings.serve.source
-    blocks = [b for b in loaded.settings.sources if b.get("name") == wanted]
-    if not blocks and not source_name:
-        # The one cxml source with a spool is meant even when [serve] source keeps its default.
-        spools = [b for b in loaded.settings.sources if b.get("type") == "cxml" and b.get("spool_dir")]
-        blocks = spools if len(spools) == 1 else []
-        wanted = blocks[0]["name"] if blocks else wanted
-    if not blocks or blocks[0].get("type") != "cxml":
-        raise ConfigError(
-            f"serve.source = {wanted!r}: no source of type 'cxml' with that name "
-            '(add a [[sources]] block with type = "cxml", spool_dir and buyers)'
-        )
-    try:
-        source = CxmlSourceConfig.model_validate(blocks[0])
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"sources {wanted!r}: {key}: {error['msg']}") from None
-    if source.spool_dir is None:
-        raise ConfigError(f"sources {wanted!r}: spool_dir: required to receive orders")
-    return app_from_config(source.buyers, source.spool_dir, base_dir=loaded.base_dir)
-
-
 def application_from_env(environ: Mapping[str, str] | None = None) -> CxmlReceiver:
     """WSGI entry point: the receiver from the config named by $PO_CONNECTOR_CONFIG (else ./config.toml).
 
@@ -280,25 +214,7 @@ def application_from_env(environ: Mapping[str, str] | None = None) -> CxmlReceiv
     """
     env = os.environ if environ is None else environ
     loaded = load_config(env.get("PO_CONNECTOR_CONFIG") or None)
-    return receiver_from_config(loaded, env.get("PO_CONNECTOR_CXML_SOURCE") or None)
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _LoggingHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        _log.info("%s %s", self.address_string(), format % args)
-
-
-def make_server(host: str, port: int, app: WSGIApplication) -> WSGIServer:
-    """A threaded wsgiref server bound to host:port (port 0 picks a free one), not yet serving."""
-    return _wsgiref_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_LoggingHandler)
-
-
-def serve(host: str, port: int, app: WSGIApplication) -> None:
-    """Serve `app` on host:port until interrupted (``po-connector serve``)."""
-    with make_server(host, port, app) as server:
-        _log.info("cXML receiver listening on %s:%d", host, server.server_port)
-        server.serve_forever()
+    app = receiver_for(loaded, env.get("PO_CONNECTOR_CXML_SOURCE") or None)
+    if not isinstance(app, CxmlReceiver):
+        raise ConfigError("PO_CONNECTOR_CXML_SOURCE / [serve] source: names no cxml source")
+    return app

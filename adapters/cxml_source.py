@@ -9,17 +9,22 @@ buyer's test order never becomes a real invoice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from hashlib import sha256
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+from wsgiref.types import WSGIApplication
 
 from pydantic import model_validator
 
+from adapters.cxml_buyers import CxmlBuyerConfig
 from adapters.cxml_order import parse_order_request, stored_text
-from adapters.cxml_receiver import CxmlBuyerConfig
+from adapters.cxml_receiver import app_from_config
 from adapters.cxml_spool import CxmlSpool
+from adapters.safe_xml import parse_xml
+from adapters.ubl_order import PreviousLookup, ubl_batch, ubl_kind
 from connector.errors import ConfigError, InputError, InputProblem
+from connector.model import POStatus, PurchaseOrder
 from connector.ports import (
     AdapterConfig,
     AdapterContext,
@@ -29,6 +34,7 @@ from connector.ports import (
     SourceBatch,
     SourceRecord,
 )
+from connector.registry import validate_block
 
 
 class CxmlSourceConfig(AdapterConfig):
@@ -55,8 +61,12 @@ def parse_cxml_file(
     tenant: str = "default",
     buyer_id: str = "",
     include_test_orders: bool = True,
+    previous: PreviousLookup = lambda external_id, po_number: None,
 ) -> SourceBatch:
-    """One cXML OrderRequest file as a batch: its PO, or the problems that kept it out."""
+    """One cXML OrderRequest or UBL ordering document file as a batch: its PO, or the problems.
+
+    `previous` finds the latest PO read before, which a UBL OrderCancellation turns cancelled.
+    """
     document = str(path)
     try:
         data = path.read_bytes()
@@ -65,6 +75,14 @@ def parse_cxml_file(
         problem = InputProblem(source, document, "", "file", "", f"cannot be read: {exc.strerror}")
         return SourceBatch(rejections=[problem], document=document)
     content_key = f"cxml|sha256:{sha256(data).hexdigest()}"
+    try:
+        root = parse_xml(data, source=source, document=document)
+    except InputError as exc:
+        return SourceBatch(rejections=[exc.problem], input_key=content_key, document=document)
+    if ubl_kind(root) is not None:
+        return ubl_batch(
+            data, root, source=source, document=document, tenant=tenant, buyer_id=buyer_id, previous=previous
+        )
     try:
         order = parse_order_request(data, source=source, document=document, tenant=tenant, buyer_id=buyer_id)
     except InputError as exc:
@@ -92,8 +110,28 @@ class CxmlSource:
     """Reads cXML OrderRequests stored by the receiver (spool) or dropped in a folder."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE}
+    )
     Config: ClassVar[type[AdapterConfig]] = CxmlSourceConfig
+    inspect_suffixes: ClassVar[frozenset[str]] = frozenset({".xml", ".cxml"})
+
+    @classmethod
+    def inspect_file(
+        cls, path: Path, block: Mapping[str, Any] | None, context: AdapterContext
+    ) -> list[SourceBatch]:
+        """`inspect FILE`: the one document, test orders included (nothing is stored)."""
+        name = str(block.get("name", "inspect")) if block else "inspect"
+        buyer_id = str(block.get("buyer_id", "")) if block else ""
+        return [parse_cxml_file(path, source=name, tenant=context.tenant, buyer_id=buyer_id)]
+
+    @classmethod
+    def receiver(cls, block: Mapping[str, Any], context: AdapterContext) -> WSGIApplication:
+        """`serve`: the cXML receiver storing into this source's spool, its buyers' secrets resolved."""
+        config = validate_block("sources", block, CxmlSourceConfig)
+        if config.spool_dir is None:
+            raise ConfigError(f"sources {config.name!r}: spool_dir: required to receive orders")
+        return app_from_config(config.buyers, config.spool_dir, base_dir=context.base_dir)
 
     def __init__(self, config: CxmlSourceConfig, context: AdapterContext) -> None:
         self.name = config.name
@@ -136,11 +174,23 @@ class CxmlSource:
             if record.po.po_number == po_number
         ]
 
-    def _read(self, path: Path) -> SourceBatch:
+    def _read(self, path: Path, *, resolve_cancellations: bool = True) -> SourceBatch:
+        def previous(external_id: str, po_number: str) -> PurchaseOrder | None:
+            # The documents read before (a UBL OrderCancellation carries no lines of its own).
+            known = [
+                record.po
+                for other in self.documents()
+                if other != path
+                for record in self._read(other, resolve_cancellations=False).records
+                if record.po.external_id == external_id and record.po.status is not POStatus.CANCELLED
+            ]
+            return max(known, key=lambda po: po.revision, default=None)
+
         return parse_cxml_file(
             path,
             source=self.name,
             tenant=self._tenant,
             buyer_id=self._buyer_id,
             include_test_orders=self._include_test_orders,
+            previous=previous if resolve_cancellations else lambda external_id, po_number: None,
         )

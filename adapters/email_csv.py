@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -38,6 +38,7 @@ from connector.ports import (
     SourceBatch,
     SourceRecord,
 )
+from connector.registry import validate_block
 from mappings.csv_mapping import CsvMapping, is_mapping_name, load_mapping, rows_to_pos
 
 CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
@@ -73,8 +74,28 @@ class EmailCsvSource:
     """Reads POs from CSV attachments of `.eml` files in a folder or a Maildir, or in an IMAP mailbox."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FETCH_ONE, Capability.INSPECT})
     Config: ClassVar[type[EmailCsvConfig]] = EmailCsvConfig
+    inspect_suffixes: ClassVar[frozenset[str]] = frozenset({".eml", ".csv", ".txt"})
+
+    @classmethod
+    def inspect_file(
+        cls, path: Path, block: Mapping[str, Any] | None, context: AdapterContext
+    ) -> list[SourceBatch]:
+        """`inspect FILE`: one message or bare CSV with the configured mapping, senders, profiles."""
+        if block is None:
+            name, mapping, senders, profiles = "inspect", load_mapping("csv_default"), {}, None
+        else:
+            # inspect reads a local file: no mailbox login needed
+            local = {k: v for k, v in block.items() if k not in ("imap", "maildir")} | {"maildir": "."}
+            source = cls(validate_block("sources", local, EmailCsvConfig), context)
+            name, mapping, profiles = source.name, source.mapping, source.profiles
+            senders = source.config.senders
+        if path.suffix.lower() == ".csv":
+            return [parse_csv_file(path, mapping, source=name, buyer_id="", tenant=context.tenant)]
+        return parse_message_file(
+            path, mapping, source=name, senders=senders, tenant=context.tenant, profiles=profiles
+        )
 
     def __init__(self, config: EmailCsvConfig, context: AdapterContext) -> None:
         self.name = config.name

@@ -7,8 +7,9 @@ batches of all its attachments are committed: the last batch of a message carrie
 as its `after_commit`. A message whose inputs were all committed before (a crash between the
 commit and the marking) is marked done without being processed again.
 
-CSV attachments go through the same parser as `.eml` files; cXML OrderRequest attachments
-(`.xml`, `.cxml`, `text/xml`, `application/xml`) are parsed as the `cxml` source does. Errors:
+CSV attachments go through the same parser as `.eml` files; cXML OrderRequest and UBL Order /
+OrderChange attachments (`.xml`, `.cxml`, `text/xml`, `application/xml`) are parsed as the
+`cxml` source does (a UBL OrderCancellation, which needs the order it cancels, only there). Errors:
 unreachable server or dropped connection -> RetryableError, refused login -> AuthenticationError,
 bad settings (plain IMAP to a remote host, unknown mailbox, untrusted certificate) -> ConfigError.
 """
@@ -38,6 +39,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.cxml_order import parse_order_request, stored_text
+from adapters.safe_xml import parse_xml
+from adapters.ubl_order import ubl_batch, ubl_kind
 from connector.errors import AuthenticationError, ConfigError, InputError, InputProblem, RetryableError
 from connector.ports import SourceBatch, SourceRecord
 from connector.redact import GLOBAL_REDACTOR
@@ -466,6 +469,11 @@ def cxml_attachment_batches(
 
 def _cxml_batch(data: bytes, *, source: str, tenant: str, document: str, key: str) -> SourceBatch:
     try:
+        root = parse_xml(data, source=source, document=document)
+        if ubl_kind(root) is not None:
+            # A UBL OrderCancellation here finds no earlier order (a message stands alone):
+            # it is refused naming the order; buyers cancelling by e-mail use a cxml folder.
+            return ubl_batch(data, root, source=source, document=document, tenant=tenant, input_key=key)
         order = parse_order_request(data, source=source, document=document, tenant=tenant)
     except InputError as exc:
         return SourceBatch(rejections=[exc.problem], input_key=key, document=document)

@@ -7,129 +7,20 @@ summary) goes to stdout; logs go to stderr, as JSON lines when stderr is not a t
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from connector import jobs, progress
+from connector import cli_support, jobs
+from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.config import LoadedConfig, load_config
-from connector.errors import ConfigError, LeaseHeldError
+from connector.errors import ConfigError
 from connector.logs import setup_logging
-from connector.runtime import Connector
 
-log = logging.getLogger("po_connector.cli")
-
-
-@dataclass
-class Options:
-    """Global options shared by every command."""
-
-    config: str | None
-    json_output: bool
-    verbosity: int
-
-
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"po-connector: {message}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def handled() -> Iterator[None]:
-    """Turn the error tree into exit codes with one line on stderr."""
-    try:
-        yield
-    except LeaseHeldError as exc:
-        fail(str(exc), jobs.EXIT_TEMPFAIL)
-    except ConfigError as exc:
-        fail(f"configuration error: {exc}", jobs.EXIT_USAGE)
-
-
-def load(options: Options, *, migrate: bool = True) -> Connector:
-    loaded = load_config(options.config)
-    _configure_logging(options, loaded)
-    return Connector(loaded, migrate=migrate)
-
-
-def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
-    progress.ENABLED = options.verbosity >= 0 and not options.json_output
-    level = loaded.settings.log.level if loaded else "INFO"
-    fmt = loaded.settings.log.format if loaded else "auto"
-    if options.verbosity > 0:
-        level = "DEBUG"
-    elif options.verbosity < 0:
-        level = "ERROR"
-    setup_logging(level, fmt)
-
-
-def emit(options: Options, data: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
-    if options.json_output:
-        click.echo(json.dumps(data, default=str, sort_keys=False))
-    else:
-        click.echo(human(data))
-
-
-def human_summary(data: dict[str, Any]) -> str:
-    lines = [f"run {data['run_id']} ({data['command']}): exit {data['exit_code']}"]
-    for key, value in data.items():
-        if key in ("run_id", "command", "exit_code", "errors"):
-            continue
-        lines.append(f"  {key:<20} {value}")
-    lines.extend(f"  ! {error}" for error in data.get("errors", []))
-    return "\n".join(lines)
-
-
-def run_job(options: Options, job: Callable[[Connector], dict[str, Any]]) -> None:
-    with handled():
-        app = load(options)
-        data = job(app)
-    emit(options, data, human_summary)
-    sys.exit(data["exit_code"])
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config", "config", metavar="PATH", help="Config file (else $PO_CONNECTOR_CONFIG, else ./config.toml)."
-)
-@click.option("--json", "json_output", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr.")
-@click.version_option(package_name="po-connector")
-@click.pass_context
-def cli(ctx: click.Context, config: str | None, json_output: bool, quiet: bool, verbose: bool) -> None:
-    """Take buyers' POs, reconcile them with billing, push matching invoices exactly once."""
-    ctx.obj = Options(config=config, json_output=json_output, verbosity=1 if verbose else -1 if quiet else 0)
-
-
-def pass_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept the global options after the command name too (`sync --config X --json`)."""
-
-    @click.option("--config", "config_", metavar="PATH", help="Config file.")
-    @click.option("--json", "json_", is_flag=True, help="Machine-readable summary on stdout.")
-    @click.option("-q", "--quiet", "quiet_", is_flag=True, help="Only errors on stderr.")
-    @click.option("-v", "--verbose", "verbose_", is_flag=True, help="Debug logs on stderr.")
-    @click.pass_context  # type: ignore[arg-type]  # the wrapper adds the global options
-    @functools.wraps(command)
-    def wrapper(
-        ctx: click.Context, config_: str | None, json_: bool, quiet_: bool, verbose_: bool, **kwargs: Any
-    ) -> Any:
-        base = ctx.find_object(Options) or Options(config=None, json_output=False, verbosity=0)
-        options = Options(
-            config=config_ or base.config,
-            json_output=json_ or base.json_output,
-            verbosity=1 if verbose_ else -1 if quiet_ else base.verbosity,
-        )
-        return command(options, **kwargs)
-
-    return wrapper
+__all__ = ["cli", "cli_support", "main"]
 
 
 @cli.command()
@@ -326,6 +217,4 @@ def adapters_list(options: Options) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    import connector.cli_support  # noqa: F401 - registers the support verbs on `cli`
-
     cli(obj=None)

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from connector import jobs
-from connector.cli import Options, cli, emit, fail, handled, human_summary, load, pass_options
+from connector.cli_base import Options, cli, emit, fail, handled, human_summary, load, pass_options
 from connector.errors import ConfigError
 from connector.model import utcnow
 from state import ingest, runs
@@ -313,13 +313,13 @@ def doctor(options: Options) -> None:
 @click.option("--port", default=None, type=int, help="Overrides [serve] port.")
 @pass_options
 def serve(options: Options, host: str | None, port: int | None) -> None:
-    """Receive cXML OrderRequests (development server; see docs for gunicorn/waitress)."""
-    from adapters.cxml_receiver import receiver_from_config
-    from adapters.cxml_receiver import serve as run_server
+    """Receive orders for the `[serve] source` (development server; see docs for gunicorn/waitress)."""
+    from connector.serving import receiver_for
+    from connector.serving import serve as run_server
 
     with handled():
         app = load(options)
-        receiver = receiver_from_config(app.loaded)
+        receiver = receiver_for(app.loaded)
         settings = app.settings.serve
         run_server(host or settings.host, port if port is not None else settings.port, receiver)
 

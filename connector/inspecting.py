@@ -1,4 +1,9 @@
-"""`inspect FILE`: parse one e-mail, CSV or cXML file with the configured mappings, store nothing."""
+"""`inspect FILE`: parse one local file with the source that reads its kind, store nothing.
+
+The source is any registered adapter whose class declares the `inspect` capability and lists
+the file's suffix (see `connector.ports.FileInspector`); a configured source of that type is
+preferred, so its mapping, sender table and profiles apply.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +12,38 @@ from typing import Any
 
 from connector.config import LoadedConfig
 from connector.errors import ConfigError, InputProblem
-from connector.ports import AdapterContext, AdapterKind, SourceRecord
-from connector.registry import build
+from connector.ports import AdapterContext, AdapterKind, Capability, SourceRecord
+from connector.registry import AdapterInfo, discover
 
 
-def _email_source(loaded: LoadedConfig | None) -> Any:
-    """The configured `email-csv` source (its mapping and sender profiles), or None."""
-    if loaded is None:
-        return None
-    for block in loaded.settings.sources:
-        if block.get("type") == "email-csv":
-            if block.get("imap"):  # inspect reads a local file: no mailbox login needed
-                block = {k: v for k, v in block.items() if k != "imap"} | {"maildir": "."}
-            context = AdapterContext(tenant=loaded.settings.tenant, base_dir=loaded.base_dir)
-            return build("sources", AdapterKind.SOURCE, block, context)
-    return None
+def _inspectors(adapters: dict[str, AdapterInfo]) -> dict[str, AdapterInfo]:
+    return {
+        name: info
+        for name, info in adapters.items()
+        if info.kind == AdapterKind.SOURCE and Capability.INSPECT in info.capabilities
+    }
 
 
-def inspect_file(path: Path, loaded: LoadedConfig | None) -> tuple[list[SourceRecord], list[InputProblem]]:
+def inspect_file(
+    path: Path, loaded: LoadedConfig | None, adapters: dict[str, AdapterInfo] | None = None
+) -> tuple[list[SourceRecord], list[InputProblem]]:
     """Canonical POs found in `path`, and the problems met (rows, fields, values)."""
-    from adapters.email_csv import parse_csv_file, parse_message_file
-    from mappings.csv_mapping import load_mapping
-
+    adapters = adapters if adapters is not None else discover()
     suffix = path.suffix.lower()
-    if suffix in (".xml", ".cxml"):
-        from adapters.cxml_source import parse_cxml_file
-
-        batches = [parse_cxml_file(path, source="inspect")]
-    elif suffix in (".eml", ".csv", ".txt"):
-        source = _email_source(loaded)
-        name = source.name if source else "inspect"
-        mapping = source.mapping if source else load_mapping("csv_default")
-        if suffix == ".csv":
-            batches = [parse_csv_file(path, mapping, source=name, buyer_id="")]
-        else:
-            batches = parse_message_file(
-                path,
-                mapping,
-                source=name,
-                senders=source.config.senders if source else {},
-                profiles=source.profiles if source else None,
-            )
-    else:
-        raise ConfigError(f"inspect: {path.name}: unknown file type {suffix!r} (use .eml, .csv or .xml)")
+    able = _inspectors(adapters)
+    inspectors = {name: info for name, info in able.items() if suffix in info.factory.inspect_suffixes}
+    if not inspectors:
+        known = sorted({s for info in able.values() for s in info.factory.inspect_suffixes})
+        raise ConfigError(f"inspect: {path.name}: unknown file type {suffix!r} (use {', '.join(known)})")
+    block: dict[str, Any] | None = None
+    chosen = inspectors[min(inspectors)]
+    context = AdapterContext()
+    if loaded is not None:
+        context = AdapterContext(tenant=loaded.settings.tenant, base_dir=loaded.base_dir)
+        block = next((b for b in loaded.settings.sources if b.get("type") in inspectors), None)
+        if block is not None:
+            chosen = inspectors[block["type"]]
+    batches = chosen.factory.inspect_file(path, block, context)
     records = [record for batch in batches for record in batch.records]
     problems = [problem for batch in batches for problem in batch.rejections]
     return records, problems

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
+from wsgiref.types import WSGIApplication
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,6 +39,8 @@ class Capability(enum.StrEnum):
     NATIVE_IDEMPOTENCY = "native-idempotency-key"  # provider de-duplicates retries by a key
     NATIVE_UPSERT = "native-upsert"  # create-or-replace by our key
     LOOKUP = "lookup"  # find(plans) finds invoices already created
+    INSPECT = "inspect"  # a source class that parses one local file (`inspect FILE`): FileInspector
+    RECEIVE = "receive"  # a source class that builds an HTTP receiver (`serve`): Receivable
 
 
 class AdapterConfig(BaseModel):
@@ -172,4 +175,35 @@ class BatchInvoiceSink(InvoiceSink, Protocol):
 
     def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
         """Create several invoices; a failed item never fails its neighbours."""
+        ...
+
+
+class FileInspector(Protocol):
+    """A source class (capability `inspect`) that parses one local file without storing anything.
+
+    `block` is the configured `[[sources]]` block of this type when there is one (its mapping,
+    sender table, profiles), else None: the adapter then uses its defaults. The adapter must not
+    reach a remote system (no mailbox login, no HTTP): inspect works offline on the file alone.
+    """
+
+    inspect_suffixes: ClassVar[frozenset[str]]  # lower-case, with the dot: ".xml"
+
+    @classmethod
+    def inspect_file(
+        cls, path: Path, block: Mapping[str, Any] | None, context: AdapterContext
+    ) -> list[SourceBatch]:
+        """The batches found in `path`: canonical POs and the problems that kept records out."""
+        ...
+
+
+class Receivable(Protocol):
+    """A source class (capability `receive`) whose documents a buyer can POST to us (`serve`).
+
+    The WSGI application it returns stores each accepted document where the source's own `pull`
+    reads it later; it answers the sender itself (status codes, body) and never raises.
+    """
+
+    @classmethod
+    def receiver(cls, block: Mapping[str, Any], context: AdapterContext) -> WSGIApplication:
+        """The receiving application for this configured source block; ConfigError if it cannot."""
         ...

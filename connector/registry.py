@@ -6,9 +6,10 @@ adapter that fails to import is reported by `adapters list`, not fatal to the ot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -17,6 +18,7 @@ from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capabili
 from connector.redact import MASK, is_sensitive_key
 
 GROUP = "po_connector.adapters"
+_C = TypeVar("_C", bound=AdapterConfig)
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,12 @@ def build(
         raise ConfigError(
             f"{section} {block.get('name')!r}: adapter {type_name!r} failed to load: {info.error}"
         )
-    config_model: type[AdapterConfig] = info.factory.Config
+    return info.factory(validate_block(section, block, info.factory.Config), context)
+
+
+def validate_block(section: str, block: Mapping[str, Any], config_model: type[_C]) -> _C:
+    """The block as its adapter's config model; ConfigError naming key and (masked) value if not."""
     try:
-        config = config_model.model_validate(block)
+        return config_model.model_validate(dict(block))
     except ValidationError as exc:
-        raise ConfigError(_validation_message(section, block, exc)) from None
-    return info.factory(config, context)
+        raise ConfigError(_validation_message(section, dict(block), exc)) from None

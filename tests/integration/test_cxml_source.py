@@ -57,7 +57,9 @@ def pull(source: CxmlSource, processed: set[str] | None = None) -> list[SourceBa
 def test_source_declares_its_port_and_capabilities(tmp_path: Path) -> None:
     source = make_source(tmp_path)
     assert CxmlSource.kind is AdapterKind.SOURCE
-    assert CxmlSource.capabilities == frozenset({Capability.FETCH_ONE})
+    assert CxmlSource.capabilities == frozenset(
+        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE}
+    )
     assert CxmlSource.Config is CxmlSourceConfig
     assert isinstance(source, POSource)
     assert source.name == "coupa-cxml"

@@ -51,3 +51,33 @@ def test_an_xxe_attachment_is_refused_and_the_rest_goes_on(tmp_path: Path) -> No
     problems = [p for b in batches for p in b.rejections]
     assert len(problems) == 1 and "entit" in problems[0].reason.lower()
     assert len([r for b in batches for r in b.records]) == 1
+
+
+UBL = Path(__file__).resolve().parents[1] / "data" / "ubl"
+
+
+def test_ubl_order_and_order_change_attachments_become_two_revisions(tmp_path: Path) -> None:
+    _message(tmp_path, (UBL / "order.xml").read_bytes(), "<u1@buyer.example>")
+    _message(tmp_path, (UBL / "order-change.xml").read_bytes(), "<u2@buyer.example>")
+    source = EmailCsvSource(
+        EmailCsvConfig(name="inbox", type="email-csv", maildir=tmp_path), AdapterContext()
+    )
+    batches = list(source.pull(PullContext(cursor=None, started_at=datetime.now(UTC))))
+    assert [p for b in batches for p in b.rejections] == []
+    pos = sorted((r.po for b in batches for r in b.records), key=lambda po: po.revision)
+    assert [(po.external_id, po.revision, len(po.lines)) for po in pos] == [
+        ("7300010000001/PO-UBL-1001", 1, 2),
+        ("7300010000001/PO-UBL-1001", 2, 2),
+    ]
+    assert all(b.input_key and b.input_key.startswith("<u") for b in batches if b.records)
+
+
+def test_a_ubl_cancellation_attachment_is_refused_naming_the_order(tmp_path: Path) -> None:
+    _message(tmp_path, (UBL / "order-cancellation.xml").read_bytes(), "<u3@buyer.example>")
+    source = EmailCsvSource(
+        EmailCsvConfig(name="inbox", type="email-csv", maildir=tmp_path), AdapterContext()
+    )
+    batches = list(source.pull(PullContext(cursor=None, started_at=datetime.now(UTC))))
+    [problem] = [p for b in batches for p in b.rejections]
+    assert (problem.field, problem.value) == ("cac:OrderReference/cbc:ID", "PO-UBL-1001")
+    assert problem.document.endswith("#order.xml")
