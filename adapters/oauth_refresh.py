@@ -190,6 +190,20 @@ class RefreshTokenAuth(requests.auth.AuthBase):
                 "initial refresh token is configured"
             )
 
+    def check_ready(self) -> None:
+        """Raise ConfigError now if the token file cannot be read, or its folder not written.
+
+        Called before outbox rows are claimed, so a broken token file stops the run before it
+        holds any row, instead of at the first request with rows locked until their lease ends.
+        """
+        self.token_file.read()
+        folder = self.token_file.path.parent
+        if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{self.name}: the folder of token file {str(self.token_file.path)!r} is not writable: "
+                "the rotated refresh token could not be saved"
+            )
+
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.access_token()}"
         return request

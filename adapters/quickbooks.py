@@ -263,6 +263,10 @@ class QuickBooksSink:
         return RejectedError(message, status=status, provider_code=code, correlation_id=tid)
 
     # -- lookup -------------------------------------------------------------------------
+    def check_ready(self) -> None:
+        """The token file can be read and its folder written (before any row is claimed)."""
+        self.auth.check_ready()
+
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
         """Invoices already in QuickBooks for these plans, by `DocNumber in (...)` lookups."""
         by_number: dict[str, list[InvoicePlan]] = {}

@@ -203,6 +203,7 @@ class XeroSink:
             concurrency=config.concurrency,
             per_minute=config.per_minute,
         )
+        self.auth = auth or _auth_from(config, context, retry)
         self.client = HttpClient(
             config.base_url,
             name=f"xero:{config.name}",
@@ -210,10 +211,15 @@ class XeroSink:
             rate=rate,
             concurrency=concurrency,
             retry=retry,
-            auth=auth or _auth_from(config, context, retry),
+            auth=self.auth,
             headers={"xero-tenant-id": config.tenant_id, "Accept": "application/json"},
             classify=self._classify,
         )
+
+    def check_ready(self) -> None:
+        """With OAuth, the token file can be read and its folder written (before any claim)."""
+        if isinstance(self.auth, RefreshTokenAuth):
+            self.auth.check_ready()
 
     # -- lookup -------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:

@@ -170,6 +170,19 @@ class InvoiceSink(Protocol):
 
 
 @runtime_checkable
+class ReadyCheck(Protocol):
+    """An adapter that can tell, without a remote call, whether it can work at all.
+
+    `check_ready()` raises ConfigError when it cannot (a token file that cannot be read, a folder
+    that cannot be written); the core calls it before it claims work for the adapter.
+    """
+
+    def check_ready(self) -> None:
+        """Raise ConfigError naming what is wrong; return when the adapter can work."""
+        ...
+
+
+@runtime_checkable
 class BatchInvoiceSink(InvoiceSink, Protocol):
     """A sink that can create several invoices in one call, with per-item outcomes."""
 

@@ -16,10 +16,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from connector.config import PushSettings
-from connector.errors import AuthenticationError, RejectedError, RemoteError, RetryableError, UncertainError
+from connector.errors import (
+    ConfigError,
+    RejectedError,
+    RemoteError,
+    RetryableError,
+    UncertainError,
+)
 from connector.faults import AFTER_REMOTE_CREATE, BEFORE_REMOTE_CREATE, crash_point
 from connector.model import RemoteRef, utcnow
-from connector.ports import BatchInvoiceSink, Capability, InvoiceSink, PushOutcome
+from connector.ports import BatchInvoiceSink, Capability, InvoiceSink, PushOutcome, ReadyCheck
 from connector.runtime import Connector, RunContext
 from state import outbox
 from state.outbox import OutboxItem
@@ -67,9 +73,11 @@ class SinkPusher:
                 self.sent = False
                 try:
                     self._process(items)
-                except AuthenticationError:
-                    # Rows already recorded are no longer `pushing` and stay as they are; the
-                    # rest may have been in a request that left, so they wait as uncertain.
+                except BaseException:
+                    # Whatever stops the batch (refused credentials, a config error, an interrupt)
+                    # leaves no row locked: rows already recorded are no longer `pushing` and stay
+                    # as they are; the rest may have been in a request that left, so they wait as
+                    # uncertain and the next run looks them up before sending.
                     self._release(items, sent=self.sent)
                     raise
         finally:
@@ -338,13 +346,26 @@ def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None
 
 
 def _push_sinks(app: Connector, run: RunContext, names: Sequence[str] | None) -> None:
-    for name, sink in app.sinks.items():
-        if names and name not in names:
+    chosen = {name: sink for name, sink in app.sinks.items() if not names or name in names}
+    ready: dict[str, InvoiceSink] = {}
+    for name, sink in chosen.items():
+        try:
+            if isinstance(sink, ReadyCheck):
+                sink.check_ready()
+        except ConfigError as exc:
+            _sink_config_failed(run, name, exc)
             continue
+        ready[name] = sink
+    for name, sink in ready.items():
         try:
             SinkPusher(app, run, name, sink).drain()
-        except AuthenticationError as exc:
-            run.add("config_errors")
-            run.add("sinks_failed")
-            run.errors.append(f"sink {name}: {exc}")
-            log.error("sink %s: %s", name, exc, extra={"sink": name})
+        except ConfigError as exc:
+            _sink_config_failed(run, name, exc)
+
+
+def _sink_config_failed(run: RunContext, name: str, exc: ConfigError) -> None:
+    """A sink that cannot work as configured: counted and reported; the other sinks go on."""
+    run.add("config_errors")
+    run.add("sinks_failed")
+    run.errors.append(f"sink {name}: {exc}")
+    log.error("sink %s: %s", name, exc, extra={"sink": name})

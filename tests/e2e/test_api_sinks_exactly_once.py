@@ -198,3 +198,20 @@ def test_a_write_resolved_by_lookup_in_the_same_run_is_not_reported_as_failed(tm
         assert summary["invoices_existing"] == EXAMPLE_MATCHED
         assert summary["invoices_failed"] == 0, summary
         assert result.code == 0
+
+
+def test_an_unreadable_token_file_fails_with_exit_2_before_any_row_is_claimed(tmp_path: Path) -> None:
+    with sink_setup("quickbooks", tmp_path) as setup:
+        token_file = tmp_path / "secrets" / "qbo-token.json"
+        token_file.mkdir(parents=True)  # unreadable as a file, whoever runs the test
+        result = sync(setup)
+        assert result.code == 2, result.stderr
+        assert "qbo-token.json" in result.stderr and "cannot be read" in result.stderr
+        assert outbox_counts(setup.config) == {"planned": EXAMPLE_MATCHED}
+        assert not setup.harness.numbers()
+
+        token_file.rmdir()
+        again = sync(setup)
+        assert again.code == 0, again.stderr
+        assert outbox_counts(setup.config) == {"pushed": EXAMPLE_MATCHED}
+        assert_each_invoice_once(setup)

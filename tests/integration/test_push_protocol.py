@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from connector.config import load_config
-from connector.errors import AuthenticationError, RemoteError, RetryableError, UncertainError
+from connector.errors import AuthenticationError, ConfigError, RemoteError, RetryableError, UncertainError
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import Capability, PushOutcome
 from connector.pushing import push_all
@@ -139,6 +140,64 @@ def test_credentials_refused_mid_batch_leave_the_batch_uncertain(app: Connector)
     with app.run("push") as run:
         push_all(app, run)
     assert sink.created[first.invoice_number] == 1  # not sent again while unknown
+
+
+class NotReadySink(ScriptedSink):
+    """A sink whose credentials cannot be read: it says so before anything is claimed."""
+
+    def check_ready(self) -> None:
+        raise ConfigError("token file 'secrets/t.json' cannot be read: Is a directory")
+
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        raise AssertionError("a sink that is not ready must not be asked anything")
+
+
+def pushing_rows(app: Connector) -> int:
+    with app.connect() as conn:
+        return len(conn.execute(select(invoice_outbox).where(invoice_outbox.c.state == "pushing")).all())
+
+
+def test_a_sink_that_is_not_ready_fails_the_run_before_claiming_any_row(app: Connector) -> None:
+    use(app, NotReadySink())
+    plans = [make_plan(n) for n in range(1, 4)]
+    plan_rows(app, *plans)
+    with app.run("push") as run:
+        push_all(app, run)
+        assert run.counts["config_errors"] == 1
+        assert run.counts["invoices_waiting"] == 3
+    assert pushing_rows(app) == 0
+    assert {row(app, p)["state"] for p in plans} == {"planned"}
+    assert {row(app, p)["attempts"] for p in plans} == {0}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConfigError("the rotated refresh token cannot be saved"), KeyboardInterrupt(), ValueError("a bug")],
+    ids=["config-error", "interrupt", "unexpected"],
+)
+def test_whatever_stops_a_batch_leaves_no_row_claimed(app: Connector, error: BaseException) -> None:
+    sink = ScriptedSink()
+    use(app, sink)
+    first, second = make_plan(1), make_plan(2)
+    plan_rows(app, first, second)
+    sink.push_errors = [error]  # raised after the first create happened
+    stops = pytest.raises(type(error)) if not isinstance(error, ConfigError) else _no_raise()
+    with stops, app.run("push") as run:
+        push_all(app, run)
+    assert pushing_rows(app) == 0
+    # The first create may have happened: it waits as uncertain and is looked up, not resent.
+    assert row(app, first)["uncertain"]
+    due_now(app)
+    sink.push_errors = []
+    with app.run("push") as run:
+        push_all(app, run)
+    assert row(app, first)["state"] == row(app, second)["state"] == "pushed"
+    assert sink.created == {first.invoice_number: 1, second.invoice_number: 1}
+
+
+@contextmanager
+def _no_raise() -> Iterator[None]:
+    yield
 
 
 def test_rows_taken_over_by_another_run_are_not_sent(app: Connector) -> None:
