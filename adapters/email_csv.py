@@ -43,7 +43,9 @@ from mappings.csv_mapping import CsvMapping, is_mapping_name, load_mapping, rows
 
 CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
 _EPOCH = datetime.min.replace(tzinfo=UTC)
-_HEADER_ERRORS = (ValueError, TypeError, LookupError, email.errors.MessageError)
+# The e-mail library raises AttributeError too on some malformed headers (a group inside a
+# group in From), so every one of these is a bad header, not a bug of ours.
+_HEADER_ERRORS = (ValueError, TypeError, LookupError, AttributeError, email.errors.MessageError)
 _log = logging.getLogger("po_connector.email_csv")
 _T = TypeVar("_T")
 
@@ -299,10 +301,22 @@ def message_batches(
     """
     try:
         message_id = str(message.get("Message-ID") or "").strip()
+    except _HEADER_ERRORS:
+        message_id = ""
+    message_key = message_id or fallback_id
+    try:
         sender = email.utils.parseaddr(str(message.get("From") or ""))[1]
     except _HEADER_ERRORS:
-        message_id, sender = "", ""
-    message_key = message_id or fallback_id
+        # The sender picks the buyer and the mapping: a From no one can read is quarantined
+        # with its value rather than guessed.
+        raw_from = next((str(v) for k, v in message.raw_items() if k.lower() == "from"), "")
+        problem = InputProblem(
+            source, name, "", "From", raw_from[:200], "the From header is not a readable address"
+        )
+        key = f"{message_key}|from"
+        if not skip(key):
+            yield SourceBatch(rejections=[problem], input_key=key, document=name)
+        return
     buyer_id = buyer_for(sender, senders) if sender else ""
     mapping = (sender_entry(sender, profiles) if sender and profiles else None) or mapping
     updated_at = _message_date(message)

@@ -49,7 +49,9 @@ from connector.secrets import resolve_secret
 TlsMode = Literal["none", "starttls", "ssl"]
 CXML_CONTENT_TYPES = frozenset({"text/xml", "application/xml", "application/cxml+xml"})
 _CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
-_HEADER_ERRORS = (ValueError, TypeError, LookupError, email.errors.MessageError)
+# The e-mail library raises AttributeError too on some malformed headers (a group inside a
+# group in From), so every one of these is a bad header, not a bug of ours.
+_HEADER_ERRORS = (ValueError, TypeError, LookupError, AttributeError, email.errors.MessageError)
 _UID = re.compile(rb"\bUID (\d+)")
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 _CHUNK = 500  # UIDs per FETCH command, to keep command lines short

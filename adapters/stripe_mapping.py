@@ -102,9 +102,21 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+# 9999-12-31T23:59:59Z minus a day: the last moment whose service day and the day after are dates.
+_LATEST_TIMESTAMP = 253402214399
+
+
 def _timestamp(value: Any, field: str, line_id: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise StripeMappingError(field, value, "must be a Unix timestamp in seconds", line_id=line_id)
+    if value > _LATEST_TIMESTAMP:
+        # Python refuses to print an int of more than 4300 digits: say how long it is instead.
+        shown = (
+            str(value)
+            if value < 10**40
+            else f"an integer of {len(str(value)) if value < 10**4000 else 'over 4000'} digits"
+        )
+        raise StripeMappingError(field, shown, "is past the last representable date", line_id=line_id)
     return value
 
 

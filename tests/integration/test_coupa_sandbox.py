@@ -209,9 +209,23 @@ def test_fetch_returns_the_po_with_that_number(sandbox: CoupaSandbox) -> None:
 
 
 def test_trimming_with_fields_keeps_what_the_mapping_needs(sandbox: CoupaSandbox) -> None:
-    made = sandbox.add_po(po_number="TRIM-1")
+    service = {"service-start-date": "2026-01-01", "service-end-date": "2026-12-31"}
+    made = sandbox.add_po(
+        po_number="TRIM-1",
+        lines=[{"source-part-num": "PLAN-PRO", **service}, {"source-part-num": "SETUP"}],
+        **{
+            "issued-at": "2025-12-20T10:00:00Z",
+            "start-date": "2026-01-01",
+            "end-date": "2026-12-31",
+            "bill-to-address": {"name": "Acme AP", "street1": "9 Bill St", "city": "Austin",
+                                "postal-code": "73301", "country": {"code": "US"}},
+        },
+    )  # fmt: skip
     (trimmed,) = make_source(sandbox).fetch("TRIM-1")
     (full,) = make_source(sandbox, fields=False).fetch("TRIM-1")
     assert "transmission-method-override" in full.raw and "transmission-method-override" not in trimmed.raw
     assert trimmed.po.model_dump(exclude={"raw_sha256"}) == full.po.model_dump(exclude={"raw_sha256"})
     assert trimmed.po.external_id == str(made["id"])
+    assert trimmed.po.lines[0].service_start is not None and trimmed.po.lines[0].service_end is not None
+    assert (trimmed.po.term_start, trimmed.po.term_end) == (full.po.term_start, full.po.term_end)
+    assert trimmed.po.bill_to is not None and trimmed.po.issued_on is not None

@@ -376,3 +376,17 @@ def test_parse_csv_file_reads_a_bare_csv(tmp_path: Path):
 def test_parse_csv_file_reports_a_missing_file(tmp_path: Path):
     batch = parse_csv_file(tmp_path / "absent.csv", load_mapping("csv_default"), source="cli", buyer_id="")
     assert batch.records == [] and "cannot read" in batch.rejections[0].reason
+
+
+@pytest.mark.parametrize("sender", ["g: h: a@b;;", "g:a@b;x@y"])
+def test_a_from_header_in_broken_group_syntax_is_quarantined_naming_it_and_the_next_message_is_read(
+    tmp_path: Path, sender: str
+):
+    good = message(message_id="<m2@x>", date="Fri, 02 Jan 2026 10:00:00 +0000")
+    (tmp_path / "b.eml").write_bytes(good)
+    bad = message().replace(b"From: buyer@buyer.example", b"From: " + sender.encode())
+    (tmp_path / "a.eml").write_bytes(bad)
+    batches = pull(make_source(tmp_path))
+    problems = [p for b in batches for p in b.rejections]
+    assert [(p.document, p.field, p.value) for p in problems] == [("a.eml", "From", sender)], problems
+    assert [po.po_number for po in pos_of(batches)] == ["P-1"]

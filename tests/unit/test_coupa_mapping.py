@@ -260,3 +260,76 @@ def test_fields_param_is_a_compact_json_array_with_nested_associations() -> None
     text = fields_param()
     assert json.loads(text) == PO_FIELDS and " " not in text
     assert {"order-lines"} <= {key for item in PO_FIELDS if isinstance(item, dict) for key in item}
+
+
+class Reads(dict[str, Any]):
+    """A PO object that records every element path the mapping reads from it."""
+
+    def __init__(self, data: dict[str, Any], path: str, seen: set[str]) -> None:
+        super().__init__(data)
+        self.path, self.seen = path, seen
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else self._note(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._note(key, wrap(super().__getitem__(key), f"{self.path}{key}.", self.seen))
+
+    def _note(self, key: str, value: Any) -> Any:
+        self.seen.add(f"{self.path}{key}")
+        return value
+
+
+def wrap(value: Any, path: str, seen: set[str]) -> Any:
+    if isinstance(value, dict):
+        return Reads(value, path, seen)
+    if isinstance(value, list):
+        return [wrap(item, path, seen) for item in value]
+    return value
+
+
+def requested(fields: list[Any], prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    for item in fields:
+        if isinstance(item, str):
+            paths.add(prefix + item)
+        else:
+            for key, inner in item.items():
+                paths.add(prefix + key)
+                paths |= requested(inner, f"{prefix}{key}.")
+    return paths
+
+
+def test_every_element_the_mapping_reads_is_in_the_default_fields_list() -> None:
+    # The full PO has every element any branch of the mapping reads; reading an absent element
+    # is recorded too, so an element the mapping learns shows up here without editing this test.
+    full = copy.deepcopy(PO)
+    full.update({"issued-at": "2024-03-01", "start-date": "2024-04-01", "end-date": "2025-03-31"})
+    full["bill-to-address"] = dict(full["ship-to-address"], attention="AP")
+    full["payment-term"] = {"code": "2/10 Net 45", "days-for-net-payment": 45,
+                            "days-for-discount-payment": 10, "discount-rate": "2"}  # fmt: skip
+    full["requester"] = {"login": "jdoe", "email": "j@example.com"}
+    full["ship-to-attention"] = "AP"
+    full["order-lines"][0].update(
+        {"service-start-date": "2024-04-01", "service-end-date": "2025-03-31",
+         "currency": {"code": "USD"}, "item": {"item-number": "PLAN-PRO", "name": "Pro", "description": "d"}}
+    )  # fmt: skip
+    seen: set[str] = set()
+    mapped(wrap(full, "", seen))
+    lines = {"order-lines." + p.split(".", 1)[1] for p in seen if p.startswith("order-lines.")}
+    read = {p for p in seen if not p.startswith("order-lines.")} | lines
+    assert "order-lines.service-start-date" in read  # the recorder sees line reads
+    assert read - requested(PO_FIELDS) == set()
+
+
+@pytest.mark.parametrize("field", ["version", "line-num"])
+def test_a_number_beyond_the_integer_digit_limit_is_a_mapping_error_naming_the_field(field: str) -> None:
+    data = copy.deepcopy(PO)
+    huge = "9" * 5000
+    if field == "version":
+        data["version"] = huge
+    else:
+        data["order-lines"][0]["line-num"] = huge
+    with pytest.raises(CoupaMappingError) as refused:
+        mapped(data)
+    assert refused.value.field.endswith(field) and "5000 digits" in refused.value.value

@@ -296,3 +296,17 @@ def test_a_one_off_invoice_item_without_subscription_is_grouped_under_the_invoic
     item["parent"] = {"type": "invoice_item_details", "invoice_item_details": {"subscription": None}}
     [period] = periods(invoice([item], parent=None))
     assert period.subscription_id == "in_1"
+
+
+@pytest.mark.parametrize("end", [2**70, 10**5000, 253402300800], ids=["2^70", "5001-digits", "year-10000"])
+def test_a_period_end_past_the_last_date_is_a_mapping_error_naming_the_field(end: int) -> None:
+    with pytest.raises(StripeMappingError) as refused:
+        periods(invoice([line(end=end)]))
+    assert refused.value.field == "period.end" and refused.value.line_id == "il_1"
+    assert "last representable date" in refused.value.reason
+
+
+def test_an_invoice_created_past_the_last_date_is_a_mapping_error() -> None:
+    with pytest.raises(StripeMappingError) as refused:
+        periods(invoice([line()], created=2**62))
+    assert refused.value.field == "created"
