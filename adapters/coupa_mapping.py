@@ -158,11 +158,11 @@ def _date(value: Any, field: str) -> date | None:
 def _decimal(value: Any, field: str) -> Decimal | None:
     if value is None or value == "":
         return None
-    if isinstance(value, (bool, float)):
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise CoupaMappingError(field, value, "must be a decimal string or an exact number")
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, TypeError, ValueError):
+    except (InvalidOperation, TypeError, ValueError, OverflowError):
         raise CoupaMappingError(field, value, "is not a decimal number") from None
     if not number.is_finite():
         raise CoupaMappingError(field, value, "is not a finite number")

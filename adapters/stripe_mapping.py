@@ -329,6 +329,8 @@ def map_invoice(
     invoice_date = utc_date(_timestamp(moment, "created", ""))
     if lines is None:
         lines = _object(invoice.get("lines"), "lines").get("data") or []
+    if not isinstance(lines, Sequence) or isinstance(lines, (str, bytes)):
+        raise StripeMappingError("lines.data", lines, "must be a list of line items")
     groups: dict[tuple[str, date], list[tuple[date, BillingLine]]] = {}
     for raw in lines:
         line = _object(raw, "lines.data[]")
