@@ -315,6 +315,10 @@ class CoupaSource:
         started = _as_utc(context.started_at)
         previous = self._cursor_time(context.cursor)
         since = self._since(previous)
+        if context.since is not None and (since is None or context.since > since):
+            # A resync of what changed since a date asks the server for just that (updated-at
+            # filter) instead of reading every PO and dropping the older ones.
+            since = _as_utc(context.since)
         limit = self.config.page_size
         seen: dict[str, datetime | None] = {}
         anchor, offset = since, 0

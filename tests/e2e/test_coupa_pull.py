@@ -85,3 +85,27 @@ def test_pull_of_a_thousand_pos_through_faults_then_nothing_then_one_change(
     third = run_cli("pull", "--config", str(config), "--json", env=env)
     assert third.code == 0 and third.json()["pos_changed"] == 1
     assert _stored(config) == 1000
+
+
+def test_resync_since_a_date_reads_only_the_pos_changed_since(tmp_path: Path, sandbox: CoupaSandbox) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from adapters.coupa_mapping import parse_timestamp
+
+    made = sandbox.generate(510, step=timedelta(hours=6))
+    config = _config(tmp_path, sandbox)
+    env = {"ACME_COUPA_SECRET": sandbox.client_secret}
+    assert run_cli("pull", "--config", str(config), "--json", env=env, timeout=120).code == 0
+
+    moments = [parse_timestamp(po["updated-at"], "updated-at") for po in made]
+    since = moments[-57].date().isoformat()  # a UTC day: POs of that whole day and after
+    start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+    expected = sum(1 for moment in moments if moment >= start)
+    before = sandbox.count("GET", "/api/")
+    result = run_cli(
+        "resync", "--source", "acme-coupa", "--since", since, "--config", str(config), "--json", env=env
+    )
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.json()["pos_fetched"] == expected
+    # Pages of 50 holding just those POs, plus at most one probe: not the 11 pages of all 510.
+    assert sandbox.count("GET", "/api/") - before <= expected // 50 + 2

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from adapters.coupa import CoupaConfig, CoupaSource
+from adapters.coupa_mapping import parse_timestamp
 from connector.errors import AuthenticationError, ConfigError, InputProblem, RetryableError
 from connector.http import RetryPolicy
 from connector.model import PurchaseOrder
@@ -229,3 +230,15 @@ def test_trimming_with_fields_keeps_what_the_mapping_needs(sandbox: CoupaSandbox
     assert trimmed.po.lines[0].service_start is not None and trimmed.po.lines[0].service_end is not None
     assert (trimmed.po.term_start, trimmed.po.term_end) == (full.po.term_start, full.po.term_end)
     assert trimmed.po.bill_to is not None and trimmed.po.issued_on is not None
+
+
+def test_a_pull_since_a_date_asks_the_server_for_just_those_pos(sandbox: CoupaSandbox) -> None:
+    made = sandbox.generate(510, step=timedelta(minutes=10))
+    since = parse_timestamp(made[-57]["updated-at"], "updated-at")
+    source = make_source(sandbox, page_size=50)
+    before = sandbox.count("GET", "/api/")
+    context = PullContext(cursor=None, started_at=datetime.now(UTC), since=since)
+    records = [r for batch in source.pull(context) for r in batch.records]
+    assert {r.po.external_id for r in records} == {str(po["id"]) for po in made[-57:]}
+    # Two pages of 50 and a probe that the server sorts across pages: not the 11 pages of 510.
+    assert sandbox.count("GET", "/api/") - before <= 3
