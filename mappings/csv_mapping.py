@@ -319,6 +319,8 @@ def _positive_int(value: str) -> int:
 def _revision(value: str) -> int:
     if not _DIGITS.fullmatch(value):
         raise ValueError("not a whole number")
+    if len(value) > 9:
+        raise ValueError("too large for a revision number")
     return int(value)
 
 
@@ -470,7 +472,7 @@ def rows_to_pos(
     if missing:
         return [], reader.problems
 
-    groups: dict[str, _Group] = {}
+    groups: dict[tuple[str, str], _Group] = {}
     for index, cells in enumerate(rows.rows):
         row = _Row(index + 2, cells)
         if not any(cell.strip() for cell in cells):
@@ -484,13 +486,18 @@ def rows_to_pos(
         if not po_number:
             reader.problem(row.number, "po_number", "", "is required")
             continue
-        groups.setdefault(po_number, _Group(po_number)).rows.append(row)
+        # An export may hold several versions of one PO (a row per line per version): each
+        # version is its own group, and the versions go out oldest first so the latest wins.
+        version = reader.cell(row, "revision") if "revision" in reader.columns else ""
+        groups.setdefault((po_number, version), _Group(po_number)).rows.append(row)
 
     results: list[tuple[PurchaseOrder, str]] = []
     for group in groups.values():
         po = _build_po(reader, group, tenant, buyer_id_default, raw_sha256, updated_at)
         if po is not None:
             results.append((po, _raw_text(rows, group)))
+    first_seen = {po_number: index for index, (po_number, _) in reversed(list(enumerate(groups)))}
+    results.sort(key=lambda found: (first_seen[found[0].po_number], found[0].revision))
     return results, reader.problems
 
 
@@ -506,10 +513,12 @@ def _build_po(
     first_row_of: dict[str, _Row] = {}
     lines: list[POLine] = []
     line_rows: dict[int, int] = {}
+    refused: list[int] = []
     for position, row in enumerate(group.rows, start=1):
         line_values = reader.parse_row(row, LINE_FIELDS)
         header_values = reader.parse_row(row, HEADER_FIELDS)
         if line_values is None or header_values is None:
+            refused.append(row.number)
             continue
         rejected = False
         for name, value in header_values.items():
@@ -528,6 +537,7 @@ def _build_po(
             reader.problem(row.number, "line_no", reader.cell(row, "line_no"), reason)
             rejected = True
         if rejected:
+            refused.append(row.number)
             continue
         for name, value in header_values.items():
             if name not in header:
@@ -544,7 +554,17 @@ def _build_po(
                 unit_of_measure=line_values.get("unit_of_measure", "EA"),
             )
         )
-    if not lines:
+    if refused and lines:
+        # A PO missing a refused line is not the PO the buyer sent: it is held whole, so its
+        # earlier revision (if any) stays in force and nothing is invoiced against a part of it.
+        rows_text = ", ".join(str(number) for number in refused)
+        reason = f"PO held whole: row {rows_text} of it refused (see the row's problem); fix and retry"
+        where = f"rows {group.rows[0].number}-{group.rows[-1].number}"
+        reader.problems.append(
+            InputProblem(reader.source, reader.document, where, "po_number", group.po_number, reason)
+        )
+        return None
+    if refused or not lines:
         return None
     status_row = first_row_of.get("status")
     buyer = header.get("buyer_id", buyer_id_default)

@@ -102,7 +102,7 @@ def test_inspect_of_a_broken_file_exits_1_naming_row_and_column(example: Path) -
     assert result.code == 1
     assert "row 4" in result.stderr
     assert "Quantity" in result.stderr and "'ten'" in result.stderr
-    assert "INI-7781" in result.stdout  # the good lines still make the PO
+    assert "INI-7781" not in result.stdout  # held whole: no PO without its refused line
 
 
 def test_report_json_shows_all_five_statuses_with_reasons(example: Path) -> None:

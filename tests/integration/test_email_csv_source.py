@@ -75,13 +75,13 @@ def message(
 # ---------------------------------------------------------------------------- the example inbox
 
 
-def test_example_inbox_yields_the_seven_pos_oldest_message_first(inbox: Path):
+def test_example_inbox_yields_the_six_whole_pos_oldest_message_first(inbox: Path):
     pos = pos_of(pull(make_source(inbox)))
     assert [po.po_number for po in pos] == [
         "ACME-PO-1001",
         "ACME-PO-1002",
         "ACME-PO-1003",  # 2026-01-05
-        "INI-7781",  # 2026-02-01
+        # INI-7781 (2026-02-01) has a refused row: held whole, not stored without it
         "UMB-2026-044",  # 2026-03-01
         "4500012345",
         "4500012399",  # 2026-06-20
@@ -134,13 +134,7 @@ def test_example_inbox_numbers_match_the_scenario(inbox: Path):
         *globex,
         [(1, "CLD-ENT-ANNUAL", 1, Decimal("24000.00"))],
     )
-    assert summary("INI-7781") == (
-        "initech.example",
-        "USD",
-        "NET30",
-        *year,
-        [(1, "PLAN-PRO", 120, Decimal("45.00")), (2, "ADDON-SSO", 12, Decimal("10.00"))],
-    )
+    assert "INI-7781" not in pos  # held whole for its refused row
     assert summary("UMB-2026-044") == (
         "umbrella.example",
         "USD",
@@ -160,17 +154,19 @@ def test_example_inbox_numbers_match_the_scenario(inbox: Path):
     assert pos["4500012345"].payment_terms == PaymentTerms(code="NET45", net_days=45)
 
 
-def test_the_bad_initech_row_is_reported_and_the_rest_of_the_po_kept(inbox: Path):
+def test_the_bad_initech_row_is_reported_and_the_po_held_whole(inbox: Path):
     batches = pull(make_source(inbox))
     problems = [p for batch in batches for p in batch.rejections]
-    [problem] = problems
+    problem, held = problems
     assert problem.document == "initech-po.eml#INI-7781.csv"
     assert problem.location == "row 4"
     assert problem.field == "Quantity"
     assert problem.value == "ten"
     assert problem.reason.startswith("quantity:")
     [initech] = [b for b in batches if b.document == problem.document]
-    assert [line.line_no for line in initech.records[0].po.lines] == [1, 2]
+    assert initech.records == []
+    assert (held.document, held.location, held.value) == (problem.document, "rows 2-4", "INI-7781")
+    assert "held whole: row 4" in held.reason
 
 
 def test_po_carries_message_date_attachment_hash_and_raw_rows(inbox: Path):
@@ -226,7 +222,7 @@ def test_a_maildir_is_read_from_cur_and_new_but_not_tmp(tmp_path: Path):
         shutil.copy(path, maildir / folder / f"17000000{index}.M{index}P1.host:2,S")
     (maildir / "tmp" / "1700000099.M99P1.host").write_bytes(message(message_id="<in-delivery@x>"))
     pos = pos_of(pull(make_source(maildir)))
-    assert len(pos) == 8
+    assert len(pos) == 7  # INI-7781 is held whole
     assert "P-1" not in {po.po_number for po in pos}
 
 
@@ -239,7 +235,7 @@ def test_a_plain_folder_reads_only_eml_files(inbox: Path):
 def test_relative_maildir_resolves_against_the_base_dir(inbox: Path):
     config = EmailCsvConfig(name="inbox", type="email-csv", maildir=Path("inbox"))
     source = EmailCsvSource(config, AdapterContext(base_dir=inbox.parent))
-    assert len(pos_of(pull(source))) == 8
+    assert len(pos_of(pull(source))) == 7
 
 
 def test_a_missing_folder_is_a_config_error(tmp_path: Path):
@@ -253,7 +249,7 @@ def test_a_mapping_given_as_a_relative_path(inbox: Path):
     )
     source = make_source(inbox, mapping="mine.toml")
     assert source.mapping.name == "mine"
-    assert len(pos_of(pull(source))) == 8
+    assert len(pos_of(pull(source))) == 7
 
 
 def test_an_unknown_mapping_is_a_config_error(inbox: Path):

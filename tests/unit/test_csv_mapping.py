@@ -183,14 +183,16 @@ def test_explicit_decimal_separator_overrides_auto(tmp_path: Path):
 def test_a_bad_cell_names_document_row_column_as_written_and_value():
     rows = [["P", "1", "A", "", "1", "1", "USD"], ["P", "2", "B", "", "ten", "1", "USD"]]
     pos, problems = convert(HEADER, rows)
-    [problem] = problems
+    problem, held = problems
     assert problem.source == "inbox"
     assert problem.document == "po.eml#po.csv"
     assert problem.location == "row 3"
     assert problem.field == "Quantity"
     assert problem.value == "ten"
     assert "quantity" in problem.reason and "not a number" in problem.reason
-    assert [line.sku for line in pos[0][0].lines] == ["A"]
+    assert pos == []  # held whole, never stored without its refused line
+    assert (held.location, held.field, held.value) == ("rows 2-3", "po_number", "P")
+    assert "held whole: row 3" in held.reason
 
 
 def test_every_bad_cell_of_a_row_is_reported():
@@ -264,13 +266,13 @@ def test_rows_are_grouped_by_po_number_in_order_of_first_appearance():
     assert pos[0][0].external_id == "B"
 
 
-def test_conflicting_header_value_in_a_later_row_drops_that_row_only():
+def test_conflicting_header_value_in_a_later_row_holds_the_whole_po():
     rows = [["P", "1", "A", "", "1", "1", "USD"], ["P", "2", "B", "", "1", "1", "EUR"]]
     pos, problems = convert(HEADER, rows)
-    [problem] = problems
+    problem, held = problems
     assert (problem.location, problem.field, problem.value) == ("row 3", "Currency", "EUR")
     assert "conflicts with 'USD' in row 2" in problem.reason
-    assert [line.sku for line in pos[0][0].lines] == ["A"]
+    assert pos == [] and "held whole" in held.reason
 
 
 def test_blank_header_cells_in_later_rows_inherit_the_first_rows_values():
@@ -301,11 +303,30 @@ def test_equal_terms_spelled_differently_do_not_conflict():
     assert len(only_po(header, rows).lines) == 2
 
 
-def test_a_repeated_line_number_is_refused():
+def test_a_repeated_line_number_is_refused_and_the_po_held():
     rows = [["P", "1", "A", "", "1", "1", "USD"], ["P", "1", "B", "", "1", "1", "USD"]]
     pos, problems = convert(HEADER, rows)
     assert (problems[0].location, problems[0].field) == ("row 3", "Line")
-    assert len(pos[0][0].lines) == 1
+    assert pos == [] and "held whole" in problems[1].reason
+
+
+def test_several_versions_of_one_po_in_one_file_become_revisions_oldest_first():
+    header = [*HEADER, "Version"]
+    rows = [
+        ["P", "1", "A", "", "1", "10", "USD", "1"],
+        ["Q", "1", "C", "", "1", "5", "USD", "1"],
+        ["P", "1", "A", "", "3", "10", "USD", "2"],
+        ["P", "2", "B", "", "1", "7", "USD", "2"],
+    ]
+    pos, problems = convert(header, rows)
+    assert problems == []
+    assert [(po.po_number, po.revision, len(po.lines)) for po, _ in pos] == [
+        ("P", 1, 1),
+        ("P", 2, 2),
+        ("Q", 1, 1),
+    ]
+    latest = pos[1][0]
+    assert [line.quantity for line in latest.lines] == [Decimal("3"), Decimal("1")]
 
 
 def test_header_fields_status_revision_buyer_and_addresses():
