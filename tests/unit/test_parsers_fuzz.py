@@ -28,7 +28,7 @@ from adapters.email_csv import message_batches
 from adapters.stripe_mapping import MappingOptions, StripeMappingError, map_invoice
 from connector.errors import InputError
 from connector.ports import AdapterContext
-from mappings.csv_mapping import load_mapping
+from mappings.csv_mapping import CsvTable, load_mapping, rows_to_pos
 from tests.integration.test_cxml_receiver import BUYER
 from tests.support.shared import shared_fixture
 from tests.unit import test_coupa_mapping, test_stripe_mapping
@@ -218,3 +218,43 @@ def test_the_cxml_receiver_answers_every_body_with_a_status(
     answer = app(environ, lambda status, headers, exc_info=None: statuses.append(status))  # type: ignore[arg-type,return-value]
     assert b"".join(answer) is not None
     assert statuses and statuses[0][:3] in {"200", "400", "401", "413", "415", "500"}, statuses
+
+
+CSV_HEADER = [
+    "PO Number", "Line", "SKU", "Description", "Quantity", "Unit Price", "Currency", "UOM",
+    "Term Start", "Term End", "Payment Terms", "PO Date", "Buyer ID", "Buyer Name", "Status",
+    "Revision", "Approver", "Bill To Name", "Bill To Street", "Bill To City", "Bill To State",
+    "Bill To Postal Code", "Bill To Country", "Bill To Email", "Ship To Name", "Ship To Street",
+    "Ship To City", "Ship To State", "Ship To Postal Code", "Ship To Country", "Ship To Email",
+]  # fmt: skip
+CSV_ROW = [
+    "PO-1", "1", "PLAN-PRO", "Pro seats", "10", "45.00", "USD", "EA", "2026-01-01", "2026-12-31",
+    "NET30", "2025-12-20", "acme.example", "Acme", "open", "2", "J. Doe", "Acme AP", "1 Main St",
+    "Austin", "TX", "73301", "US", "ap@acme.example", "Acme", "2 Side St", "Austin", "TX",
+    "73301", "US", "it@acme.example",
+]  # fmt: skip
+csv_cells = st.one_of(
+    st.text(max_size=16),
+    st.sampled_from(["9" * 5000, "1" + "0" * 30, "1e999999", "-1", "0", "NaN", "Infinity", "31/02/2026",
+                     "9999-12-31", "0001-01-01", "net 9999", "99/999 net 9999", "1.000.000,5", "٣", "\x00"]),
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    st.lists(st.tuples(st.integers(0, len(CSV_ROW) - 1), csv_cells), min_size=1, max_size=6),
+    st.integers(1, 3),
+)
+def test_the_csv_mapping_turns_any_cell_values_into_pos_or_problems(
+    changes: list[tuple[int, str]], lines: int
+) -> None:
+    rows = []
+    for number in range(1, lines + 1):
+        row = list(CSV_ROW)
+        row[1] = str(number)
+        for index, value in changes:
+            row[index] = value
+        rows.append(row)
+    pos, problems = rows_to_pos(CsvTable(CSV_HEADER, rows, ","), MAPPING, source="inbox", document="po.csv")
+    assert pos or problems
+    assert all(problem.document == "po.csv" and problem.location for problem in problems)
