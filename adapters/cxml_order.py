@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from hashlib import sha256
+from typing import Any
 
 from lxml import etree
 from pydantic import ValidationError
@@ -249,18 +250,7 @@ def _purchase_order(
         "raw_sha256": raw_sha256,
         "extrinsics": extrinsics,
     }
-    if fields.problems:
-        return None
-    try:
-        return PurchaseOrder.model_validate(values)
-    except ValidationError as exc:
-        for error in exc.errors():
-            if error["loc"]:
-                name, value = ".".join(str(part) for part in error["loc"]), str(error.get("input", ""))
-            else:  # a check across fields: its input is the whole order, not one value
-                name, value = "OrderRequest", ""
-            fields.problem("", name, value[:200], error["msg"])
-        return None
+    return fields.purchase_order(values, whole="OrderRequest")
 
 
 def _line(
@@ -432,6 +422,23 @@ class _Fields:
 
     def problem(self, location: str, name: str, value: str, reason: str) -> None:
         self.problems.append(InputProblem(self.source, self.document, location, name, value, reason))
+
+    def purchase_order(self, values: dict[str, Any], *, whole: str) -> PurchaseOrder | None:
+        """The PO from read values, or None with a problem per field the model refuses.
+
+        Nothing is built once a field had a problem. `whole` names the document element a check
+        across fields is reported on (its input is the whole order, not one value).
+        """
+        if self.problems:
+            return None
+        try:
+            return PurchaseOrder.model_validate(values)
+        except ValidationError as exc:
+            for error in exc.errors():
+                name = ".".join(str(part) for part in error["loc"]) or whole
+                value = str(error.get("input", "")) if error["loc"] else ""
+                self.problem("", name, value[:200], error["msg"])
+            return None
 
     def decimal(
         self, location: str, name: str, text: str | None, *, required: bool = False, positive: bool = False

@@ -313,16 +313,7 @@ def _purchase_order(
         "raw_sha256": raw_sha256,
         "extrinsics": extrinsics,
     }
-    if fields.problems:
-        return None
-    try:
-        return PurchaseOrder.model_validate(values)
-    except ValidationError as exc:
-        for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]) or kind.value
-            value = str(error.get("input", "")) if error["loc"] else ""
-            fields.problem("", name, value[:200], error["msg"])
-        return None
+    return fields.purchase_order(values, whole=kind.value)
 
 
 def _line(fields: FieldReader, item: etree._Element, position: int, currency: str) -> POLine | None:
