@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
+from connector.model import Address, Party
 from connector.reconcile import ReconcileSettings
 from connector.redact import MASK, is_sensitive_key
 
@@ -101,6 +102,57 @@ class ServeSettings(BaseModel):
     source: str = "cxml"
 
 
+class SupplierSettings(BaseModel):
+    """The vendor issuing the invoices: legal entity, tax ids, electronic address, payment account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    legal_name: str = Field(min_length=1)
+    vat_id: str = ""
+    tax_registration_id: str = ""
+    legal_registration_id: str = ""
+    endpoint_id: str = ""
+    endpoint_scheme: str = ""
+    street: list[str] = []
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    contact_email: str = ""
+    iban: str = ""
+    account_name: str = ""
+    bic: str = ""
+
+    @model_validator(mode="after")
+    def _endpoint_pair(self) -> SupplierSettings:
+        if bool(self.endpoint_id) != bool(self.endpoint_scheme):
+            raise ValueError("endpoint_id and endpoint_scheme (a Peppol EAS code such as 9930) go together")
+        return self
+
+    def to_party(self) -> Party:
+        return Party(
+            legal_name=self.legal_name,
+            address=Address(
+                name=self.legal_name,
+                lines=tuple(self.street),
+                city=self.city,
+                region=self.region,
+                postal_code=self.postal_code,
+                country=self.country,
+                email=self.contact_email,
+            ),
+            vat_id=self.vat_id,
+            tax_registration_id=self.tax_registration_id,
+            legal_registration_id=self.legal_registration_id,
+            endpoint_id=self.endpoint_id,
+            endpoint_scheme=self.endpoint_scheme,
+            contact_email=self.contact_email,
+            payment_account_id=self.iban.replace(" ", ""),
+            payment_account_name=self.account_name,
+            payment_bank_id=self.bic,
+        )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one connector installation."""
 
@@ -118,6 +170,7 @@ class Settings(BaseSettings):
     push: PushSettings = PushSettings()
     log: LogSettings = LogSettings()
     serve: ServeSettings = ServeSettings()
+    supplier: SupplierSettings | None = None
     default_net_days: int = Field(default=30, ge=0, le=365)
 
     @classmethod

@@ -19,7 +19,7 @@ from wsgiref.types import WSGIApplication
 from pydantic import BaseModel, ConfigDict
 
 from connector.errors import InputProblem, RemoteError
-from connector.model import BillingPeriod, InvoicePlan, PurchaseOrder, RemoteRef
+from connector.model import BillingPeriod, InvoicePlan, Party, PurchaseOrder, RemoteRef
 
 
 class AdapterKind(enum.StrEnum):
@@ -59,6 +59,8 @@ class AdapterContext:
     tenant: str = "default"
     base_dir: Path = Path(".")
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("po_connector"))
+    # The vendor issuing the invoices (`[supplier]`), for sinks that print the seller.
+    supplier: Party | None = None
 
     def resolve(self, path: Path | str) -> Path:
         """A path from the config: relative ones are relative to the config file's folder."""

@@ -68,7 +68,10 @@ class Connector:
             raise ConfigError(f"state.url: {exc}") from None
         if migrate:
             ensure_schema(self.engine)
-        self.adapter_context = AdapterContext(tenant=self.tenant, base_dir=loaded.base_dir, logger=log)
+        supplier = self.settings.supplier.to_party() if self.settings.supplier else None
+        self.adapter_context = AdapterContext(
+            tenant=self.tenant, base_dir=loaded.base_dir, logger=log, supplier=supplier
+        )
 
     # -- adapters ------------------------------------------------------------------------
     @cached_property
