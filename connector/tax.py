@@ -281,3 +281,78 @@ def breakdown(lines: Iterable[tuple[Decimal, LineTax]], currency: str) -> tuple[
 def tax_total(groups: Sequence[TaxSubtotal], currency: str) -> Decimal:
     """The invoice's tax: the sum of its groups (BR-CO-14)."""
     return round_tax(sum((group.tax_amount for group in groups), Decimal(0)), currency)
+
+
+class TaxCodeMap:
+    """Our tax treatment -> a target system's tax code (a Xero TaxType, a QuickBooks TaxCode id...).
+
+    Keys, most specific first: ``"S:19"`` (category and rate), ``"S"`` (category), and for US
+    sales tax ``"SALES_TAX:US-NY"`` then ``"SALES_TAX"``. A rate key matches 19, 19.0 and 19.00
+    alike. Which code a system uses is configuration; a line whose treatment has no key is a
+    `TaxProblem` ``tax_code_unmapped``, never a silent default.
+    """
+
+    def __init__(self, codes: dict[str, str] | None = None) -> None:
+        self._codes: dict[str, str] = {}
+        for key, code in (codes or {}).items():
+            self._codes[self.normalise_key(key)] = code
+
+    @staticmethod
+    def normalise_key(key: str) -> str:
+        """Checks and canonicalises a key ("s:19.00" -> "S:19"); raises ValueError naming it."""
+        text = key.strip()
+        head, _, tail = text.partition(":")
+        head = head.strip().upper()
+        if head == TaxScheme.SALES_TAX.value:
+            return f"{head}:{tail.strip().upper()}" if tail.strip() else head
+        try:
+            category = TaxCategory(head)
+        except ValueError:
+            raise ValueError(
+                f"tax code key {key!r}: {head!r} is not a tax category "
+                f"({', '.join(c.value for c in TaxCategory)}) or SALES_TAX"
+            ) from None
+        if not tail.strip():
+            return category.value
+        try:
+            rate = Decimal(tail.strip())
+        except ArithmeticError:
+            raise ValueError(f"tax code key {key!r}: rate {tail.strip()!r} is not a number") from None
+        if not rate.is_finite() or not Decimal(0) <= rate < _HUNDRED:
+            raise ValueError(f"tax code key {key!r}: rate {tail.strip()!r} is out of range")
+        return f"{category.value}:{_plain(rate)}"
+
+    @staticmethod
+    def keys_for(line_tax: LineTax) -> tuple[str, ...]:
+        """The keys that may name `line_tax`'s code, most specific first."""
+        if line_tax.scheme is TaxScheme.SALES_TAX:
+            base = TaxScheme.SALES_TAX.value
+            if line_tax.category is TaxCategory.STANDARD and line_tax.jurisdiction:
+                return (f"{base}:{line_tax.jurisdiction.upper()}", base)
+            return (f"{base}:{line_tax.category.value}", line_tax.category.value)
+        category = line_tax.category.value
+        if line_tax.rate is None:
+            return (category,)
+        return (f"{category}:{_plain(line_tax.rate)}", category)
+
+    def code_for(self, line_tax: LineTax) -> str:
+        """The configured code for the line's treatment; TaxProblem when none is configured."""
+        keys = self.keys_for(line_tax)
+        for key in keys:
+            if key in self._codes:
+                return self._codes[key]
+        raise TaxProblem(
+            "tax_code_unmapped",
+            f"no tax code configured for {line_tax.describe()} (add one of: {', '.join(keys)})",
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._codes)
+
+    def items(self) -> list[tuple[str, str]]:
+        return sorted(self._codes.items())
+
+
+def _plain(rate: Decimal) -> str:
+    """19 for 19.00, 7.5 for 7.50: the form rates take in keys and texts."""
+    return f"{rate.normalize():f}"

@@ -209,3 +209,30 @@ def test_breakdown_adds_up_to_the_lines(case: _Case) -> None:
         assert group.tax_amount == computed_tax(group.taxable_amount, group.rate, case.currency)
         assert group.tax_amount.as_tuple().exponent == -{"JPY": 0, "KWD": 3}.get(case.currency, 2)
     assert tax_total(groups, case.currency) == sum(g.tax_amount for g in groups)
+
+
+def test_tax_code_map_picks_the_most_specific_key_and_names_the_missing_one() -> None:
+    from connector.tax import TaxCodeMap
+
+    codes = TaxCodeMap({"s:20.00": "OUTPUT2", "S": "OUTPUT", "AE": "ECZROUTPUTSERVICES", "SALES_TAX:us-ny": "NY"})
+    assert codes.code_for(LineTax(category=TaxCategory.STANDARD, rate=Decimal("20.0"))) == "OUTPUT2"
+    assert codes.code_for(LineTax(category=TaxCategory.STANDARD, rate=Decimal("5"))) == "OUTPUT"
+    reverse = LineTax(category=TaxCategory.REVERSE_CHARGE, rate=Decimal(0), exemption_reason_code="VATEX-EU-AE")
+    assert codes.code_for(reverse) == "ECZROUTPUTSERVICES"
+    sales = LineTax(
+        scheme=TaxScheme.SALES_TAX, category=TaxCategory.STANDARD, rate=Decimal("8.875"), jurisdiction="US-NY"
+    )
+    assert codes.code_for(sales) == "NY"
+    exempt = LineTax(category=TaxCategory.EXEMPT, rate=Decimal(0), exemption_reason="Financial service")
+    with pytest.raises(TaxProblem) as caught:
+        codes.code_for(exempt)
+    assert caught.value.code == "tax_code_unmapped"
+    assert "E" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["X:19", "S:abc", "S:100", "S:-1", "S:NaN"])
+def test_tax_code_map_refuses_a_key_that_names_no_treatment(key: str) -> None:
+    from connector.tax import TaxCodeMap
+
+    with pytest.raises(ValueError, match="tax code key"):
+        TaxCodeMap({key: "CODE"})
