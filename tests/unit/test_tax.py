@@ -214,10 +214,14 @@ def test_breakdown_adds_up_to_the_lines(case: _Case) -> None:
 def test_tax_code_map_picks_the_most_specific_key_and_names_the_missing_one() -> None:
     from connector.tax import TaxCodeMap
 
-    codes = TaxCodeMap({"s:20.00": "OUTPUT2", "S": "OUTPUT", "AE": "ECZROUTPUTSERVICES", "SALES_TAX:us-ny": "NY"})
+    codes = TaxCodeMap(
+        {"s:20.00": "OUTPUT2", "S": "OUTPUT", "AE": "ECZROUTPUTSERVICES", "SALES_TAX:us-ny": "NY"}
+    )
     assert codes.code_for(LineTax(category=TaxCategory.STANDARD, rate=Decimal("20.0"))) == "OUTPUT2"
     assert codes.code_for(LineTax(category=TaxCategory.STANDARD, rate=Decimal("5"))) == "OUTPUT"
-    reverse = LineTax(category=TaxCategory.REVERSE_CHARGE, rate=Decimal(0), exemption_reason_code="VATEX-EU-AE")
+    reverse = LineTax(
+        category=TaxCategory.REVERSE_CHARGE, rate=Decimal(0), exemption_reason_code="VATEX-EU-AE"
+    )
     assert codes.code_for(reverse) == "ECZROUTPUTSERVICES"
     sales = LineTax(
         scheme=TaxScheme.SALES_TAX, category=TaxCategory.STANDARD, rate=Decimal("8.875"), jurisdiction="US-NY"
