@@ -8,7 +8,17 @@ period. Columns (header names are case-insensitive; spaces and dashes count as u
 
 customer_name, description, po_number and invoice_date may be absent or empty. Dates are ISO
 (2026-11-01) unless `date_format` says otherwise. Amounts are read as exact decimals. A bad row
-is reported with its row number (the header is row 1), column and value, and skipped.
+is reported with its row number (the header is row 1), column and value, and its period waits.
+
+The tax the billing system computed, optional per row:
+
+    tax_category (EN 16931 code: S, Z, E, AE, K, G, O, L, M), tax_rate (percent, 19 = 19%),
+    tax_amount (the line's tax), tax_jurisdiction (US-style sales tax, e.g. US-NY: the line is
+    then sales tax, not VAT), tax_exemption_reason (a VATEX code such as VATEX-EU-AE, or text)
+
+A row with none of them carries no tax (the customer master or a SKU override may give it); a
+row with a tax amount or rate but no category, an unknown category, a rate out of range or a
+treatment that is not valid (AE without a reason, S at 0%) is refused naming the column.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from connector.ports import (
     Capability,
     PullContext,
 )
+from connector.tax import LineTax, TaxCategory, TaxScheme, category_of_exemption_code
 
 _T = TypeVar("_T")
 _ALIASES = {"customer": "customer_ref", "customer_id": "customer_ref"}
@@ -48,7 +59,8 @@ _REQUIRED = (
     "unit_price",
     "currency",
 )
-_OPTIONAL = ("customer_name", "description", "po_number", "invoice_date")
+_TAX_COLUMNS = ("tax_category", "tax_rate", "tax_amount", "tax_jurisdiction", "tax_exemption_reason")
+_OPTIONAL = ("customer_name", "description", "po_number", "invoice_date", *_TAX_COLUMNS)
 # Fields every row of one period must agree on.
 _PERIOD_FIELDS = ("customer_ref", "customer_name", "period_end", "currency", "po_number", "invoice_date")
 
@@ -237,6 +249,7 @@ class CsvBillingSource:
             errors.append(
                 _RowError("period_end", values["period_end"], f"is before period_start {start.isoformat()}")
             )
+        tax = _line_tax(values, errors)
         if errors or start is None or end is None or quantity is None or price is None:
             for error in errors:
                 batch.rejections.append(
@@ -248,6 +261,7 @@ class CsvBillingSource:
             description=values["description"],
             quantity=quantity,
             unit_price=Money.of(price, values["currency"]),
+            tax=tax,
         )
         return _Row(number, values, start, end, invoice_date, line)
 
@@ -307,6 +321,49 @@ def _attempt(
         return parse(column, value)
     except _RowError as refused:
         errors.append(refused)
+        return None
+
+
+def _line_tax(values: dict[str, str], errors: list[_RowError]) -> LineTax | None:
+    """The row's tax from the tax_* columns; None when it states none (errors noted)."""
+    if not any(values.get(name) for name in _TAX_COLUMNS):
+        return None
+    raw_category = values.get("tax_category", "")
+    if not raw_category:
+        stated = next(name for name in _TAX_COLUMNS if values.get(name))
+        errors.append(_RowError("tax_category", "", f"is required when {stated} is given"))
+        return None
+    try:
+        category = TaxCategory(raw_category.upper())
+    except ValueError:
+        known = ", ".join(c.value for c in TaxCategory)
+        errors.append(_RowError("tax_category", raw_category, f"is not a tax category ({known})"))
+        return None
+    rate = _attempt(errors, _decimal, "tax_rate", values)
+    amount = _attempt(errors, _decimal, "tax_amount", values)
+    if (values.get("tax_rate") and rate is None) or (values.get("tax_amount") and amount is None):
+        return None
+    if rate is None and category is not TaxCategory.OUTSIDE_SCOPE:
+        errors.append(_RowError("tax_rate", "", f"is required for tax category {category.value}"))
+        return None
+    reason = values.get("tax_exemption_reason", "")
+    is_code = category_of_exemption_code(reason) is not None
+    jurisdiction = values.get("tax_jurisdiction", "").upper()
+    try:
+        return LineTax(
+            scheme=TaxScheme.SALES_TAX if jurisdiction else TaxScheme.VAT,
+            category=category,
+            rate=rate,
+            jurisdiction=jurisdiction,
+            exemption_reason_code=reason.upper() if is_code else "",
+            exemption_reason="" if is_code else reason,
+            amount=amount,
+            origin="billing",
+        )
+    except ValidationError as exc:
+        detail = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        column = "tax_rate" if "rate" in detail else "tax_category"
+        errors.append(_RowError(column, values.get(column, ""), detail))
         return None
 
 

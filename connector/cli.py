@@ -99,10 +99,25 @@ def _human_status(data: dict[str, Any]) -> str:
             f"DEAD {dead['invoice_number']} PO {dead['po_number']} -> {dead['sink']}: {dead['error']}"
         )
     for flag in data["flagged"]:
-        lines.append(f"FLAG {flag['invoice_number']} PO {flag['po_number']}: {flag}")
+        lines.append(
+            f"FLAG {flag['invoice_number']} PO {flag['po_number']} -> {flag['sink']}: {_flag_text(flag)}"
+        )
     for warning in data["renewal_warnings"]:
         lines.append(f"RENEW PO {warning['po_number']}: {warning['detail']}")
     return "\n".join(lines)
+
+
+def _flag_text(flag: dict[str, Any]) -> str:
+    """Why an invoice is flagged, in words: the totals that differ, or what changed after sending."""
+    notes = []
+    if flag["total_mismatch"]:
+        held = flag["remote_total"] or "unknown"
+        tax = f" (tax {flag['remote_tax']})" if flag.get("remote_tax") else ""
+        planned_tax = f" (tax {flag['planned_tax']})" if flag.get("planned_tax") else ""
+        notes.append(f"the sink holds {held}{tax}, planned {flag['planned_total']}{planned_tax}")
+    if flag["amended_after_push"]:
+        notes.append(f"changed after it was sent: {flag['detail'] or 'see the outbox'}")
+    return "; ".join(notes) or "flagged"
 
 
 @cli.command()

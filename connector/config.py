@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -153,6 +153,28 @@ class SupplierSettings(BaseModel):
         )
 
 
+class TaxSettings(BaseModel):
+    """Where an invoice line's tax comes from, in order, and whether an untaxed invoice may go out.
+
+    `order` lists the places asked, first answer wins: `billing` (the tax the billing record
+    states), `sku` (a per-SKU override in the SKU map, e.g. an exempt service) and `customer`
+    (the customer master's default, e.g. reverse charge for an EU business customer). With
+    `required`, a period whose tax no place states is held as `tax_unknown`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    order: tuple[Literal["billing", "sku", "customer"], ...] = ("billing", "sku", "customer")
+    required: bool = True
+
+    @field_validator("order")
+    @classmethod
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("order names each of billing, sku, customer at most once, and at least one")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration of one connector installation."""
 
@@ -171,6 +193,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     serve: ServeSettings = ServeSettings()
     supplier: SupplierSettings | None = None
+    tax: TaxSettings = TaxSettings()
     default_net_days: int = Field(default=30, ge=0, le=365)
 
     @classmethod

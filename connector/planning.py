@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from connector.model import BillingPeriod, InvoiceLine, InvoicePlan, PaymentTerms
+from connector.model import BillingPeriod, InvoiceLine, InvoicePlan, Party, PaymentTerms
 from connector.reconcile import Allocation
 
 
@@ -35,8 +35,12 @@ def plan_invoice(
     tenant: str,
     customer_name: str,
     default_net_days: int = 30,
+    buyer: Party | None = None,
 ) -> InvoicePlan:
-    """The invoice for one matched period: billed quantities and prices on the PO's lines.
+    """The invoice for one matched period: billed quantities, prices and tax on the PO's lines.
+
+    Each line carries the tax resolved for its billing line (`connector.taxing`); `buyer` is the
+    customer master's legal entity. The PO's bill-to stays the invoice address where it has one.
 
     When the PO has no payment terms, NET`default_net_days` is used and stated on the plan,
     so the due date and the terms shown always agree.
@@ -58,6 +62,8 @@ def plan_invoice(
             unit_price=billed.unit_price,
             service_start=period.period_start,
             service_end=period.period_end,
+            tax=billed.tax,
+            line_amount=billed.line_amount,
         )
         for number, (billed, po_line) in enumerate(allocation.lines, start=1)
     )
@@ -82,6 +88,7 @@ def plan_invoice(
         lines=lines,
         period_start=period.period_start,
         period_end=period.period_end,
+        buyer=buyer,
         memo=f"PO {po.po_number}, service period {period.period_start.isoformat()} "
         f"to {period.period_end.isoformat()}",
     )

@@ -147,17 +147,9 @@ class SinkPusher:
             if ref is None or ref.total is None:
                 continue
             with self.app.engine.begin() as conn:
-                differs = outbox.record_remote_total(conn, item.idempotency_key, ref.total, now)
+                differs = outbox.record_remote_total(conn, item.idempotency_key, ref.total, now, ref.tax)
             if differs:
-                self.run.add("total_mismatch")
-                log.error(
-                    "invoice %s: %s reports total %s, planned %s",
-                    item.plan.invoice_number,
-                    self.name,
-                    ref.total,
-                    item.plan.total,
-                    extra={"sink": self.name},
-                )
+                self._report_difference(item, ref)
 
     def _still_ours(self, items: list[OutboxItem]) -> list[OutboxItem]:
         """Only rows this run still holds may be sent: a stalled run whose claims were taken
@@ -224,6 +216,22 @@ class SinkPusher:
                     item, UncertainError(f"{self.name}: no outcome for invoice {item.plan.invoice_number}")
                 )
 
+    def _report_difference(self, item: OutboxItem, ref: RemoteRef) -> None:
+        """The sink holds another total or tax than planned (e.g. it re-rounded): count and say so."""
+        self.run.add("total_mismatch")
+        plan = item.plan
+        log.error(
+            "invoice %s: %s holds total %s (tax %s), planned %s (net %s, tax %s)",
+            plan.invoice_number,
+            self.name,
+            ref.total if ref.total is not None else "unknown",
+            ref.tax if ref.tax is not None else "unknown",
+            plan.total,
+            plan.net_total,
+            plan.tax_total,
+            extra={"sink": self.name},
+        )
+
     def _pushed(self, item: OutboxItem, ref: RemoteRef) -> None:
         crash_point(AFTER_REMOTE_CREATE)
         self.waiting.discard(item.idempotency_key)
@@ -233,16 +241,10 @@ class SinkPusher:
         with self.app.engine.begin() as conn:
             outbox.mark_pushed(conn, item.idempotency_key, self.run.run_id, ref, now)
         self.run.add("invoices_existing" if ref.already_existed else "invoices_pushed")
-        if ref.total is not None and ref.total != item.plan.total:
-            self.run.add("total_mismatch")
-            log.error(
-                "invoice %s: %s reports total %s, planned %s",
-                item.plan.invoice_number,
-                self.name,
-                ref.total,
-                item.plan.total,
-                extra={"sink": self.name},
-            )
+        if (ref.total is not None and ref.total != item.plan.total) or (
+            ref.tax is not None and item.plan.is_taxed and ref.tax != item.plan.tax_total
+        ):
+            self._report_difference(item, ref)
         log.info(
             "invoice %s %s in %s as %s",
             item.plan.invoice_number,

@@ -13,10 +13,25 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from connector.model import BillingPeriod, InvoicePlan, MatchResult, MatchStatus, Money, PurchaseOrder
+from connector.model import (
+    BillingPeriod,
+    InvoicePlan,
+    MatchResult,
+    MatchStatus,
+    Money,
+    PurchaseOrder,
+    Reason,
+)
 from connector.planning import idempotency_key, plan_invoice
-from connector.reconcile import PriorInvoice, ReconcileSettings, reconcile, renewal_warnings
+from connector.reconcile import (
+    PriorInvoice,
+    ReconcileOutcome,
+    ReconcileSettings,
+    reconcile,
+    renewal_warnings,
+)
 from connector.runtime import Connector, RunContext
+from connector.taxing import TaxResolver
 from state import ingest, outbox, results
 
 log = logging.getLogger("po_connector.reconcile")
@@ -65,8 +80,11 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
         locked = {row["billing_key"] for row in sent}
         open_periods = [p for p in periods if p.key not in locked]
         prior = _prior_invoices(outbox.consumption(conn, app.tenant))
+        open_periods, held_for_tax = _resolve_tax(app, open_periods)
         outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior)
+        outcome = _hold_for_tax(outcome, held_for_tax)
         by_key = {period.key: period for period in periods}
+        by_key.update({period.key: period for period in open_periods})
         kept: set[str] = set()
         # Planned (and so pushed) in invoice-date order: ERPs such as Tryton refuse to number an
         # invoice dated before one their sequence already numbered.
@@ -79,6 +97,7 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
             if period.status.lower() in NOT_INVOICEABLE:
                 run.add("not_invoiceable")
                 continue
+            customer = app.customer_map.get(period.customer_ref)
             for sink in app.sinks:
                 plan = plan_invoice(
                     allocation,
@@ -87,6 +106,7 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
                     tenant=app.tenant,
                     customer_name=app.customer_map.name_of(period.customer_ref) or period.customer_name,
                     default_net_days=app.settings.default_net_days,
+                    buyer=customer.party() if customer is not None else None,
                 )
                 kept.add(plan.idempotency_key)
                 if outbox.upsert_plan(conn, plan, now) == "planned":
@@ -104,6 +124,45 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
         results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id)
     for status in MatchStatus:
         run.counts.setdefault(status.value, 0)
+
+
+def _resolve_tax(
+    app: Connector, periods: list[BillingPeriod]
+) -> tuple[list[BillingPeriod], dict[str, tuple[Reason, ...]]]:
+    """Every period with its lines' tax; the reasons of those whose tax cannot make a valid invoice.
+
+    A held period is still reconciled (its PO keeps its balance for it and its other problems are
+    reported at once), but never invoiced until its tax is fixed.
+    """
+    tax = app.settings.tax
+    resolver = TaxResolver(tax.order, app.sku_map, required=tax.required, supplier=app.supplier)
+    taxed: list[BillingPeriod] = []
+    held: dict[str, tuple[Reason, ...]] = {}
+    for period in periods:
+        found = resolver.resolve(period, app.customer_map.get(period.customer_ref))
+        if found.period is None:
+            held[period.key] = found.reasons
+            taxed.append(period)
+        else:
+            taxed.append(found.period)
+    return taxed, held
+
+
+def _hold_for_tax(outcome: ReconcileOutcome, held: dict[str, tuple[Reason, ...]]) -> ReconcileOutcome:
+    """Matched periods whose tax is not known or not valid become mismatches with the tax reasons."""
+    if not held:
+        return outcome
+    allocations = {key: value for key, value in outcome.allocations.items() if key not in held}
+    results = []
+    for result in outcome.results:
+        reasons = held.get(result.billing_key or "")
+        if reasons is None:
+            results.append(result)
+        elif result.status is MatchStatus.MATCHED:
+            results.append(result.model_copy(update={"status": MatchStatus.MISMATCH, "reasons": reasons}))
+        else:
+            results.append(result.model_copy(update={"reasons": (*result.reasons, *reasons)}))
+    return ReconcileOutcome(results=tuple(results), allocations=allocations)
 
 
 def _with_renewal_warnings(

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from connector.config import LoadedConfig, Settings
 from connector.errors import ConfigError, LeaseHeldError
 from connector.maps import CustomerMap, SkuMap
-from connector.model import utcnow
+from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
 from connector.redact import GLOBAL_REDACTOR
 from connector.registry import AdapterInfo, build, discover
@@ -68,9 +68,9 @@ class Connector:
             raise ConfigError(f"state.url: {exc}") from None
         if migrate:
             ensure_schema(self.engine)
-        supplier = self.settings.supplier.to_party() if self.settings.supplier else None
+        self.supplier: Party | None = self.settings.supplier.to_party() if self.settings.supplier else None
         self.adapter_context = AdapterContext(
-            tenant=self.tenant, base_dir=loaded.base_dir, logger=log, supplier=supplier
+            tenant=self.tenant, base_dir=loaded.base_dir, logger=log, supplier=self.supplier
         )
 
     # -- adapters ------------------------------------------------------------------------

@@ -64,10 +64,13 @@ def collect_status(app: Connector) -> dict[str, Any]:
                 "po_number": row["po_number"],
                 "sink": row["sink"],
                 "total_mismatch": bool(row["total_mismatch"]),
-                "planned_total": f"{row['amount']} {row['currency']}",
-                "remote_total": f"{row['remote_total']} {row['currency']}"
-                if row["remote_total"] is not None
-                else None,
+                "planned_net": f"{row['amount']} {row['currency']}",
+                "planned_tax": _money(row["tax_amount"], row["currency"]),
+                "planned_total": _money(
+                    row["gross_amount"] if row["gross_amount"] is not None else row["amount"], row["currency"]
+                ),
+                "remote_total": _money(row["remote_total"], row["currency"]),
+                "remote_tax": _money(row["remote_tax"], row["currency"]),
                 "amended_after_push": bool(row["amended_after_push"]),
                 "detail": row["amended_detail"],
             }
@@ -75,6 +78,10 @@ def collect_status(app: Connector) -> dict[str, Any]:
         ],
         "renewal_warnings": warnings,
     }
+
+
+def _money(amount: Any, currency: str) -> str | None:
+    return None if amount is None else f"{amount} {currency}"
 
 
 def _run_brief(run: dict[str, Any] | None) -> dict[str, Any] | None:

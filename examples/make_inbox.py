@@ -52,6 +52,16 @@ INI-7781,3,SUPPORT-PREMIUM,Premium support month,ten,25.00,USD,01/01/2026,12/31/
 02/01/2026,Initech LLC
 """
 
+WAYNE_CSV = """\
+PO Number,Line,Supplier Part ID,Description,Quantity,Unit Price,Currency,Term Start,Term End,\
+Payment Terms,PO Date,Buyer Name,Bill To Name,Bill To Street,Bill To City,Bill To Postal Code,\
+Bill To Country
+WE-PO-0077,1,PLAN-PRO,Pro plan seat-month,300,32.00,GBP,2026-10-01,2027-09-30,NET30,2026-09-20,\
+Wayne Enterprises Ltd,Wayne Enterprises Ltd,1 Wayne Tower,London,EC1A 1BB,GB
+WE-PO-0077,2,WE-TRAIN-ADMIN,Administrator training day,2,900.00,GBP,2026-10-01,2027-09-30,NET30,\
+2026-09-20,Wayne Enterprises Ltd,Wayne Enterprises Ltd,1 Wayne Tower,London,EC1A 1BB,GB
+"""
+
 UMBRELLA_TSV = (
     "PO Number\tLine\tSKU\tDescription\tQuantity\tUnit Price\tCurrency\tTerm Start\tTerm End\t"
     "Payment Terms\tPO Date\tBuyer Name\tStatus\n"
@@ -159,6 +169,16 @@ def build() -> dict[str, bytes]:
         filename="delivery-notes.txt",
     )
     files["umbrella-po.eml"] = _finish(umbrella, 5)
+
+    wayne = _message(
+        "Wayne Procurement <procurement@wayne.example>",
+        datetime(2026, 9, 20, 11, 0, tzinfo=timezone.utc),
+        "Purchase order WE-PO-0077",
+        "Hello,\n\nplease find PO WE-PO-0077 attached.\n\nWayne Procurement\n",
+        "<WE-PO-0077.20260920110000@wayne.example>",
+    )
+    wayne.add_attachment(WAYNE_CSV, subtype="csv", filename="WE-PO-0077.csv")
+    files["wayne-po.eml"] = _finish(wayne, 6)
     return files
 
 

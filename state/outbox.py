@@ -91,6 +91,8 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
                 customer_ref=plan.customer_ref,
                 amount=total.amount,
                 currency=total.currency,
+                tax_amount=plan.tax_total.amount,
+                gross_amount=plan.total.amount,
                 plan_json=canonical_json(plan),
                 plan_hash=digest,
                 state=PLANNED,
@@ -114,6 +116,8 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
                 po_revision=plan.po_revision,
                 amount=total.amount,
                 currency=total.currency,
+                tax_amount=plan.tax_total.amount,
+                gross_amount=plan.total.amount,
                 plan_json=canonical_json(plan),
                 plan_hash=digest,
                 last_error=None,
@@ -145,6 +149,8 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
             po_revision=plan.po_revision,
             amount=total.amount,
             currency=total.currency,
+            tax_amount=plan.tax_total.amount,
+            gross_amount=plan.total.amount,
             plan_json=canonical_json(plan),
             plan_hash=digest,
             updated_at=now,
@@ -210,18 +216,32 @@ def claim_due(
     ]
 
 
+def _differs(row: Any, total: Money | None, tax: Money | None) -> bool:
+    """True when the sink holds another gross total or another tax than planned, to the cent."""
+    planned_gross = row.gross_amount if row.gross_amount is not None else row.amount
+    if total is not None and (total.amount != planned_gross or total.currency != row.currency):
+        return True
+    return (
+        tax is not None
+        and row.tax_amount is not None
+        and (tax.amount != row.tax_amount or tax.currency != row.currency)
+    )
+
+
+_PLANNED = (
+    invoice_outbox.c.amount,
+    invoice_outbox.c.gross_amount,
+    invoice_outbox.c.tax_amount,
+    invoice_outbox.c.currency,
+    invoice_outbox.c.state,
+)
+
+
 def mark_pushed(conn: Connection, key: str, owner: str, ref: RemoteRef, now: datetime) -> bool:
-    """Record success. Compares the total the sink reports with the plan (read-after-write)."""
-    row = conn.execute(
-        select(invoice_outbox.c.amount, invoice_outbox.c.currency, invoice_outbox.c.state).where(
-            invoice_outbox.c.idempotency_key == key
-        )
-    ).first()
+    """Record success. Compares the gross total and tax the sink reports with the plan (read-after-write)."""
+    row = conn.execute(select(*_PLANNED).where(invoice_outbox.c.idempotency_key == key)).first()
     if row is None:
         return False
-    mismatch = ref.total is not None and (
-        ref.total.amount != row.amount or ref.total.currency != row.currency
-    )
     conn.execute(
         update(invoice_outbox)
         .where(invoice_outbox.c.idempotency_key == key)
@@ -229,7 +249,8 @@ def mark_pushed(conn: Connection, key: str, owner: str, ref: RemoteRef, now: dat
             state=PUSHED,
             remote_id=ref.remote_id,
             remote_total=ref.total.amount if ref.total is not None else None,
-            total_mismatch=mismatch,
+            remote_tax=ref.tax.amount if ref.tax is not None else None,
+            total_mismatch=_differs(row, ref.total, ref.tax),
             correlation_id=ref.correlation_id or None,
             pushed_at=now,
             lease_owner=None,
@@ -242,20 +263,23 @@ def mark_pushed(conn: Connection, key: str, owner: str, ref: RemoteRef, now: dat
     return True
 
 
-def record_remote_total(conn: Connection, key: str, total: Money, now: datetime) -> bool:
-    """Store the total a sink reports after the fact; True when it differs from the plan."""
-    row = conn.execute(
-        select(invoice_outbox.c.amount, invoice_outbox.c.currency).where(
-            invoice_outbox.c.idempotency_key == key
-        )
-    ).first()
+def record_remote_total(
+    conn: Connection, key: str, total: Money, now: datetime, tax: Money | None = None
+) -> bool:
+    """Store the total (and tax) a sink reports after the fact; True when either differs from the plan."""
+    row = conn.execute(select(*_PLANNED).where(invoice_outbox.c.idempotency_key == key)).first()
     if row is None:
         return False
-    mismatch = bool(total.amount != row.amount or total.currency != row.currency)
+    mismatch = _differs(row, total, tax)
     conn.execute(
         update(invoice_outbox)
         .where(invoice_outbox.c.idempotency_key == key)
-        .values(remote_total=total.amount, total_mismatch=mismatch, updated_at=now)
+        .values(
+            remote_total=total.amount,
+            remote_tax=tax.amount if tax is not None else None,
+            total_mismatch=mismatch,
+            updated_at=now,
+        )
     )
     return mismatch
 

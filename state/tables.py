@@ -138,8 +138,10 @@ invoice_outbox = Table(
     Column("po_revision", Integer, nullable=False),
     Column("billing_key", String(512), nullable=False),
     Column("customer_ref", String(128), nullable=False),
-    Column("amount", DecimalText, nullable=False),
+    Column("amount", DecimalText, nullable=False),  # net: what the invoice draws on its PO
     Column("currency", String(3), nullable=False),
+    Column("tax_amount", DecimalText),  # planned tax (NULL: planned before tax was carried)
+    Column("gross_amount", DecimalText),  # planned net + tax: what the sink must hold
     Column("plan_json", Text, nullable=False),
     Column("plan_hash", String(64), nullable=False),
     Column("state", String(16), nullable=False),
@@ -150,6 +152,7 @@ invoice_outbox = Table(
     Column("uncertain", Boolean, nullable=False, default=False),
     Column("remote_id", String(256)),
     Column("remote_total", DecimalText),
+    Column("remote_tax", DecimalText),
     Column("total_mismatch", Boolean, nullable=False, default=False),
     Column("pushed_at", UtcDateTime),
     Column("last_error", Text),

@@ -80,11 +80,11 @@ def test_crash_after_invoice_written_before_recorded_is_recovered_without_duplic
     assert recovered.code == 0, recovered.stderr
     summary = recovered.json()
     assert summary["invoices_existing"] == 1  # found by lookup, not written again
-    assert summary["invoices_pushed"] == 3
+    assert summary["invoices_pushed"] == 4
     names = [p.name for p in invoices(example)]
-    assert len(names) == len(set(names)) == 4
+    assert len(names) == len(set(names)) == 5
     status = run_cli("status", "--config", str(example), "--json").json()
-    assert status["sinks"][0]["outbox"] == {"pushed": 4}
+    assert status["sinks"][0]["outbox"] == {"pushed": 5}
 
 
 def test_inspect_prints_canonical_pos_as_json_lines(example: Path) -> None:

@@ -12,6 +12,7 @@ from adapters.billing_csv import CsvBillingConfig, CsvBillingSource
 from connector.errors import ConfigError, InputProblem
 from connector.model import Money
 from connector.ports import AdapterContext, AdapterKind, BillingSource, PullContext
+from connector.tax import LineTax, TaxCategory, TaxScheme
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HEADER = (
@@ -45,7 +46,7 @@ def test_source_declares_the_billing_port() -> None:
     assert CsvBillingSource.Config is CsvBillingConfig
 
 
-def test_example_file_gives_eight_periods_and_no_rejections() -> None:
+def test_example_file_gives_nine_periods_and_no_rejections() -> None:
     source = CsvBillingSource(
         CsvBillingConfig(name="billing", path=Path("billing.csv")), AdapterContext(base_dir=EXAMPLES)
     )
@@ -53,7 +54,7 @@ def test_example_file_gives_eight_periods_and_no_rejections() -> None:
     assert len(batches) == 1
     batch = batches[0]
     assert batch.rejections == []
-    assert len(batch.records) == 8
+    assert len(batch.records) == 9
     first = batch.records[0]
     assert first.key == "default/billing/SUB-ACME-PRO/2026-10-01"
     assert (first.customer_ref, first.customer_name, first.po_number) == (
@@ -64,6 +65,14 @@ def test_example_file_gives_eight_periods_and_no_rejections() -> None:
     assert (first.period_end, first.invoice_date) == (date(2026, 10, 31), date(2026, 10, 1))
     assert first.lines[0].unit_price == Money.of("40.00", "USD")
     assert first.lines[0].quantity == Decimal(50)
+    assert first.lines[0].tax == LineTax(
+        scheme=TaxScheme.SALES_TAX,
+        category=TaxCategory.STANDARD,
+        rate=Decimal("8.875"),
+        jurisdiction="US-NY",
+        amount=Decimal("177.50"),
+        origin="billing",
+    )
     assert batch.records[1].po_number is None
 
 
@@ -231,3 +240,56 @@ def test_relative_path_is_resolved_against_the_base_dir(tmp_path: Path) -> None:
         CsvBillingConfig(name="billing", path=Path("data/b.csv")), AdapterContext(base_dir=tmp_path)
     )
     assert source.path == tmp_path / "data" / "b.csv"
+
+
+TAX_HEADER = HEADER.rstrip("\n") + ",tax_category,tax_rate,tax_amount,tax_jurisdiction,tax_exemption_reason\n"
+ROW = "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,EUR,PO-1,"
+
+
+def test_tax_columns_give_each_line_its_vat_treatment(tmp_path: Path) -> None:
+    batch = read(
+        tmp_path,
+        TAX_HEADER
+        + ROW
+        + ",S,19,380.00,,\n"
+        + ROW.replace("PLAN-PRO", "ADDON-SSO")
+        + ",ae,0,,,VATEX-EU-AE\n"
+        + ROW.replace("PLAN-PRO", "TRAINING")
+        + ",E,0,,,Exempt education\n",
+    )
+    assert batch.rejections == []
+    standard, reverse, exempt = (line.tax for line in batch.records[0].lines)
+    assert standard == LineTax(
+        category=TaxCategory.STANDARD, rate=Decimal(19), amount=Decimal("380.00"), origin="billing"
+    )
+    assert reverse is not None and reverse.category is TaxCategory.REVERSE_CHARGE
+    assert reverse.exemption_reason_code == "VATEX-EU-AE" and reverse.exemption_reason == ""
+    assert exempt is not None and exempt.exemption_reason == "Exempt education"
+
+
+def test_a_row_without_tax_columns_filled_carries_no_tax(tmp_path: Path) -> None:
+    batch = read(tmp_path, TAX_HEADER + ROW + ",,,,,\n")
+    assert batch.rejections == []
+    assert batch.records[0].lines[0].tax is None
+
+
+@pytest.mark.parametrize(
+    ("cells", "column", "value", "why"),
+    [
+        (",X,19,,,", "tax_category", "X", "is not a tax category"),
+        (",S,140,,,", "tax_rate", "140", "out of range"),
+        (",S,abc,,,", "tax_rate", "abc", "is not a decimal number"),
+        (",,19,,,", "tax_category", "", "is required when tax_rate is given"),
+        (",S,,,,", "tax_rate", "", "is required for tax category S"),
+        (",AE,0,,,", "tax_category", "AE", "needs an exemption reason"),
+        (",S,0,,,", "tax_rate", "0", "use Z for zero-rated"),
+    ],
+)
+def test_bad_tax_cells_refuse_the_row_naming_column_and_value(
+    tmp_path: Path, cells: str, column: str, value: str, why: str
+) -> None:
+    batch = read(tmp_path, TAX_HEADER + ROW + cells + "\n" + ROW.replace("SUB-1", "SUB-2") + ",Z,0,,,\n")
+    assert [r.field for r in batch.rejections if r.location == "row 2"] == [column]
+    problem = next(r for r in batch.rejections if r.location == "row 2")
+    assert problem.value == value and why in problem.reason
+    assert [p.subscription_id for p in batch.records] == ["SUB-2"]  # the rest of the file goes on
