@@ -87,7 +87,7 @@ def correct_schxslt_tunnel(stylesheet: bytes) -> tuple[bytes, int]:
 def _saxon() -> Any:
     global _processor
     if _processor is None:
-        from saxonche import PySaxonProcessor
+        from saxonche import PySaxonProcessor  # type: ignore[import-not-found]
 
         _processor = PySaxonProcessor(license=False)
     return _processor
