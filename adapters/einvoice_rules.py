@@ -35,7 +35,10 @@ _XSL_NS = "http://www.w3.org/1999/XSL/Transform"
 _SVRL_NS = "http://purl.oclc.org/dsdl/svrl"
 _SCHXSLT_PATTERN = "Q{http://dmaus.name/ns/2023/schxslt}pattern"
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # the cache and the processor; load() holds it while compiling
+# One document at a time through the process's one SaxonC processor: its thread safety across
+# Python threads is not documented, and a check takes milliseconds.
+_run_lock = threading.Lock()
 _processor: Any = None
 _cache: dict[Path, EinvoiceRules] = {}
 
@@ -86,11 +89,12 @@ def correct_schxslt_tunnel(stylesheet: bytes) -> tuple[bytes, int]:
 
 def _saxon() -> Any:
     global _processor
-    if _processor is None:
-        from saxonche import PySaxonProcessor  # type: ignore[import-not-found]
+    with _lock:
+        if _processor is None:
+            from saxonche import PySaxonProcessor  # type: ignore[import-not-found]
 
-        _processor = PySaxonProcessor(license=False)
-    return _processor
+            _processor = PySaxonProcessor(license=False)
+        return _processor
 
 
 class EinvoiceRules:
@@ -126,7 +130,6 @@ class EinvoiceRules:
             if executable is None:
                 raise RulesUnavailable(f"{str(path)!r} does not compile")
             self._stylesheets.append((rule_set, executable))
-        self._run_lock = threading.Lock()
 
     @classmethod
     def load(cls, directory: Path) -> EinvoiceRules:
@@ -143,8 +146,7 @@ class EinvoiceRules:
         """Every failed assert of both rule sets, fatal and warning; ValueError if it cannot be run."""
         processor = _saxon()
         failures: list[RuleFailure] = []
-        # One document at a time: SaxonC executables are not documented as safe across threads.
-        with self._run_lock:
+        with _run_lock:
             try:
                 node = processor.parse_xml(xml_text=document.decode("utf-8"))
             except Exception as exc:
