@@ -370,8 +370,8 @@ def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
     if not plan.is_taxed:
         raise NotAnEinvoice(
             "tax_unknown",
-            f"invoice {plan.invoice_number!r} carries no tax on its lines; an EN 16931 invoice needs "
-            "the tax category and rate of every line",
+            "the plan carries no tax on its lines; an EN 16931 invoice needs the tax category and "
+            "rate of every line",
         )
     root = etree.Element(f"{{{INVOICE_NS}}}Invoice", nsmap=_NSMAP)
     _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
