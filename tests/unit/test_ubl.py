@@ -25,7 +25,7 @@ from adapters.ubl import (
 from connector.errors import InputError
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
 from connector.tax import LineTax, TaxCategory, TaxScheme
-from tests.support.einvoice import assert_passes_rules
+from tests.support.einvoice import assert_passes_rules, rule_failures
 from tests.support.factories import make_buyer, make_seller, vat
 from tests.support.shared import shared_fixture
 
@@ -517,3 +517,39 @@ def test_read_total_names_what_is_wrong(document: bytes, field: str) -> None:
 def test_text_xml_cannot_carry_is_refused() -> None:
     with pytest.raises(ValueError):
         render_invoice(make_plan(memo="bell \x07"), SUPPLIER)
+
+
+INTRA_COMMUNITY = vat(
+    "0", "K", exemption_reason_code="VATEX-EU-IC", exemption_reason="Intra-community supply"
+)
+
+
+def test_intra_community_supply_passes_with_the_deliver_to_country() -> None:
+    ship_to = Address(name="Acme FR", lines=("2 rue Neuve",), city="Paris", postal_code="75002", country="FR")
+    plan = make_plan(
+        lines=(make_line(1, tax=INTRA_COMMUNITY),), buyer=make_buyer("FR"), bill_to=None, ship_to=ship_to
+    )
+    root = render(plan)
+    assert (
+        text(root, "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/cbc:TaxExemptionReasonCode") == "VATEX-EU-IC"
+    )
+    assert (
+        text(root, "cac:Delivery/cac:DeliveryLocation/cac:Address/cac:Country/cbc:IdentificationCode") == "FR"
+    )
+
+
+def test_intra_community_supply_without_deliver_to_country_breaks_br_ic_12() -> None:
+    plan = make_plan(
+        lines=(make_line(1, tax=INTRA_COMMUNITY),), buyer=make_buyer("FR"), bill_to=None, ship_to=None
+    )
+    ids = {failure.rule_id for failure in rule_failures(render_invoice(plan, SUPPLIER)) if failure.fatal}
+    assert ids == {"BR-IC-12"}
+
+
+def test_export_outside_the_eu() -> None:
+    export = vat("0", "G", exemption_reason_code="VATEX-EU-G", exemption_reason="Export outside the EU")
+    plan = make_plan(
+        "USD", lines=(make_line(1, "USD", tax=export),), buyer=make_buyer("US"), bill_to=None, ship_to=None
+    )
+    root = render(plan)
+    assert text(root, "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/cbc:ID") == "G"
