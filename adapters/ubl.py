@@ -15,7 +15,8 @@ US sales tax: EN 16931 knows VAT only (its TaxScheme is always VAT and the categ
 UNCL5305's), and no rule lets a breakdown name another tax or a jurisdiction. A sales-tax line
 is therefore rendered in VAT category S at its rate (E or O as stated when it is exempt), the
 one category whose rules (BR-S-*) fit a charged tax at a positive rate, and the jurisdictions and
-rates are stated in the document note (BT-22), so a reader sees which tax was charged. The
+rates are stated in the document note (BT-22; Peppol allows one, R002), so a reader sees which
+tax was charged: the breakdown cannot carry them, as BR-S-10 forbids an exemption reason on S. The
 seller then needs a VAT id or a tax registration id (BR-S-02): a US vendor's EIN as
 `tax_registration_id` (BT-32) does. Groups are merged by category and rate only, as BR-S-08
 sums lines by rate: two jurisdictions at one rate are one BG-23.
