@@ -116,6 +116,12 @@ class UblFilesSink:
             )
             return
         self._loaded_rules(self.rules_dir)
+        # Every invoice would break PEPPOL-EN16931-R020 and go dead: a setup error, said once.
+        if not self.supplier.endpoint_id:
+            raise ConfigError(
+                f"sink {self.name!r}: the seller has no electronic address, which every Peppol invoice "
+                "needs (R020): set endpoint_id and endpoint_scheme in [supplier]"
+            )
 
     def check(self) -> None:
         """What `doctor` runs: the same as check_ready."""

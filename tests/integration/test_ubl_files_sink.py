@@ -414,3 +414,10 @@ def test_fallback_supplier_without_electronic_address_is_rejected_when_validatin
         sink.push(make_plan())
     assert "PEPPOL-EN16931-R020" in str(caught.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_validating_sink_without_a_seller_electronic_address_is_not_ready(tmp_path: Path) -> None:
+    sink = UblFilesSink(fallback_config(tmp_path, rules_dir()), AdapterContext())
+    with pytest.raises(ConfigError, match=r"endpoint_id.*\[supplier\]"):
+        sink.check_ready()
+    make_sink(tmp_path / "ok").check_ready()
