@@ -1,4 +1,10 @@
-"""The `ubl-files` invoice sink: one UBL 2.1 Invoice XML file per invoice in a directory.
+"""The `ubl-files` invoice sink: one Peppol BIS Billing 3.0 UBL Invoice file per invoice in a directory.
+
+The seller printed on the invoices is the `[supplier]` section (the context's supplier); the
+sink's own `supplier_*` settings are the fallback for configs written before that section
+existed. With `rules_dir` set (or PO_CONNECTOR_EINVOICE_RULES), every document is run through
+the EN 16931 and Peppol rules before it is written: a fatal rule failure rejects the invoice
+(the row goes dead with the rule ids and texts) and nothing is written; warnings are logged.
 
 A file is published under its final name with a hard link from a fully written, fsynced
 temporary file, so readers never see a torn invoice and a second pusher of the same plan (another
@@ -8,15 +14,17 @@ thread, another process, a retry after a crash) finds the first one's file inste
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from adapters.durable import publish_new, sync_directory
-from adapters.ubl import SupplierParty, read_total, render_invoice
+from adapters.einvoice_rules import EinvoiceRules, RulesUnavailable, fatal
+from adapters.ubl import NotAnEinvoice, read_totals, render_invoice
 from connector.errors import (
     ConfigError,
     InputError,
@@ -24,19 +32,27 @@ from connector.errors import (
     RetryableError,
     UncertainError,
 )
-from connector.model import InvoicePlan, RemoteRef
+from connector.model import Address, InvoicePlan, Party, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 120
 _TEMP_SUFFIX = ".tmp"
+RULES_ENV = "PO_CONNECTOR_EINVOICE_RULES"
+
+
+def _rules_dir_from_env() -> Path | None:
+    value = os.environ.get(RULES_ENV, "").strip()
+    return Path(value) if value else None
 
 
 class UblFilesConfig(AdapterConfig):
-    """Where the invoice files go and who the supplier printed on them is."""
+    """Where the invoice files go, which rules they must pass, and the fallback supplier."""
 
     type: str = "ubl-files"
     directory: Path
+    # The folder with EN16931-UBL-validation.xslt and PEPPOL-EN16931-UBL.xslt; unset: no validation.
+    rules_dir: Path | None = Field(default_factory=_rules_dir_from_env)
     supplier_name: str = "Supplier"
     supplier_id: str = ""
     supplier_street: str = ""
@@ -88,15 +104,61 @@ class UblFilesSink:
                 f"sink {config.name!r}: directory {str(directory)!r} cannot be created: {exc}"
             ) from exc
         self.directory = directory
-        self.supplier = SupplierParty(
-            name=config.supplier_name,
-            company_id=config.supplier_id,
-            street=config.supplier_street,
-            city=config.supplier_city,
-            postal_code=config.supplier_postal_code,
-            country=config.supplier_country,
-            email=config.supplier_email,
-        )
+        self.supplier = context.supplier or fallback_supplier(config)
+        self.rules_dir = context.resolve(config.rules_dir) if config.rules_dir is not None else None
+        self._rules: EinvoiceRules | None = None
+
+    def check_ready(self) -> None:
+        """Compile the rules now (ConfigError naming `rules_dir` if they cannot be), or say they are off."""
+        if self.rules_dir is None:
+            self._log.warning(
+                "sink %s: e-invoice validation is off (set rules_dir or %s)", self.name, RULES_ENV
+            )
+            return
+        self._loaded_rules(self.rules_dir)
+        # Every invoice would break PEPPOL-EN16931-R020 and go dead: a setup error, said once.
+        if not self.supplier.endpoint_id:
+            raise ConfigError(
+                f"sink {self.name!r}: the seller has no electronic address, which every Peppol invoice "
+                "needs (R020): set endpoint_id and endpoint_scheme in [supplier]"
+            )
+
+    def check(self) -> None:
+        """What `doctor` runs: the same as check_ready."""
+        self.check_ready()
+
+    @property
+    def validates(self) -> bool:
+        """True when documents are run through the EN 16931 and Peppol rules before writing."""
+        return self.rules_dir is not None
+
+    def _loaded_rules(self, directory: Path) -> EinvoiceRules:
+        if self._rules is None:
+            try:
+                self._rules = EinvoiceRules.load(directory)
+            except RulesUnavailable as exc:
+                raise ConfigError(
+                    f"sink {self.name!r}: rules_dir {str(directory)!r} cannot be used: {exc}"
+                ) from exc
+        return self._rules
+
+    def _validate(self, plan: InvoicePlan, document: bytes) -> None:
+        """Reject the document when a rule fails fatally; log the warnings."""
+        if self.rules_dir is None:
+            return
+        try:
+            failures = self._loaded_rules(self.rules_dir).check(document)
+        except ValueError as exc:
+            raise RejectedError(f"invoice {plan.invoice_number!r} cannot be validated: {exc}") from exc
+        for warning in (failure for failure in failures if not failure.fatal):
+            self._log.warning("invoice %s: rule warning %s", plan.invoice_number, warning)
+        errors = fatal(failures)
+        if errors:
+            shown = "; ".join(str(failure) for failure in errors)
+            raise RejectedError(
+                f"invoice {plan.invoice_number!r} breaks the EN 16931 / Peppol rules: {shown}",
+                provider_code=" ".join(dict.fromkeys(failure.rule_id for failure in errors)),
+            )
 
     def path_of(self, plan: InvoicePlan) -> Path:
         """Where the invoice file of this plan lives."""
@@ -120,8 +182,13 @@ class UblFilesSink:
             return self._existing(plan, final)
         try:
             document = render_invoice(plan, self.supplier)
+        except NotAnEinvoice as exc:
+            raise RejectedError(
+                f"invoice {plan.invoice_number!r} cannot be an e-invoice: {exc}", provider_code=exc.code
+            ) from exc
         except ValueError as exc:
             raise RejectedError(f"invoice {plan.invoice_number!r} cannot be written as UBL: {exc}") from exc
+        self._validate(plan, document)
         try:
             created = publish_new(final, document, prefix=f".{final.stem}.")
         except OSError as exc:
@@ -138,25 +205,46 @@ class UblFilesSink:
             remote_id=final.name,
             invoice_number=plan.invoice_number,
             total=plan.total,
+            tax=plan.tax_total,
         )
 
     def _sync_directory(self) -> None:
         sync_directory(self.directory)
 
     def _existing(self, plan: InvoicePlan, path: Path) -> RemoteRef:
-        """The reference of an invoice file already there, with the total it states."""
+        """The reference of an invoice file already there, with the total and tax it states."""
+        total = tax = None
         try:
-            total = read_total(path.read_bytes(), document=str(path))
+            totals = read_totals(path.read_bytes(), document=str(path))
+            total, tax = totals.total, totals.tax
         except OSError as exc:
             raise RetryableError(f"cannot read invoice file {str(path)!r}: {exc}") from exc
         except InputError as exc:
             # The file is there under our number, so the invoice must not be written again;
             # its unreadable total is left for a person to look at.
             self._log.warning("existing invoice file %s has no readable total: %s", path, exc)
-            total = None
         return RemoteRef(
             remote_id=path.name,
             invoice_number=plan.invoice_number,
             total=total,
+            tax=tax,
             already_existed=True,
         )
+
+
+def fallback_supplier(config: UblFilesConfig) -> Party:
+    """The seller from the sink's own `supplier_*` settings, when there is no `[supplier]` section."""
+    street = (config.supplier_street,) if config.supplier_street else ()
+    return Party(
+        legal_name=config.supplier_name,
+        address=Address(
+            name=config.supplier_name,
+            lines=street,
+            city=config.supplier_city,
+            postal_code=config.supplier_postal_code,
+            country=config.supplier_country,
+            email=config.supplier_email,
+        ),
+        legal_registration_id=config.supplier_id,
+        contact_email=config.supplier_email,
+    )

@@ -119,6 +119,8 @@ class SupplierSettings(BaseModel):
     postal_code: str = ""
     country: str = Field(pattern=r"^[A-Z]{2}$")
     contact_email: str = ""
+    contact_name: str = ""
+    contact_telephone: str = ""
     iban: str = ""
     account_name: str = ""
     bic: str = ""
@@ -147,6 +149,8 @@ class SupplierSettings(BaseModel):
             endpoint_id=self.endpoint_id,
             endpoint_scheme=self.endpoint_scheme,
             contact_email=self.contact_email,
+            contact_name=self.contact_name,
+            contact_telephone=self.contact_telephone,
             payment_account_id=self.iban.replace(" ", ""),
             payment_account_name=self.account_name,
             payment_bank_id=self.bic,

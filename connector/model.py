@@ -121,6 +121,8 @@ class Party(Frozen):
     endpoint_scheme: str = ""
     buyer_reference: str = ""
     contact_email: str = ""
+    contact_name: str = ""
+    contact_telephone: str = ""
     # The seller's payment instructions (BG-16/BG-17): account (IBAN), its name, bank (BIC).
     payment_account_id: str = ""
     payment_account_name: str = ""

@@ -1,16 +1,24 @@
-"""The conformance kit applied to the ubl-files sink, on a real directory."""
+"""The conformance kit applied to the ubl-files sink, on a real directory, validating what it writes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from adapters.ubl_files import UblFilesConfig, UblFilesSink, invoice_file_name
 from connector.model import InvoicePlan
 from connector.ports import AdapterContext
+from connector.tax import LineTax, TaxCategory, TaxScheme
 from connector.testing import Rig, SinkFixture, SinkKit, not_applicable, sample_plan
+from tests.support.einvoice import RULES_DIR
+from tests.support.factories import make_buyer, make_seller
+
+NEW_YORK = LineTax(
+    scheme=TaxScheme.SALES_TAX, category=TaxCategory.STANDARD, rate=Decimal("8.875"), jurisdiction="US-NY"
+)
 
 
 @contextmanager
@@ -20,8 +28,17 @@ def start(rig: Rig[Any]) -> Iterator[Path]:
 
 
 def build(rig: Rig[Path]) -> UblFilesSink:
-    config = UblFilesConfig(name="files", type="ubl-files", directory=rig.env, supplier_name="Vendor Ltd")
-    return UblFilesSink(config, AdapterContext(tenant=rig.tenant, base_dir=rig.path))
+    rules = RULES_DIR if (RULES_DIR / "PEPPOL-EN16931-UBL.xslt").is_file() else None
+    config = UblFilesConfig(name="files", type="ubl-files", directory=rig.env, rules_dir=rules)
+    context = AdapterContext(tenant=rig.tenant, base_dir=rig.path, supplier=make_seller("US"))
+    return UblFilesSink(config, context)
+
+
+def taxed_plan(n: int) -> InvoicePlan:
+    """The kit's sample plan with New York sales tax on its lines and a US buyer."""
+    plan = sample_plan(n, sink="files")
+    lines = tuple(line.model_copy(update={"tax": NEW_YORK}) for line in plan.lines)
+    return InvoicePlan.model_validate({**plan.model_dump(), "lines": lines, "buyer": make_buyer("US")})
 
 
 def count(rig: Rig[Path], plan: InvoicePlan) -> int:
@@ -29,7 +46,7 @@ def count(rig: Rig[Path], plan: InvoicePlan) -> int:
 
 
 def rejected_plan(rig: Rig[Path]) -> InvoicePlan:
-    return sample_plan(99, sink="files").model_copy(update={"invoice_number": ""})
+    return taxed_plan(99).model_copy(update={"invoice_number": ""})
 
 
 class TestUblFilesConformance(SinkKit):
@@ -38,7 +55,7 @@ class TestUblFilesConformance(SinkKit):
         entry_point="ubl-files",
         start=start,
         build=build,
-        plan=lambda rig, n: sample_plan(n, sink="files"),
+        plan=lambda rig, n: taxed_plan(n),
         count=count,
         rejected_plan=rejected_plan,
         rejection_text="empty invoice number",

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from connector.model import (
     Address,
     InvoiceLine,
     InvoicePlan,
     Money,
+    Party,
     PaymentTerms,
     POLine,
     PurchaseOrder,
 )
 from connector.planning import idempotency_key, invoice_number
+from connector.tax import LineTax, TaxCategory
 
 
 def make_po(
@@ -90,3 +93,112 @@ def make_plan(
         period_start=date(2026, 11, 1),
         period_end=date(2026, 11, 30),
     )
+
+
+def make_seller(country: str = "DE", **overrides: Any) -> Party:
+    """The vendor as the [supplier] section gives it: VAT-registered in Germany by default."""
+    values: dict[str, Any] = {
+        "legal_name": "Cloudlytics GmbH",
+        "address": Address(
+            name="Cloudlytics GmbH", lines=("Hauptstr. 1",), city="Berlin", postal_code="10115", country="DE"
+        ),
+        "vat_id": "DE123456789",
+        "legal_registration_id": "HRB 12345",
+        "endpoint_id": "DE123456789",
+        "endpoint_scheme": "9930",
+        "contact_email": "billing@cloudlytics.example",
+        "contact_name": "Accounts receivable",
+        "contact_telephone": "+49 30 1234567",
+        "payment_account_id": "DE89370400440532013000",
+        "payment_account_name": "Cloudlytics GmbH",
+        "payment_bank_id": "COBADEFFXXX",
+    }
+    if country == "US":
+        values.update(
+            legal_name="Cloudlytics Inc.",
+            address=Address(
+                name="Cloudlytics Inc.",
+                lines=("500 Market St",),
+                city="San Francisco",
+                region="CA",
+                postal_code="94105",
+                country="US",
+            ),
+            vat_id="",
+            tax_registration_id="12-3456789",
+            legal_registration_id="C1234567",
+            endpoint_id="123456789",
+            endpoint_scheme="9959",
+            contact_telephone="+1 415 555 0100",
+            payment_account_id="",
+            payment_account_name="",
+            payment_bank_id="",
+        )
+    values.update(overrides)
+    return Party(**values)
+
+
+def make_buyer(country: str = "DE", **overrides: Any) -> Party:
+    """The customer master's legal entity of the buyer, with an electronic address."""
+    by_country: dict[str, dict[str, Any]] = {
+        "DE": {"vat_id": "DE987654321", "city": "Hamburg", "postal": "20095", "scheme": "9930"},
+        "FR": {"vat_id": "FR23334175221", "city": "Paris", "postal": "75001", "scheme": "9957"},
+        "GB": {"vat_id": "GB123456789", "city": "London", "postal": "EC1A 1BB", "scheme": "9932"},
+        "US": {"vat_id": "", "city": "Springfield", "postal": "62701", "scheme": "0060"},
+        "JP": {"vat_id": "", "city": "Tokyo", "postal": "100-0001", "scheme": "0088"},
+    }
+    known = by_country[country]
+    values: dict[str, Any] = {
+        "legal_name": "Acme Corp",
+        "address": Address(
+            name="Acme Corp",
+            lines=("1 Main St",),
+            city=known["city"],
+            postal_code=known["postal"],
+            country=country,
+        ),
+        "vat_id": known["vat_id"],
+        "endpoint_id": known["vat_id"] or ("4000001000005" if country == "JP" else "123456789"),
+        "endpoint_scheme": known["scheme"],
+        "buyer_reference": "ACME-AP-7",
+        "contact_email": "ap@acme.example",
+    }
+    values.update(overrides)
+    return Party(**values)
+
+
+def vat(rate: str, category: str = "S", **overrides: Any) -> LineTax:
+    """A line's VAT: standard rate by default; give category and reason for the others."""
+    return LineTax(category=TaxCategory(category), rate=None if rate == "" else Decimal(rate), **overrides)
+
+
+def make_taxed_plan(
+    n: int = 1,
+    *,
+    taxes: tuple[LineTax, ...] = (),
+    currency: str = "EUR",
+    price: str = "100.00",
+    quantity: str = "2",
+    buyer: Party | None = None,
+    **overrides: Any,
+) -> InvoicePlan:
+    """make_plan with tax on every line (one line per tax, S 19% by default) and a buyer party."""
+    base = make_plan(n, currency=currency, price=price, quantity=quantity)
+    template = base.lines[0]
+    lines = tuple(
+        template.model_copy(
+            update={"line_no": index, "po_line_no": index, "sku": f"PLAN-{index}", "tax": tax}
+        )
+        for index, tax in enumerate(taxes or (vat("19"),), start=1)
+    )
+    buyer = buyer or make_buyer("DE")
+    bill_to = Address(
+        name=buyer.legal_name,
+        lines=buyer.address.lines if buyer.address else (),
+        city=buyer.address.city if buyer.address else "",
+        postal_code=buyer.address.postal_code if buyer.address else "",
+        country=buyer.country,
+    )
+    values: dict[str, Any] = {"lines": lines, "buyer": buyer, "bill_to": bill_to}
+    values.update(overrides)
+    return InvoicePlan(**{**base.model_dump(), **values})
