@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from adapters.xero import XeroConfig, XeroSink
+from adapters.xero_payload import dumps_exact
 from connector.errors import AuthenticationError, ConfigError, RejectedError, RetryableError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoiceLine, InvoicePlan, Money, RemoteRef
@@ -473,3 +474,25 @@ def test_untaxed_plan_keeps_the_configured_line_amount_types_and_sends_no_tax(
     assert stored["LineAmountTypes"] == "NoTax"
     assert all("TaxType" not in line for line in stored["LineItems"])
     assert ref.total == Money.of("210.12", "EUR") and ref.tax == Money.of("0", "EUR")
+
+
+def test_sandbox_keeps_a_stated_tax_amount_but_not_one_above_the_line_amount(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    sink = make_sink(sandbox, clock, token_env)
+    line = {"Description": "x", "Quantity": Decimal(1), "UnitAmount": Decimal("10.00"), "TaxType": "OUTPUT2"}
+    invoice = {"Type": "ACCREC", "Contact": {"ContactNumber": KNOWN}, "CurrencyCode": "GBP"}
+    body = {
+        "Invoices": [
+            {**invoice, "LineItems": [{**line, "TaxAmount": Decimal("1.99")}]},
+            {**invoice, "LineItems": [{**line, "TaxAmount": Decimal("10.01")}]},
+        ]
+    }
+    response = sink.client.request(
+        "PUT", "Invoices", params={"summarizeErrors": "false"}, data=dumps_exact(body), idempotent=False
+    )
+    kept, refused = response.json(parse_float=Decimal)["Invoices"]
+    assert (kept["TotalTax"], kept["Total"]) == (Decimal("1.99"), Decimal("11.99"))
+    assert refused["ValidationErrors"] == [
+        {"Message": "The tax amount cannot be greater than the line amount"}
+    ]
