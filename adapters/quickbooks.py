@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import requests
 from pydantic import Field, field_validator, model_validator
@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from adapters.oauth_refresh import RefreshTokenAuth
 from adapters.quickbooks_payload import (
     MAX_BATCH_ITEMS,
+    TAX_CODE_QUERY,
     PayloadError,
     QuickBooksRefs,
     batch_id,
@@ -31,9 +32,11 @@ from adapters.quickbooks_payload import (
     fresh_request_id,
     invoice_payload,
     loads,
+    sales_rates,
 )
 from connector.errors import (
     AuthenticationError,
+    ConfigError,
     RejectedError,
     RemoteError,
     RetryableError,
@@ -44,6 +47,7 @@ from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
 from connector.ratelimit import ConcurrencyLimit, TokenBucket, account_budget
 from connector.secrets import resolve_secret
+from connector.tax import TaxCodeMap
 
 DUPLICATE_DOC_NUMBER = "6140"
 THROTTLE_CODES = frozenset({"3001", "003001"})
@@ -69,6 +73,11 @@ class QuickBooksConfig(AdapterConfig):
     item_refs: dict[str, str] = Field(default_factory=dict)
     default_item_ref: str = "1"
     terms_refs: dict[str, str] = Field(default_factory=dict)
+    # "us": automated sales tax, lines TAX/NON and the plan's TotalTax stated; "global": a
+    # TaxCode id per line from `tax_codes` (keys "S:20", "S", "AE"...), tax excluded.
+    tax_mode: Literal["none", "us", "global"] = "none"
+    tax_codes: dict[str, str] = Field(default_factory=dict)
+    txn_tax_code: str = ""  # US only: the TxnTaxCodeRef sent beside TotalTax, if any
     minor_version: int = Field(default=75, ge=1)
     batch_size: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=MAX_BATCH_ITEMS)
     concurrency: int = Field(default=10, ge=1)
@@ -91,10 +100,31 @@ class QuickBooksConfig(AdapterConfig):
             raise ValueError(f"a QuickBooks realm id is numeric, got {value!r}")
         return value
 
+    @field_validator("tax_codes")
+    @classmethod
+    def _tax_code_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, code in value.items():
+            try:
+                TaxCodeMap.normalise_key(key)
+            except ValueError as exc:
+                raise ValueError(f"tax_codes[{key!r}] = {code!r}: {exc}") from None
+            if not str(code).strip():
+                raise ValueError(f"tax_codes[{key!r}]: the TaxCode id is empty")
+        return value
+
     @model_validator(mode="after")
     def _secret_source(self) -> QuickBooksConfig:
         if not self.client_secret_env and not self.client_secret_file:
             raise ValueError("set client_secret_env or client_secret_file")
+        if self.tax_mode == "global" and not self.tax_codes:
+            raise ValueError('tax_mode = "global" needs tax_codes (e.g. { "S:20" = "<TaxCode id>" })')
+        if self.tax_codes and self.tax_mode != "global":
+            raise ValueError(
+                f'tax_codes is for tax_mode = "global", not {self.tax_mode!r} '
+                "(US companies mark lines TAX or NON)"
+            )
+        if self.txn_tax_code and self.tax_mode != "us":
+            raise ValueError(f'txn_tax_code {self.txn_tax_code!r} is for tax_mode = "us" only')
         return self
 
 
@@ -141,6 +171,16 @@ def fault_text(fault: dict[str, Any]) -> str:
     return f"{fault.get('type', 'Fault')}: " + "; ".join(parts or ["no error detail"])
 
 
+def _money(raw: Any, currency: str) -> Money | None:
+    """An amount of an answer as exact Money; None when absent or not a number."""
+    if raw is None or isinstance(raw, float | bool):
+        return None
+    try:
+        return Money(amount=Decimal(str(raw)), currency=currency)
+    except (InvalidOperation, ValueError):
+        return None
+
+
 def _is_throttle(fault: dict[str, Any]) -> bool:
     if THROTTLE_CODES.intersection(fault_codes(fault)):
         return True
@@ -174,7 +214,11 @@ class QuickBooksSink:
             terms_refs=dict(config.terms_refs),
             po_field_id=config.po_custom_field_id,
             po_field_name=config.po_custom_field_name,
+            tax_mode=config.tax_mode,
+            tax_codes=TaxCodeMap(config.tax_codes),
+            txn_tax_code=config.txn_tax_code,
         )
+        self._tax_rates: dict[str, str] | None = None
         secret = resolve_secret(
             env=config.client_secret_env,
             file=config.client_secret_file,
@@ -267,6 +311,49 @@ class QuickBooksSink:
         """The token file can be read and its folder written (before any row is claimed)."""
         self.auth.check_ready()
 
+    def check(self) -> None:
+        """For `doctor`: the company answers, and every configured tax code exists in it."""
+        wanted = {code: key for key, code in self.refs.tax_codes.items()}
+        if self.refs.txn_tax_code:
+            wanted[self.refs.txn_tax_code] = "txn_tax_code"
+        if self.refs.tax_mode == "none":
+            self.client.request("GET", f"{self._company}/companyinfo/{self.config.realm_id}")
+            return
+        codes = self._tax_code_list()
+        active = {str(code.get("Id", "")) for code in codes if code.get("Active", True)}
+        missing = [f"{code!r} (for {key})" for code, key in sorted(wanted.items()) if code not in active]
+        if missing:
+            raise ConfigError(
+                f"{self.name}: TaxCode id {', '.join(missing)} does not exist or is inactive in "
+                f"QuickBooks company {self.config.realm_id}; its tax codes are "
+                f"{', '.join(sorted(active)) or 'none'}"
+            )
+
+    def _tax_code_list(self) -> list[dict[str, Any]]:
+        response = self.client.request(
+            "GET",
+            f"{self._company}/query",
+            params={"query": TAX_CODE_QUERY, "minorversion": self.config.minor_version},
+        )
+        try:
+            codes = loads(response.text)["QueryResponse"].get("TaxCode", [])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            tid = response.headers.get("intuit_tid", "")
+            raise RetryableError(
+                f"{self.name}: the TaxCode list answered {response.status_code} without a "
+                f"QueryResponse (intuit_tid {tid or '-'})",
+                correlation_id=tid,
+            ) from None
+        return [code for code in codes if isinstance(code, dict)]
+
+    def tax_rates(self) -> dict[str, str]:
+        """TaxCode id -> sales TaxRate id, read once from the company (global tax mode only)."""
+        if self.refs.tax_mode != "global":
+            return {}
+        if self._tax_rates is None:
+            self._tax_rates = sales_rates(self._tax_code_list())
+        return self._tax_rates
+
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
         """Invoices already in QuickBooks for these plans, by `DocNumber in (...)` lookups."""
         by_number: dict[str, list[InvoicePlan]] = {}
@@ -318,7 +405,7 @@ class QuickBooksSink:
     # -- create -------------------------------------------------------------------------
     def push(self, plan: InvoicePlan) -> RemoteRef:
         """Create the invoice; a duplicate DocNumber resolves to the existing invoice."""
-        body = dumps(self._payload(plan))
+        body = dumps(self._payload(plan, self._rates_for([plan])))
         try:
             response = self.client.request(
                 "POST",
@@ -353,9 +440,13 @@ class QuickBooksSink:
         outcomes: dict[str, PushOutcome] = {}
         sent: list[tuple[str, InvoicePlan]] = []
         items: list[dict[str, Any]] = []
+        try:
+            rates = self._rates_for(plans)
+        except RemoteError as exc:
+            return {plan.idempotency_key: PushOutcome(plan.idempotency_key, error=exc) for plan in plans}
         for plan in plans:
             try:
-                payload = self._payload(plan)
+                payload = self._payload(plan, rates)
             except RejectedError as exc:
                 outcomes[plan.idempotency_key] = PushOutcome(plan.idempotency_key, error=exc)
                 continue
@@ -449,13 +540,18 @@ class QuickBooksSink:
         )
 
     # -- internals -----------------------------------------------------------------------
-    def _payload(self, plan: InvoicePlan) -> dict[str, Any]:
+    def _rates_for(self, plans: Sequence[InvoicePlan]) -> dict[str, str]:
+        return self.tax_rates() if any(plan.is_taxed for plan in plans) else {}
+
+    def _payload(self, plan: InvoicePlan, rates: dict[str, str]) -> dict[str, Any]:
         try:
-            return invoice_payload(plan, self.refs)
+            return invoice_payload(plan, self.refs, rates)
         except PayloadError as exc:
+            reason = f"{exc.code}: {exc}" if exc.code else str(exc)
             raise RejectedError(
                 f"{self.name}: invoice {plan.invoice_number!r} (plan {plan.idempotency_key}) "
-                f"cannot be sent to QuickBooks: {exc}"
+                f"cannot be sent to QuickBooks: {reason}",
+                provider_code=exc.code,
             ) from None
 
     def _decoded(self, response: requests.Response, field: str, what: str, tid: str) -> Any:
@@ -476,18 +572,14 @@ class QuickBooksSink:
     def _ref(
         self, invoice: dict[str, Any], plan: InvoicePlan, tid: str, *, already_existed: bool
     ) -> RemoteRef:
-        total: Money | None = None
         currency = str((invoice.get("CurrencyRef") or {}).get("value") or plan.currency)
-        raw_total = invoice.get("TotalAmt")
-        if raw_total is not None and not isinstance(raw_total, float | bool):
-            try:
-                total = Money(amount=Decimal(str(raw_total)), currency=currency)
-            except (InvalidOperation, ValueError):
-                total = None
+        detail = invoice.get("TxnTaxDetail")
+        raw_tax = detail.get("TotalTax") if isinstance(detail, dict) else None
         return RemoteRef(
             remote_id=str(invoice.get("Id", "")),
             invoice_number=str(invoice.get("DocNumber", plan.invoice_number)),
-            total=total,
+            total=_money(invoice.get("TotalAmt"), currency),
+            tax=_money(raw_tax, currency),
             correlation_id=tid,
             already_existed=already_existed,
         )

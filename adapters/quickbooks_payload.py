@@ -14,16 +14,27 @@ from decimal import Decimal
 from typing import Any
 
 from connector.model import Address, InvoiceLine, InvoicePlan
+from connector.tax import LineTax, TaxCategory, TaxCodeMap, TaxProblem, TaxSubtotal
 
 MAX_DOC_NUMBER = 21  # QBO DocNumber limit
 MAX_BATCH_ID = 10  # bId when the batch carries a requestid
 MAX_BATCH_ITEMS = 30
 MAX_ADDRESS_LINES = 5  # PhysicalAddress Line1..Line5
 MAX_PRIVATE_NOTE = 4000
+US_TAXABLE = "TAX"  # the US model's line tax codes: taxable or not
+US_NON_TAXABLE = "NON"
+TAX_MODES = ("none", "us", "global")
 
 
 class PayloadError(ValueError):
-    """The plan cannot be expressed as a QuickBooks invoice; names the field and value."""
+    """The plan cannot be expressed as a QuickBooks invoice; names the field and value.
+
+    `code` is the problem's reason code when it has one (``tax_code_unmapped``).
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class QuickBooksRefs:
     terms_refs: Mapping[str, str] = field(default_factory=dict)
     po_field_id: str = "1"
     po_field_name: str = "PO Number"
+    tax_mode: str = "none"
+    tax_codes: TaxCodeMap = field(default_factory=TaxCodeMap)
+    txn_tax_code: str = ""
 
     def customer_id(self, customer_ref: str) -> str:
         return self.customer_refs.get(customer_ref, customer_ref)
@@ -55,8 +69,14 @@ def check_doc_number(number: str) -> None:
         )
 
 
-def invoice_payload(plan: InvoicePlan, refs: QuickBooksRefs) -> dict[str, Any]:
-    """The QuickBooks Invoice entity for a plan (amounts stay Decimal: encode with `dumps`)."""
+def invoice_payload(
+    plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The QuickBooks Invoice entity for a plan (amounts stay Decimal: encode with `dumps`).
+
+    `tax_rates` maps a TaxCode id onto the id of its sales TaxRate (from the company's TaxCode
+    list); a non-US invoice states its tax per rate only where the rate's id is known.
+    """
     check_doc_number(plan.invoice_number)
     customer = refs.customer_id(plan.customer_ref)
     if not customer:
@@ -77,6 +97,8 @@ def invoice_payload(plan: InvoicePlan, refs: QuickBooksRefs) -> dict[str, Any]:
         ],
         "Line": [_line(plan, line, refs) for line in plan.lines],
     }
+    if plan.is_taxed:
+        _add_tax(invoice, plan, refs, tax_rates or {})
     if plan.customer_name:
         invoice["CustomerRef"]["name"] = plan.customer_name
     if plan.payment_terms is not None:
@@ -103,6 +125,9 @@ def _line(plan: InvoicePlan, line: InvoiceLine, refs: QuickBooksRefs) -> dict[st
         "UnitPrice": line.unit_price.amount,
         "ServiceDate": (line.service_start or plan.period_start).isoformat(),
     }
+    tax_code = _line_tax_code(line, refs)
+    if tax_code is not None:
+        detail["TaxCodeRef"] = {"value": tax_code}
     return {
         "LineNum": line.line_no,
         "DetailType": "SalesItemLineDetail",
@@ -110,6 +135,73 @@ def _line(plan: InvoicePlan, line: InvoiceLine, refs: QuickBooksRefs) -> dict[st
         "Description": (line.description or line.sku)[:MAX_PRIVATE_NOTE],
         "SalesItemLineDetail": detail,
     }
+
+
+def _line_tax_code(line: InvoiceLine, refs: QuickBooksRefs) -> str | None:
+    """The line's TaxCodeRef value, None for an untaxed plan."""
+    if line.tax is None:
+        return None
+    if refs.tax_mode == "us":
+        return US_TAXABLE if _is_taxable(line.tax) else US_NON_TAXABLE
+    if refs.tax_mode == "global":
+        try:
+            return refs.tax_codes.code_for(line.tax)
+        except TaxProblem as exc:
+            raise PayloadError(f"Line {line.line_no}: {exc.detail}", code=exc.code) from None
+    raise PayloadError(
+        "TxnTaxDetail: the invoice carries tax but the sink has no tax_mode "
+        '(set tax_mode = "us" or "global")',
+        code="tax_code_unmapped",
+    )
+
+
+def _is_taxable(tax: LineTax) -> bool:
+    """US model: a line is TAX when tax is charged on it at all (category S at a rate above 0)."""
+    return tax.category is TaxCategory.STANDARD and bool(tax.rate)
+
+
+def _add_tax(
+    invoice: dict[str, Any], plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str]
+) -> None:
+    """State the plan's tax, so QuickBooks (automated sales tax, or per-line VAT) keeps it."""
+    total_tax = plan.tax_total.amount
+    detail: dict[str, Any] = {}
+    if refs.tax_mode == "us":
+        if refs.txn_tax_code:
+            detail["TxnTaxCodeRef"] = {"value": refs.txn_tax_code}
+        detail["TotalTax"] = total_tax
+        invoice["TxnTaxDetail"] = detail
+        return
+    invoice["GlobalTaxCalculation"] = "TaxExcluded"
+    tax_lines = []
+    for group in plan.tax_breakdown:
+        sample = next(line.tax for line in plan.lines if line.tax and _same_group(line.tax, group))
+        rate_id = tax_rates.get(refs.tax_codes.code_for(sample))
+        if rate_id is None:
+            continue
+        tax_lines.append(
+            {
+                "Amount": group.tax_amount,
+                "DetailType": "TaxLineDetail",
+                "TaxLineDetail": {
+                    "TaxRateRef": {"value": rate_id},
+                    "PercentBased": True,
+                    "TaxPercent": group.rate if group.rate is not None else Decimal(0),
+                    "NetAmountTaxable": group.taxable_amount,
+                },
+            }
+        )
+    if len(tax_lines) == len(plan.tax_breakdown):
+        # Every rate stated: QuickBooks keeps these amounts instead of rounding per line.
+        detail["TotalTax"] = total_tax
+        detail["TaxLine"] = tax_lines
+        invoice["TxnTaxDetail"] = detail
+
+
+def _same_group(tax: LineTax, group: TaxSubtotal) -> bool:
+    key = tax.group_key()
+    rate = None if group.rate is None else group.rate.normalize()
+    return key == (group.scheme.value, group.category.value, rate, group.jurisdiction)
 
 
 def physical_address(address: Address) -> dict[str, str]:
@@ -148,6 +240,20 @@ def batch_id(index: int) -> str:
 def quote(value: str) -> str:
     """A QuickBooks query string literal: single quotes, with quote and backslash escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+TAX_CODE_QUERY = "select * from TaxCode startposition 1 maxresults 1000"
+
+
+def sales_rates(tax_codes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """TaxCode id -> its one sales TaxRate id, for codes charging a single rate."""
+    rates: dict[str, str] = {}
+    for code in tax_codes:
+        details = ((code.get("SalesTaxRateList") or {}).get("TaxRateDetail")) or []
+        refs = [str((d.get("TaxRateRef") or {}).get("value", "")) for d in details if isinstance(d, dict)]
+        if len(refs) == 1 and refs[0]:
+            rates[str(code.get("Id", ""))] = refs[0]
+    return rates
 
 
 def doc_number_query(numbers: Iterable[str]) -> str:

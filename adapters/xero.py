@@ -26,6 +26,7 @@ from adapters.xero_payload import (
     PayloadProblem,
     dumps_exact,
     element_date,
+    element_tax,
     element_total,
     invoice_payload,
     is_duplicate_number,
@@ -34,12 +35,13 @@ from adapters.xero_payload import (
     request_key,
     validation_messages,
 )
-from connector.errors import RejectedError, RemoteError, RetryableError, UncertainError
+from connector.errors import ConfigError, RejectedError, RemoteError, RetryableError, UncertainError
 from connector.http import HttpClient, RetryPolicy, parse_retry_after
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
 from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
+from connector.tax import TaxCodeMap
 
 PAGE_SIZE = 100  # GET /Invoices?page=N answers up to 100 invoices
 LOOKUP_CHUNK = 50  # invoice numbers per lookup call, keeps the URL short
@@ -65,6 +67,8 @@ class XeroConfig(AdapterConfig):
     item_codes: dict[str, str] = Field(default_factory=dict)
     status: Literal["AUTHORISED", "SUBMITTED", "DRAFT"] = "AUTHORISED"
     line_amount_types: Literal["Exclusive", "Inclusive", "NoTax"] = "Exclusive"
+    # Our tax treatment -> the organisation's TaxType: { "S:20" = "OUTPUT2", "AE" = "ECZROUTPUTSERVICES" }
+    tax_types: dict[str, str] = Field(default_factory=dict)
     lookup_statuses: tuple[str, ...] = ALL_STATUSES
     batch_size: int = Field(default=50, ge=1, le=50)
     per_minute: int = Field(default=60, ge=1)
@@ -83,6 +87,20 @@ class XeroConfig(AdapterConfig):
                 raise ValueError(
                     f"contact_ids[{customer!r}]: {contact_id!r} is not a Xero ContactID (a GUID)"
                 ) from None
+        return value
+
+    @field_validator("tax_types")
+    @classmethod
+    def _tax_type_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tax_type in value.items():
+            try:
+                TaxCodeMap.normalise_key(key)
+            except ValueError as exc:
+                raise ValueError(f"tax_types[{key!r}] = {tax_type!r}: {exc}") from None
+            if not tax_type.strip() or tax_type != tax_type.strip().upper():
+                raise ValueError(
+                    f"tax_types[{key!r}] = {tax_type!r}: a Xero TaxType is an upper-case code such as OUTPUT2"
+                )
         return value
 
     @model_validator(mode="after")
@@ -194,6 +212,7 @@ class XeroSink:
             item_codes=config.item_codes,
             status=config.status,
             line_amount_types=config.line_amount_types,
+            tax_types=TaxCodeMap(config.tax_types),
         )
         self.limits = RateLimits()
         retry = retry or RetryPolicy(max_wait=config.max_wait)
@@ -220,6 +239,32 @@ class XeroSink:
         """With OAuth, the token file can be read and its folder written (before any claim)."""
         if isinstance(self.auth, RefreshTokenAuth):
             self.auth.check_ready()
+
+    def check(self) -> None:
+        """For `doctor`: the organisation answers, and every configured TaxType is one of its
+        active revenue tax rates (GET /TaxRates)."""
+        response = self.client.request("GET", "TaxRates")
+        try:
+            rates = loads_exact(response.content)["TaxRates"]
+            usable = {
+                str(rate.get("TaxType"))
+                for rate in rates
+                if rate.get("Status", "ACTIVE") == "ACTIVE" and rate.get("CanApplyToRevenue", True)
+            }
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RetryableError(
+                f"{self.name}: Xero answered {response.status_code} to GET /TaxRates without TaxRates"
+            ) from None
+        missing = [
+            f"{tax_type!r} (for {key})"
+            for key, tax_type in self.mapping.tax_types.items()
+            if tax_type not in usable
+        ]
+        if missing:
+            raise ConfigError(
+                f"{self.name}: tax_types {', '.join(missing)} is not an active revenue tax rate of "
+                f"this Xero organisation; it has {', '.join(sorted(usable)) or 'none'}"
+            )
 
     # -- lookup -------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
@@ -295,7 +340,8 @@ class XeroSink:
             try:
                 ready.append((plan, invoice_payload(plan, self.mapping)))
             except PayloadProblem as exc:
-                outcomes[key] = self._rejected(plan, str(exc))
+                reason = f"{exc.code}: {exc}" if exc.code else str(exc)
+                outcomes[key] = self._rejected(plan, reason, provider_code=exc.code)
         size = self.config.batch_size
         for start in range(0, len(ready), size):
             outcomes.update(self._put(ready[start : start + size]))
@@ -420,6 +466,7 @@ class XeroSink:
             remote_id=invoice_id,
             invoice_number=str(element.get("InvoiceNumber", plan.invoice_number)),
             total=element_total(element),
+            tax=element_tax(element),
             correlation_id=correlation,
             already_existed=existed,
         )

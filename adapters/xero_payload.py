@@ -16,7 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.model import InvoicePlan, Money
+from connector.model import InvoiceLine, InvoicePlan, Money
+from connector.tax import TaxCodeMap, TaxProblem, round_tax
 
 MAX_INVOICE_NUMBER = 255  # Xero's InvoiceNumber and Reference field length
 MAX_DESCRIPTION = 4000
@@ -26,7 +27,14 @@ _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
 
 class PayloadProblem(ValueError):
-    """A plan that cannot be expressed as a Xero invoice; the message names the field."""
+    """A plan that cannot be expressed as a Xero invoice; the message names the field.
+
+    `code` is the problem's reason code when it has one (``tax_code_unmapped``).
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class InvoiceMapping:
     item_codes: Mapping[str, str] = field(default_factory=dict)
     status: str = "AUTHORISED"
     line_amount_types: str = "Exclusive"
+    tax_types: TaxCodeMap = field(default_factory=TaxCodeMap)
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -87,6 +96,7 @@ def invoice_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any
     if len(plan.po_number) > MAX_INVOICE_NUMBER:
         raise PayloadProblem(f"Reference (PO number) {plan.po_number!r} is longer than {MAX_INVOICE_NUMBER}")
     lines = []
+    taxes = line_tax_amounts(plan) if plan.is_taxed else {}
     for line in plan.lines:
         description = (line.description or line.sku).strip()
         if not description:
@@ -109,6 +119,12 @@ def invoice_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any
         item_code = mapping.item_codes.get(line.sku)
         if item_code:
             element["ItemCode"] = item_code
+        if line.tax is not None:
+            try:
+                element["TaxType"] = mapping.tax_types.code_for(line.tax)
+            except TaxProblem as exc:
+                raise PayloadProblem(f"line {line.line_no}: {exc.detail}", code=exc.code) from None
+            element["TaxAmount"] = taxes[line.line_no]
         lines.append(element)
     return {
         "Type": "ACCREC",
@@ -119,9 +135,47 @@ def invoice_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any
         "DueDate": plan.due_date.isoformat(),
         "CurrencyCode": plan.currency,
         "Status": mapping.status,
-        "LineAmountTypes": mapping.line_amount_types,
+        # Plan amounts are net: a taxed plan's lines are tax exclusive whatever the default.
+        "LineAmountTypes": "Exclusive" if plan.is_taxed else mapping.line_amount_types,
         "LineItems": lines,
     }
+
+
+def line_tax_amounts(plan: InvoicePlan) -> dict[int, Decimal]:
+    """Each line's TaxAmount, by line number, so that Xero's TotalTax is the plan's.
+
+    Per group of the plan's breakdown: the billing system's stated line amounts when every line
+    states one, else net x rate rounded per line (what Xero would do); then the group's rounding
+    remainder (the group's tax minus the sum of its lines) goes on its largest line, so the
+    lines sum to the breakdown exactly.
+    """
+    groups: dict[tuple[str, str, Decimal | None, str], list[InvoiceLine]] = {}
+    for line in plan.lines:
+        if line.tax is not None:
+            groups.setdefault(line.tax.group_key(), []).append(line)
+    wanted = {
+        (g.scheme.value, g.category.value, None if g.rate is None else g.rate.normalize(), g.jurisdiction): (
+            g.tax_amount
+        )
+        for g in plan.tax_breakdown
+    }
+    amounts: dict[int, Decimal] = {}
+    for key, members in groups.items():
+        stated = [line.tax.amount for line in members if line.tax is not None]
+        every_stated = all(amount is not None for amount in stated)
+        for line in members:
+            assert line.tax is not None
+            if every_stated and line.tax.amount is not None:
+                amounts[line.line_no] = round_tax(line.tax.amount, plan.currency)
+            else:
+                amounts[line.line_no] = round_tax(
+                    line.amount.amount * line.tax.percent / Decimal(100), plan.currency
+                )
+        remainder = wanted[key] - sum((amounts[line.line_no] for line in members), Decimal(0))
+        if remainder:
+            largest = max(members, key=lambda line: (abs(line.amount.amount), -line.line_no))
+            amounts[largest.line_no] += remainder
+    return amounts
 
 
 def request_key(idempotency_keys: Sequence[str], body: str) -> str:
@@ -166,6 +220,18 @@ def element_total(element: Mapping[str, Any]) -> Money | None:
         return None
     try:
         return Money(amount=Decimal(str(total)), currency=currency)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def element_tax(element: Mapping[str, Any]) -> Money | None:
+    """The TotalTax Xero computed for an invoice element, as exact Money, if present."""
+    tax = element.get("TotalTax")
+    currency = element.get("CurrencyCode")
+    if tax is None or not isinstance(currency, str) or isinstance(tax, bool | float):
+        return None
+    try:
+        return Money(amount=Decimal(str(tax)), currency=currency)
     except (InvalidOperation, ValueError):
         return None
 

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from adapters.quickbooks import QuickBooksConfig, QuickBooksSink
+from adapters.quickbooks_payload import dumps
 from connector.errors import (
     AuthenticationError,
+    ConfigError,
     RejectedError,
     RemoteError,
     RetryableError,
@@ -29,6 +31,7 @@ from connector.model import InvoiceLine, InvoicePlan, Money
 from connector.ports import AdapterContext, BatchInvoiceSink
 from tests.sandboxes.base import Fault
 from tests.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox, system_fault
+from tests.support.factories import make_priced_plan, sales_tax, vat_tax
 
 SECRET_ENV = "QBO_TEST_CLIENT_SECRET"
 REFRESH_ENV = "QBO_TEST_REFRESH_TOKEN"
@@ -402,3 +405,172 @@ def test_query_escapes_quotes_in_invoice_numbers(
     found = sink.find([odd, plain])
     assert list(found) == [odd.idempotency_key]
     assert found[odd.idempotency_key].invoice_number == "O'Neil\\7"
+
+
+# -- tax ----------------------------------------------------------------------------------
+UK_CODES = {"S:20": "2", "Z": "6", "AE": "14"}
+THREE_AT_20 = [("10.03", vat_tax("20"))] * 3  # per line 3 x 2.01 = 6.03; the group: 30.09 x 20% = 6.02
+REVERSE_CHARGE = vat_tax("0", "AE", reason="VATEX-EU-AE")
+
+
+def us_plan(n: int = 1) -> InvoicePlan:
+    return make_priced_plan(
+        n,
+        sink="qbo",
+        customer_ref="CUST-1",
+        currency="USD",
+        lines=[("100.00", sales_tax("8.875")), ("50.00", sales_tax("0"))],
+    )
+
+
+def uk_plan(n: int = 1, lines: list[tuple[str, Any]] | None = None) -> InvoicePlan:
+    chosen = lines if lines is not None else [*THREE_AT_20, ("200.00", REVERSE_CHARGE)]
+    return make_priced_plan(n, sink="qbo", customer_ref="CUST-1", currency="GBP", lines=chosen)
+
+
+@pytest.fixture
+def us_company(sandbox: QuickBooksSandbox) -> QuickBooksSandbox:
+    sandbox.tax_mode = "us"
+    sandbox.ast_rate = Decimal(8)  # the rate AST finds for the ship-to, not the billing system's
+    sandbox.tax_codes = {"7": {"Name": "NY State", "rates": ["9"]}}
+    sandbox.tax_rates = {"9": Decimal(8)}
+    return sandbox
+
+
+@pytest.fixture
+def uk_company(sandbox: QuickBooksSandbox) -> QuickBooksSandbox:
+    sandbox.tax_mode = "global"
+    return sandbox
+
+
+def test_us_invoice_states_total_tax_so_automated_sales_tax_keeps_the_plans_gross(
+    us_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    sink = make_sink(us_company, tmp_path / "token.json", tax_mode="us")
+    plan = us_plan()
+    ref = sink.push(plan)
+    assert plan.total == Money.of("158.88", "USD")
+    assert ref.total == plan.total
+    assert ref.tax == plan.tax_total == Money.of("8.88", "USD")
+    [stored] = us_company.invoices
+    assert [line["SalesItemLineDetail"]["TaxCodeRef"]["value"] for line in stored["Line"][:2]] == [
+        "TAX",
+        "NON",
+    ]
+    assert "GlobalTaxCalculation" not in stored
+    assert sink.find([plan])[plan.idempotency_key].tax == Money.of("8.88", "USD")
+
+
+def test_us_invoice_sent_without_total_tax_gets_the_servers_own_tax(
+    us_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    # What the sink avoids: automated sales tax adds tax at its own rate, the total then differs.
+    sink = make_sink(us_company, tmp_path / "token.json", tax_mode="us")
+    plan = us_plan()
+    payload = sink._payload(plan, {})
+    del payload["TxnTaxDetail"]
+    response = sink.client.request(
+        "POST",
+        f"v3/company/{us_company.realm_id}/invoice",
+        data=dumps(payload),
+        headers={"Content-Type": "application/json"},
+    )
+    stored = response.json()["Invoice"]
+    assert Decimal(str(stored["TotalAmt"])) == Decimal("158.00") != plan.total.amount
+
+
+def test_us_txn_tax_code_is_sent_and_an_unknown_one_is_the_fault_quickbooks_returns(
+    us_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    make_sink(us_company, tmp_path / "token.json", tax_mode="us", txn_tax_code="7").push(us_plan(1))
+    assert us_company.invoices[0]["TxnTaxDetail"]["TxnTaxCodeRef"] == {"value": "7"}
+    sink = make_sink(us_company, tmp_path / "token.json", tax_mode="us", txn_tax_code="70")
+    with pytest.raises(RejectedError) as caught:
+        sink.push(us_plan(2))
+    assert caught.value.provider_code == "2500"
+    assert "TxnTaxCodeRef 70" in str(caught.value)
+
+
+def test_global_invoice_carries_tax_codes_and_states_the_tax_per_rate(
+    uk_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    sink = make_sink(uk_company, tmp_path / "token.json", tax_mode="global", tax_codes=UK_CODES)
+    plan = uk_plan()
+    ref = sink.push(plan)
+    assert plan.tax_total == Money.of("6.02", "GBP")
+    assert ref.total == plan.total == Money.of("236.11", "GBP")
+    assert ref.tax == plan.tax_total
+    [stored] = uk_company.invoices
+    assert stored["GlobalTaxCalculation"] == "TaxExcluded"
+    codes = [line["SalesItemLineDetail"]["TaxCodeRef"]["value"] for line in stored["Line"][:4]]
+    assert codes == ["2", "2", "2", "14"]
+    rates = {
+        t["TaxLineDetail"]["TaxRateRef"]["value"]: t["Amount"] for t in stored["TxnTaxDetail"]["TaxLine"]
+    }
+    assert rates == {"4": Decimal("6.02"), "16": Decimal(0)}
+    assert uk_company.count("GET", f"/v3/company/{uk_company.realm_id}/query") == 1  # the TaxCode list
+
+
+def test_company_that_rounds_tax_per_line_is_reported_with_its_own_total_not_the_plans(
+    uk_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    uk_company.rerounds_tax = True
+    sink = make_sink(uk_company, tmp_path / "token.json", tax_mode="global", tax_codes=UK_CODES)
+    plan = uk_plan()
+    ref = sink.push(plan)
+    assert ref.tax == Money.of("6.03", "GBP") != plan.tax_total
+    assert ref.total == Money.of("236.12", "GBP") != plan.total
+    found = sink.find([plan])[plan.idempotency_key]
+    assert (found.total, found.tax) == (ref.total, ref.tax)
+
+
+def test_unmapped_treatment_is_refused_naming_invoice_treatment_and_key_before_any_write(
+    uk_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    sink = make_sink(uk_company, tmp_path / "token.json", tax_mode="global", tax_codes={"S:20": "2"})
+    refused = uk_plan(1, [("10.00", vat_tax("20")), ("5.00", vat_tax("0", "Z"))])
+    fine = uk_plan(2, [("10.00", vat_tax("20"))])
+    outcomes = sink.push_batch([refused, fine])
+    error = outcomes[0].error
+    assert isinstance(error, RejectedError)
+    assert error.provider_code == "tax_code_unmapped"
+    for text in (refused.invoice_number, "Line 2", "Z 0%", "Z:0"):
+        assert text in str(error)
+    assert outcomes[1].ref is not None
+    assert [stored["DocNumber"] for stored in uk_company.invoices] == [fine.invoice_number]
+
+
+def test_taxed_plan_for_a_sink_without_tax_mode_is_refused(
+    sandbox: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    with pytest.raises(RejectedError) as caught:
+        make_sink(sandbox, tmp_path / "token.json").push(uk_plan())
+    assert caught.value.provider_code == "tax_code_unmapped"
+    assert "tax_mode" in str(caught.value)
+    assert sandbox.invoices == []
+
+
+def test_unknown_remote_tax_code_is_the_fault_quickbooks_returns_and_check_names_it(
+    uk_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    codes = {"S:20": "2", "Z": "66", "S:17.5": "20"}  # 66 does not exist, 20 is inactive
+    sink = make_sink(uk_company, tmp_path / "token.json", tax_mode="global", tax_codes=codes)
+    with pytest.raises(ConfigError) as caught:
+        sink.check()
+    text = str(caught.value)
+    assert "'66' (for Z)" in text and "'20' (for S:17.5)" in text and "'2'" not in text
+    with pytest.raises(RejectedError) as refused:
+        sink.push(uk_plan(1, [("5.00", vat_tax("0", "Z"))]))
+    assert refused.value.provider_code == "2500"
+    assert "TaxCodeRef 66" in str(refused.value)
+    make_sink(uk_company, tmp_path / "token.json", tax_mode="global", tax_codes=UK_CODES).check()
+
+
+def test_line_without_a_tax_code_in_a_global_company_is_refused_as_quickbooks_does(
+    uk_company: QuickBooksSandbox, env: None, tmp_path: Path
+) -> None:
+    # An untaxed plan keeps today's payload, which a VAT company refuses: the fault is passed on.
+    with pytest.raises(RejectedError) as caught:
+        make_sink(uk_company, tmp_path / "token.json").push(make_plan(1))
+    assert caught.value.provider_code == "6000"
+    assert "VAT rate" in str(caught.value)

@@ -13,12 +13,14 @@ import pytest
 import requests
 
 from adapters.xero import XeroConfig, XeroSink
-from connector.errors import AuthenticationError, RejectedError, RetryableError, UncertainError
+from adapters.xero_payload import dumps_exact
+from connector.errors import AuthenticationError, ConfigError, RejectedError, RetryableError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoiceLine, InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterContext, BatchInvoiceSink, PushOutcome
 from tests.sandboxes.base import Fault, Request
 from tests.sandboxes.xero import XeroSandbox
+from tests.support.factories import make_priced_plan, vat_tax
 
 TOKEN = "sandbox-token-0123456789"
 KNOWN = "CUST-1"
@@ -360,3 +362,139 @@ def test_plans_are_sent_in_batches_of_at_most_50(
     assert all(o.ref is not None for o in outcomes)
     sizes = [len(r.json()["Invoices"]) for r in sandbox.log if r.method == "PUT"]
     assert sizes == [50, 50, 20]
+
+
+# -- tax ----------------------------------------------------------------------------------
+UK_TYPES = {"S:20": "OUTPUT2", "S:5": "RROUTPUT", "AE": "ECZROUTPUTSERVICES", "E": "EXEMPTOUTPUT"}
+THREE_AT_20 = [("10.03", vat_tax("20"))] * 3  # per line 3 x 2.01 = 6.03; the group: 30.09 x 20% = 6.02
+
+
+def taxed(n: int, lines: list[tuple[str, Any]]) -> InvoicePlan:
+    return make_priced_plan(n, sink="xero", customer_ref=KNOWN, currency="GBP", lines=lines)
+
+
+def test_taxed_invoice_puts_each_groups_rounding_remainder_on_a_line_so_xeros_total_is_the_plans(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    sink = make_sink(sandbox, clock, token_env, tax_types=UK_TYPES, line_amount_types="NoTax")
+    plan = taxed(
+        1, [*THREE_AT_20, ("40.00", vat_tax("5")), ("99.00", vat_tax("0", "AE", reason="VATEX-EU-AE"))]
+    )
+    ref = sink.push(plan)
+    assert plan.tax_total == Money.of("8.02", "GBP")  # 6.02 + 2.00 + 0
+    assert ref.tax == plan.tax_total
+    assert ref.total == plan.total == Money.of("177.11", "GBP")
+    [stored] = sandbox.invoices
+    assert stored["LineAmountTypes"] == "Exclusive"
+    assert [line["TaxType"] for line in stored["LineItems"]] == [
+        "OUTPUT2",
+        "OUTPUT2",
+        "OUTPUT2",
+        "RROUTPUT",
+        "ECZROUTPUTSERVICES",
+    ]
+    assert [line["TaxAmount"] for line in stored["LineItems"]][:3] == [
+        Decimal("2.00"),
+        Decimal("2.01"),
+        Decimal("2.01"),
+    ]
+    assert (stored["SubTotal"], stored["TotalTax"], stored["Total"]) == (
+        Decimal("169.09"),
+        Decimal("8.02"),
+        Decimal("177.11"),
+    )
+    assert sink.find([plan])[plan.idempotency_key].tax == plan.tax_total
+
+
+def test_without_stated_tax_amounts_xero_would_round_per_line_and_miss_the_plan_by_a_cent(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    # The sandbox's own rounding, which the sink's TaxAmounts override: 3 x 2.01 = 6.03.
+    sink = make_sink(sandbox, clock, token_env, tax_types=UK_TYPES)
+    plan = taxed(1, THREE_AT_20)
+    sink.push(plan)
+    sandbox.rerounds_tax = True
+    ref = sink.push(taxed(2, THREE_AT_20))
+    assert ref.tax == Money.of("6.03", "GBP") != plan.tax_total
+    assert ref.total == Money.of("36.12", "GBP") != plan.total
+    assert [i["TotalTax"] for i in sandbox.invoices] == [Decimal("6.02"), Decimal("6.03")]
+
+
+def test_billing_stated_line_tax_is_sent_as_is(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    sink = make_sink(sandbox, clock, token_env, tax_types=UK_TYPES)
+    plan = taxed(1, [("10.03", vat_tax("20", amount="2.00")), ("10.03", vat_tax("20", amount="2.02"))])
+    ref = sink.push(plan)
+    assert [line["TaxAmount"] for line in sandbox.invoices[0]["LineItems"]] == [
+        Decimal("2.00"),
+        Decimal("2.02"),
+    ]
+    assert ref.tax == plan.tax_total == Money.of("4.02", "GBP")
+
+
+def test_unmapped_treatment_is_refused_naming_invoice_treatment_and_key(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    sink = make_sink(sandbox, clock, token_env, tax_types={"S:20": "OUTPUT2"})
+    refused = taxed(1, [("10.00", vat_tax("20")), ("10.00", vat_tax("0", "E", reason="VATEX-EU-132"))])
+    fine = taxed(2, [("10.00", vat_tax("20"))])
+    outcomes = sink.push_batch([refused, fine])
+    error = outcomes[0].error
+    assert isinstance(error, RejectedError)
+    assert error.provider_code == "tax_code_unmapped"
+    for text in (refused.invoice_number, "line 2", "E 0%", "E:0"):
+        assert text in str(error)
+    assert outcomes[1].ref is not None
+    assert [i["InvoiceNumber"] for i in sandbox.invoices] == [fine.invoice_number]
+
+
+def test_unknown_tax_type_is_xeros_validation_error_and_check_names_it(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    types = {"S:20": "OUTPUT2", "S:17.5": "TAX001", "E": "EXEMPTOUT", "S:5": "INPUT2"}
+    sink = make_sink(sandbox, clock, token_env, tax_types=types)
+    with pytest.raises(ConfigError) as caught:
+        sink.check()
+    text = str(caught.value)
+    for name in ("'TAX001' (for S:17.5)", "'EXEMPTOUT' (for E)", "'INPUT2' (for S:5)"):
+        assert name in text
+    assert "'OUTPUT2' (for" not in text
+    with pytest.raises(RejectedError) as refused:
+        sink.push(taxed(1, [("10.00", vat_tax("0", "E", reason="VATEX-EU-132"))]))
+    assert "The TaxType code EXEMPTOUT does not exist" in str(refused.value)
+    assert sandbox.invoices == []
+    make_sink(sandbox, clock, token_env, tax_types=UK_TYPES).check()
+
+
+def test_untaxed_plan_keeps_the_configured_line_amount_types_and_sends_no_tax(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    sink = make_sink(sandbox, clock, token_env, tax_types=UK_TYPES, line_amount_types="NoTax")
+    ref = sink.push(make_plan(1))
+    [stored] = sandbox.invoices
+    assert stored["LineAmountTypes"] == "NoTax"
+    assert all("TaxType" not in line for line in stored["LineItems"])
+    assert ref.total == Money.of("210.12", "EUR") and ref.tax == Money.of("0", "EUR")
+
+
+def test_sandbox_keeps_a_stated_tax_amount_but_not_one_above_the_line_amount(
+    sandbox: XeroSandbox, clock: FakeClock, token_env: str
+) -> None:
+    sink = make_sink(sandbox, clock, token_env)
+    line = {"Description": "x", "Quantity": Decimal(1), "UnitAmount": Decimal("10.00"), "TaxType": "OUTPUT2"}
+    invoice = {"Type": "ACCREC", "Contact": {"ContactNumber": KNOWN}, "CurrencyCode": "GBP"}
+    body = {
+        "Invoices": [
+            {**invoice, "LineItems": [{**line, "TaxAmount": Decimal("1.99")}]},
+            {**invoice, "LineItems": [{**line, "TaxAmount": Decimal("10.01")}]},
+        ]
+    }
+    response = sink.client.request(
+        "PUT", "Invoices", params={"summarizeErrors": "false"}, data=dumps_exact(body), idempotent=False
+    )
+    kept, refused = response.json(parse_float=Decimal)["Invoices"]
+    assert (kept["TotalTax"], kept["Total"]) == (Decimal("1.99"), Decimal("11.99"))
+    assert refused["ValidationErrors"] == [
+        {"Message": "The tax amount cannot be greater than the line amount"}
+    ]

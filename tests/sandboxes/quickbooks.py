@@ -6,12 +6,23 @@ header on every answer, `DocNumber` uniqueness (6140), unknown references (2500)
 `requestid` replay window, `select * from Invoice where DocNumber in (...) | = '...'`, and
 `/batch` with per-item results and injectable per-item faults. Transport faults come from the
 base `FaultPlan`; status faults are answered with QuickBooks-shaped bodies.
+
+Tax, as a company of either model has it (`tax_mode`):
+- "us": lines are `TaxCodeRef` TAX or NON; with automated sales tax on, an invoice that states
+  no `TxnTaxDetail.TotalTax` gets tax ADDED at the sandbox's AST rate on its taxable lines, while
+  a stated TotalTax is kept;
+- "global": every line needs the Id of a TaxCode (none: 6000 "Make sure all your transactions
+  have a VAT rate"; unknown: 2500 Invalid Reference Id); the server computes tax per line and
+  rounds per line, unless `TxnTaxDetail` states TotalTax with a TaxLine per rate;
+- `select * from TaxCode` / `TaxRate` list the company's codes and rates;
+- `rerounds_tax`: the server ignores stated tax and rounds per line (to test read-back).
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import copy
 import json
 import random
 import re
@@ -21,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
@@ -39,6 +50,24 @@ _SELECT = re.compile(
 )
 _LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _WHERE_IN = re.compile(r"^DocNumber\s+in\s*\((?P<values>.*)\)$", re.IGNORECASE | re.DOTALL)
+CENT = Decimal("0.01")
+US_TAX_CODES = ("TAX", "NON")
+UK_TAX_CODES: dict[str, dict[str, Any]] = {
+    "2": {"Name": "20.0% S", "rates": ["4"]},
+    "5": {"Name": "5.0% R", "rates": ["6"]},
+    "6": {"Name": "0.0% Z", "rates": ["8"]},
+    "9": {"Name": "Exempt", "rates": ["12"]},
+    "14": {"Name": "0.0% ECS", "rates": ["16"]},
+    "20": {"Name": "Old 17.5%", "rates": ["2"], "Active": False},
+}
+UK_TAX_RATES: dict[str, Decimal] = {
+    "2": Decimal("17.5"),
+    "4": Decimal(20),
+    "6": Decimal(5),
+    "8": Decimal(0),
+    "12": Decimal(0),
+    "16": Decimal(0),
+}
 _WHERE_EQ = re.compile(r"^DocNumber\s*=\s*(?P<value>'(?:[^'\\]|\\.)*')$", re.IGNORECASE | re.DOTALL)
 
 
@@ -149,6 +178,12 @@ class QuickBooksSandbox(Sandbox):
         requestid_window: float | None = 3600.0,
         access_ttl: int = 3600,
         max_batch: int = 30,
+        tax_mode: str = "none",
+        automated_sales_tax: bool = True,
+        ast_rate: Decimal = Decimal("8.875"),
+        tax_codes: dict[str, dict[str, Any]] | None = None,
+        tax_rates: dict[str, Decimal] | None = None,
+        rerounds_tax: bool = False,
     ) -> None:
         super().__init__()
         self.realm_id = realm_id
@@ -163,6 +198,12 @@ class QuickBooksSandbox(Sandbox):
         self.access_ttl = access_ttl
         self.max_batch = max_batch
         self.item_faults = ItemFaults()
+        self.tax_mode = tax_mode  # "none" (as before tax), "us" or "global"
+        self.automated_sales_tax = automated_sales_tax
+        self.ast_rate = ast_rate
+        self.tax_codes = copy.deepcopy(tax_codes if tax_codes is not None else UK_TAX_CODES)
+        self.tax_rates = dict(tax_rates if tax_rates is not None else UK_TAX_RATES)
+        self.rerounds_tax = rerounds_tax
         self.valid_refresh_tokens: set[str] = {refresh_token}
         self.spent_refresh_tokens: set[str] = set()
         self.refresh_requests: list[str] = []  # refresh tokens presented, in order
@@ -265,6 +306,9 @@ class QuickBooksSandbox(Sandbox):
             if invoice is None:
                 return _reply(400, validation_fault("610", "Object Not Found", f"Invoice {match['id']}"))
             return _reply(200, {"Invoice": invoice, "time": _now()})
+        if entity == "companyinfo" and method == "GET" and match["id"] == self.realm_id:
+            country = "US" if self.tax_mode in ("us", "none") else "GB"
+            return _reply(200, {"CompanyInfo": {"Id": "1", "Country": country}, "time": _now()})
         if entity in ("invoice", "batch") and method == "POST" and not match["id"]:
             return self._write(request, entity)
         return _reply(400, validation_fault("2010", "Unsupported Operation", f"{method} {request.path}"))
@@ -440,6 +484,9 @@ class QuickBooksSandbox(Sandbox):
                     f"Invalid Reference Id : ItemRef {item} does not exist",
                     "ItemRef",
                 )
+        problem = self._invalid_tax(invoice, lines)
+        if problem is not None:
+            return problem
         term = (invoice.get("SalesTermRef") or {}).get("value")
         if term is not None and str(term) not in self.terms:
             return validation_fault("2500", "Invalid Reference Id", f"SalesTermRef {term} does not exist")
@@ -449,6 +496,90 @@ class QuickBooksSandbox(Sandbox):
                     "2010", "Invalid custom field", f"DefinitionId {field.get('DefinitionId')} is not defined"
                 )
         return None
+
+    def _invalid_tax(self, invoice: dict[str, Any], lines: list[Any]) -> dict[str, Any] | None:
+        if self.tax_mode == "none":
+            return None
+        active = {cid for cid, code in self.tax_codes.items() if code.get("Active", True)}
+        known = set(US_TAX_CODES) | active if self.tax_mode == "us" else active
+        for number, line in enumerate(lines, start=1):
+            ref = (line.get("SalesItemLineDetail") or {}).get("TaxCodeRef")
+            value = str((ref or {}).get("value", ""))
+            if not value and self.tax_mode == "global":
+                return validation_fault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    "Business Validation Error: Make sure all your transactions have a VAT rate "
+                    "before you save.",
+                )
+            if value and value not in known:
+                return validation_fault(
+                    "2500",
+                    "Invalid Reference Id",
+                    f"Invalid Reference Id : Line {number} TaxCodeRef {value} does not exist or is inactive",
+                    "Line.SalesItemLineDetail.TaxCodeRef",
+                )
+        detail = invoice.get("TxnTaxDetail") or {}
+        txn_code = str((detail.get("TxnTaxCodeRef") or {}).get("value", ""))
+        if txn_code and txn_code not in active:
+            return validation_fault(
+                "2500",
+                "Invalid Reference Id",
+                f"Invalid Reference Id : TxnTaxCodeRef {txn_code} does not exist",
+                "TxnTaxDetail.TxnTaxCodeRef",
+            )
+        if "TotalTax" in detail and not _is_number(detail["TotalTax"]):
+            return validation_fault("2010", "Invalid number", f"TotalTax={detail['TotalTax']!r}", "TotalTax")
+        for tax_line in detail.get("TaxLine") or []:
+            rate = str(((tax_line.get("TaxLineDetail") or {}).get("TaxRateRef") or {}).get("value", ""))
+            if rate not in self.tax_rates:
+                return validation_fault(
+                    "2500", "Invalid Reference Id", f"Invalid Reference Id : TaxRate {rate}", "TaxRateRef"
+                )
+        return None
+
+    def _tax_detail(self, invoice: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """The TxnTaxDetail the company stores: the stated tax where it is kept, else its own."""
+        given = dict(invoice.get("TxnTaxDetail") or {})
+        stated = given.get("TotalTax")
+        if self.tax_mode == "us":
+            if stated is not None and not self.rerounds_tax:
+                return {**given, "TotalTax": _cents(Decimal(stated))}
+            if not self.automated_sales_tax:
+                return {**given, "TotalTax": _cents(Decimal(stated or 0))}
+            taxable = [line for line in lines if _line_code(line) != "NON"]
+            if self.rerounds_tax:
+                tax = sum(
+                    (_cents(Decimal(line["Amount"]) * self.ast_rate / 100) for line in taxable), Decimal(0)
+                )
+            else:
+                tax = _cents(
+                    sum((Decimal(line["Amount"]) for line in taxable), Decimal(0)) * self.ast_rate / 100
+                )
+            return {**given, "TotalTax": tax}
+        if stated is not None and given.get("TaxLine") and not self.rerounds_tax:
+            return {**given, "TotalTax": _cents(Decimal(stated))}
+        by_rate: dict[str, list[Decimal]] = {}
+        for line in lines:
+            for rate_id in self.tax_codes.get(_line_code(line), {}).get("rates", []):
+                by_rate.setdefault(rate_id, []).append(Decimal(line["Amount"]))
+        tax_lines = []
+        for rate_id, amounts in by_rate.items():
+            percent = self.tax_rates[rate_id]
+            tax_lines.append(
+                {
+                    "Amount": sum((_cents(a * percent / 100) for a in amounts), Decimal(0)),
+                    "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": {"value": rate_id},
+                        "PercentBased": True,
+                        "TaxPercent": percent,
+                        "NetAmountTaxable": sum(amounts, Decimal(0)),
+                    },
+                }
+            )
+        total = sum((t["Amount"] for t in tax_lines), Decimal(0))
+        return {"TotalTax": _cents(total), "TaxLine": tax_lines}
 
     def _store(self, invoice: dict[str, Any]) -> dict[str, Any]:
         self._next_id += 1
@@ -467,10 +598,14 @@ class QuickBooksSandbox(Sandbox):
         for number, line in enumerate(lines, start=1):
             line["Id"] = str(number)
             line.setdefault("LineNum", number)
+        tax = Decimal(0)
+        if self.tax_mode != "none":
+            stored["TxnTaxDetail"] = self._tax_detail(invoice, lines)
+            tax = stored["TxnTaxDetail"]["TotalTax"]
         lines.append({"Amount": total, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
         stored["Line"] = lines
-        stored["TotalAmt"] = total
-        stored["Balance"] = total
+        stored["TotalAmt"] = total + tax
+        stored["Balance"] = total + tax
         stored["CustomField"] = [
             {
                 "DefinitionId": str(f.get("DefinitionId")),
@@ -486,9 +621,19 @@ class QuickBooksSandbox(Sandbox):
     # -- query ----------------------------------------------------------------------------
     def _query(self, statement: str) -> tuple[int, dict[str, Any]]:
         match = _SELECT.match(statement)
-        if match is None or match["entity"] != "Invoice":
+        if match is None or match["entity"] not in ("Invoice", "TaxCode", "TaxRate"):
             return 400, self._parse_error(statement)
         where = (match["where"] or "").strip()
+        if match["entity"] != "Invoice":
+            if where:
+                return 400, self._parse_error(statement)
+            listed = self._tax_entities(match["entity"])
+            return 200, {
+                "QueryResponse": {match["entity"]: listed, "startPosition": 1, "maxResults": len(listed)}
+                if listed
+                else {},
+                "time": _now(),
+            }
         if not where:
             wanted: set[str] | None = None
         elif (eq := _WHERE_EQ.match(where)) is not None:
@@ -512,6 +657,31 @@ class QuickBooksSandbox(Sandbox):
             response = {"Invoice": page, "startPosition": start, "maxResults": len(page)}
         return 200, {"QueryResponse": response, "time": _now()}
 
+    def _tax_entities(self, entity: str) -> list[dict[str, Any]]:
+        if self.tax_mode == "none":
+            return []
+        if entity == "TaxRate":
+            return [
+                {"Id": rid, "Name": f"{percent}%", "RateValue": percent, "Active": True}
+                for rid, percent in self.tax_rates.items()
+            ]
+        return [
+            {
+                "Id": cid,
+                "Name": code.get("Name", cid),
+                "Active": code.get("Active", True),
+                "Taxable": True,
+                "TaxGroup": len(code.get("rates", [])) > 1,
+                "SalesTaxRateList": {
+                    "TaxRateDetail": [
+                        {"TaxRateRef": {"value": rid}, "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}
+                        for rid in code.get("rates", [])
+                    ]
+                },
+            }
+            for cid, code in self.tax_codes.items()
+        ]
+
     @staticmethod
     def _parse_error(statement: str) -> dict[str, Any]:
         return {
@@ -527,6 +697,14 @@ class QuickBooksSandbox(Sandbox):
             },
             "time": _now(),
         }
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, ROUND_HALF_UP)
+
+
+def _line_code(line: dict[str, Any]) -> str:
+    return str(((line.get("SalesItemLineDetail") or {}).get("TaxCodeRef") or {}).get("value", ""))
 
 
 def _literals(text: str) -> Iterable[str]:

@@ -13,7 +13,13 @@ What it models, from the reference notes on Xero:
   empty." under the Contact), `summarizeErrors=false` -> 200 with a status per element, the
   default -> 400 ValidationException while the valid elements are still created;
 - `GET /Invoices` with `InvoiceNumbers`, `IDs`, `Statuses` and `page` (100 a page); dates as
-  `/Date(ms+0000)/` beside `DateString`.
+  `/Date(ms+0000)/` beside `DateString`;
+- tax per line, as Xero's tax guide says: a line's TaxType (else the account's default rate,
+  `tax_rate`) gives its rate, its tax is computed and rounded per line unless the line states a
+  TaxAmount, which is kept ("The tax amount cannot be greater than the line amount" past it);
+  TotalTax is the sum of the lines' tax, Total = SubTotal + TotalTax; an unknown TaxType is the
+  line's validation error; `GET /TaxRates` lists the organisation's tax rates;
+- `rerounds_tax`: stated TaxAmounts are ignored and every line re-rounded (to test read-back).
 """
 
 from __future__ import annotations
@@ -36,6 +42,21 @@ from tests.sandboxes.base import Reply, Request, Sandbox
 API = "/api.xro/2.0"
 PAGE_SIZE = 100
 CENT = Decimal("0.01")
+UK_TAX_RATES: tuple[dict[str, Any], ...] = (
+    {"Name": "20% (VAT on Income)", "TaxType": "OUTPUT2", "EffectiveRate": Decimal("20.0000")},
+    {"Name": "5% (VAT on Income)", "TaxType": "RROUTPUT", "EffectiveRate": Decimal("5.0000")},
+    {"Name": "Zero Rated Income", "TaxType": "ZERORATEDOUTPUT", "EffectiveRate": Decimal(0)},
+    {"Name": "Exempt Income", "TaxType": "EXEMPTOUTPUT", "EffectiveRate": Decimal(0)},
+    {"Name": "No VAT", "TaxType": "NONE", "EffectiveRate": Decimal(0)},
+    {"Name": "Zero Rated EC Services", "TaxType": "ECZROUTPUTSERVICES", "EffectiveRate": Decimal(0)},
+    {
+        "Name": "20% (VAT on Expenses)",
+        "TaxType": "INPUT2",
+        "EffectiveRate": Decimal(20),
+        "CanApplyToRevenue": False,
+    },
+    {"Name": "17.5% (old rate)", "TaxType": "TAX001", "EffectiveRate": Decimal("17.5"), "Status": "DELETED"},
+)
 
 
 def ms_date(moment: datetime) -> str:
@@ -70,6 +91,8 @@ class XeroSandbox(Sandbox):
         item_codes: Iterable[str] = (),
         currencies: Iterable[str] = ("EUR", "USD", "GBP", "NZD", "AUD"),
         tax_rate: Decimal = Decimal(0),
+        tax_rates: Iterable[dict[str, Any]] = UK_TAX_RATES,
+        rerounds_tax: bool = False,
         minute_limit: int = 60,
         day_limit: int = 5000,
         app_minute_limit: int = 10000,
@@ -87,7 +110,11 @@ class XeroSandbox(Sandbox):
         self.account_codes = set(account_codes)
         self.item_codes = set(item_codes)
         self.currencies = set(currencies)
-        self.tax_rate = tax_rate
+        self.tax_rate = tax_rate  # the accounts' default rate, a fraction, for lines without TaxType
+        self.tax_rates = [
+            {"Status": "ACTIVE", "CanApplyToRevenue": True, **copy.deepcopy(rate)} for rate in tax_rates
+        ]
+        self.rerounds_tax = rerounds_tax
         self.minute_limit = minute_limit
         self.day_limit = day_limit
         self.app_minute_limit = app_minute_limit
@@ -228,6 +255,9 @@ class XeroSandbox(Sandbox):
         return reply
 
     def _route(self, request: Request) -> Reply:
+        if request.path.rstrip("/") == f"{API}/TaxRates" and request.method == "GET":
+            envelope = {k: v for k, v in self._envelope([]).items() if k != "Invoices"}
+            return _reply(200, {**envelope, "TaxRates": copy.deepcopy(self.tax_rates)})
         if request.path.rstrip("/") != f"{API}/Invoices":
             return Reply(
                 404, {"Title": "Not Found", "Status": 404, "Detail": "The resource could not be found"}
@@ -313,7 +343,38 @@ class XeroSandbox(Sandbox):
             problems.append(
                 f"The line total {line['LineAmount']} does not match the expected line total {expected}"
             )
+        tax_type = line.get("TaxType")
+        if tax_type is not None and self._revenue_rate(str(tax_type)) is None:
+            problems.append(
+                f"The TaxType code {tax_type} does not exist or cannot be used for this type of transaction."
+            )
+        if "TaxAmount" in line:
+            stated = line["TaxAmount"]
+            if not isinstance(stated, Decimal | int) or isinstance(stated, bool):
+                problems.append(f"TaxAmount {stated!r} is not a number")
+            elif abs(Decimal(stated)) > abs(expected):
+                problems.append("The tax amount cannot be greater than the line amount")
         return problems
+
+    def _revenue_rate(self, tax_type: str) -> Decimal | None:
+        """The percent of an active revenue TaxType, None when the organisation has none such."""
+        for rate in self.tax_rates:
+            if rate["TaxType"] == tax_type and rate["Status"] == "ACTIVE" and rate["CanApplyToRevenue"]:
+                return Decimal(str(rate["EffectiveRate"]))
+        return None
+
+    def _line_tax(self, line: dict[str, Any], amount: Decimal, kind_of_amounts: str) -> Decimal:
+        """One line's tax, rounded per line as Xero rounds it; a stated TaxAmount is kept."""
+        if kind_of_amounts == "NoTax":
+            return Decimal(0)
+        if "TaxAmount" in line and not self.rerounds_tax:
+            return _money(Decimal(str(line["TaxAmount"])))
+        tax_type = line.get("TaxType")
+        percent = self._revenue_rate(str(tax_type)) if tax_type else None
+        rate = percent / 100 if percent is not None else self.tax_rate
+        if kind_of_amounts == "Inclusive":
+            return _money(amount - amount / (1 + rate))
+        return _money(amount * rate)
 
     def _contact_id(self, contact: dict[str, Any]) -> str | None:
         contact_id = contact.get("ContactID")
@@ -332,20 +393,19 @@ class XeroSandbox(Sandbox):
         if kind == "ACCREC" and not number:
             number = f"INV-{self._next_number:04d}"
             self._next_number += 1
+        kind_of_amounts = element.get("LineAmountTypes", "Exclusive")
         lines = []
         for line in element.get("LineItems") or []:
             quantity = Decimal(str(line.get("Quantity", 1)))
             unit = Decimal(str(line.get("UnitAmount", 0)))
-            lines.append({**line, "LineItemID": str(uuid.uuid4()), "LineAmount": _money(quantity * unit)})
+            amount = _money(quantity * unit)
+            line_tax = self._line_tax(line, amount, kind_of_amounts)
+            lines.append(
+                {**line, "LineItemID": str(uuid.uuid4()), "LineAmount": amount, "TaxAmount": line_tax}
+            )
         amounts = sum((line["LineAmount"] for line in lines), Decimal(0))
-        kind_of_amounts = element.get("LineAmountTypes", "Exclusive")
-        if kind_of_amounts == "Exclusive":
-            subtotal, tax = amounts, _money(amounts * self.tax_rate)
-        elif kind_of_amounts == "Inclusive":
-            tax = _money(amounts - amounts / (1 + self.tax_rate))
-            subtotal = amounts - tax
-        else:
-            subtotal, tax = amounts, Decimal(0)
+        tax = sum((line["TaxAmount"] for line in lines), Decimal(0))
+        subtotal = amounts - tax if kind_of_amounts == "Inclusive" else amounts
         contact = element.get("Contact") or {}
         contact_id = self._contact_id(contact) or contact.get("ContactID") or str(uuid.uuid4())
         issued = _day(str(element.get("Date") or "2024-01-01"))

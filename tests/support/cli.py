@@ -29,7 +29,11 @@ class Result:
 def copy_example(target: Path) -> Path:
     """A private copy of the bundled example (config, inbox, billing, maps); returns the config."""
     shutil.copytree(REPO / "examples", target / "examples")
-    shutil.copy(REPO / "config.example.toml", target / "config.toml")
+    # The e-invoice rules are read in place, beside the repository: point the copy at them.
+    rules = (REPO / "../shared/fixtures/en16931").resolve()
+    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    text = text.replace('rules_dir = "../shared/fixtures/en16931"', f"rules_dir = {json.dumps(str(rules))}")
+    (target / "config.toml").write_text(text, encoding="utf-8")
     return target / "config.toml"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from connector.model import (
     PurchaseOrder,
 )
 from connector.planning import idempotency_key, invoice_number
-from connector.tax import LineTax, TaxCategory
+from connector.tax import LineTax, TaxCategory, TaxScheme
 
 
 def make_po(
@@ -202,3 +203,59 @@ def make_taxed_plan(
     values: dict[str, Any] = {"lines": lines, "buyer": buyer, "bill_to": bill_to}
     values.update(overrides)
     return InvoicePlan(**{**base.model_dump(), **values})
+
+
+def vat_tax(rate: str, category: str = "S", *, amount: str | None = None, reason: str = "") -> LineTax:
+    """A VAT line tax: category and rate, the billing-stated amount if given."""
+    cat = TaxCategory(category)
+    return LineTax(
+        category=cat,
+        rate=None if cat is TaxCategory.OUTSIDE_SCOPE else Decimal(rate),
+        exemption_reason_code=reason,
+        amount=None if amount is None else Decimal(amount),
+    )
+
+
+def sales_tax(rate: str, jurisdiction: str = "US-NY", *, amount: str | None = None) -> LineTax:
+    """A US sales tax line tax; rate 0 makes it exempt (category E)."""
+    if Decimal(rate) == 0:
+        return LineTax(
+            scheme=TaxScheme.SALES_TAX,
+            category=TaxCategory.EXEMPT,
+            rate=Decimal(0),
+            jurisdiction=jurisdiction,
+            exemption_reason="not taxable here",
+        )
+    return LineTax(
+        scheme=TaxScheme.SALES_TAX,
+        category=TaxCategory.STANDARD,
+        rate=Decimal(rate),
+        jurisdiction=jurisdiction,
+        amount=None if amount is None else Decimal(amount),
+    )
+
+
+def make_priced_plan(
+    n: int = 1,
+    *,
+    sink: str = "files",
+    customer_ref: str = "CUST-ACME",
+    currency: str = "GBP",
+    lines: Sequence[tuple[str, LineTax]] = (("100.00", vat_tax("20")),),
+) -> InvoicePlan:
+    """`make_plan` with one line per (net unit price, tax), quantity 1, SKUs SKU-1, SKU-2..."""
+    base = make_plan(n, sink=sink, customer_ref=customer_ref, currency=currency)
+    taxed = tuple(
+        InvoiceLine(
+            line_no=number,
+            sku=f"SKU-{number}",
+            description=f"Service {number}",
+            quantity=Decimal(1),
+            unit_price=Money.of(price, currency),
+            service_start=base.period_start,
+            service_end=base.period_end,
+            tax=tax,
+        )
+        for number, (price, tax) in enumerate(lines, start=1)
+    )
+    return InvoicePlan.model_validate({**base.model_dump(), "lines": taxed})

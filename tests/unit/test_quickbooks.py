@@ -24,9 +24,11 @@ from adapters.quickbooks_payload import (
     fresh_request_id,
     invoice_payload,
     quote,
+    sales_rates,
 )
 from connector.errors import (
     AuthenticationError,
+    ConfigError,
     RejectedError,
     RetryableError,
     UncertainError,
@@ -34,6 +36,8 @@ from connector.errors import (
 from connector.http import RetryPolicy
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, PaymentTerms
 from connector.ports import AdapterContext, AdapterKind, Capability
+from connector.tax import TaxCodeMap
+from tests.support.factories import make_priced_plan, sales_tax, vat_tax
 
 BASE = "https://qbo.example.test"
 TOKEN_URL = "https://oauth.example.test/oauth2/v1/tokens/bearer"
@@ -579,3 +583,150 @@ def test_missing_refresh_token_is_a_config_error(tmp_path: Path) -> None:
         RefreshTokenAuth(
             token_url=TOKEN_URL, client_id="cid", client_secret=SECRET, token_file=tmp_path / "absent.json"
         )
+
+
+# -- tax ---------------------------------------------------------------------------------------
+UK_REFS = QuickBooksRefs(tax_mode="global", tax_codes=TaxCodeMap({"S:20": "2", "AE": "14"}))
+US_REFS = QuickBooksRefs(tax_mode="us")
+
+
+def uk_plan() -> InvoicePlan:
+    lines = [("10.03", vat_tax("20"))] * 3 + [("200.00", vat_tax("0", "AE", reason="VATEX-EU-AE"))]
+    return make_priced_plan(sink="qbo", customer_ref="CUST-1", currency="GBP", lines=lines)
+
+
+def us_plan() -> InvoicePlan:
+    lines = [("100.00", sales_tax("8.875")), ("50.00", sales_tax("0"))]
+    return make_priced_plan(sink="qbo", customer_ref="CUST-1", currency="USD", lines=lines)
+
+
+def test_untaxed_plan_payload_carries_no_tax_fields_in_any_tax_mode() -> None:
+    for refs in (REFS, US_REFS, UK_REFS):
+        payload = invoice_payload(make_plan(), refs)
+        assert "TxnTaxDetail" not in payload and "GlobalTaxCalculation" not in payload
+        assert "TaxCodeRef" not in payload["Line"][0]["SalesItemLineDetail"]
+
+
+def test_us_payload_marks_lines_tax_or_non_and_states_the_plans_total_tax() -> None:
+    payload = invoice_payload(us_plan(), US_REFS)
+    assert [line["SalesItemLineDetail"]["TaxCodeRef"] for line in payload["Line"]] == [
+        {"value": "TAX"},
+        {"value": "NON"},
+    ]
+    assert payload["TxnTaxDetail"] == {"TotalTax": Decimal("8.88")}
+    assert "GlobalTaxCalculation" not in payload
+    with_code = invoice_payload(us_plan(), QuickBooksRefs(tax_mode="us", txn_tax_code="7"))
+    assert with_code["TxnTaxDetail"] == {"TxnTaxCodeRef": {"value": "7"}, "TotalTax": Decimal("8.88")}
+
+
+def test_global_payload_has_a_tax_code_per_line_and_a_tax_line_per_rate() -> None:
+    payload = invoice_payload(uk_plan(), UK_REFS, {"2": "4", "14": "16"})
+    assert payload["GlobalTaxCalculation"] == "TaxExcluded"
+    codes = [line["SalesItemLineDetail"]["TaxCodeRef"]["value"] for line in payload["Line"]]
+    assert codes == ["2", "2", "2", "14"]
+    detail = payload["TxnTaxDetail"]
+    assert detail["TotalTax"] == Decimal("6.02")
+    assert [(t["Amount"], t["TaxLineDetail"]["TaxRateRef"]["value"]) for t in detail["TaxLine"]] == [
+        (Decimal("0"), "16"),
+        (Decimal("6.02"), "4"),
+    ]
+    assert detail["TaxLine"][1]["TaxLineDetail"]["NetAmountTaxable"] == Decimal("30.09")
+    assert '"TaxPercent":20' in dumps(payload)
+
+
+def test_global_payload_leaves_the_tax_to_quickbooks_when_a_rate_id_is_unknown() -> None:
+    payload = invoice_payload(uk_plan(), UK_REFS, {"2": "4"})  # code 14 has no single sales rate
+    assert "TxnTaxDetail" not in payload
+    assert payload["GlobalTaxCalculation"] == "TaxExcluded"
+
+
+def test_unmapped_treatment_and_missing_tax_mode_are_payload_errors_with_the_problem_code() -> None:
+    with pytest.raises(PayloadError) as caught:
+        invoice_payload(uk_plan(), QuickBooksRefs(tax_mode="global", tax_codes=TaxCodeMap({"S": "2"})))
+    assert caught.value.code == "tax_code_unmapped"
+    assert "Line 4" in str(caught.value) and "AE" in str(caught.value)
+    with pytest.raises(PayloadError) as unset:
+        invoice_payload(uk_plan(), REFS)
+    assert unset.value.code == "tax_code_unmapped" and "tax_mode" in str(unset.value)
+
+
+def test_sales_rates_keep_codes_with_one_sales_rate_only() -> None:
+    codes = [
+        {"Id": "2", "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": "4"}}]}},
+        {"Id": "3", "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": "5"}}] * 2}},
+        {"Id": "9", "SalesTaxRateList": {}},
+    ]
+    assert sales_rates(codes) == {"2": "4"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"tax_mode": "global", "tax_codes": {"X:20": "2"}}, ["tax_codes['X:20'] = '2'", "'X'"]),
+        ({"tax_mode": "global", "tax_codes": {"S:200": "2"}}, ["tax_codes['S:200'] = '2'", "out of range"]),
+        ({"tax_mode": "global", "tax_codes": {"S:20": " "}}, ["tax_codes['S:20']", "empty"]),
+        ({"tax_mode": "global"}, ["needs tax_codes"]),
+        ({"tax_mode": "us", "tax_codes": {"S:20": "2"}}, ['tax_codes is for tax_mode = "global"']),
+        ({"txn_tax_code": "7"}, ["txn_tax_code '7'"]),
+        ({"tax_mode": "eu"}, ["tax_mode"]),
+    ],
+)
+def test_tax_config_errors_name_the_key_and_value(
+    tmp_path: Path, overrides: dict[str, Any], names: list[str]
+) -> None:
+    values: dict[str, Any] = {
+        "name": "qbo",
+        "realm_id": REALM,
+        "client_id": "cid",
+        "client_secret_env": "X",
+        "refresh_token_file": tmp_path / "t.json",
+    }
+    with pytest.raises(ValidationError) as caught:
+        QuickBooksConfig(**values, **overrides)
+    for name in names:
+        assert name in str(caught.value)
+
+
+def taxed_sink(sink: QuickBooksSink, **overrides: Any) -> QuickBooksSink:
+    config = sink.config.model_copy(update={"tax_mode": "global", "tax_codes": {"S:20": "2", "AE": "14"}})
+    config = QuickBooksConfig.model_validate({**config.model_dump(), **overrides})
+    retry = RetryPolicy(max_attempts=3, base_delay=0.0, sleep=lambda seconds: None)
+    return QuickBooksSink(config, AdapterContext(), retry=retry)
+
+
+TAX_CODES = (
+    '{"QueryResponse":{"TaxCode":['
+    '{"Id":"2","Active":true,"SalesTaxRateList":{"TaxRateDetail":[{"TaxRateRef":{"value":"4"}}]}},'
+    '{"Id":"14","Active":false,"SalesTaxRateList":{"TaxRateDetail":[{"TaxRateRef":{"value":"16"}}]}}'
+    "]}}"
+)
+
+
+def test_push_reads_the_tax_codes_once_and_reports_the_remote_total_and_tax(sink: QuickBooksSink) -> None:
+    taxed = taxed_sink(sink)
+    with responses.RequestsMock() as mocked:
+        mocked.add(responses.POST, TOKEN_URL, json=token_body(1))
+        mocked.add(responses.GET, f"{COMPANY}/query", body=TAX_CODES)
+        answer = '{"Invoice":{"Id":"9","DocNumber":"X","TotalAmt":236.12,"TxnTaxDetail":{"TotalTax":6.03}}}'
+        mocked.add(responses.POST, f"{COMPANY}/invoice", body=answer)
+        mocked.add(responses.POST, f"{COMPANY}/invoice", body=answer)
+        first = taxed.push(uk_plan())
+        taxed.push(uk_plan())
+        assert query_of(mocked.calls[1])["query"] == ["select * from TaxCode startposition 1 maxresults 1000"]
+        assert len([c for c in mocked.calls if "/query" in c.request.url]) == 1
+        body = json.loads(mocked.calls[2].request.body, parse_float=Decimal)
+    assert first.total == Money.of("236.12", "GBP") and first.tax == Money.of("6.03", "GBP")
+    assert [t["TaxLineDetail"]["TaxRateRef"]["value"] for t in body["TxnTaxDetail"]["TaxLine"]] == ["16", "4"]
+
+
+def test_check_names_configured_tax_codes_the_company_lacks_or_has_made_inactive(
+    sink: QuickBooksSink,
+) -> None:
+    taxed = taxed_sink(sink, tax_codes={"S:20": "2", "AE": "14", "Z": "6"})
+    with responses.RequestsMock() as mocked:
+        mocked.add(responses.POST, TOKEN_URL, json=token_body(1))
+        mocked.add(responses.GET, f"{COMPANY}/query", body=TAX_CODES)
+        with pytest.raises(ConfigError) as caught:
+            taxed.check()
+    assert "'14' (for AE)" in str(caught.value) and "'6' (for Z)" in str(caught.value)
+    assert "'2' (for" not in str(caught.value)

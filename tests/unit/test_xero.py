@@ -19,14 +19,17 @@ from adapters.xero_payload import (
     PayloadProblem,
     dumps_exact,
     invoice_payload,
+    line_tax_amounts,
     parse_xero_date,
     request_key,
     validation_messages,
 )
-from connector.errors import AuthenticationError, RejectedError, RetryableError, UncertainError
+from connector.errors import AuthenticationError, ConfigError, RejectedError, RetryableError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoiceLine, InvoicePlan, Money
 from connector.ports import AdapterContext, BatchInvoiceSink, Capability
+from connector.tax import TaxCodeMap
+from tests.support.factories import make_priced_plan, vat_tax
 
 BASE = "https://api.xero.test/api.xro/2.0"
 INVOICES = f"{BASE}/Invoices"
@@ -464,3 +467,103 @@ def test_find_warns_when_the_existing_invoice_is_dated_otherwise(caplog: pytest.
 
     assert plan.idempotency_key in found
     assert "dated 2024-03-01, the plan says 2024-02-01" in caplog.text
+
+
+# -- tax --------------------------------------------------------------------------------
+UK = InvoiceMapping(tax_types=TaxCodeMap({"S:20": "OUTPUT2", "AE": "ECZROUTPUTSERVICES"}))
+AE = vat_tax("0", "AE", reason="VATEX-EU-AE")
+
+
+def taxed(lines: list[tuple[str, Any]]) -> InvoicePlan:
+    return make_priced_plan(sink="xero", customer_ref="CUST-9", currency="GBP", lines=lines)
+
+
+def test_line_tax_amounts_put_the_groups_remainder_on_its_largest_line() -> None:
+    plan = taxed(
+        [("10.03", vat_tax("20")), ("10.04", vat_tax("20")), ("10.02", vat_tax("20")), ("99.00", AE)]
+    )
+    amounts = line_tax_amounts(plan)
+    # per line 2.01 + 2.01 + 2.00 = 6.02 vs the group's 30.09 x 20% = 6.02: nothing to move
+    assert amounts == {1: Decimal("2.01"), 2: Decimal("2.01"), 3: Decimal("2.00"), 4: Decimal("0.00")}
+    three = taxed([("10.03", vat_tax("20")), ("10.03", vat_tax("20")), ("20.06", vat_tax("20"))])
+    amounts = line_tax_amounts(three)
+    assert amounts == {1: Decimal("2.01"), 2: Decimal("2.01"), 3: Decimal("4.00")}  # 4.01 - 0.01
+    assert sum(amounts.values()) == three.tax_total.amount == Decimal("8.02")
+
+
+def test_line_tax_amounts_use_the_billing_stated_amounts_when_every_line_states_one() -> None:
+    stated = taxed([("10.03", vat_tax("20", amount="2.00")), ("10.03", vat_tax("20", amount="2.02"))])
+    assert line_tax_amounts(stated) == {1: Decimal("2.00"), 2: Decimal("2.02")}
+    partly = taxed([("10.03", vat_tax("20", amount="2.00")), ("10.03", vat_tax("20"))])
+    assert line_tax_amounts(partly) == {1: Decimal("2.00"), 2: Decimal("2.01")}  # group 4.01 computed
+
+
+def test_taxed_payload_is_exclusive_with_tax_type_and_amount_per_line() -> None:
+    mapping = InvoiceMapping(tax_types=UK.tax_types, line_amount_types="Inclusive")
+    payload = invoice_payload(taxed([("10.03", vat_tax("20")), ("50.00", AE)]), mapping)
+    assert payload["LineAmountTypes"] == "Exclusive"
+    assert [(line["TaxType"], line["TaxAmount"]) for line in payload["LineItems"]] == [
+        ("OUTPUT2", Decimal("2.01")),
+        ("ECZROUTPUTSERVICES", Decimal("0.00")),
+    ]
+    untaxed = invoice_payload(make_plan(), mapping)
+    assert untaxed["LineAmountTypes"] == "Inclusive"
+    assert all("TaxType" not in line and "TaxAmount" not in line for line in untaxed["LineItems"])
+
+
+def test_unmapped_treatment_is_a_payload_problem_with_its_code() -> None:
+    with pytest.raises(PayloadProblem) as caught:
+        invoice_payload(taxed([("10.00", vat_tax("5"))]), UK)
+    assert caught.value.code == "tax_code_unmapped"
+    assert "line 1" in str(caught.value) and "S:5" in str(caught.value)
+
+
+def test_push_reports_xeros_total_and_total_tax_and_refuses_unmapped_plans_without_a_call() -> None:
+    sink = make_sink(tax_types={"S:20": "OUTPUT2"})
+    plan = taxed([("10.03", vat_tax("20"))] * 3)
+    with responses.RequestsMock() as mocked:
+        mocked.add(
+            responses.PUT,
+            INVOICES,
+            body=answer(element(plan, Total=Decimal("36.11"), TotalTax=Decimal("6.02"), CurrencyCode="GBP")),
+        )
+        ref = sink.push(plan)
+        [unmapped] = sink.push_batch([taxed([("1.00", AE)])])
+        assert len(mocked.calls) == 1
+        body = sent(mocked.calls[0])
+    assert ref.total == Money.of("36.11", "GBP") and ref.tax == Money.of("6.02", "GBP")
+    assert sum(line["TaxAmount"] for line in body["Invoices"][0]["LineItems"]) == Decimal("6.02")
+    assert isinstance(unmapped.error, RejectedError)
+    assert unmapped.error.provider_code == "tax_code_unmapped"
+
+
+def test_check_names_tax_types_that_are_not_active_revenue_rates() -> None:
+    sink = make_sink(tax_types={"S:20": "OUTPUT2", "S:5": "INPUT2", "E": "TAX009"})
+    rates = {
+        "TaxRates": [
+            {"TaxType": "OUTPUT2", "Status": "ACTIVE", "CanApplyToRevenue": True},
+            {"TaxType": "INPUT2", "Status": "ACTIVE", "CanApplyToRevenue": False},
+            {"TaxType": "TAX009", "Status": "DELETED", "CanApplyToRevenue": True},
+        ]
+    }
+    with responses.RequestsMock() as mocked:
+        mocked.add(responses.GET, f"{BASE}/TaxRates", json=rates)
+        with pytest.raises(ConfigError) as caught:
+            sink.check()
+    text = str(caught.value)
+    assert "'INPUT2' (for S:5)" in text and "'TAX009' (for E)" in text and "'OUTPUT2' (for" not in text
+
+
+@pytest.mark.parametrize(
+    ("tax_types", "names"),
+    [
+        ({"Q:20": "OUTPUT2"}, ["tax_types['Q:20'] = 'OUTPUT2'"]),
+        ({"S:20": "output2"}, ["tax_types['S:20'] = 'output2'", "upper-case"]),
+        ({"S:x": "OUTPUT2"}, ["tax_types['S:x']", "not a number"]),
+    ],
+)
+def test_tax_types_config_errors_name_the_key_and_value(tax_types: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        XeroConfig(name="xero", tenant_id="t", access_token_env="X", tax_types=tax_types)
+    for name in names:
+        assert name in str(caught.value)
