@@ -26,6 +26,9 @@ COLUMNS = (
     "period_start",
     "period_end",
     "amount",
+    "net",
+    "tax",
+    "gross",
     "currency",
     "invoice_number",
     "invoice_state",
@@ -52,6 +55,9 @@ def assemble_report(
     for row in invoices:
         by_billing.setdefault(row["billing_key"], row)
     rows = []
+    invoiced: dict[str, dict[str, Decimal]] = defaultdict(
+        lambda: {"net": Decimal(0), "tax": Decimal(0), "gross": Decimal(0)}
+    )
     totals: dict[str, dict[str, Any]] = {
         s.value: {"count": 0, "amounts": defaultdict(Decimal)} for s in MatchStatus
     }
@@ -64,6 +70,7 @@ def assemble_report(
             "period_start": result["period_start"].isoformat() if result["period_start"] else "",
             "period_end": result["period_end"].isoformat() if result["period_end"] else "",
             "amount": str(result["amount"]) if result["amount"] is not None else "",
+            **_invoice_amounts(invoice),
             "currency": result["currency"] or "",
             "invoice_number": invoice["invoice_number"] if invoice else "",
             "invoice_state": invoice["state"] if invoice else "",
@@ -76,8 +83,10 @@ def assemble_report(
                 *row["warnings"],
                 {
                     "code": "remote_total_differs",
-                    "detail": f"sink reports {invoice['remote_total']} {invoice['currency']}, "
-                    f"planned {invoice['amount']} {invoice['currency']}",
+                    "detail": f"sink holds {invoice['remote_total']} {invoice['currency']}"
+                    + (f" (tax {invoice['remote_tax']})" if invoice["remote_tax"] is not None else "")
+                    + f", planned {row['gross'] or invoice['amount']} {invoice['currency']}"
+                    + (f" (tax {row['tax']})" if row["tax"] else ""),
                 },
             ]
         if invoice and invoice["amended_after_push"]:
@@ -90,16 +99,35 @@ def assemble_report(
         bucket["count"] += 1
         if result["amount"] is not None:
             bucket["amounts"][result["currency"]] += result["amount"]
+        if row["gross"]:
+            invoiced[result["currency"]]["net"] += Decimal(row["net"])
+            invoiced[result["currency"]]["tax"] += Decimal(row["tax"] or 0)
+            invoiced[result["currency"]]["gross"] += Decimal(row["gross"])
     summary = {
         status: {"count": data["count"], "amounts": {c: str(a) for c, a in sorted(data["amounts"].items())}}
         for status, data in totals.items()
+    }
+    # What the invoices planned or sent add up to, per currency: net, tax and what buyers pay.
+    invoiced_totals = {
+        currency: {part: str(amount) for part, amount in parts.items()}
+        for currency, parts in sorted(invoiced.items())
     }
     return {
         "tenant": tenant,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": summary,
+        "invoiced": invoiced_totals,
         "rows": rows,
     }
+
+
+def _invoice_amounts(invoice: dict[str, Any] | None) -> dict[str, str]:
+    """Net, tax and gross of the period's invoice; empty when it has none (or none taxed yet)."""
+    if invoice is None:
+        return {"net": "", "tax": "", "gross": ""}
+    gross = invoice["gross_amount"] if invoice["gross_amount"] is not None else invoice["amount"]
+    tax = invoice["tax_amount"]
+    return {"net": str(invoice["amount"]), "tax": "" if tax is None else str(tax), "gross": str(gross)}
 
 
 def render_json(report: dict[str, Any]) -> str:
@@ -126,7 +154,7 @@ def render_csv(report: dict[str, Any]) -> str:
         for column in COLUMNS:
             value = row[column]
             text = _reasons_text(value) if column in ("reasons", "warnings") else str(value)
-            cells.append(text if column == "amount" else safe_cell(text))
+            cells.append(text if column in ("amount", "net", "tax", "gross") else safe_cell(text))
         writer.writerow(cells)
     return out.getvalue()
 
@@ -159,8 +187,16 @@ def render_html(report: dict[str, Any]) -> str:
             f'<tr><td class="{esc(status)}">{esc(status)}</td><td class="num">{data["count"]}</td>'
             f'<td class="num">{esc(amounts)}</td></tr>'
         )
+    parts.append("</tbody></table><h2>Invoiced</h2><table><thead><tr><th>Currency</th><th>Net</th>")
+    parts.append("<th>Tax</th><th>Gross</th></tr></thead><tbody>")
+    for currency, amounts in report["invoiced"].items():
+        parts.append(
+            f"<tr><td>{esc(currency)}</td>"
+            + "".join(f'<td class="num">{esc(amounts[part])}</td>' for part in ("net", "tax", "gross"))
+            + "</tr>"
+        )
     parts.append("</tbody></table><h2>Billing periods and POs</h2><table><thead><tr>")
-    headers = ("Status", "Customer", "PO", "Period", "Amount", "Invoice", "Reasons and warnings")
+    headers = ("Status", "Customer", "PO", "Period", "Net", "Tax", "Gross", "Invoice", "Reasons and warnings")
     parts.extend(f"<th>{h}</th>" for h in headers)
     parts.append("</tr></thead><tbody>")
     for row in report["rows"]:
@@ -174,7 +210,9 @@ def render_html(report: dict[str, Any]) -> str:
             f'<tr><td class="{esc(row["status"])}">{esc(row["status"])}</td>'
             f"<td>{esc(row['customer_ref'])}</td>"
             f"<td>{esc(row['po_number'])}</td><td>{esc(period)}</td>"
-            f'<td class="num">{esc(row["amount"])} {esc(row["currency"])}</td><td>{esc(invoice)}</td>'
+            f'<td class="num">{esc(row["amount"])} {esc(row["currency"])}</td>'
+            f'<td class="num">{esc(row["tax"])}</td><td class="num">{esc(row["gross"])}</td>'
+            f"<td>{esc(invoice)}</td>"
             f"<td>{notes}</td></tr>"
         )
     parts.append("</tbody></table></body></html>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,52 @@ def test_db_upgrade_reports_the_revision(example: Path) -> None:
     result = run_cli("db", "upgrade", "--config", str(example))
     assert result.code == 0, result.stderr
     assert "revision" in result.stdout
+
+
+def test_every_example_invoice_passes_the_en16931_and_peppol_rules_with_its_tax(example: Path) -> None:
+    from tests.support.einvoice import assert_passes_rules
+
+    assert run_cli("sync", "--config", str(example)).code == 0
+    ns = {
+        "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
+        "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
+    }
+    files = invoices(example)
+    assert len(files) == 5
+    treatments: dict[str, set[tuple[str, str]]] = {}
+    for path in files:
+        data = path.read_bytes()
+        assert_passes_rules(data)
+        document = etree.fromstring(data)
+        po = document.findtext("cac:OrderReference/cbc:ID", namespaces=ns)
+        groups = document.findall("cac:TaxTotal/cac:TaxSubtotal", ns)
+        assert groups, path.name  # every invoice carries its breakdown
+        for group in groups:
+            category = group.findtext("cac:TaxCategory/cbc:ID", namespaces=ns) or ""
+            percent = group.findtext("cac:TaxCategory/cbc:Percent", namespaces=ns) or ""
+            treatments.setdefault(po or "", set()).add((category, percent))
+        net = document.findtext("cac:LegalMonetaryTotal/cbc:TaxExclusiveAmount", namespaces=ns)
+        gross = document.findtext("cac:LegalMonetaryTotal/cbc:TaxInclusiveAmount", namespaces=ns)
+        tax = document.findtext("cac:TaxTotal/cbc:TaxAmount", namespaces=ns)
+        assert net and gross and tax
+        assert Decimal(net) + Decimal(tax) == Decimal(gross)
+    assert treatments["4500012345"] == {("AE", "0")}  # German buyer: reverse charge
+    assert treatments["WE-PO-0077"] == {("S", "20"), ("E", "0")}  # UK VAT from billing, exempt training
+    assert treatments["ACME-PO-1001"] == {("S", "8.875")}  # US sales tax from the billing export
+    report = run_cli("report", "--config", str(example), "--format", "json").json()
+    wayne = next(row for row in report["rows"] if row["po_number"] == "WE-PO-0077")
+    assert (wayne["net"], wayne["tax"], wayne["gross"]) == ("1700.00", "160.00", "1860.00")
+
+
+def test_a_period_whose_tax_is_unknown_is_held_not_invoiced(example: Path) -> None:
+    billing = example.parent / "examples" / "billing.csv"
+    rows = billing.read_text(encoding="utf-8").splitlines()
+    # Acme's October period loses its tax: Acme's customer master states no default.
+    rows[1] = rows[1].replace(",S,8.875,177.50,US-NY,", ",,,,,")
+    billing.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert run_cli("sync", "--config", str(example)).code == 0
+    report = run_cli("report", "--config", str(example), "--format", "json").json()
+    october = next(row for row in report["rows"] if "SUB-ACME-PRO/2026-10-01" in row["subject"])
+    assert october["status"] == "mismatch"
+    assert [reason["code"] for reason in october["reasons"]] == ["tax_unknown"]
+    assert len(invoices(example)) == 4
