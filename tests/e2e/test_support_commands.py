@@ -129,7 +129,7 @@ def test_runs_list_and_show(example: Path) -> None:
     listed = json.loads(run_cli("runs", "list", "--config", str(example), "--json").stdout)
     assert listed[0]["id"] == sync["run_id"] and listed[0]["status"] == "ok"
     shown = json.loads(run_cli("runs", "show", "--config", str(example), sync["run_id"][:8]).stdout)
-    assert shown["counts"]["invoices_pushed"] == 4
+    assert shown["counts"]["invoices_pushed"] == 5
 
 
 def test_status_json_reports_sources_sinks_and_quarantine(example: Path) -> None:
@@ -138,7 +138,7 @@ def test_status_json_reports_sources_sinks_and_quarantine(example: Path) -> None
     assert status["last_run"]["command"] == "sync"
     assert [s["name"] for s in status["sources"]] == ["inbox", "billing"]
     assert status["quarantined"] == 2  # INI-7781's bad row and the PO held for it
-    assert status["match_status"]["matched"] == 4
+    assert status["match_status"]["matched"] == 5
 
 
 def test_a_sync_that_finds_the_partition_leased_exits_75_naming_the_holder(example: Path) -> None:

@@ -12,10 +12,14 @@ from connector import jobs
 from connector.config import load_config
 from connector.model import BillingLine, BillingPeriod, Money, POLine, POStatus, PurchaseOrder
 from connector.runtime import Connector
+from connector.tax import LineTax, TaxCategory, TaxScheme
 from state import ingest, outbox
 from tests.support.cli import copy_example
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
+NY_SALES_TAX = LineTax(
+    scheme=TaxScheme.SALES_TAX, category=TaxCategory.STANDARD, rate=Decimal("8.875"), jurisdiction="US-NY"
+)
 
 
 @pytest.fixture
@@ -60,7 +64,11 @@ def period(month: int, seats: str = "20") -> BillingPeriod:
         period_end=date(2026, month, 28),
         customer_ref="CUST-ACME",
         currency="USD",
-        lines=(BillingLine(sku="PLAN-PRO", quantity=Decimal(seats), unit_price=Money.of("40.00", "USD")),),
+        lines=(
+            BillingLine(
+                sku="PLAN-PRO", quantity=Decimal(seats), unit_price=Money.of("40.00", "USD"), tax=NY_SALES_TAX
+            ),
+        ),
     )
 
 

@@ -37,6 +37,29 @@ def copy_example(target: Path) -> Path:
     return target / "config.toml"
 
 
+def untax_example(config: Path) -> None:
+    """Turn a copied example into its pre-tax form: no tax columns, no UK case, tax not required.
+
+    For the exactly-once protocol tests of sinks whose tax mapping is tested in their own sandbox
+    tests: they check counts and duplicates, not tax, and need no tax code configuration.
+    """
+    examples = config.parent / "examples"
+    billing = examples / "billing.csv"
+    kept = []
+    for line in billing.read_text(encoding="utf-8").splitlines():
+        if "CUST-WAYNE" in line:
+            continue
+        kept.append(",".join(line.split(",")[:12]))
+    billing.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    (examples / "inbox" / "wayne-po.eml").unlink(missing_ok=True)
+    customers = examples / "customers.toml"
+    lines = customers.read_text(encoding="utf-8").splitlines()
+    master = [line for line in lines if not line.startswith("tax =")]
+    customers.write_text("\n".join(master) + "\n", encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace("required = true", "required = false")
+    config.write_text(text, encoding="utf-8")
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
 ) -> Result:

@@ -32,7 +32,7 @@ from tests.sandboxes.cxml_buyer import INVOICE_PATH, CxmlBuyerSandbox
 from tests.sandboxes.netsuite import PREFIX, NetSuiteSandbox
 from tests.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
 from tests.sandboxes.xero import API, XeroSandbox
-from tests.support.cli import copy_example
+from tests.support.cli import copy_example, untax_example
 from tests.support.shared import SHARED_FIXTURES
 
 SINK_NAME = "books"
@@ -447,9 +447,10 @@ def example_config(
     push: Mapping[str, Any] | None = None,
     with_example: bool = True,
 ) -> Path:
-    """A config in `workdir`: the example's sources, billing and maps (copied) with these sinks."""
+    """A config in `workdir`: the example's sources, billing and maps (copied, untaxed) with these sinks."""
     if with_example:
         config = copy_example(workdir)
+        untax_example(config)
         data = tomllib.loads(config.read_text(encoding="utf-8"))
     else:
         config = workdir / "config.toml"

@@ -137,6 +137,13 @@ def example_pos() -> list[PurchaseOrder]:
         make_po("4500012399", [("ADDON-SSO", "24", "5.00")], revision=2, **globex),
         # INI-7781 is not here: its file has a refused row, so the PO is held whole.
         make_po("UMB-2026-044", [("PLAN-ENT", "12", "1500.00")], buyer="umbrella.example"),
+        make_po(
+            "WE-PO-0077",
+            [("PLAN-PRO", "300", "32.00"), ("WE-TRAIN-ADMIN", "2", "900.00")],
+            buyer="wayne.example",
+            currency="GBP",
+            term=(date(2026, 10, 1), date(2027, 9, 30)),
+        ),
     ]
 
 
@@ -168,6 +175,7 @@ def test_example_files_give_the_documented_statuses() -> None:
         ("CUST-ACME", "SUB-ACME-PRO", "ACME-PO-1001"): MatchStatus.MATCHED,
         ("CUST-GLOBEX", "SUB-GLOBEX-ENT", "4500012345"): MatchStatus.MATCHED,
         ("CUST-GLOBEX", "SUB-GLOBEX-SSO", "4500012399"): MatchStatus.MATCHED,
+        ("CUST-WAYNE", "SUB-WAYNE-PRO", "WE-PO-0077"): MatchStatus.MATCHED,
         ("CUST-ACME", "SUB-ACME-SSO", None): MatchStatus.AMBIGUOUS,
         ("CUST-UMBRELLA", "SUB-UMB-ENT", "UMB-2026-044"): MatchStatus.MISMATCH,
         # INI-7781 has a refused row, so it is held whole and Initech's period has no PO.
@@ -178,8 +186,8 @@ def test_example_files_give_the_documented_statuses() -> None:
         ("CUST-UMBRELLA", None, "UMB-2026-044"): MatchStatus.UNUSED_PO,
     }
     # Two Acme PLAN-PRO periods (October names the PO, November does not) both match.
-    assert len(outcome.results) == 11
-    assert len(outcome.allocations) == 4
+    assert len(outcome.results) == 12
+    assert len(outcome.allocations) == 5
     acme_pro = [r for r in outcome.results if r.billing_key and "SUB-ACME-PRO" in r.billing_key]
     assert [r.status for r in acme_pro] == [MatchStatus.MATCHED, MatchStatus.MATCHED]
     mismatch = only(outcome.results, MatchStatus.MISMATCH)[0]
