@@ -415,6 +415,8 @@ def map_purchase_order(
             external_id=external_id,
             po_number=po_number,
             revision=_int(po.get("version"), "version", 1),
+            # validated as a number just above; kept as Coupa wrote it
+            source_version=_text(po.get("version")) if po.get("version") not in (None, "") else "",
             status=status,
             source_status=source_status,
             buyer_id=buyer_id,

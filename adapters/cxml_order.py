@@ -233,6 +233,7 @@ def _purchase_order(
         "external_id": f"{buyer_id}/{order_id}" if buyer_id else order_id,
         "po_number": order_id,
         "revision": version,
+        "source_version": (version_text or "").strip() if version is not None else "",
         "status": POStatus.CANCELLED if operation is OrderOperation.DELETE else POStatus.OPEN,
         "source_status": operation.value if operation else "",
         "buyer_id": buyer_id,

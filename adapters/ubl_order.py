@@ -223,10 +223,11 @@ def read_ubl_order(
                 }
             )
         )
-    revision = 1
+    revision, source_version = 1, ""
     if kind is UblOrderKind.ORDER_CHANGE:
         sequence = fields.integer("", "cbc:SequenceNumberID", _text(root, "cbc:SequenceNumberID"), minimum=1)
         revision = sequence + 1 if sequence is not None else 2
+        source_version = str(sequence) if sequence is not None else ""
     return done(
         _purchase_order(
             fields,
@@ -236,6 +237,7 @@ def read_ubl_order(
             external_id=external_id,
             buyer_id=buyer,
             revision=revision,
+            source_version=source_version,
             tenant=tenant,
             issued=issued,
             updated_at=updated_at,
@@ -253,6 +255,7 @@ def _purchase_order(
     external_id: str,
     buyer_id: str,
     revision: int,
+    source_version: str,
     tenant: str,
     issued: date | None,
     updated_at: datetime | None,
@@ -294,6 +297,7 @@ def _purchase_order(
         "external_id": external_id,
         "po_number": order_id,
         "revision": revision,
+        "source_version": source_version,
         "status": POStatus.OPEN,
         "source_status": kind.value,
         "buyer_id": buyer_id,

@@ -14,13 +14,13 @@ from typing import Any
 
 import click
 
-from connector import cli_support, jobs
+from connector import cli_po, cli_support, jobs
 from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError
 from connector.logs import setup_logging
 
-__all__ = ["cli", "cli_support", "main"]
+__all__ = ["cli", "cli_po", "cli_support", "main"]
 
 
 @cli.command()

@@ -18,6 +18,7 @@ from connector.cli_base import Options, cli, emit, fail, handled, human_summary,
 from connector.errors import ConfigError
 from connector.model import utcnow
 from state import ingest, runs
+from state.po_changes import describe as describe_change
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -286,9 +287,7 @@ def _human_resync(data: dict[str, Any]) -> str:
     lines = [f"dry run: {data.get('would_change', 0)} PO(s) would change"]
     for change in data["changes"]:
         lines.append(f"  {change['po_number']}: {change['outcome']}")
-        lines.extend(
-            f"    line {c['line_no']} {c['change']} {c.get('fields', '')}" for c in change["line_changes"]
-        )
+        lines.extend(f"    {describe_change(c)}" for c in change["changes"])
     return "\n".join(lines)
 
 

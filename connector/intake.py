@@ -13,10 +13,11 @@ from typing import Any
 
 from connector.errors import ConfigError, InputProblem, RemoteError
 from connector.faults import AFTER_SOURCE_BATCH, crash_point
+from connector.model import PurchaseOrder
 from connector.ports import BillingSource, POSource, PullContext, SourceBatch, SourceRecord
 from connector.progress import progress
 from connector.runtime import Connector, RunContext
-from state import ingest
+from state import ingest, po_changes
 
 log = logging.getLogger("po_connector.intake")
 
@@ -64,11 +65,27 @@ def _store(conn: Any, app: Connector, run: RunContext, record: SourceRecord, *, 
     po = record.po if record.po.tenant == app.tenant else record.po.model_copy(update={"tenant": app.tenant})
     write = ingest.store_po(conn, po, record.raw, record.document, run.started_at, run.run_id, force=force)
     run.add("pos_fetched")
-    if write.outcome in ("new", "revised"):
+    if write.changed:
         run.add("pos_changed")
-        log.info(
-            "PO %s %s (revision %d)", po.po_number, write.outcome, write.revision, extra={"source": po.source}
-        )
+    if write.outcome in ("new", "revised", "status", "internal"):
+        log.info("%s", _describe_write(po, write), extra={"source": po.source})
+
+
+_WRITE_WORDS = {
+    "new": "new",
+    "revised": "revised",
+    "status": "status changed, same revision",
+    "internal": "changed only internally, same revision",
+}
+
+
+def _describe_write(po: PurchaseOrder, write: ingest.PoWrite) -> str:
+    """`PO 4711 revised (revision 3, buyer version 3): line 2 added`."""
+    version = f", buyer version {po.source_version}" if po.source_version else ""
+    text = f"PO {po.po_number} {_WRITE_WORDS[write.outcome]} (revision {write.revision}{version})"
+    if write.outcome == "new":
+        return text
+    return f"{text}: " + "; ".join(po_changes.describe(change) for change in write.changes)
 
 
 def pull_pos(app: Connector, run: RunContext, names: Iterable[str] | None = None) -> None:

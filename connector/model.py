@@ -182,6 +182,8 @@ class PurchaseOrder(Frozen):
     external_id: str
     po_number: str = Field(min_length=1)
     revision: int = Field(default=1, ge=0)
+    # The buyer system's own version label as it stated it ("" when it states none).
+    source_version: str = Field(default="", max_length=64)
     status: POStatus = POStatus.OPEN
     source_status: str = ""
     buyer_id: str = ""

@@ -53,8 +53,8 @@ def plan_resync(
         for batch in _batches(app, name, po_number, since, started):
             for record in batch.records:
                 po = record.po.model_copy(update={"tenant": app.tenant})
-                outcome, lines = ingest.preview_po(conn, po)
-                changes.append({"po_number": po.po_number, "outcome": outcome, "line_changes": lines})
+                outcome, found = ingest.preview_po(conn, po)
+                changes.append({"po_number": po.po_number, "outcome": outcome, "changes": found})
     return changes
 
 

@@ -576,6 +576,7 @@ def _build_po(
             external_id=f"{buyer}/{group.po_number}" if buyer else group.po_number,
             po_number=group.po_number,
             revision=header.get("revision", 1),
+            source_version=str(header["revision"]) if "revision" in header else "",
             status=header.get("status", POStatus.OPEN),
             source_status=reader.cell(status_row, "status") if status_row else "",
             buyer_id=header.get("buyer_id", buyer_id_default),

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 
 # Fields that change on every pull without changing what the record says.
-VOLATILE_FIELDS = frozenset({"source_updated_at", "raw_sha256"})
+# The source's version label is kept beside the record but is not itself a change of content.
+VOLATILE_FIELDS = frozenset({"source_updated_at", "raw_sha256", "source_version"})
 
 
 def canonical_json(model: BaseModel) -> str:

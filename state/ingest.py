@@ -18,6 +18,7 @@ from sqlalchemy import Connection, and_, case, delete, func, insert, select, upd
 from connector.errors import InputProblem
 from connector.model import BillingPeriod, PurchaseOrder
 from state.canonical import canonical_json, content_hash
+from state.po_changes import ChangeKind, overall_kind, po_changes
 from state.tables import (
     billing_records,
     po_records,
@@ -30,10 +31,28 @@ from state.tables import (
 
 @dataclass(frozen=True)
 class PoWrite:
-    """What storing one PO did: inserted, revised, or nothing (same content)."""
+    """What storing one PO did, the revision it is at, and what changed.
 
-    outcome: str  # "new", "revised", "unchanged", "stale"
+    `outcome` is "new", "revised" (a supplier-visible change: the next revision), "status"
+    (opened, closed or cancelled: same revision), "internal" (buyer-side bookkeeping only:
+    same revision, not a change), "unchanged" or "stale" (older than what is stored).
+    """
+
+    outcome: str
     revision: int
+    changes: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """True when the PO now says something different to the supplier or its status moved."""
+        return self.outcome in ("new", "revised", "status")
+
+
+_OUTCOME_OF_KIND = {
+    ChangeKind.SUPPLIER: "revised",
+    ChangeKind.STATUS: "status",
+    ChangeKind.INTERNAL: "internal",
+}
 
 
 def get_cursor(conn: Connection, tenant: str, source: str, stream: str = "default") -> dict[str, Any] | None:
@@ -138,33 +157,8 @@ def forget_processed(conn: Connection, tenant: str, source: str, input_key: str)
     ).rowcount
 
 
-def line_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-line differences between two canonical PO dicts, for the revision history."""
-    old_lines = {line["line_no"]: line for line in (old or {}).get("lines", [])}
-    new_lines = {line["line_no"]: line for line in new.get("lines", [])}
-    changes: list[dict[str, Any]] = []
-    for number in sorted(set(old_lines) | set(new_lines)):
-        before, after = old_lines.get(number), new_lines.get(number)
-        if before == after:
-            continue
-        if before is None:
-            changes.append({"line_no": number, "change": "added"})
-        elif after is None:
-            changes.append({"line_no": number, "change": "removed"})
-        else:
-            fields = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-            changes.append(
-                {
-                    "line_no": number,
-                    "change": "modified",
-                    "fields": {f: [before.get(f), after.get(f)] for f in fields},
-                }
-            )
-    return changes
-
-
 def preview_po(conn: Connection, po: PurchaseOrder) -> tuple[str, list[dict[str, Any]]]:
-    """What storing `po` would do, without writing: ('new' | 'revised' | 'unchanged', line changes)."""
+    """What storing `po` would do, without writing: the outcome `store_po` would give, and the changes."""
     existing = conn.execute(
         select(po_records.c.content_hash, po_records.c.canonical_json).where(
             po_records.c.tenant == po.tenant,
@@ -174,10 +168,12 @@ def preview_po(conn: Connection, po: PurchaseOrder) -> tuple[str, list[dict[str,
     ).first()
     new = json.loads(canonical_json(po))
     if existing is None:
-        return "new", line_changes(None, new)
+        return "new", po_changes(None, new)
     if existing.content_hash == content_hash(po):
         return "unchanged", []
-    return "revised", line_changes(json.loads(existing.canonical_json), new)
+    changes = po_changes(json.loads(existing.canonical_json), new)
+    kind = overall_kind(changes)
+    return (_OUTCOME_OF_KIND[kind] if kind else "unchanged"), changes
 
 
 def store_po(
@@ -192,9 +188,11 @@ def store_po(
 ) -> PoWrite:
     """Insert or revise a PO by its key; an unchanged content hash costs no write.
 
-    A PO older than the stored one (by `source_updated_at`) is ignored as stale. The source's
-    revision is kept when it is higher; otherwise a changed PO gets the next revision.
-    `force` (resync) rewrites the raw payload even when the content is unchanged.
+    A PO older than the stored one (by `source_updated_at`) is ignored as stale. Only a
+    supplier-visible change starts a revision: the source's revision when it is higher, else the
+    next one. A status or internal change is recorded in the history under the same revision.
+    The source's own version is kept as it stands. `force` (resync) rewrites the raw payload even
+    when the content is unchanged.
     """
     digest = content_hash(po)
     existing = conn.execute(
@@ -204,12 +202,14 @@ def store_po(
             po_records.c.content_hash,
             po_records.c.canonical_json,
             po_records.c.source_updated_at,
+            po_records.c.source_version,
         ).where(
             po_records.c.tenant == po.tenant,
             po_records.c.source == po.source,
             po_records.c.external_id == po.external_id,
         )
     ).first()
+    raw_sha256 = po.raw_sha256 or hashlib.sha256(raw.encode("utf-8")).hexdigest()
     if existing is None:
         stored = po.model_copy(update={"revision": max(po.revision, 1)})
         text = canonical_json(stored)
@@ -220,11 +220,12 @@ def store_po(
                 external_id=po.external_id,
                 po_number=po.po_number,
                 revision=stored.revision,
+                source_version=po.source_version,
                 status=po.status.value,
                 content_hash=digest,
                 canonical_json=text,
                 raw_payload=raw,
-                raw_sha256=po.raw_sha256 or hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+                raw_sha256=raw_sha256,
                 document=document,
                 source_updated_at=po.source_updated_at,
                 first_seen_at=now,
@@ -233,22 +234,33 @@ def store_po(
             )
         ).inserted_primary_key
         assert inserted is not None
-        _record_revision(conn, int(inserted[0]), stored.revision, digest, text, None, now, run_id)
-        return PoWrite("new", stored.revision)
+        changes = po_changes(None, json.loads(text))
+        record_id = int(inserted[0])
+        _record_revision(conn, record_id, stored, digest, text, changes, ChangeKind.SUPPLIER, now, run_id)
+        return PoWrite("new", stored.revision, tuple(changes))
     if (
         po.source_updated_at is not None
         and existing.source_updated_at is not None
         and po.source_updated_at < existing.source_updated_at
     ):
         return PoWrite("stale", existing.revision)
+    source_version = po.source_version or existing.source_version
     if existing.content_hash == digest and not force:
-        conn.execute(update(po_records).where(po_records.c.id == existing.id).values(last_seen_at=now))
+        seen: dict[str, Any] = {"last_seen_at": now}
+        if source_version != existing.source_version:  # a new label on the same content
+            relabelled = PurchaseOrder.model_validate_json(existing.canonical_json)
+            seen["source_version"] = source_version
+            seen["canonical_json"] = canonical_json(
+                relabelled.model_copy(update={"source_version": source_version})
+            )
+        conn.execute(update(po_records).where(po_records.c.id == existing.id).values(**seen))
         return PoWrite("unchanged", existing.revision)
-    changed = existing.content_hash != digest
+    changes = po_changes(json.loads(existing.canonical_json), json.loads(canonical_json(po)))
+    kind = overall_kind(changes) if existing.content_hash != digest else None
     revision = existing.revision
-    if changed:
+    if kind is ChangeKind.SUPPLIER:
         revision = po.revision if po.revision > existing.revision else existing.revision + 1
-    stored = po.model_copy(update={"revision": revision})
+    stored = po.model_copy(update={"revision": revision, "source_version": source_version})
     text = canonical_json(stored)
     conn.execute(
         update(po_records)
@@ -256,42 +268,44 @@ def store_po(
         .values(
             po_number=po.po_number,
             revision=revision,
+            source_version=source_version,
             status=po.status.value,
             content_hash=digest,
             canonical_json=text,
             raw_payload=raw,
-            raw_sha256=po.raw_sha256 or hashlib.sha256(raw.encode("utf-8")).hexdigest(),
+            raw_sha256=raw_sha256,
             document=document,
             source_updated_at=po.source_updated_at or existing.source_updated_at,
             last_seen_at=now,
-            **({"changed_at": now} if changed else {}),
+            **({"changed_at": now} if kind in (ChangeKind.SUPPLIER, ChangeKind.STATUS) else {}),
         )
     )
-    if not changed:
+    if kind is None:
         return PoWrite("unchanged", revision)
-    _record_revision(
-        conn, existing.id, revision, digest, text, json.loads(existing.canonical_json), now, run_id
-    )
-    return PoWrite("revised", revision)
+    _record_revision(conn, existing.id, stored, digest, text, changes, kind, now, run_id)
+    return PoWrite(_OUTCOME_OF_KIND[kind], revision, tuple(changes))
 
 
 def _record_revision(
     conn: Connection,
     record_id: int,
-    revision: int,
+    stored: PurchaseOrder,
     digest: str,
     text: str,
-    previous: dict[str, Any] | None,
+    changes: list[dict[str, Any]],
+    kind: ChangeKind,
     now: datetime,
     run_id: str | None,
 ) -> None:
     conn.execute(
         insert(po_revisions).values(
             po_record_id=record_id,
-            revision=revision,
+            revision=stored.revision,
+            source_version=stored.source_version,
+            change_kind=kind.value,
             content_hash=digest,
             canonical_json=text,
-            changes_json=json.dumps(line_changes(previous, json.loads(text))),
+            changes_json=json.dumps(changes),
             recorded_at=now,
             run_id=run_id,
         )
@@ -306,10 +320,14 @@ def load_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
 
 
 def po_revision_history(conn: Connection, tenant: str, po_number: str) -> list[dict[str, Any]]:
+    """Every recorded version of the PO(s) with this number, oldest first, with what changed."""
     query = (
         select(
             po_records.c.source,
+            po_records.c.external_id,
             po_revisions.c.revision,
+            po_revisions.c.source_version,
+            po_revisions.c.change_kind,
             po_revisions.c.changes_json,
             po_revisions.c.recorded_at,
         )
@@ -320,7 +338,10 @@ def po_revision_history(conn: Connection, tenant: str, po_number: str) -> list[d
     return [
         {
             "source": row.source,
+            "external_id": row.external_id,
             "revision": row.revision,
+            "source_version": row.source_version,
+            "kind": row.change_kind,
             "changes": json.loads(row.changes_json),
             "recorded_at": row.recorded_at.isoformat(),
         }

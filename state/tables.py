@@ -47,6 +47,8 @@ po_records = Table(
     Column("external_id", String(256), nullable=False),
     Column("po_number", String(128), nullable=False),
     Column("revision", Integer, nullable=False),
+    # the buyer system's own version label (Coupa version, cXML orderVersion), kept as given
+    Column("source_version", String(64), nullable=False, server_default=""),
     Column("status", String(16), nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("canonical_json", Text, nullable=False),
@@ -67,6 +69,9 @@ po_revisions = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("po_record_id", Integer, ForeignKey("po_records.id", ondelete="CASCADE"), nullable=False),
     Column("revision", Integer, nullable=False),
+    Column("source_version", String(64), nullable=False, server_default=""),
+    # supplier (a new revision), status (opened/closed/cancelled) or internal (buyer bookkeeping)
+    Column("change_kind", String(16), nullable=False, server_default="supplier"),
     Column("content_hash", String(64), nullable=False),
     Column("canonical_json", Text, nullable=False),
     Column("changes_json", Text, nullable=False),

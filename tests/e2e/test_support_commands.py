@@ -103,7 +103,7 @@ def test_resync_of_a_pushed_po_creates_no_new_invoice_and_records_the_new_revisi
     )
     assert dry.code == 0, dry.stderr
     [change] = dry.json()["changes"]
-    assert change["outcome"] == "revised" and change["line_changes"][0]["fields"]["description"]
+    assert change["outcome"] == "revised" and change["changes"][0]["fields"]["description"]
     assert {p.name for p in invoice_files(example)} == before
 
     result = run_cli(
@@ -168,3 +168,20 @@ def test_doctor_on_the_example_is_clean(example: Path) -> None:
     result = run_cli("doctor", "--config", str(example))
     assert result.code == 0, result.stdout
     assert "PROBLEM" not in result.stdout
+
+
+def test_po_history_shows_each_revision_with_the_buyers_version_and_its_changes(example: Path) -> None:
+    assert run_cli("sync", "--config", str(example), "-q").code == 0
+    # The example's Globex SSO add-on arrives as an original order and a change to it.
+    shown = run_cli("po", "history", "4500012399", "--config", str(example))
+    assert shown.code == 0, shown.stderr
+    assert "revision 2, buyer version 2  supplier" in shown.stdout
+    assert "line 1 modified (quantity 10 -> 24)" in shown.stdout
+    as_json = json.loads(run_cli("po", "history", "4500012399", "--config", str(example), "--json").stdout)
+    assert [(h["revision"], h["source_version"], h["kind"]) for h in as_json["history"]] == [
+        (1, "1", "supplier"),
+        (2, "2", "supplier"),
+    ]
+    assert all(h["changes"] for h in as_json["history"])
+    missing = run_cli("po", "history", "NOPE", "--config", str(example))
+    assert missing.code == 1 and "no PO 'NOPE'" in missing.stderr

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
 from connector.errors import InputProblem, RejectedError
-from connector.model import Money, RemoteRef
+from connector.model import Money, POStatus, RemoteRef
 from state import ingest, outbox, runs
 from state.db import current_revision, ensure_schema, head_revision, make_engine
-from state.tables import invoice_outbox, po_revisions
+from state.tables import invoice_outbox, po_records, po_revisions
 from tests.support.factories import make_plan, make_po
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -53,9 +53,85 @@ def test_unchanged_po_costs_no_revision_and_a_change_records_line_diff(engine: E
         history = ingest.po_revision_history(conn, "default", "PO-1")
         assert [h["revision"] for h in history] == [1, 2]
         assert history[1]["changes"] == [
-            {"line_no": 1, "change": "modified", "fields": {"quantity": ["12", "24"]}}
+            {"kind": "supplier", "line_no": 1, "change": "modified", "fields": {"quantity": ["12", "24"]}}
         ]
+        assert history[1]["kind"] == "supplier"
         assert len(conn.execute(select(po_revisions)).all()) == 2
+
+
+def _later(day: int) -> datetime:
+    return datetime(2026, 2, day, tzinfo=UTC)
+
+
+def test_an_internal_only_change_keeps_the_revision_and_is_not_a_change(engine: Engine) -> None:
+    po = make_po(revision=2).model_copy(update={"source_version": "2", "approver": "ann"})
+    with engine.begin() as conn:
+        ingest.store_po(conn, po, "raw", "doc", NOW, None)
+        internal = po.model_copy(
+            update={"approver": "bob", "extrinsics": {"CostCenter": "42"}, "source_updated_at": _later(1)}
+        )
+        write = ingest.store_po(conn, internal, "raw2", "doc", NOW, None)
+        assert (write.outcome, write.revision, write.changed) == ("internal", 2, False)
+        assert [c["field"] for c in write.changes] == ["approver", "extrinsics"]
+        assert {c["kind"] for c in write.changes} == {"internal"}
+        stored = ingest.load_pos(conn, "default")[0]
+        assert (stored.revision, stored.source_version, stored.approver) == (2, "2", "bob")
+        history = ingest.po_revision_history(conn, "default", "PO-1")
+        assert [(h["revision"], h["source_version"], h["kind"]) for h in history] == [
+            (2, "2", "supplier"),
+            (2, "2", "internal"),
+        ]
+
+
+def test_a_close_keeps_the_revision_and_names_the_status_change(engine: Engine) -> None:
+    po = make_po()
+    with engine.begin() as conn:
+        ingest.store_po(conn, po, "raw", "doc", NOW, None)
+        closed = po.model_copy(
+            update={"status": POStatus.CLOSED, "source_status": "closed", "source_updated_at": _later(1)}
+        )
+        write = ingest.store_po(conn, closed, "raw2", "doc", NOW, None)
+        assert (write.outcome, write.revision, write.changed) == ("status", 1, True)
+        history = ingest.po_revision_history(conn, "default", "PO-1")
+        assert history[-1]["kind"] == "status"
+        assert history[-1]["changes"] == [
+            {"kind": "status", "field": "source_status", "from": "", "to": "closed"},
+            {"kind": "status", "field": "status", "from": "open", "to": "closed"},
+        ]
+        assert ingest.load_pos(conn, "default")[0].status is POStatus.CLOSED
+
+
+def test_every_recorded_change_lists_what_changed(engine: Engine) -> None:
+    po = make_po()
+    with engine.begin() as conn:
+        ingest.store_po(conn, po, "raw", "doc", NOW, None)
+        # A header-only change (the term) is a supplier-visible revision with a non-empty list.
+        longer = po.model_copy(update={"term_end": date(2027, 6, 30), "source_updated_at": _later(1)})
+        write = ingest.store_po(conn, longer, "raw2", "doc", NOW, None)
+        assert (write.outcome, write.revision) == ("revised", 2)
+        assert write.changes == (
+            {"kind": "supplier", "field": "term_end", "from": "2026-12-31", "to": "2027-06-30"},
+        )
+        for entry in ingest.po_revision_history(conn, "default", "PO-1"):
+            assert entry["changes"], entry
+
+
+def test_the_buyers_version_is_kept_beside_our_revision(engine: Engine) -> None:
+    with engine.begin() as conn:
+        first = make_po(revision=2).model_copy(update={"source_version": "2"})
+        ingest.store_po(conn, first, "raw", "doc", NOW, None)
+        # The buyer's next version changes a price: our next revision, and its version label.
+        second = make_po(revision=3, price="90.00", updated=_later(1)).model_copy(
+            update={"source_version": "3"}
+        )
+        write = ingest.store_po(conn, second, "raw2", "doc", NOW, None)
+        assert (write.outcome, write.revision) == ("revised", 3)
+        # The same content again with only a new version label is no change, but the label is kept.
+        relabelled = second.model_copy(update={"source_version": "4", "source_updated_at": _later(2)})
+        assert ingest.store_po(conn, relabelled, "raw3", "doc", NOW, None).outcome == "unchanged"
+        row = conn.execute(select(po_records.c.revision, po_records.c.source_version)).one()
+        assert (row.revision, row.source_version) == (3, "4")
+        assert ingest.load_pos(conn, "default")[0].source_version == "4"
 
 
 def test_an_older_message_does_not_overwrite_a_newer_revision(engine: Engine) -> None:

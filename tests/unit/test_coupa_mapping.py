@@ -76,6 +76,7 @@ def changed(**changes: Any) -> dict[str, Any]:
 def test_header_fields_map_to_the_canonical_po() -> None:
     po = mapped()
     assert (po.source, po.external_id, po.po_number, po.revision) == ("acme", "4711", "PO-4711", 3)
+    assert po.source_version == "3"  # Coupa's own version, kept beside our revision
     assert (po.status, po.source_status, po.currency) == (POStatus.OPEN, "issued", "USD")
     assert po.buyer_id == "acme.coupahost.com"
     assert po.source_updated_at == datetime(2024, 3, 2, 18, 30, tzinfo=UTC)

@@ -370,6 +370,7 @@ def test_header_fields_status_revision_buyer_and_addresses():
     ]
     po = only_po(header, [row])
     assert (po.status, po.source_status, po.revision) == (POStatus.OPEN, "Approved", 3)
+    assert po.source_version == "3"
     assert (po.buyer_id, po.buyer_name, po.approver) == ("B-77", "Acme", "Jane")
     assert po.issued_on == date(2026, 1, 5)
     assert po.bill_to is not None

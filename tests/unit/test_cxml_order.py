@@ -114,6 +114,7 @@ def test_update_takes_its_order_version_as_revision() -> None:
     assert doc.operation is OrderOperation.UPDATE
     assert doc.po is not None
     assert (doc.po.revision, doc.po.status, doc.po.lines[0].quantity) == (2, POStatus.OPEN, Decimal("12"))
+    assert doc.po.source_version == "2"
 
 
 def test_update_without_order_version_still_supersedes_the_original() -> None:
@@ -125,6 +126,7 @@ def test_update_without_order_version_still_supersedes_the_original() -> None:
 def test_new_order_without_order_version_is_revision_one() -> None:
     po = parse(new_order().replace(b' orderVersion="1"', b"")).po
     assert po is not None and po.revision == 1
+    assert po.source_version == ""  # the buyer stated no version
 
 
 def test_delete_cancels_the_po() -> None:

@@ -70,6 +70,7 @@ def test_an_order_change_is_the_next_revision_without_its_cancelled_lines() -> N
     po = doc.po
     assert po is not None
     assert (po.po_number, po.external_id, po.revision) == ("PO-UBL-1001", "7300010000001/PO-UBL-1001", 2)
+    assert po.source_version == "1"  # the change's SequenceNumberID
     assert [(line.line_no, line.sku, line.quantity) for line in po.lines] == [
         (1, "SKU-PRO-SEAT", Decimal("120")),
         (3, "SKU-ONBOARD", Decimal("1")),
