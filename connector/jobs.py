@@ -12,7 +12,7 @@ from typing import Any
 from connector.intake import pull_billing, pull_pos
 from connector.model import MatchStatus, utcnow
 from connector.pushing import push_all
-from connector.reconciling import reconcile_and_plan
+from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
 from state import outbox
 

@@ -16,7 +16,7 @@ from connector.jobs import finish
 from connector.ports import Capability, PullContext, SourceBatch
 from connector.progress import progress
 from connector.pushing import push_all
-from connector.reconciling import reconcile_and_plan
+from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
 from state import ingest
 

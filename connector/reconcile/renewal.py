@@ -1,0 +1,52 @@
+"""Renewal warnings: a PO whose term ends soon or whose balance is mostly consumed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from connector.model import (
+    PurchaseOrder,
+    Reason,
+)
+from connector.reconcile.balances import Ledger
+from connector.reconcile.explanations import money_text
+from connector.reconcile.indexes import PoFacts
+from connector.reconcile.tolerances import HUNDRED, ReconcileSettings
+
+
+def term_warning(po: PoFacts, settings: ReconcileSettings) -> tuple[Reason, ...]:
+    if settings.as_of is None or po.term_end is None:
+        return ()
+    days_left = (po.term_end - settings.as_of).days
+    if days_left > settings.renewal_warning_days:
+        return ()
+    return (
+        Reason(
+            code="renewal_due",
+            detail=f"{po.number} term ends {po.term_end.isoformat()}, "
+            f"{days_left} days after {settings.as_of.isoformat()}",
+        ),
+    )
+
+
+def consumed_warning(po: PoFacts, settings: ReconcileSettings, ledger: Ledger) -> Reason | None:
+    return _share_warning(po, po.total - ledger.remaining(po), settings)
+
+
+def _share_warning(po: PoFacts, consumed: Decimal, settings: ReconcileSettings) -> Reason | None:
+    total = po.total
+    if total > 0 and consumed * HUNDRED >= total * settings.renewal_warning_percent:
+        share = (consumed * HUNDRED / total).quantize(Decimal("0.1"))
+        return Reason(
+            code="renewal_due",
+            detail=f"{po.number} is {share}% consumed "
+            f"({money_text(consumed, po.currency)} of {money_text(total, po.currency)})",
+        )
+    return None
+
+
+def renewal_warnings(po: PurchaseOrder, consumed: Decimal, settings: ReconcileSettings) -> tuple[Reason, ...]:
+    """The renewal warnings of a PO of which `consumed` is already invoiced (term end, share)."""
+    facts = PoFacts(po)
+    share = _share_warning(facts, consumed, settings)
+    return (*term_warning(facts, settings), *((share,) if share else ()))
