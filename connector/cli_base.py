@@ -18,7 +18,7 @@ import click
 
 from connector import jobs, progress
 from connector.config import LoadedConfig, load_config
-from connector.errors import ConfigError, LeaseHeldError
+from connector.errors import ConfigError, LeaseHeldError, UnavailableError
 from connector.logs import setup_logging
 from connector.runtime import Connector
 
@@ -34,8 +34,17 @@ class Options:
     verbosity: int
 
 
+_OPTIONS_KEY = "po_connector.options"
+
+
 def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr and the exit code; under --json also a summary on stdout."""
     click.echo(f"po-connector: {message}", err=True)
+    context = click.get_current_context(silent=True)
+    options = context.meta.get(_OPTIONS_KEY) if context is not None else None
+    if context is not None and options is not None and options.json_output:
+        command = context.command_path.removeprefix(context.find_root().info_name or "").strip()
+        click.echo(json.dumps({"command": command, "exit_code": code, "errors": [message]}))
     sys.exit(code)
 
 
@@ -46,6 +55,8 @@ def handled() -> Iterator[None]:
         yield
     except LeaseHeldError as exc:
         fail(str(exc), jobs.EXIT_TEMPFAIL)
+    except UnavailableError as exc:
+        fail(f"unavailable: {exc}", jobs.EXIT_TEMPFAIL)
     except ConfigError as exc:
         fail(f"configuration error: {exc}", jobs.EXIT_USAGE)
 
@@ -124,6 +135,7 @@ def pass_options(command: Callable[..., Any]) -> Callable[..., Any]:
             json_output=json_ or base.json_output,
             verbosity=1 if verbose_ else -1 if quiet_ else base.verbosity,
         )
+        ctx.meta[_OPTIONS_KEY] = options
         return command(options, **kwargs)
 
     return wrapper

@@ -89,16 +89,13 @@ def _hint(section: str) -> str:
 
 
 def _state_findings(app: Connector) -> list[Finding]:
-    from state.db import current_revision, head_revision, known_revisions
+    from state.db import current_revision, head_revision, known_revisions, open_problem
 
     try:
         current = current_revision(app.engine)
-    except SQLAlchemyError as exc:
-        return [
-            Finding(
-                "state", False, f"cannot open the state database: {type(exc).__name__}", "check [state] url"
-            )
-        ]
+    except (SQLAlchemyError, ImportError) as exc:
+        problem = open_problem(app.engine.url.render_as_string(hide_password=False), exc)
+        return [Finding("state", False, f"state.url: {problem}", "fix [state] url or start the server")]
     head = head_revision()
     if current == head:
         return [Finding("state", True, f"database at revision {head}")]
@@ -136,7 +133,7 @@ def run_doctor(config: str | None) -> list[Finding]:
         return [Finding("config", False, str(exc), "fix the key named above; see config.example.toml")]
     findings = [Finding("config", True, f"{loaded.path} is valid")]
     try:
-        app = Connector(loaded, migrate=False)
+        app = Connector(loaded, migrate=False, probe=False)
     except ConfigError as exc:
         return [*findings, Finding("state", False, str(exc), "check [state] url")]
     findings += _state_findings(app)

@@ -55,6 +55,10 @@ class InputError(ConnectorError):
         self.problem = problem
 
 
+class UnavailableError(ConnectorError):
+    """A service the run cannot do without (the state database) is down: try later (exit 75)."""
+
+
 class LeaseHeldError(ConnectorError):
     """Another run holds the lease of this partition; try again later (exit 75)."""
 

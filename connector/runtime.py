@@ -20,14 +20,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from connector.config import LoadedConfig, Settings
-from connector.errors import ConfigError, LeaseHeldError
+from connector.errors import ConfigError, LeaseHeldError, UnavailableError
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
 from connector.redact import GLOBAL_REDACTOR
 from connector.registry import AdapterInfo, build, discover
 from state import outbox, runs
-from state.db import READ_ONLY, StateUrlError, ensure_schema, make_engine
+from state.db import READ_ONLY, StateUnavailableError, StateUrlError, open_state
 
 log = logging.getLogger("po_connector")
 
@@ -58,16 +58,18 @@ def _anchor_sqlite(url: str, base_dir: Path) -> str:
 class Connector:
     """One configured installation: state engine, adapters by name, and run bookkeeping."""
 
-    def __init__(self, loaded: LoadedConfig, *, migrate: bool = True) -> None:
+    def __init__(self, loaded: LoadedConfig, *, migrate: bool = True, probe: bool = True) -> None:
         self.loaded = loaded
         self.settings: Settings = loaded.settings
         self.tenant = self.settings.tenant
         try:
-            self.engine: Engine = make_engine(_anchor_sqlite(self.settings.state.url, loaded.base_dir))
+            self.engine: Engine = open_state(
+                _anchor_sqlite(self.settings.state.url, loaded.base_dir), migrate=migrate, probe=probe
+            )
         except StateUrlError as exc:
             raise ConfigError(f"state.url: {exc}") from None
-        if migrate:
-            ensure_schema(self.engine)
+        except StateUnavailableError as exc:
+            raise UnavailableError(f"state.url: {exc}") from None
         self.supplier: Party | None = self.settings.supplier.to_party() if self.settings.supplier else None
         self.adapter_context = AdapterContext(
             tenant=self.tenant, base_dir=loaded.base_dir, logger=log, supplier=self.supplier

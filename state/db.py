@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -21,7 +21,77 @@ READ_ONLY = "po_connector_read_only"  # execution option: a read-only SQLite tra
 
 
 class StateUrlError(ValueError):
-    """The state URL cannot be parsed or names an unsupported backend."""
+    """The state URL cannot be parsed, names an unsupported backend or driver, or is refused."""
+
+
+class StateUnavailableError(RuntimeError):
+    """The state database server cannot be reached now (refused, timed out): try again later."""
+
+
+# Words of a DBAPI error that mean the server is down or unreachable, not misconfigured.
+_UNREACHABLE = ("connection refused", "timeout expired", "timed out", "could not connect", "no route to host")
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(unparsable url)"
+
+
+def _where(url: str) -> str:
+    parsed = make_url(url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+
+
+def open_problem(url: str, exc: BaseException) -> StateUrlError | StateUnavailableError:
+    """What went wrong opening the state at `url`, as one line with the fix; no password in it."""
+    shown = masked_url(url)
+    if isinstance(exc, NoSuchModuleError | ImportError):
+        driver = getattr(exc, "name", None) or make_url(url).drivername
+        return StateUrlError(
+            f"{shown}: the database driver {driver!r} is not installed; "
+            "run pip install 'po-connector[postgres]' and use postgresql+psycopg:// (or postgresql://)"
+        )
+    text = str(getattr(exc, "orig", None) or exc)
+    first = " ".join(text.split("\n")[0].split())
+    password = make_url(url).password if "://" in url else None
+    if password:
+        first = first.replace(str(password), "***")
+    lowered = text.lower()
+    if any(words in lowered for words in _UNREACHABLE):
+        return StateUnavailableError(
+            f"{shown}: cannot reach the database server at {_where(url)} ({first}); "
+            "is it running and accepting TCP connections?"
+        )
+    if "password authentication failed" in lowered or "authentication failed" in lowered:
+        return StateUrlError(f"{shown}: the server refused the user or password ({first})")
+    if "does not exist" in lowered:
+        return StateUrlError(f"{shown}: {first}; create it or fix the url")
+    if "unable to open database file" in lowered:
+        return StateUrlError(f"{shown}: cannot open the SQLite file (is its folder writable?)")
+    return StateUrlError(f"{shown}: cannot open the state database: {first}")
+
+
+def open_state(url: str, *, migrate: bool = True, probe: bool = True) -> Engine:
+    """An engine for `url` that has been connected once (and migrated to head when `migrate`);
+    with neither `migrate` nor `probe`, an engine that connects on first use.
+
+    Raises StateUrlError for what configuration must fix and StateUnavailableError for a server
+    that is down, each one line naming the masked URL; never a driver traceback.
+    """
+    engine = make_engine(url)
+    try:
+        if migrate:
+            ensure_schema(engine)
+        elif probe:
+            with engine.connect():
+                pass
+    except (DBAPIError, ImportError, NoSuchModuleError) as exc:
+        engine.dispose()
+        raise open_problem(url, exc) from None
+    return engine
 
 
 def make_engine(url: str) -> Engine:
@@ -35,13 +105,24 @@ def make_engine(url: str) -> Engine:
         raise StateUrlError(f"unsupported state backend {backend!r} (use sqlite or postgresql)")
     if backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "postgresql":
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except (ImportError, NoSuchModuleError) as exc:
+            raise open_problem(url, exc) from None
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateUrlError(
+                    f"{masked_url(url)}: cannot create the folder {folder}: {exc.strerror}"
+                ) from None
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _tune_sqlite(engine)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    raise AssertionError(backend)  # pragma: no cover - backends checked above
 
 
 def _tune_sqlite(engine: Engine) -> None:
