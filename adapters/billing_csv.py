@@ -131,6 +131,20 @@ class CsvBillingSource:
         self.path = context.resolve(config.path)
         self._parse_date = self._date_parser(config.date_format)
 
+    def check(self) -> None:
+        """Doctor's check: the export file is there and readable (it is read whole on each pull)."""
+        if not self.path.is_file():
+            raise ConfigError(
+                f"billing {self.name!r}: path {str(self.path)!r} does not exist or is not a file"
+            )
+        try:
+            with self.path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"billing {self.name!r}: path {str(self.path)!r} cannot be read: {exc.strerror}"
+            ) from None
+
     @staticmethod
     def _date_parser(date_format: str | None) -> Callable[[str], date]:
         if date_format is None:

@@ -260,6 +260,12 @@ def _locate(data: Any, loc: tuple[int | str, ...]) -> Any:
     return data
 
 
+def _override_of(loc: tuple[int | str, ...]) -> str | None:
+    """The PO_CONNECTOR__… variable that set the value at `loc`, if one did."""
+    wanted = ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+    return next((name for name in os.environ if name.upper() == wanted), None)
+
+
 def load_config(explicit: str | Path | None = None) -> LoadedConfig:
     """Read, merge and validate the configuration; raise ConfigError with one clear message."""
     path = config_path(explicit)
@@ -281,8 +287,14 @@ def load_config(explicit: str | Path | None = None) -> LoadedConfig:
         error = exc.errors()[0]
         key = ".".join(str(p) for p in error["loc"])
         value = error.get("input", _locate(raw, tuple(error["loc"])))
+        override = _override_of(error["loc"])
+        where = (
+            f"environment {override} = {_show(key, value)} (overrides {key} of {path})"
+            if override
+            else f"config {path}: {key} = {_show(key, value)}"
+        )
         raise ConfigError(
-            f"config {path}: {key} = {_show(key, value)}: {error['msg']}"
+            f"{where}: {error['msg']}"
             + (f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else "")
         ) from None
     _check_blocks(settings)

@@ -97,18 +97,26 @@ class Connector:
         return self._build_all("sinks", AdapterKind.SINK)
 
     def validate_adapters(self) -> None:
-        """Build every configured adapter now, so a bad block fails before any work."""
+        """Load both maps and build every configured adapter now, so a bad file or block fails
+        before any record is pulled or committed."""
+        _ = self.customer_map, self.sku_map
         _ = self.sources, self.billing_sources, self.sinks
 
     @cached_property
     def customer_map(self) -> CustomerMap:
         path = self.settings.mappings.customers
-        return CustomerMap.load(self.loaded.resolve(path) if path else None)
+        try:
+            return CustomerMap.load(self.loaded.resolve(path) if path else None)
+        except ConfigError as exc:
+            raise ConfigError(f"mappings.customers: {exc}") from None
 
     @cached_property
     def sku_map(self) -> SkuMap:
         path = self.settings.mappings.skus
-        return SkuMap.load(self.loaded.resolve(path) if path else None)
+        try:
+            return SkuMap.load(self.loaded.resolve(path) if path else None)
+        except ConfigError as exc:
+            raise ConfigError(f"mappings.skus: {exc}") from None
 
     # -- runs ----------------------------------------------------------------------------
     @property
