@@ -18,7 +18,7 @@ import click
 
 from connector import jobs, progress
 from connector.config import LoadedConfig, load_config
-from connector.errors import ConfigError, LeaseHeldError, UnavailableError
+from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
 from connector.logs import setup_logging
 from connector.runtime import Connector
 
@@ -57,6 +57,8 @@ def handled() -> Iterator[None]:
         fail(str(exc), jobs.EXIT_TEMPFAIL)
     except UnavailableError as exc:
         fail(f"unavailable: {exc}", jobs.EXIT_TEMPFAIL)
+    except NotFoundError as exc:
+        fail(f"not found: {exc}", jobs.EXIT_USAGE)
     except ConfigError as exc:
         fail(f"configuration error: {exc}", jobs.EXIT_USAGE)
 
@@ -79,8 +81,12 @@ def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
 
 
 def emit(options: Options, data: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
+    """The result on stdout: JSON under --json; under -q nothing, and only a run's errors on stderr."""
     if options.json_output:
         click.echo(json.dumps(data, default=str, sort_keys=False))
+    elif options.verbosity < 0:
+        for error in data.get("errors", []):
+            click.echo(f"po-connector: {error}", err=True)
     else:
         click.echo(human(data))
 

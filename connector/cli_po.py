@@ -28,7 +28,10 @@ def po_history(options: Options, po_number: str) -> None:
         with app.connect() as conn:
             history = ingest.po_revision_history(conn, app.tenant, po_number)
     if not history:
-        fail(f"no PO {po_number!r} in the state (pull it first, or check the number)", jobs.EXIT_FAILED)
+        fail(
+            f"not found: no PO {po_number!r} in the state (pull it first, or check the number)",
+            jobs.EXIT_USAGE,
+        )
     if options.json_output:
         click.echo(json.dumps({"po_number": po_number, "history": history}))
         return

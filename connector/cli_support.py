@@ -17,6 +17,8 @@ from connector import jobs
 from connector.cli_base import Options, cli, emit, fail, handled, human_summary, load, pass_options
 from connector.errors import ConfigError
 from connector.model import utcnow
+from connector.ports import Capability
+from connector.runtime import Connector
 from state import ingest, runs
 from state.po_changes import describe as describe_change
 
@@ -74,7 +76,7 @@ def runs_show(options: Options, run_id: str) -> None:
         with app.connect() as conn:
             row = runs.get_run(conn, run_id)
     if row is None:
-        fail(f"no run {run_id}", jobs.EXIT_FAILED)
+        fail(f"not found: no run {run_id!r}", jobs.EXIT_USAGE)
     click.echo(json.dumps({k: _jsonable(v) for k, v in row.items()}, indent=2))
 
 
@@ -91,19 +93,33 @@ def state_list(options: Options, source: str | None) -> None:
     """Every stored cursor."""
     with handled():
         app = load(options)
+        if source is not None:
+            _cursor_source(app, source)
         with app.connect() as conn:
             rows = ingest.list_cursors(conn, app.tenant, source)
-    for row in rows:
-        click.echo(
-            json.dumps(
-                {
-                    "source": row["source"],
-                    "stream": row["stream"],
-                    "cursor": json.loads(row["cursor_json"]),
-                    "updated_at": row["updated_at"].isoformat(),
-                }
-            )
-        )
+    cursors = [
+        {
+            "source": row["source"],
+            "stream": row["stream"],
+            "cursor": json.loads(row["cursor_json"]),
+            "updated_at": row["updated_at"].isoformat(),
+        }
+        for row in rows
+    ]
+    if options.json_output:
+        click.echo(json.dumps(cursors))
+    elif not cursors:
+        click.echo("no cursors stored" + (f" for source {source!r}" if source else ""))
+    for cursor in cursors if not options.json_output else []:
+        click.echo(json.dumps(cursor))
+
+
+def _cursor_source(app: Connector, source: str) -> None:
+    """`source` must be a configured source that keeps a cursor (NotFoundError, ConfigError)."""
+    adapters = {**app.sources, **app.billing_sources}
+    app.chosen("source", adapters, [source])
+    if Capability.INCREMENTAL not in getattr(adapters[source], "capabilities", frozenset()):
+        raise ConfigError(f"source {source!r} keeps no cursor: it reads everything on each pull")
 
 
 @state_group.command("get")
@@ -114,10 +130,11 @@ def state_get(options: Options, source: str, stream: str) -> None:
     """Print a cursor as JSON (valid input to `state set`)."""
     with handled():
         app = load(options)
+        app.chosen("source", {**app.sources, **app.billing_sources}, [source])
         with app.connect() as conn:
             cursor = ingest.get_cursor(conn, app.tenant, source, stream)
     if cursor is None:
-        fail(f"no cursor for source {source!r} stream {stream!r}", jobs.EXIT_FAILED)
+        fail(f"not found: no cursor stored for source {source!r} stream {stream!r}", jobs.EXIT_USAGE)
     click.echo(json.dumps({"source": source, "stream": stream, "cursor": cursor}, sort_keys=True))
 
 
@@ -143,8 +160,7 @@ def state_set(options: Options, source: str | None, stream: str | None, value: s
         fail("state set: name --source, and give a cursor object", jobs.EXIT_USAGE)
     with handled():
         app = load(options)
-        if source not in {b["name"] for b in (*app.settings.sources, *app.settings.billing)}:
-            raise ConfigError(f"--source {source!r}: no such source in the config")
+        _cursor_source(app, source)
         confirm(f"Replace the cursor of {source}/{stream}?", yes)
         with app.engine.begin() as conn:
             ingest.set_cursor(conn, app.tenant, source, cursor, utcnow(), stream=stream)
@@ -160,9 +176,13 @@ def state_clear(options: Options, source: str, stream: str | None, yes: bool) ->
     """Forget a cursor: the next pull starts from the beginning."""
     with handled():
         app = load(options)
+        app.chosen("source", {**app.sources, **app.billing_sources}, [source])
         confirm(f"Forget the cursor of {source}{'/' + stream if stream else ''}?", yes)
         with app.engine.begin() as conn:
             removed = ingest.clear_cursor(conn, app.tenant, source, stream)
+    if not removed:
+        shown = f" stream {stream!r}" if stream else ""
+        fail(f"not found: no cursor stored for source {source!r}{shown}", jobs.EXIT_USAGE)
     click.echo(f"cleared {removed} cursor(s)")
 
 
@@ -197,7 +217,7 @@ def _chosen_ids(app_rows: list[dict[str, Any]], ids: tuple[int, ...], every: boo
     known = {row["id"] for row in app_rows}
     unknown = [i for i in ids if i not in known]
     if unknown:
-        fail(f"no open quarantine row {', '.join(map(str, unknown))}", jobs.EXIT_USAGE)
+        fail(f"not found: no open quarantine row {', '.join(map(str, unknown))}", jobs.EXIT_USAGE)
     return sorted(known) if every else list(ids)
 
 

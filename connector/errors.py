@@ -55,6 +55,10 @@ class InputError(ConnectorError):
         self.problem = problem
 
 
+class NotFoundError(ConnectorError):
+    """A verb was told to act on something (run, PO, key, cursor, source, sink) that is not there (exit 2)."""
+
+
 class UnavailableError(ConnectorError):
     """A service the run cannot do without (the state database) is down: try later (exit 75)."""
 

@@ -90,7 +90,7 @@ def _describe_write(po: PurchaseOrder, write: ingest.PoWrite) -> str:
 
 def pull_pos(app: Connector, run: RunContext, names: Iterable[str] | None = None) -> None:
     """Pull every (or the named) PO source from its cursor."""
-    for name, source in _chosen(app.sources, names):
+    for name, source in app.chosen("PO source", app.sources, names):
         _pull_one(app, run, name, source)
 
 
@@ -118,7 +118,7 @@ def _source_failed(run: RunContext, name: str, exc: Exception) -> None:
 
 def pull_billing(app: Connector, run: RunContext, names: Iterable[str] | None = None) -> None:
     """Pull every (or the named) billing source."""
-    for name, source in _chosen(app.billing_sources, names):
+    for name, source in app.chosen("billing source", app.billing_sources, names):
         _pull_billing_one(app, run, name, source)
 
 
@@ -153,11 +153,3 @@ def _pull_billing_one(app: Connector, run: RunContext, name: str, source: Billin
 def _log_rejections(source: str, problems: Iterable[InputProblem]) -> None:
     for problem in problems:
         log.warning("quarantined: %s", problem.describe(), extra={"source": source})
-
-
-def _chosen(adapters: dict[str, Any], names: Iterable[str] | None) -> list[tuple[str, Any]]:
-    wanted = list(names or [])
-    unknown = [n for n in wanted if n not in adapters]
-    if unknown:
-        raise ConfigError(f"unknown source {', '.join(unknown)}; configured: {', '.join(sorted(adapters))}")
-    return [(name, adapters[name]) for name in adapters if not wanted or name in wanted]

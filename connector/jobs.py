@@ -6,15 +6,19 @@ the summary the CLI prints with `--json`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+from connector.errors import NotFoundError
 from connector.intake import pull_billing, pull_pos
 from connector.model import MatchStatus, utcnow
 from connector.pushing import push_all
 from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
 from state import outbox
+
+log = logging.getLogger("po_connector.replay")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TEMPFAIL = 0, 1, 2, 75
 
@@ -39,12 +43,9 @@ def exit_code_for(run: RunContext) -> int:
     Mismatches and quarantined input are reported, not failures. The other sources and sinks
     still ran: one refused account does not stop the rest of the job.
     """
-    if run.counts.get("config_errors"):
+    if run.counts.get("config_errors") or run.counts.get("not_found"):
         return EXIT_USAGE
-    failed = sum(
-        run.counts.get(k, 0)
-        for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed", "not_found")
-    )
+    failed = sum(run.counts.get(k, 0) for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed"))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -94,6 +95,7 @@ def reconcile(app: Connector) -> dict[str, Any]:
 
 def push(app: Connector, sinks: Sequence[str] = ()) -> dict[str, Any]:
     app.validate_adapters()
+    app.chosen("sink", app.sinks, sinks)
     with app.run("push") as run:
         push_all(app, run, sinks or None)
         return finish(run)
@@ -104,6 +106,19 @@ def replay(
 ) -> dict[str, Any]:
     """Put dead (or named) outbox rows back and push them (uncertain ones are looked up first)."""
     app.validate_adapters()
+    if keys:
+        with app.connect() as conn:
+            named = outbox.states_named(conn, app.tenant, keys)
+        unknown = [key for key in keys if key not in named]
+        if unknown:
+            raise NotFoundError(
+                f"no invoice with idempotency key or number {', '.join(map(repr, unknown))} in the outbox"
+            )
+        for key, state in sorted(named.items()):
+            if state not in (outbox.DEAD, outbox.RETRY):
+                log.warning(
+                    "invoice %s is %s, not dead or waiting for a retry: nothing to replay", key, state
+                )
     with app.run("replay") as run:
         with app.engine.begin() as conn:
             chosen = outbox.replay(conn, app.tenant, utcnow(), keys=keys, dead=dead)

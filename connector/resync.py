@@ -6,11 +6,12 @@ and PO is the same as before, and a changed PO only flags the pushed invoice for
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, NotFoundError
 from connector.intake import commit_source_batch
 from connector.jobs import finish
 from connector.ports import Capability, PullContext, SourceBatch
@@ -20,14 +21,16 @@ from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
 from state import ingest
 
+log = logging.getLogger("po_connector.resync")
+
 
 def _batches(
     app: Connector, name: str, po_number: str | None, since: datetime | None, started: datetime
 ) -> Iterator[SourceBatch]:
     source = app.sources.get(name)
     if source is None:
-        raise ConfigError(
-            f"--source {name!r}: no such PO source; configured: {', '.join(sorted(app.sources))}"
+        raise NotFoundError(
+            f"PO source {name!r} is not configured; configured: {', '.join(sorted(app.sources)) or '(none)'}"
         )
     if po_number is not None:
         if Capability.FETCH_ONE not in getattr(type(source), "capabilities", frozenset()):
@@ -80,6 +83,7 @@ def resync(
         if po_number is not None and not run.counts.get("pos_fetched"):
             run.errors.append(f"source {name}: PO {po_number} not found")
             run.add("not_found")
+            log.error("not found: source %s has no PO %s", name, po_number, extra={"source": name})
         reconcile_and_plan(app, run)
         push_all(app, run)
         return finish(run)

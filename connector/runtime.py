@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from connector.config import LoadedConfig, Settings
-from connector.errors import ConfigError, LeaseHeldError, UnavailableError
+from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
@@ -101,6 +101,20 @@ class Connector:
         before any record is pulled or committed."""
         _ = self.customer_map, self.sku_map
         _ = self.sources, self.billing_sources, self.sinks
+
+    def chosen(
+        self, what: str, adapters: dict[str, Any], names: Iterable[str] | None
+    ) -> list[tuple[str, Any]]:
+        """The named (or every) adapter of one kind, in configured order; a name not configured
+        is a NotFoundError that lists the configured ones."""
+        wanted = list(names or [])
+        unknown = [name for name in wanted if name not in adapters]
+        if unknown:
+            raise NotFoundError(
+                f"{what} {', '.join(map(repr, unknown))} is not configured; "
+                f"configured: {', '.join(sorted(adapters)) or '(none)'}"
+            )
+        return [(name, adapters[name]) for name in adapters if not wanted or name in wanted]
 
     @cached_property
     def customer_map(self) -> CustomerMap:

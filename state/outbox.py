@@ -408,6 +408,27 @@ def expire_leases_of(conn: Connection, owners: Sequence[str], now: datetime) -> 
     ).rowcount
 
 
+def states_named(conn: Connection, tenant: str, keys: Sequence[str]) -> dict[str, str]:
+    """The state of each row named by idempotency key or invoice number, by the name given."""
+    rows = conn.execute(
+        select(
+            invoice_outbox.c.idempotency_key, invoice_outbox.c.invoice_number, invoice_outbox.c.state
+        ).where(
+            invoice_outbox.c.tenant == tenant,
+            or_(
+                invoice_outbox.c.idempotency_key.in_(list(keys)),
+                invoice_outbox.c.invoice_number.in_(list(keys)),
+            ),
+        )
+    ).all()
+    found: dict[str, str] = {}
+    for row in rows:
+        for name in (row.idempotency_key, row.invoice_number):
+            if name in keys:
+                found[name] = row.state
+    return found
+
+
 def replay(
     conn: Connection, tenant: str, now: datetime, *, keys: Sequence[str] = (), dead: bool = False
 ) -> list[str]:

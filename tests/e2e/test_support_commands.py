@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,29 +22,81 @@ def invoice_files(config: Path) -> list[Path]:
     return sorted((config.parent / "out" / "invoices").glob("*.xml"))
 
 
+COUPA_BLOCK = """
+[[sources]]
+name = "acme-coupa"
+type = "coupa"
+base_url = "http://127.0.0.1:9"
+client_id = "po-connector"
+client_secret_env = "ACME_COUPA_SECRET"
+"""
+
+
 def test_state_get_output_is_valid_input_to_state_set(example: Path) -> None:
+    # The cursor verbs work on a source that keeps one; nothing here contacts it.
+    example.write_text(example.read_text(encoding="utf-8") + COUPA_BLOCK, encoding="utf-8")
+    env = {"ACME_COUPA_SECRET": "x"}
     cursor = '{"updated_at": "2026-11-01T00:00:00+00:00", "offset": 3}'
+    setting = ("state", "set", "--config", str(example), "--source", "acme-coupa", "--value", cursor, "--yes")
+    assert run_cli(*setting, env=env).code == 0
+    got = run_cli("state", "get", "--config", str(example), "--source", "acme-coupa", env=env)
+    assert got.code == 0
     assert (
-        run_cli(
-            "state", "set", "--config", str(example), "--source", "inbox", "--value", cursor, "--yes"
-        ).code
+        run_cli("state", "clear", "--config", str(example), "--source", "acme-coupa", "--yes", env=env).code
         == 0
     )
-    got = run_cli("state", "get", "--config", str(example), "--source", "inbox")
-    assert got.code == 0
-    run_cli("state", "clear", "--config", str(example), "--source", "inbox", "--yes")
     piped = subprocess.run(
         [sys.executable, "-m", "connector", "state", "set", "--config", str(example), "--yes"],
         input=got.stdout,
         capture_output=True,
         text=True,
         cwd=REPO,
+        env={**os.environ, **env},
         check=False,
     )
     assert piped.returncode == 0, piped.stderr
-    again = run_cli("state", "get", "--config", str(example), "--source", "inbox")
+    again = run_cli("state", "get", "--config", str(example), "--source", "acme-coupa", env=env)
     assert json.loads(again.stdout) == json.loads(got.stdout)
     assert json.loads(got.stdout)["cursor"] == json.loads(cursor)
+    listed = run_cli("state", "list", "--config", str(example), "--json", env=env)
+    assert [row["source"] for row in json.loads(listed.stdout)] == ["acme-coupa"]
+
+
+def test_a_cursor_for_a_source_that_keeps_none_is_refused(example: Path) -> None:
+    refused = run_cli("state", "set", "--config", str(example), "--source", "inbox", "--value", "{}", "--yes")
+    assert refused.code == 2 and "keeps no cursor" in refused.stderr
+    empty = run_cli("state", "list", "--config", str(example))
+    assert empty.code == 0 and empty.stdout.strip() == "no cursors stored"
+
+
+NOT_FOUND = [
+    ("resync", "--source", "inbox", "--po", "NOPE"),
+    ("replay", "--key", "bogus"),
+    ("runs", "show", "nope"),
+    ("quarantine", "retry", "99"),
+    ("state", "get", "--source", "nope"),
+    ("state", "get", "--source", "inbox"),
+    ("state", "clear", "--source", "inbox", "--yes"),
+    ("push", "--sink", "nope"),
+    ("pull", "--source", "nope"),
+    ("po", "history", "NOPE"),
+]
+
+
+@pytest.mark.parametrize("verb", NOT_FOUND, ids=lambda verb: " ".join(verb[:2]))
+def test_a_verb_told_to_act_on_what_is_not_there_says_so_and_exits_2(
+    example: Path, verb: tuple[str, ...]
+) -> None:
+    result = run_cli(*verb, "--config", str(example), "--json")
+    assert result.code == 2, (result.stdout, result.stderr)
+    assert "not found" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["exit_code"] == 2
+
+
+def test_quiet_prints_nothing_on_success(example: Path) -> None:
+    result = run_cli("sync", "--config", str(example), "-q")
+    assert result.code == 0
+    assert result.stdout == "" and result.stderr == ""
 
 
 def test_destructive_verbs_refuse_without_a_terminal_unless_yes(example: Path) -> None:
@@ -184,4 +237,4 @@ def test_po_history_shows_each_revision_with_the_buyers_version_and_its_changes(
     ]
     assert all(h["changes"] for h in as_json["history"])
     missing = run_cli("po", "history", "NOPE", "--config", str(example))
-    assert missing.code == 1 and "no PO 'NOPE'" in missing.stderr
+    assert missing.code == 2 and "no PO 'NOPE'" in missing.stderr
