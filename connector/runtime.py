@@ -62,6 +62,8 @@ class Connector:
         self.loaded = loaded
         self.settings: Settings = loaded.settings
         self.tenant = self.settings.tenant
+        # True while a `--dry-run` holds every write in a transaction it rolls back.
+        self.dry_run = False
         try:
             self.engine: Engine = open_state(
                 _anchor_sqlite(self.settings.state.url, loaded.base_dir), migrate=migrate, probe=probe
@@ -151,7 +153,8 @@ class Connector:
             self._take_lease(run_id, now)
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(context, lease, stop), daemon=True)
-        beat.start()
+        if not self.dry_run:  # a dry run has one connection and commits no heartbeat
+            beat.start()
         status, exit_code, error = "ok", 0, None
         try:
             yield context
@@ -162,7 +165,8 @@ class Connector:
             raise
         finally:
             stop.set()
-            beat.join(timeout=5)
+            if beat.is_alive():
+                beat.join(timeout=5)
             with self.engine.begin() as conn:
                 if lease:
                     runs.release_lease(conn, self.lease_name, run_id)
@@ -186,19 +190,22 @@ class Connector:
         if not acquired:
             raise LeaseHeldError(f"partition {self.lease_name} is held by {who}")
 
-    def _heartbeat(self, run_id: str, lease: bool, stop: threading.Event) -> None:
+    def _heartbeat(self, context: RunContext, lease: bool, stop: threading.Event) -> None:
+        """Renew the run's heartbeat and lease every third of the lease; a lost lease is flagged
+        on the context, so the pushers stop claiming work."""
         interval = max(1.0, self.settings.state.lease_seconds / 3)
         while not stop.wait(interval):
             try:
                 with self.engine.begin() as conn:
                     kept = runs.heartbeat(
                         conn,
-                        run_id,
+                        context.run_id,
                         self.lease_name if lease else None,
                         utcnow(),
                         self.settings.state.lease_seconds,
                     )
                 if not kept:
+                    context.lease_lost.set()
                     log.error("lost the partition lease; another run took it over")
             except Exception:  # a missed heartbeat is retried at the next beat
                 log.exception("heartbeat failed")
