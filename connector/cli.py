@@ -15,19 +15,25 @@ from typing import Any
 import click
 
 from connector import cli_po, cli_support, jobs
-from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
+from connector.cli_base import Options, cli, emit, fail, handled, human_summary, load, pass_options, run_job
 from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError
 from connector.logs import setup_logging
+from connector.preview import human_preview
 
 __all__ = ["cli", "cli_po", "cli_support", "main"]
 
 
+DRY_RUN_HELP = "Roll every write back, send nothing; print what would be invoiced and held."
+
+
 @cli.command()
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 @pass_options
-def sync(options: Options) -> None:
+def sync(options: Options, dry_run: bool) -> None:
     """Pull every source, reconcile, and push due invoices (the cron job)."""
-    run_job(options, jobs.sync)
+    human = human_preview if dry_run else human_summary
+    run_job(options, lambda app: jobs.sync(app, dry_run=dry_run), human)
 
 
 @cli.command()
@@ -39,10 +45,12 @@ def pull(options: Options, sources: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
 @pass_options
-def reconcile(options: Options) -> None:
+def reconcile(options: Options, dry_run: bool) -> None:
     """Match billing periods to POs and plan invoices for the matches."""
-    run_job(options, jobs.reconcile)
+    human = human_preview if dry_run else human_summary
+    run_job(options, lambda app: jobs.reconcile(app, dry_run=dry_run), human)
 
 
 @cli.command()
@@ -196,7 +204,12 @@ def db_current(options: Options) -> None:
 
     with handled():
         app = load(options, migrate=False)
-        click.echo(json.dumps({"current": current_revision(app.engine), "head": head_revision()}))
+        current, head = current_revision(app.engine), head_revision()
+    if options.json_output:
+        click.echo(json.dumps({"current": current, "head": head}))
+    else:
+        state = "up to date" if current == head else f"{head} is newer; run `po-connector db upgrade`"
+        click.echo(f"state database at revision {current or 'empty'} ({state})")
 
 
 @cli.group()

@@ -80,11 +80,14 @@ def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
     setup_logging(level, fmt)
 
 
-def emit(options: Options, data: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
-    """The result on stdout: JSON under --json; under -q nothing, and only a run's errors on stderr."""
+def emit(
+    options: Options, data: dict[str, Any], human: Callable[[dict[str, Any]], str], *, quiet: bool = True
+) -> None:
+    """The result on stdout: JSON under --json; under -q (when `quiet`) nothing, and only a run's
+    errors on stderr."""
     if options.json_output:
         click.echo(json.dumps(data, default=str, sort_keys=False))
-    elif options.verbosity < 0:
+    elif quiet and options.verbosity < 0:
         for error in data.get("errors", []):
             click.echo(f"po-connector: {error}", err=True)
     else:
@@ -101,11 +104,16 @@ def human_summary(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_job(options: Options, job: Callable[[Connector], dict[str, Any]]) -> None:
+def run_job(
+    options: Options,
+    job: Callable[[Connector], dict[str, Any]],
+    human: Callable[[dict[str, Any]], str] | None = None,
+) -> None:
     with handled():
         app = load(options)
         data = job(app)
-    emit(options, data, human_summary)
+    # -q silences the run summary; a result asked for (a dry run's preview) is still printed.
+    emit(options, data, human or human_summary, quiet=human is None)
     sys.exit(data["exit_code"])
 
 

@@ -57,7 +57,7 @@ def commit_source_batch(
             ingest.set_cursor(conn, app.tenant, source, batch.cursor, now, run_id=run.run_id)
     _log_rejections(source, batch.rejections)
     crash_point(AFTER_SOURCE_BATCH)
-    if batch.after_commit is not None:
+    if batch.after_commit is not None and not app.dry_run:
         batch.after_commit()
 
 

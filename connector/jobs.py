@@ -13,6 +13,7 @@ from typing import Any
 from connector.errors import NotFoundError
 from connector.intake import pull_billing, pull_pos
 from connector.model import MatchStatus, utcnow
+from connector.preview import preview, rolled_back
 from connector.pushing import push_all
 from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
@@ -54,7 +55,8 @@ def summary(run: RunContext) -> dict[str, Any]:
     for key in SUMMARY_KEYS:
         data[key] = run.counts.get(key, 0)
     for key, value in sorted(run.counts.items()):
-        data.setdefault(key, value)
+        if key != "exit_code":  # it goes last, beside the errors
+            data.setdefault(key, value)
     data["exit_code"] = exit_code_for(run)
     data["errors"] = run.errors
     return data
@@ -65,9 +67,18 @@ def finish(run: RunContext) -> dict[str, Any]:
     return summary(run)
 
 
-def sync(app: Connector) -> dict[str, Any]:
-    """Pull every source, reconcile, and push every due invoice."""
+def sync(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
+    """Pull every source, reconcile, and push every due invoice; a dry run pushes nothing and
+    rolls every write back, and says what it would have invoiced and held."""
     app.validate_adapters()
+    if dry_run:
+        with rolled_back(app):
+            with app.run("sync") as run:
+                pull_pos(app, run)
+                pull_billing(app, run)
+                reconcile_and_plan(app, run)
+                data = finish(run)
+            return {**data, **preview(app)}
     with app.run("sync") as run:
         pull_pos(app, run)
         pull_billing(app, run)
@@ -86,8 +97,15 @@ def pull(app: Connector, sources: Sequence[str] = ()) -> dict[str, Any]:
         return finish(run)
 
 
-def reconcile(app: Connector) -> dict[str, Any]:
+def reconcile(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
+    """Match billing periods to POs and plan invoices; a dry run rolls it back and previews."""
     app.validate_adapters()
+    if dry_run:
+        with rolled_back(app):
+            with app.run("reconcile") as run:
+                reconcile_and_plan(app, run)
+                data = finish(run)
+            return {**data, **preview(app)}
     with app.run("reconcile") as run:
         reconcile_and_plan(app, run)
         return finish(run)

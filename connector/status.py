@@ -33,11 +33,13 @@ def collect_status(app: Connector) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     for row in stored:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-    warnings = [
-        {"subject": row["subject_key"], "po_number": row["po_number"], **warning}
-        for row in stored
-        for warning in row["warnings"]
-    ]
+    # A warning is about its PO: several periods on one PO carry it once, with every period named.
+    warnings: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in stored:
+        for warning in row["warnings"]:
+            key = (row["po_number"] or "", warning.get("code", ""), warning.get("detail", ""))
+            shown = warnings.setdefault(key, {"po_number": row["po_number"], **warning, "subjects": []})
+            shown["subjects"].append(row["subject_key"])
     return {
         "tenant": app.tenant,
         "last_run": _run_brief(last),
@@ -76,7 +78,7 @@ def collect_status(app: Connector) -> dict[str, Any]:
             }
             for row in flagged
         ],
-        "renewal_warnings": warnings,
+        "renewal_warnings": list(warnings.values()),
     }
 
 

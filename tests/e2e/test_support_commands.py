@@ -192,6 +192,25 @@ def test_status_json_reports_sources_sinks_and_quarantine(example: Path) -> None
     assert [s["name"] for s in status["sources"]] == ["inbox", "billing"]
     assert status["quarantined"] == 2  # INI-7781's bad row and the PO held for it
     assert status["match_status"]["matched"] == 5
+    # Acme's two periods on ACME-PO-1001 carry its term warning; status shows it once.
+    warnings = [(w["po_number"], w["detail"]) for w in status["renewal_warnings"]]
+    assert len(warnings) == len(set(warnings))
+    acme = [w for w in status["renewal_warnings"] if w["po_number"] == "ACME-PO-1001"]
+    assert len(acme) == 1 and len(acme[0]["subjects"]) == 2
+    text = run_cli("status", "--config", str(example)).stdout
+    assert text.count("RENEW PO ACME-PO-1001") == 1 and "{" not in text
+
+
+def test_db_current_prints_text_and_json_only_when_asked(example: Path) -> None:
+    run_cli("sync", "--config", str(example), "-q")
+    text = run_cli("db", "current", "--config", str(example))
+    assert (
+        text.code == 0
+        and text.stdout.startswith("state database at revision ")
+        and "up to date" in text.stdout
+    )
+    as_json = run_cli("db", "current", "--config", str(example), "--json").json()
+    assert as_json["current"] == as_json["head"]
 
 
 def test_a_sync_that_finds_the_partition_leased_exits_75_naming_the_holder(example: Path) -> None:
