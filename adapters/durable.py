@@ -13,13 +13,32 @@ import os
 import tempfile
 from pathlib import Path
 
+# Published files are readable by their group (an accounting import running as another user in
+# the group), never by everyone; secret files (tokens) pass 0o600.
+DEFAULT_FILE_MODE = 0o640
+
+
+def parse_file_mode(value: str | int) -> int:
+    """A file mode from configuration ("0640", "640" or 0o640); refuses modes others may write."""
+    text = value if isinstance(value, str) else format(value, "o")
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an octal file mode such as 0640") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"{value!r} is not a file mode between 0000 and 0777")
+    if mode & 0o002:
+        raise ValueError(f"{value!r} lets every user write the file; use at most 0664")
+    if not mode & 0o400:
+        raise ValueError(f"{value!r} does not let the owner read the file")
+    return mode
+
 
 def _write_temp(directory: Path, data: bytes, *, prefix: str, mode: int | None) -> Path:
     fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     temp = Path(name)
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, DEFAULT_FILE_MODE if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

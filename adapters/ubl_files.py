@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from adapters.durable import publish_new, sync_directory
+from adapters.durable import parse_file_mode, publish_new, sync_directory
 from adapters.einvoice_rules import EinvoiceRules, RulesUnavailable, fatal
 from adapters.ubl import NotAnEinvoice, read_totals, render_invoice
 from connector.errors import (
@@ -60,6 +60,14 @@ class UblFilesConfig(AdapterConfig):
     supplier_postal_code: str = ""
     supplier_country: str = ""
     supplier_email: str = ""
+    # Mode of the invoice files written: "0640" (the group may read) or "0644", or 0o640 in TOML.
+    file_mode: str | int = "0640"
+
+    @field_validator("file_mode")
+    @classmethod
+    def _file_mode(cls, value: str | int) -> str | int:
+        parse_file_mode(value)
+        return value
 
     @field_validator("supplier_country")
     @classmethod
@@ -104,6 +112,7 @@ class UblFilesSink:
                 f"sink {config.name!r}: directory {str(directory)!r} cannot be created: {exc}"
             ) from exc
         self.directory = directory
+        self.file_mode = parse_file_mode(config.file_mode)
         self.supplier = context.supplier or fallback_supplier(config)
         self.rules_dir = context.resolve(config.rules_dir) if config.rules_dir is not None else None
         self._rules: EinvoiceRules | None = None
@@ -190,7 +199,7 @@ class UblFilesSink:
             raise RejectedError(f"invoice {plan.invoice_number!r} cannot be written as UBL: {exc}") from exc
         self._validate(plan, document)
         try:
-            created = publish_new(final, document, prefix=f".{final.stem}.")
+            created = publish_new(final, document, prefix=f".{final.stem}.", mode=self.file_mode)
         except OSError as exc:
             raise RetryableError(f"cannot write invoice file {str(final)!r}: {exc}") from exc
         if not created:

@@ -421,3 +421,36 @@ def test_validating_sink_without_a_seller_electronic_address_is_not_ready(tmp_pa
     with pytest.raises(ConfigError, match=r"endpoint_id.*\[supplier\]"):
         sink.check_ready()
     make_sink(tmp_path / "ok").check_ready()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_invoice_files_are_readable_by_the_group_by_default(tmp_path: Path) -> None:
+    make_sink(tmp_path).push(make_plan())
+    assert _mode(tmp_path / "INV-0001.xml") == 0o640
+
+
+@pytest.mark.parametrize("setting", ["0644", "644", 0o644])
+def test_the_invoice_file_mode_is_configurable(tmp_path: Path, setting: str | int) -> None:
+    make_sink(tmp_path, file_mode=setting).push(make_plan())
+    assert _mode(tmp_path / "INV-0001.xml") == 0o644
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"), [("0666", "every user write"), ("rw-r", "octal"), ("0040", "owner")]
+)
+def test_a_file_mode_others_could_write_or_the_owner_cannot_read_is_refused(
+    tmp_path: Path, setting: str, says: str
+) -> None:
+    with pytest.raises(ValidationError, match=says):
+        UblFilesConfig(name="files", type="ubl-files", directory=tmp_path, file_mode=setting)
+
+
+def test_spooled_documents_are_group_readable_too(tmp_path: Path) -> None:
+    from adapters.cxml_spool import CxmlSpool
+
+    spool = CxmlSpool(tmp_path / "spool")
+    assert spool.store("payload-1@buyer", b"<cXML/>")
+    assert _mode(spool.path_of("payload-1@buyer")) == 0o640
