@@ -14,14 +14,15 @@ from typing import Any
 
 import click
 
-from connector import cli_po, cli_support, jobs
+from connector import cli_flags, cli_po, cli_support, jobs
 from connector.cli_base import Options, cli, emit, fail, handled, human_summary, load, pass_options, run_job
 from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError
 from connector.logs import setup_logging
 from connector.preview import human_preview
+from connector.status import flag_text
 
-__all__ = ["cli", "cli_po", "cli_support", "main"]
+__all__ = ["cli", "cli_flags", "cli_po", "cli_support", "main"]
 
 
 DRY_RUN_HELP = "Roll every write back, send nothing; print what would be invoiced and held."
@@ -108,24 +109,11 @@ def _human_status(data: dict[str, Any]) -> str:
         )
     for flag in data["flagged"]:
         lines.append(
-            f"FLAG {flag['invoice_number']} PO {flag['po_number']} -> {flag['sink']}: {_flag_text(flag)}"
+            f"FLAG {flag['invoice_number']} PO {flag['po_number']} -> {flag['sink']}: {flag_text(flag)}"
         )
     for warning in data["renewal_warnings"]:
         lines.append(f"RENEW PO {warning['po_number']}: {warning['detail']}")
     return "\n".join(lines)
-
-
-def _flag_text(flag: dict[str, Any]) -> str:
-    """Why an invoice is flagged, in words: the totals that differ, or what changed after sending."""
-    notes = []
-    if flag["total_mismatch"]:
-        held = flag["remote_total"] or "unknown"
-        tax = f" (tax {flag['remote_tax']})" if flag.get("remote_tax") else ""
-        planned_tax = f" (tax {flag['planned_tax']})" if flag.get("planned_tax") else ""
-        notes.append(f"the sink holds {held}{tax}, planned {flag['planned_total']}{planned_tax}")
-    if flag["amended_after_push"]:
-        notes.append(f"changed after it was sent: {flag['detail'] or 'see the outbox'}")
-    return "; ".join(notes) or "flagged"
 
 
 @cli.command()

@@ -90,9 +90,11 @@ def assemble_report(
                 },
             ]
         if invoice and invoice["amended_after_push"]:
+            acked = invoice.get("flag_acked_at")
+            handled = f" (acknowledged {acked.date()}: {invoice.get('flag_ack_note')})" if acked else ""
             row["warnings"] = [
                 *row["warnings"],
-                {"code": "amended_after_push", "detail": invoice["amended_detail"]},
+                {"code": "amended_after_push", "detail": f"{invoice['amended_detail']}{handled}"},
             ]
         rows.append(row)
         bucket = totals[result["status"]]

@@ -15,7 +15,8 @@ def collect_status(app: Connector) -> dict[str, Any]:
         quarantine = ingest.count_quarantine(conn, app.tenant)
         outbox_counts = outbox.count_by_state(conn, app.tenant)
         dead = outbox.list_rows(conn, app.tenant, state=outbox.DEAD)
-        flagged = outbox.list_rows(conn, app.tenant, flagged=True)
+        flagged = outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
+        acknowledged = len(outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=True))
         last = runs.last_run(conn, app.tenant)
         stored = results.load_results(conn, app.tenant)
     names = [b["name"] for b in app.settings.sources] + [b["name"] for b in app.settings.billing]
@@ -60,26 +61,47 @@ def collect_status(app: Connector) -> dict[str, Any]:
             }
             for row in dead
         ],
-        "flagged": [
-            {
-                "invoice_number": row["invoice_number"],
-                "po_number": row["po_number"],
-                "sink": row["sink"],
-                "total_mismatch": bool(row["total_mismatch"]),
-                "planned_net": f"{row['amount']} {row['currency']}",
-                "planned_tax": _money(row["tax_amount"], row["currency"]),
-                "planned_total": _money(
-                    row["gross_amount"] if row["gross_amount"] is not None else row["amount"], row["currency"]
-                ),
-                "remote_total": _money(row["remote_total"], row["currency"]),
-                "remote_tax": _money(row["remote_tax"], row["currency"]),
-                "amended_after_push": bool(row["amended_after_push"]),
-                "detail": row["amended_detail"],
-            }
-            for row in flagged
-        ],
+        "flagged": [flag_view(row) for row in flagged],
+        "flags_acknowledged": acknowledged,
         "renewal_warnings": list(warnings.values()),
     }
+
+
+def flag_view(row: dict[str, Any]) -> dict[str, Any]:
+    """One flagged outbox row as status, `flags list` and the report show it."""
+    acked = row.get("flag_acked_at")
+    return {
+        "invoice_number": row["invoice_number"],
+        "key": row["idempotency_key"],
+        "po_number": row["po_number"],
+        "customer_ref": row["customer_ref"],
+        "sink": row["sink"],
+        "total_mismatch": bool(row["total_mismatch"]),
+        "planned_net": f"{row['amount']} {row['currency']}",
+        "planned_tax": _money(row["tax_amount"], row["currency"]),
+        "planned_total": _money(
+            row["gross_amount"] if row["gross_amount"] is not None else row["amount"], row["currency"]
+        ),
+        "remote_total": _money(row["remote_total"], row["currency"]),
+        "remote_tax": _money(row["remote_tax"], row["currency"]),
+        "amended_after_push": bool(row["amended_after_push"]),
+        "detail": row["amended_detail"],
+        "acknowledged_at": acked.isoformat() if acked else None,
+        "acknowledged_note": row.get("flag_ack_note"),
+    }
+
+
+def flag_text(flag: dict[str, Any]) -> str:
+    """Why an invoice is flagged, in words: the totals that differ, or what changed after sending."""
+    notes = []
+    if flag["total_mismatch"]:
+        held = flag["remote_total"] or "unknown"
+        tax = f" (tax {flag['remote_tax']})" if flag.get("remote_tax") else ""
+        planned_tax = f" (tax {flag['planned_tax']})" if flag.get("planned_tax") else ""
+        notes.append(f"the sink holds {held}{tax}, planned {flag['planned_total']}{planned_tax}")
+    if flag["amended_after_push"]:
+        notes.append(f"changed after it was sent: {flag['detail'] or 'see the outbox'}")
+    return "; ".join(notes) or "flagged"
 
 
 def _money(amount: Any, currency: str) -> str | None:

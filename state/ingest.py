@@ -18,7 +18,7 @@ from sqlalchemy import Connection, and_, case, delete, func, insert, select, upd
 from connector.errors import InputProblem
 from connector.model import BillingPeriod, PurchaseOrder
 from state.canonical import canonical_json, content_hash
-from state.po_changes import ChangeKind, overall_kind, po_changes
+from state.po_changes import ChangeKind, describe, overall_kind, po_changes
 from state.tables import (
     billing_records,
     po_records,
@@ -317,6 +317,26 @@ def load_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
         select(po_records.c.canonical_json).where(po_records.c.tenant == tenant).order_by(po_records.c.id)
     )
     return [PurchaseOrder.model_validate_json(row.canonical_json) for row in rows]
+
+
+def po_changes_since(conn: Connection, po: PurchaseOrder, revision: int) -> list[str]:
+    """What the supplier sees changed in `po` since its `revision`, one line per change."""
+    recorded = conn.execute(
+        select(po_revisions.c.canonical_json)
+        .join(po_records, po_revisions.c.po_record_id == po_records.c.id)
+        .where(
+            po_records.c.tenant == po.tenant,
+            po_records.c.source == po.source,
+            po_records.c.external_id == po.external_id,
+            po_revisions.c.revision == revision,
+        )
+        .order_by(po_revisions.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if recorded is None:
+        return []
+    changes = po_changes(json.loads(recorded), json.loads(canonical_json(po)))
+    return [describe(change) for change in changes if change["kind"] == ChangeKind.SUPPLIER.value]
 
 
 def po_revision_history(conn: Connection, tenant: str, po_number: str) -> list[dict[str, Any]]:

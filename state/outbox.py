@@ -387,14 +387,51 @@ def sent_rows(conn: Connection, tenant: str) -> list[dict[str, Any]]:
 
 
 def flag_amended(conn: Connection, key: str, detail: str, now: datetime) -> bool:
-    """Flag a sent invoice whose PO or period changed afterwards; True when newly flagged."""
+    """Flag a sent invoice whose PO or period changed afterwards; True when newly flagged.
+
+    A flag support acknowledged is raised again when what changed is no longer what they saw.
+    """
+    rows = invoice_outbox.c
     return bool(
         conn.execute(
             update(invoice_outbox)
-            .where(invoice_outbox.c.idempotency_key == key, invoice_outbox.c.amended_after_push.is_(False))
-            .values(amended_after_push=True, amended_detail=detail, updated_at=now)
+            .where(
+                rows.idempotency_key == key,
+                or_(
+                    rows.amended_after_push.is_(False),
+                    and_(rows.flag_acked_at.is_not(None), rows.amended_detail.is_distinct_from(detail)),
+                ),
+            )
+            .values(
+                amended_after_push=True,
+                amended_detail=detail,
+                flag_acked_at=None,
+                flag_ack_note=None,
+                updated_at=now,
+            )
         ).rowcount
     )
+
+
+def acknowledge_flags(
+    conn: Connection, tenant: str, names: Sequence[str], note: str, now: datetime
+) -> list[str]:
+    """Mark the flags of the rows named (idempotency key or invoice number) handled, with a note.
+
+    Returns the invoice numbers acknowledged; rows not flagged are left alone.
+    """
+    rows = invoice_outbox.c
+    named = and_(
+        rows.tenant == tenant,
+        or_(rows.idempotency_key.in_(list(names)), rows.invoice_number.in_(list(names))),
+        or_(rows.total_mismatch, rows.amended_after_push),
+    )
+    found = [row.invoice_number for row in conn.execute(select(rows.invoice_number).where(named))]
+    if found:
+        conn.execute(
+            update(invoice_outbox).where(named).values(flag_acked_at=now, flag_ack_note=note, updated_at=now)
+        )
+    return sorted(set(found))
 
 
 def expire_leases_of(conn: Connection, owners: Sequence[str], now: datetime) -> int:
@@ -500,9 +537,15 @@ def count_by_state(conn: Connection, tenant: str) -> dict[str, dict[str, int]]:
 
 
 def list_rows(
-    conn: Connection, tenant: str, *, state: str | None = None, flagged: bool = False
+    conn: Connection,
+    tenant: str,
+    *,
+    state: str | None = None,
+    flagged: bool = False,
+    acknowledged: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Outbox rows for status and reports (without the plan JSON)."""
+    """Outbox rows for status and reports (without the plan JSON); `acknowledged` False: only
+    flags not yet handled, True: only handled ones."""
     query = select(*[c for c in invoice_outbox.c if c.name != "plan_json"]).where(
         invoice_outbox.c.tenant == tenant
     )
@@ -510,6 +553,9 @@ def list_rows(
         query = query.where(invoice_outbox.c.state == state)
     if flagged:
         query = query.where(or_(invoice_outbox.c.total_mismatch, invoice_outbox.c.amended_after_push))
+    if acknowledged is not None:
+        acked = invoice_outbox.c.flag_acked_at
+        query = query.where(acked.is_not(None) if acknowledged else acked.is_(None))
     return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
 
 

@@ -165,6 +165,9 @@ invoice_outbox = Table(
     Column("correlation_id", String(128)),
     Column("amended_after_push", Boolean, nullable=False, default=False),
     Column("amended_detail", Text),
+    # support marked the flag handled (flags ack); a later, different change flags it again
+    Column("flag_acked_at", UtcDateTime),
+    Column("flag_ack_note", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_invoice_outbox_due", "state", "next_attempt_at"),

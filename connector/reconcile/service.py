@@ -212,7 +212,7 @@ def _keep_sent(
                 amount=Money(amount=first["amount"], currency=first["currency"]),
             )
         )
-        changes = _changes_after_sending(first, period, po)
+        changes = _changes_after_sending(first, period, po, conn)
         for row in rows:
             kept.add(row["idempotency_key"])
             if changes and outbox.flag_amended(conn, row["idempotency_key"], changes, run.started_at):
@@ -223,13 +223,17 @@ def _keep_sent(
 
 
 def _changes_after_sending(
-    row: dict[str, Any], period: BillingPeriod | None, po: PurchaseOrder | None
+    row: dict[str, Any], period: BillingPeriod | None, po: PurchaseOrder | None, conn: Any
 ) -> str:
     notes = []
     if po is None:
         notes.append(f"PO {row['po_number']} is no longer stored")
     elif po.revision != row["po_revision"]:
-        notes.append(f"PO {row['po_number']} is at revision {po.revision}, invoiced at {row['po_revision']}")
+        what = ingest.po_changes_since(conn, po, row["po_revision"])
+        shown = f": {'; '.join(what)}" if what else ""
+        notes.append(
+            f"PO {row['po_number']} is at revision {po.revision}, invoiced at {row['po_revision']}{shown}"
+        )
     if period is None:
         notes.append("the billing period is gone from billing")
     elif period.total.quantized().amount != row["amount"] or period.currency != row["currency"]:

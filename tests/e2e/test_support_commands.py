@@ -171,6 +171,23 @@ def test_resync_of_a_pushed_po_creates_no_new_invoice_and_records_the_new_revisi
     status = run_cli("status", "--config", str(example), "--json").json()
     assert {f["po_number"] for f in status["flagged"]} == {"ACME-PO-1001"}
 
+    # support sees what changed and marks the flags handled with a note
+    listed = run_cli("flags", "list", "--config", str(example))
+    assert listed.code == 0 and listed.stdout.count("PO ACME-PO-1001 -> files") == 2
+    assert "description Pro plan seat-month -> Pro plan seat month" in listed.stdout
+    numbers = [f["invoice_number"] for f in status["flagged"]]
+    acked = run_cli(
+        "flags", "ack", *numbers, "--note", "description only; nothing to correct", "--config", str(example)
+    )
+    assert acked.code == 0, acked.stderr
+    after = run_cli("status", "--config", str(example), "--json").json()
+    assert after["flagged"] == [] and after["flags_acknowledged"] == 2
+    assert run_cli("flags", "list", "--config", str(example)).stdout.strip() == "no open flags"
+    everything = json.loads(run_cli("flags", "list", "--all", "--config", str(example), "--json").stdout)
+    assert {f["acknowledged_note"] for f in everything} == {"description only; nothing to correct"}
+    unknown = run_cli("flags", "ack", "INV-NOPE", "--note", "x", "--config", str(example))
+    assert unknown.code == 2 and "not found" in unknown.stderr
+
 
 def test_resync_needs_exactly_one_scope(example: Path) -> None:
     result = run_cli("resync", "--config", str(example), "--source", "inbox")

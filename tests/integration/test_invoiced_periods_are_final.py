@@ -125,6 +125,27 @@ def test_a_po_revised_after_its_invoice_was_sent_flags_the_invoice(app: Connecto
     with app.connect() as conn:
         [flagged] = outbox.list_rows(conn, app.tenant, flagged=True)
     assert "revision 2" in flagged["amended_detail"]
+    # what changed, in the supplier's terms
+    assert "line 1 modified (quantity 30 -> 60)" in flagged["amended_detail"]
+
+
+def test_an_acknowledged_flag_is_raised_again_when_the_po_changes_again(app: Connector) -> None:
+    store(app, po("PO-A"), period(2))
+    jobs.sync(app)
+    store(app, po("PO-A", quantity="60"))
+    jobs.sync(app)
+    with app.engine.begin() as conn:
+        [flagged] = outbox.list_rows(conn, app.tenant, flagged=True)
+        assert outbox.acknowledge_flags(
+            conn, app.tenant, [flagged["invoice_number"]], "credit note sent", NOW
+        )
+        assert outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=False) == []
+    assert jobs.sync(app).get("amended_after_push", 0) == 0  # the same change again: still handled
+    store(app, po("PO-A", quantity="90"))
+    assert jobs.sync(app)["amended_after_push"] == 1
+    with app.connect() as conn:
+        [open_flag] = outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
+    assert "quantity 30 -> 90" in open_flag["amended_detail"] and open_flag["flag_ack_note"] is None
 
 
 def test_renewal_warnings_stay_after_the_period_was_invoiced(app: Connector) -> None:
