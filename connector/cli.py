@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from connector import cli_flags, cli_po, cli_support, jobs
-from connector.cli_base import Options, cli, emit, fail, handled, human_summary, load, pass_options, run_job
+from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError
 from connector.logs import setup_logging
@@ -33,7 +33,7 @@ DRY_RUN_HELP = "Roll every write back, send nothing; print what would be invoice
 @pass_options
 def sync(options: Options, dry_run: bool) -> None:
     """Pull every source, reconcile, and push due invoices (the cron job)."""
-    human = human_preview if dry_run else human_summary
+    human = human_preview if dry_run else None
     run_job(options, lambda app: jobs.sync(app, dry_run=dry_run), human)
 
 
@@ -50,7 +50,7 @@ def pull(options: Options, sources: tuple[str, ...]) -> None:
 @pass_options
 def reconcile(options: Options, dry_run: bool) -> None:
     """Match billing periods to POs and plan invoices for the matches."""
-    human = human_preview if dry_run else human_summary
+    human = human_preview if dry_run else None
     run_job(options, lambda app: jobs.reconcile(app, dry_run=dry_run), human)
 
 
