@@ -29,6 +29,7 @@ from connector.ports import BatchInvoiceSink, Capability, InvoiceSink, PushOutco
 from connector.runtime import Connector, RunContext
 from state import outbox
 from state.outbox import OutboxItem
+from state.outbox_store import OutboxStore
 
 log = logging.getLogger("po_connector.push")
 
@@ -47,14 +48,24 @@ def backoff(settings: PushSettings, attempts: int) -> timedelta:
 
 
 class SinkPusher:
-    """Pushes one sink's due outbox rows for one run."""
+    """Pushes one sink's due outbox rows for one run, recording each outcome in `store`."""
 
-    def __init__(self, app: Connector, run: RunContext, name: str, sink: InvoiceSink) -> None:
-        self.app = app
+    def __init__(
+        self,
+        run: RunContext,
+        name: str,
+        sink: InvoiceSink,
+        *,
+        tenant: str,
+        settings: PushSettings,
+        store: OutboxStore,
+    ) -> None:
+        self.tenant = tenant
+        self.store = store
         self.run = run
         self.name = name
         self.sink = sink
-        self.settings = app.settings.push
+        self.settings = settings
         self.capabilities = _capabilities(sink)
         self.claims: dict[str, int] = {}
         self.parked = False
@@ -84,16 +95,14 @@ class SinkPusher:
             self.run.add("invoices_failed", len(self.waiting))
 
     def _claim(self) -> list[OutboxItem]:
-        with self.app.engine.begin() as conn:
-            items = outbox.claim_due(
-                conn,
-                tenant=self.app.tenant,
-                sink=self.name,
-                owner=self.run.run_id,
-                now=utcnow(),
-                lease_seconds=self.settings.claim_lease_seconds,
-                limit=self.settings.batch_size,
-            )
+        items = self.store.claim_due(
+            tenant=self.tenant,
+            sink=self.name,
+            owner=self.run.run_id,
+            now=utcnow(),
+            lease_seconds=self.settings.claim_lease_seconds,
+            limit=self.settings.batch_size,
+        )
         fresh = []
         for item in items:
             self.claims[item.idempotency_key] = self.claims.get(item.idempotency_key, 0) + 1
@@ -146,8 +155,7 @@ class SinkPusher:
             ref = found.get(item.idempotency_key)
             if ref is None or ref.total is None:
                 continue
-            with self.app.engine.begin() as conn:
-                differs = outbox.record_remote_total(conn, item.idempotency_key, ref.total, now, ref.tax)
+            differs = self.store.record_remote_total(item.idempotency_key, ref.total, now, ref.tax)
             if differs:
                 self._report_difference(item, ref)
 
@@ -156,8 +164,7 @@ class SinkPusher:
         over by another run must not send what that run may be sending too."""
         if not items or self.run.lease_lost.is_set():
             return []
-        with self.app.engine.begin() as conn:
-            held = outbox.still_held(conn, [i.idempotency_key for i in items], self.run.run_id, utcnow())
+        held = self.store.still_held([i.idempotency_key for i in items], self.run.run_id, utcnow())
         lost = [i for i in items if i.idempotency_key not in held]
         if lost:
             log.warning("%d claimed invoice(s) were taken over by another run; not sent", len(lost))
@@ -238,8 +245,7 @@ class SinkPusher:
         if ref.total is None and Capability.LOOKUP in self.capabilities:
             self.unconfirmed.append(item)
         now = utcnow()
-        with self.app.engine.begin() as conn:
-            outbox.mark_pushed(conn, item.idempotency_key, self.run.run_id, ref, now)
+        self.store.mark_pushed(item.idempotency_key, self.run.run_id, ref, now)
         self.run.add("invoices_existing" if ref.already_existed else "invoices_pushed")
         if (ref.total is not None and ref.total != item.plan.total) or (
             ref.tax is not None and item.plan.is_taxed and ref.tax != item.plan.tax_total
@@ -266,16 +272,9 @@ class SinkPusher:
 
     def _dead(self, item: OutboxItem, error: RemoteError) -> None:
         self.waiting.discard(item.idempotency_key)
-        with self.app.engine.begin() as conn:
-            outbox.mark_failed(
-                conn,
-                item.idempotency_key,
-                self.run.run_id,
-                error,
-                utcnow(),
-                dead=True,
-                uncertain=item.uncertain,
-            )
+        self.store.mark_failed(
+            item.idempotency_key, self.run.run_id, error, utcnow(), dead=True, uncertain=item.uncertain
+        )
         self.run.add("dead")
         self.run.errors.append(f"invoice {item.plan.invoice_number} (PO {item.plan.po_number}) dead: {error}")
         log.error(
@@ -291,17 +290,15 @@ class SinkPusher:
         now = utcnow()
         uncertain = isinstance(error, UncertainError) or item.uncertain
         when = self._next_attempt(item, error, now)
-        with self.app.engine.begin() as conn:
-            outbox.mark_failed(
-                conn,
-                item.idempotency_key,
-                self.run.run_id,
-                error,
-                now,
-                dead=False,
-                next_attempt_at=when,
-                uncertain=uncertain,
-            )
+        self.store.mark_failed(
+            item.idempotency_key,
+            self.run.run_id,
+            error,
+            now,
+            dead=False,
+            next_attempt_at=when,
+            uncertain=uncertain,
+        )
         self.waiting.add(item.idempotency_key)
         self.run.add("push_attempts_failed")
         log.warning(
@@ -328,8 +325,7 @@ class SinkPusher:
         return now + backoff(self.settings, item.attempts)
 
     def _release(self, items: list[OutboxItem], *, sent: bool = False) -> None:
-        with self.app.engine.begin() as conn:
-            outbox.release(conn, [i.idempotency_key for i in items], self.run.run_id, utcnow(), sent=sent)
+        self.store.release([i.idempotency_key for i in items], self.run.run_id, utcnow(), sent=sent)
 
 
 def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None) -> None:
@@ -337,8 +333,7 @@ def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None
     try:
         _push_sinks(app, run, names)
     finally:
-        with app.connect() as conn:
-            counts = outbox.count_by_state(conn, app.tenant)
+        counts = app.outbox_store.count_by_state(app.tenant)
         run.counts["invoices_waiting"] = sum(
             by_state.get(state, 0)
             for sink, by_state in counts.items()
@@ -360,7 +355,9 @@ def _push_sinks(app: Connector, run: RunContext, names: Sequence[str] | None) ->
         ready[name] = sink
     for name, sink in ready.items():
         try:
-            SinkPusher(app, run, name, sink).drain()
+            SinkPusher(
+                run, name, sink, tenant=app.tenant, settings=app.settings.push, store=app.outbox_store
+            ).drain()
         except ConfigError as exc:
             _sink_config_failed(run, name, exc)
 

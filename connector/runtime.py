@@ -28,6 +28,7 @@ from connector.redact import GLOBAL_REDACTOR
 from connector.registry import AdapterInfo, build, discover
 from state import outbox, runs
 from state.db import READ_ONLY, StateUnavailableError, StateUrlError, open_state
+from state.outbox_store import OutboxStore, SqlOutboxStore
 
 log = logging.getLogger("po_connector")
 
@@ -117,6 +118,11 @@ class Connector:
                 f"configured: {', '.join(sorted(adapters)) or '(none)'}"
             )
         return [(name, adapters[name]) for name in adapters if not wanted or name in wanted]
+
+    @cached_property
+    def outbox_store(self) -> OutboxStore:
+        """The outbox as the pushers use it (it follows `engine`, which a dry run swaps)."""
+        return SqlOutboxStore(lambda: self.engine)
 
     @cached_property
     def customer_map(self) -> CustomerMap:
