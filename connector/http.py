@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from connector.errors import (
     AuthenticationError,
@@ -63,10 +62,9 @@ class RetryPolicy:
     max_wait: float = 120.0  # a Retry-After longer than this parks the work for a later run
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
-    def backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with full jitter."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
-        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+    def wait_strategy(self) -> wait_random_exponential:
+        """Capped exponential backoff with full jitter: tenacity's own strategy."""
+        return wait_random_exponential(multiplier=self.base_delay, max=self.max_delay)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -189,7 +187,7 @@ class HttpClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RetryableError) and error.retry_after is not None:
             return error.retry_after
-        return self.retry.backoff(state.attempt_number)
+        return float(self.retry.wait_strategy()(state))
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

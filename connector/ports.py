@@ -2,7 +2,8 @@
 
 An adapter is a small class with a pydantic `Config` model, a `kind`, declared `capabilities`
 and a handful of methods. The pull loop, the state, retries, rate limits and the outbox belong
-to the core (`connector.sync`, `connector.push`); adapters never touch the database.
+to the core (`connector.intake`, `connector.reconcile`, `connector.pushing`); adapters never
+touch the database.
 """
 
 from __future__ import annotations
@@ -120,14 +121,6 @@ class PushOutcome:
     idempotency_key: str
     ref: RemoteRef | None = None
     error: RemoteError | None = None
-
-
-class Adapter(Protocol):
-    """What every adapter class declares."""
-
-    kind: ClassVar[AdapterKind]
-    Config: ClassVar[type[AdapterConfig]]
-    capabilities: ClassVar[frozenset[Capability]]
 
 
 @runtime_checkable

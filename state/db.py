@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +189,3 @@ def ensure_schema(engine: Engine) -> None:
     """Migrate on first use: a no-op when the database is already at head."""
     if current_revision(engine) != head_revision():
         upgrade(engine)
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """One short write transaction."""
-    with engine.begin() as connection:
-        yield connection

@@ -152,3 +152,17 @@ def test_a_relative_secret_file_is_read_from_the_config_folder(tmp_path: Path) -
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "key").write_text("file-secret-value\n", encoding="utf-8")
     assert resolve_secret(file="secrets/key", key="api_key", base_dir=tmp_path) == "file-secret-value"
+
+
+def test_the_backoff_is_capped_exponential_with_full_jitter() -> None:
+    from tenacity import RetryCallState
+
+    from connector.http import RetryPolicy
+
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    for attempt, ceiling in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)):
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        waits = [policy.wait_strategy()(state) for _ in range(200)]
+        assert all(0 <= wait <= ceiling for wait in waits)
+        assert max(waits) > ceiling / 2  # jittered across the whole range, not fixed
