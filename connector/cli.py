@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import cli_flags, cli_po, cli_support, jobs
+from connector import cli_flags, cli_po, cli_support, exits
 from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
-from connector.config import LoadedConfig, load_config
 from connector.errors import ConfigError
-from connector.logs import setup_logging
-from connector.preview import human_preview
-from connector.status import flag_text
 
 __all__ = ["cli", "cli_flags", "cli_po", "cli_support", "main"]
+
+if TYPE_CHECKING:
+    from connector.config import LoadedConfig
 
 
 DRY_RUN_HELP = "Roll every write back, send nothing; print what would be invoiced and held."
@@ -33,6 +32,9 @@ DRY_RUN_HELP = "Roll every write back, send nothing; print what would be invoice
 @pass_options
 def sync(options: Options, dry_run: bool) -> None:
     """Pull every source, reconcile, and push due invoices (the cron job)."""
+    from connector import jobs
+    from connector.preview import human_preview
+
     human = human_preview if dry_run else None
     run_job(options, lambda app: jobs.sync(app, dry_run=dry_run), human)
 
@@ -42,6 +44,8 @@ def sync(options: Options, dry_run: bool) -> None:
 @pass_options
 def pull(options: Options, sources: tuple[str, ...]) -> None:
     """Pull POs (and billing periods) into the state."""
+    from connector import jobs
+
     run_job(options, lambda app: jobs.pull(app, sources))
 
 
@@ -50,6 +54,9 @@ def pull(options: Options, sources: tuple[str, ...]) -> None:
 @pass_options
 def reconcile(options: Options, dry_run: bool) -> None:
     """Match billing periods to POs and plan invoices for the matches."""
+    from connector import jobs
+    from connector.preview import human_preview
+
     human = human_preview if dry_run else None
     run_job(options, lambda app: jobs.reconcile(app, dry_run=dry_run), human)
 
@@ -59,6 +66,8 @@ def reconcile(options: Options, dry_run: bool) -> None:
 @pass_options
 def push(options: Options, sinks: tuple[str, ...]) -> None:
     """Push due invoices from the outbox."""
+    from connector import jobs
+
     run_job(options, lambda app: jobs.push(app, sinks))
 
 
@@ -68,8 +77,10 @@ def push(options: Options, sinks: tuple[str, ...]) -> None:
 @pass_options
 def replay(options: Options, dead: bool, keys: tuple[str, ...]) -> None:
     """Put dead or named invoices back in the outbox and push them."""
+    from connector import jobs
+
     if not dead and not keys:
-        fail("replay needs --dead or --key K", jobs.EXIT_USAGE)
+        fail("replay needs --dead or --key K", exits.EXIT_USAGE)
     run_job(options, lambda app: jobs.replay(app, keys=keys, dead=dead))
 
 
@@ -85,6 +96,8 @@ def status(options: Options) -> None:
 
 
 def _human_status(data: dict[str, Any]) -> str:
+    from connector.status import flag_text
+
     lines = [f"tenant {data['tenant']}"]
     last = data["last_run"]
     if last:
@@ -144,6 +157,7 @@ def report(options: Options, fmt: str, out: Path | None) -> None:
 def inspect(options: Options, file: Path) -> None:
     """Parse a .eml, .csv or cXML file and print its canonical POs as JSON lines."""
     from connector.inspecting import inspect_file
+    from connector.logs import setup_logging
 
     setup_logging("ERROR", "text")
     with handled():
@@ -153,10 +167,12 @@ def inspect(options: Options, file: Path) -> None:
         click.echo(record.po.model_dump_json())
     for problem in problems:
         click.echo(f"rejected: {problem.describe()}", err=True)
-    sys.exit(jobs.EXIT_FAILED if problems else jobs.EXIT_OK)
+    sys.exit(exits.EXIT_FAILED if problems else exits.EXIT_OK)
 
 
 def _optional_config(options: Options) -> LoadedConfig | None:
+    from connector.config import load_config
+
     try:
         return load_config(options.config)
     except ConfigError:

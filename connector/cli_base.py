@@ -12,17 +12,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from connector import jobs, progress
-from connector.config import LoadedConfig, load_config
+from connector import exits
 from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
-from connector.logs import setup_logging
-from connector.runtime import Connector
 
 log = logging.getLogger("po_connector.cli")
+
+if TYPE_CHECKING:
+    from connector.config import LoadedConfig
+    from connector.runtime import Connector
 
 
 @dataclass
@@ -54,22 +55,28 @@ def handled() -> Iterator[None]:
     try:
         yield
     except LeaseHeldError as exc:
-        fail(str(exc), jobs.EXIT_TEMPFAIL)
+        fail(str(exc), exits.EXIT_TEMPFAIL)
     except UnavailableError as exc:
-        fail(f"unavailable: {exc}", jobs.EXIT_TEMPFAIL)
+        fail(f"unavailable: {exc}", exits.EXIT_TEMPFAIL)
     except NotFoundError as exc:
-        fail(f"not found: {exc}", jobs.EXIT_USAGE)
+        fail(f"not found: {exc}", exits.EXIT_USAGE)
     except ConfigError as exc:
-        fail(f"configuration error: {exc}", jobs.EXIT_USAGE)
+        fail(f"configuration error: {exc}", exits.EXIT_USAGE)
 
 
 def load(options: Options, *, migrate: bool = True) -> Connector:
+    from connector.config import load_config
+    from connector.runtime import Connector
+
     loaded = load_config(options.config)
     _configure_logging(options, loaded)
     return Connector(loaded, migrate=migrate)
 
 
 def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
+    from connector import progress
+    from connector.logs import setup_logging
+
     progress.ENABLED = options.verbosity >= 0 and not options.json_output
     level = loaded.settings.log.level if loaded else "INFO"
     fmt = loaded.settings.log.format if loaded else "auto"

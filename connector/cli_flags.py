@@ -6,12 +6,9 @@ import json
 
 import click
 
-from connector import jobs
+from connector import exits
 from connector.cli_base import Options, cli, fail, handled, load, pass_options
 from connector.errors import NotFoundError
-from connector.model import utcnow
-from connector.status import flag_text, flag_view
-from state import outbox
 
 
 @cli.group("flags")
@@ -24,6 +21,9 @@ def flags_group() -> None:
 @pass_options
 def flags_list(options: Options, show_all: bool) -> None:
     """The open flags (with --all, the acknowledged ones too), oldest first."""
+    from connector.status import flag_text, flag_view
+    from state import outbox
+
     with handled():
         app = load(options)
         with app.connect() as conn:
@@ -52,8 +52,11 @@ def flags_list(options: Options, show_all: bool) -> None:
 @pass_options
 def flags_ack(options: Options, names: tuple[str, ...], note: str) -> None:
     """Mark flagged invoices (by number or idempotency key) handled; a later change flags them again."""
+    from connector.model import utcnow
+    from state import outbox
+
     if not note.strip():
-        fail("flags ack: --note must say what was done", jobs.EXIT_USAGE)
+        fail("flags ack: --note must say what was done", exits.EXIT_USAGE)
     with handled():
         app = load(options)
         with app.engine.begin() as conn:

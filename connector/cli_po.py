@@ -7,10 +7,8 @@ from typing import Any
 
 import click
 
-from connector import jobs
+from connector import exits
 from connector.cli_base import Options, cli, fail, handled, load, pass_options
-from state import ingest
-from state.po_changes import describe
 
 
 @cli.group("po")
@@ -23,6 +21,8 @@ def po_group() -> None:
 @pass_options
 def po_history(options: Options, po_number: str) -> None:
     """Every version of the PO recorded, oldest first: our revision, the buyer's version, changes."""
+    from state import ingest
+
     with handled():
         app = load(options)
         with app.connect() as conn:
@@ -30,7 +30,7 @@ def po_history(options: Options, po_number: str) -> None:
     if not history:
         fail(
             f"not found: no PO {po_number!r} in the state (pull it first, or check the number)",
-            jobs.EXIT_USAGE,
+            exits.EXIT_USAGE,
         )
     if options.json_output:
         click.echo(json.dumps({"po_number": po_number, "history": history}))
@@ -39,6 +39,8 @@ def po_history(options: Options, po_number: str) -> None:
 
 
 def _human_history(po_number: str, history: list[dict[str, Any]]) -> str:
+    from state.po_changes import describe
+
     lines = [f"PO {po_number}"]
     for entry in history:
         version = f", buyer version {entry['source_version']}" if entry["source_version"] else ""

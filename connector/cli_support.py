@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import jobs
+from connector import exits
 from connector.cli_base import Options, cli, emit, fail, handled, human_summary, load, pass_options
 from connector.errors import ConfigError
-from connector.model import utcnow
-from connector.ports import Capability
-from connector.runtime import Connector
-from state import ingest, runs
-from state.po_changes import describe as describe_change
+
+if TYPE_CHECKING:
+    from connector.runtime import Connector
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -28,9 +26,9 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        fail(f"{question} — refusing without a terminal; pass --yes", jobs.EXIT_USAGE)
+        fail(f"{question} — refusing without a terminal; pass --yes", exits.EXIT_USAGE)
     if not click.confirm(question, default=False, err=True):
-        fail("cancelled", jobs.EXIT_USAGE)
+        fail("cancelled", exits.EXIT_USAGE)
 
 
 def _jsonable(value: Any) -> Any:
@@ -50,6 +48,8 @@ def runs_group() -> None:
 @pass_options
 def runs_list(options: Options, limit: int) -> None:
     """The latest runs, newest first."""
+    from state import runs
+
     with handled():
         app = load(options)
         with app.connect() as conn:
@@ -71,12 +71,14 @@ def runs_list(options: Options, limit: int) -> None:
 @pass_options
 def runs_show(options: Options, run_id: str) -> None:
     """One run (an id prefix is enough)."""
+    from state import runs
+
     with handled():
         app = load(options)
         with app.connect() as conn:
             row = runs.get_run(conn, run_id)
     if row is None:
-        fail(f"not found: no run {run_id!r}", jobs.EXIT_USAGE)
+        fail(f"not found: no run {run_id!r}", exits.EXIT_USAGE)
     click.echo(json.dumps({k: _jsonable(v) for k, v in row.items()}, indent=2))
 
 
@@ -91,6 +93,8 @@ def state_group() -> None:
 @pass_options
 def state_list(options: Options, source: str | None) -> None:
     """Every stored cursor."""
+    from state import ingest
+
     with handled():
         app = load(options)
         if source is not None:
@@ -116,6 +120,8 @@ def state_list(options: Options, source: str | None) -> None:
 
 def _cursor_source(app: Connector, source: str) -> None:
     """`source` must be a configured source that keeps a cursor (NotFoundError, ConfigError)."""
+    from connector.ports import Capability
+
     adapters = {**app.sources, **app.billing_sources}
     app.chosen("source", adapters, [source])
     if Capability.INCREMENTAL not in getattr(adapters[source], "capabilities", frozenset()):
@@ -128,13 +134,15 @@ def _cursor_source(app: Connector, source: str) -> None:
 @pass_options
 def state_get(options: Options, source: str, stream: str) -> None:
     """Print a cursor as JSON (valid input to `state set`)."""
+    from state import ingest
+
     with handled():
         app = load(options)
         app.chosen("source", {**app.sources, **app.billing_sources}, [source])
         with app.connect() as conn:
             cursor = ingest.get_cursor(conn, app.tenant, source, stream)
     if cursor is None:
-        fail(f"not found: no cursor stored for source {source!r} stream {stream!r}", jobs.EXIT_USAGE)
+        fail(f"not found: no cursor stored for source {source!r} stream {stream!r}", exits.EXIT_USAGE)
     click.echo(json.dumps({"source": source, "stream": stream, "cursor": cursor}, sort_keys=True))
 
 
@@ -146,18 +154,21 @@ def state_get(options: Options, source: str, stream: str) -> None:
 @pass_options
 def state_set(options: Options, source: str | None, stream: str | None, value: str | None, yes: bool) -> None:
     """Replace a cursor; accepts the output of `state get`, or a bare cursor object."""
+    from connector.model import utcnow
+    from state import ingest
+
     text = value if value is not None else sys.stdin.read()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        fail(f"state set: not JSON: {exc}", jobs.EXIT_USAGE)
+        fail(f"state set: not JSON: {exc}", exits.EXIT_USAGE)
     if not isinstance(data, dict):
-        fail("state set: expected a JSON object", jobs.EXIT_USAGE)
+        fail("state set: expected a JSON object", exits.EXIT_USAGE)
     cursor = data.get("cursor", data) if "cursor" in data else data
     source = source or data.get("source")
     stream = stream or data.get("stream") or "default"
     if not source or not isinstance(cursor, dict):
-        fail("state set: name --source, and give a cursor object", jobs.EXIT_USAGE)
+        fail("state set: name --source, and give a cursor object", exits.EXIT_USAGE)
     with handled():
         app = load(options)
         _cursor_source(app, source)
@@ -174,6 +185,8 @@ def state_set(options: Options, source: str | None, stream: str | None, value: s
 @pass_options
 def state_clear(options: Options, source: str, stream: str | None, yes: bool) -> None:
     """Forget a cursor: the next pull starts from the beginning."""
+    from state import ingest
+
     with handled():
         app = load(options)
         app.chosen("source", {**app.sources, **app.billing_sources}, [source])
@@ -182,7 +195,7 @@ def state_clear(options: Options, source: str, stream: str | None, yes: bool) ->
             removed = ingest.clear_cursor(conn, app.tenant, source, stream)
     if not removed:
         shown = f" stream {stream!r}" if stream else ""
-        fail(f"not found: no cursor stored for source {source!r}{shown}", jobs.EXIT_USAGE)
+        fail(f"not found: no cursor stored for source {source!r}{shown}", exits.EXIT_USAGE)
     click.echo(f"cleared {removed} cursor(s)")
 
 
@@ -197,6 +210,8 @@ def quarantine_group() -> None:
 @pass_options
 def quarantine_list(options: Options, status: str) -> None:
     """Quarantined records with where they came from and why."""
+    from state import ingest
+
     with handled():
         app = load(options)
         with app.connect() as conn:
@@ -213,11 +228,11 @@ def quarantine_list(options: Options, status: str) -> None:
 
 def _chosen_ids(app_rows: list[dict[str, Any]], ids: tuple[int, ...], every: bool) -> list[int]:
     if not ids and not every:
-        fail("name quarantine ids, or --all", jobs.EXIT_USAGE)
+        fail("name quarantine ids, or --all", exits.EXIT_USAGE)
     known = {row["id"] for row in app_rows}
     unknown = [i for i in ids if i not in known]
     if unknown:
-        fail(f"not found: no open quarantine row {', '.join(map(str, unknown))}", jobs.EXIT_USAGE)
+        fail(f"not found: no open quarantine row {', '.join(map(str, unknown))}", exits.EXIT_USAGE)
     return sorted(known) if every else list(ids)
 
 
@@ -227,6 +242,9 @@ def _chosen_ids(app_rows: list[dict[str, Any]], ids: tuple[int, ...], every: boo
 @pass_options
 def quarantine_retry(options: Options, ids: tuple[int, ...], every: bool) -> None:
     """Process the inputs of these records again (after fixing a mapping, a map or the file)."""
+    from connector import jobs
+    from state import ingest
+
     with handled():
         app = load(options)
         with app.connect() as conn:
@@ -244,7 +262,7 @@ def quarantine_retry(options: Options, ids: tuple[int, ...], every: bool) -> Non
     data["retried"] = len(chosen)
     data["still_quarantined"] = len(still)
     emit(options, data, human_summary)
-    sys.exit(jobs.EXIT_FAILED if still else data["exit_code"])
+    sys.exit(exits.EXIT_FAILED if still else data["exit_code"])
 
 
 @quarantine_group.command("discard")
@@ -254,6 +272,8 @@ def quarantine_retry(options: Options, ids: tuple[int, ...], every: bool) -> Non
 @pass_options
 def quarantine_discard(options: Options, ids: tuple[int, ...], every: bool, yes: bool) -> None:
     """Mark records as handled by a person; they are not reported again."""
+    from state import ingest
+
     with handled():
         app = load(options)
         with app.connect() as conn:
@@ -287,13 +307,13 @@ def resync(
     from connector.resync import resync as run_resync
 
     if sum(bool(x) for x in (po_number, since, every)) != 1:
-        fail("resync needs exactly one of --po N, --since DATE, --all", jobs.EXIT_USAGE)
+        fail("resync needs exactly one of --po N, --since DATE, --all", exits.EXIT_USAGE)
     since_at = None
     if since:
         try:
             since_at = datetime.combine(date.fromisoformat(since), datetime.min.time(), UTC)
         except ValueError:
-            fail(f"--since {since!r}: expected YYYY-MM-DD", jobs.EXIT_USAGE)
+            fail(f"--since {since!r}: expected YYYY-MM-DD", exits.EXIT_USAGE)
     with handled():
         app = load(options)
         if every and not dry_run:
@@ -304,6 +324,8 @@ def resync(
 
 
 def _human_resync(data: dict[str, Any]) -> str:
+    from state.po_changes import describe as describe_change
+
     lines = [f"dry run: {data.get('would_change', 0)} PO(s) would change"]
     for change in data["changes"]:
         lines.append(f"  {change['po_number']}: {change['outcome']}")
@@ -324,7 +346,7 @@ def doctor(options: Options) -> None:
     else:
         for finding in findings:
             click.echo(finding.line())
-    sys.exit(jobs.EXIT_OK if all(f.ok for f in findings) else jobs.EXIT_FAILED)
+    sys.exit(exits.EXIT_OK if all(f.ok for f in findings) else exits.EXIT_FAILED)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from connector.errors import NotFoundError
+from connector.exits import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE
 from connector.intake import pull_billing, pull_pos
 from connector.model import MatchStatus, utcnow
 from connector.preview import preview, rolled_back
@@ -19,9 +20,10 @@ from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
 from state import outbox
 
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TEMPFAIL", "EXIT_USAGE", "finish", "sync"]
+
 log = logging.getLogger("po_connector.replay")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TEMPFAIL = 0, 1, 2, 75
 
 SUMMARY_KEYS = (
     "pos_fetched",

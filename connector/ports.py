@@ -8,7 +8,6 @@ touch the database.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,28 +19,9 @@ from wsgiref.types import WSGIApplication
 from pydantic import BaseModel, ConfigDict
 
 from connector.errors import InputProblem, RemoteError
+from connector.kinds import AdapterKind as AdapterKind
+from connector.kinds import Capability as Capability
 from connector.model import BillingPeriod, InvoicePlan, Party, PurchaseOrder, RemoteRef
-
-
-class AdapterKind(enum.StrEnum):
-    """Which port an adapter implements."""
-
-    SOURCE = "source"
-    BILLING = "billing"
-    SINK = "sink"
-
-
-class Capability(enum.StrEnum):
-    """What an adapter can do beyond the minimum of its port."""
-
-    INCREMENTAL = "incremental"  # pulls from a cursor, not everything each time
-    FETCH_ONE = "fetch-one"  # fetch(po_number) for resync
-    BATCH_PUSH = "batch-push"  # push_batch(plans)
-    NATIVE_IDEMPOTENCY = "native-idempotency-key"  # provider de-duplicates retries by a key
-    NATIVE_UPSERT = "native-upsert"  # create-or-replace by our key
-    LOOKUP = "lookup"  # find(plans) finds invoices already created
-    INSPECT = "inspect"  # a source class that parses one local file (`inspect FILE`): FileInspector
-    RECEIVE = "receive"  # a source class that builds an HTTP receiver (`serve`): Receivable
 
 
 class AdapterConfig(BaseModel):

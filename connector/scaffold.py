@@ -15,7 +15,7 @@ from string import Template
 
 import click
 
-from connector.ports import AdapterKind
+from connector.kinds import AdapterKind
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _SUFFIX = {AdapterKind.SOURCE: "Source", AdapterKind.BILLING: "Billing", AdapterKind.SINK: "Sink"}
