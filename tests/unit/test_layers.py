@@ -90,3 +90,13 @@ def test_the_circle_finder_sees_a_circle() -> None:
     graph.add_import(importer="pkg.b", imported="pkg.a")
     graph.add_import(importer="pkg.c", imported="pkg.a")
     assert _cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_the_command_line_loads_no_database_or_model_library_to_print_help() -> None:
+    import subprocess
+    import sys
+
+    heavy = "{'sqlalchemy', 'alembic', 'pydantic', 'adapters', 'rich'}"
+    probe = f"import sys, connector.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
