@@ -26,7 +26,14 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from adapters.imap_mailbox import ImapConfig, ImapMailbox, message_order_batches
+from adapters.imap_mailbox import ImapConfig, ImapMailbox
+from adapters.mail_messages import (
+    CSV_CONTENT_TYPES,
+    EPOCH,
+    HEADER_ERRORS,
+    message_date,
+    message_order_batches,
+)
 from adapters.tabular import UndecodableError, decode_text, read_csv
 from connector.errors import ConfigError, InputProblem
 from connector.ports import (
@@ -41,11 +48,6 @@ from connector.ports import (
 from connector.registry import validate_block
 from mappings.csv_mapping import CsvMapping, is_mapping_name, load_mapping, rows_to_pos
 
-CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
-_EPOCH = datetime.min.replace(tzinfo=UTC)
-# The e-mail library raises AttributeError too on some malformed headers (a group inside a
-# group in From), so every one of these is a bad header, not a bug of ours.
-_HEADER_ERRORS = (ValueError, TypeError, LookupError, AttributeError, email.errors.MessageError)
 _log = logging.getLogger("po_connector.email_csv")
 _T = TypeVar("_T")
 
@@ -190,7 +192,7 @@ def message_files(folder: Path) -> list[Path]:
 
 def ordered_messages(folder: Path) -> list[Path]:
     """Message files sorted by their Date header, then by file name; undated ones first."""
-    return sorted(message_files(folder), key=lambda p: (_header_date(p) or _EPOCH, p.name, str(p)))
+    return sorted(message_files(folder), key=lambda p: (_header_date(p) or EPOCH, p.name, str(p)))
 
 
 def _header_date(path: Path) -> datetime | None:
@@ -199,18 +201,7 @@ def _header_date(path: Path) -> datetime | None:
             headers = BytesParser(policy=email.policy.default).parse(stream, headersonly=True)
     except OSError:
         return None
-    return _message_date(headers)
-
-
-def _message_date(message: Message) -> datetime | None:
-    try:
-        raw = message.get("Date")
-        if raw is None:
-            return None
-        when = email.utils.parsedate_to_datetime(str(raw))
-    except _HEADER_ERRORS:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    return message_date(headers)
 
 
 def buyer_for(sender: str, senders: dict[str, str]) -> str:
@@ -301,12 +292,12 @@ def message_batches(
     """
     try:
         message_id = str(message.get("Message-ID") or "").strip()
-    except _HEADER_ERRORS:
+    except HEADER_ERRORS:
         message_id = ""
     message_key = message_id or fallback_id
     try:
         sender = email.utils.parseaddr(str(message.get("From") or ""))[1]
-    except _HEADER_ERRORS:
+    except HEADER_ERRORS:
         # The sender picks the buyer and the mapping: a From no one can read is quarantined
         # with its value rather than guessed.
         raw_from = next((str(v) for k, v in message.raw_items() if k.lower() == "from"), "")
@@ -319,7 +310,7 @@ def message_batches(
         return
     buyer_id = buyer_for(sender, senders) if sender else ""
     mapping = (sender_entry(sender, profiles) if sender and profiles else None) or mapping
-    updated_at = _message_date(message)
+    updated_at = message_date(message)
     keys: set[str] = set()
     found = False
     for index, part in enumerate(message.walk()):
@@ -355,7 +346,7 @@ def message_batches(
 def _filename(part: Message) -> str:
     try:
         return (part.get_filename() or "").strip()
-    except _HEADER_ERRORS:
+    except HEADER_ERRORS:
         return ""
 
 

@@ -16,50 +16,33 @@ bad settings (plain IMAP to a remote host, unknown mailbox, untrusted certificat
 
 from __future__ import annotations
 
-import email
-import email.errors
-import email.policy
-import email.utils
-import hashlib
 import imaplib
 import ipaddress
 import logging
 import re
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from datetime import UTC, datetime
-from email.message import Message
-from email.parser import BytesParser
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.cxml_order import parse_order_request, stored_text
-from adapters.safe_xml import parse_xml
-from adapters.ubl_order import ubl_batch, ubl_kind
-from connector.errors import AuthenticationError, ConfigError, InputError, InputProblem, RetryableError
-from connector.ports import SourceBatch, SourceRecord
+from adapters.mail_messages import EPOCH, MessageParser, header_date, message_order_batches
+from connector.errors import AuthenticationError, ConfigError, RetryableError
+from connector.ports import SourceBatch
 from connector.redact import GLOBAL_REDACTOR
 from connector.secrets import resolve_secret
 
 TlsMode = Literal["none", "starttls", "ssl"]
-CXML_CONTENT_TYPES = frozenset({"text/xml", "application/xml", "application/cxml+xml"})
-_CSV_CONTENT_TYPES = frozenset({"text/csv", "application/vnd.ms-excel"})
-# The e-mail library raises AttributeError too on some malformed headers (a group inside a
-# group in From), so every one of these is a bad header, not a bug of ours.
-_HEADER_ERRORS = (ValueError, TypeError, LookupError, AttributeError, email.errors.MessageError)
 _UID = re.compile(rb"\bUID (\d+)")
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 _CHUNK = 500  # UIDs per FETCH command, to keep command lines short
 _log = logging.getLogger("po_connector.imap")
 _Result = tuple[str, list[Any]]
 
-# (message, name, fallback_id, skip) -> the CSV batches of that message.
-MessageParser = Callable[[Message, str, str, Callable[[str], bool]], Iterable[SourceBatch]]
 Opener = Callable[["ImapConfig", "ssl.SSLContext | None"], imaplib.IMAP4]
 
 
@@ -263,40 +246,6 @@ class ImapMailbox:
         )
 
 
-def message_order_batches(
-    raw: bytes,
-    name: str,
-    *,
-    source: str,
-    tenant: str,
-    parse: MessageParser,
-    skip: Callable[[str], bool],
-) -> Iterator[SourceBatch]:
-    """Batches of one raw message not skipped: its CSV and cXML attachments, or one rejection
-    when it is unreadable or has no order attachment (so it is reported once, not silently)."""
-    asked: list[str] = []
-
-    def asking(key: str) -> bool:
-        asked.append(key)
-        return skip(key)
-
-    sha = hashlib.sha256(raw).hexdigest()
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    if not message.keys():
-        key = f"{sha}|unreadable"
-        if not skip(key):
-            yield _rejection(source, name, key, "message", "not an e-mail message (no headers)")
-        return
-    yield from parse(message, name, sha, asking)
-    yield from cxml_attachment_batches(
-        message, source=source, tenant=tenant, name=name, fallback_id=sha, skip=asking
-    )
-    if not asked:
-        key = f"{message_key(message, sha)}|no-attachment"
-        if not skip(key):
-            yield _rejection(source, name, key, "attachment", "no CSV or cXML attachment")
-
-
 class ImapSession:
     """A logged-in connection with one mailbox selected; every call is by UID."""
 
@@ -334,7 +283,7 @@ class ImapSession:
                 found = _UID.search(header)
                 if found:
                     dates[int(found.group(1))] = header_date(body)
-        return sorted(uids, key=lambda uid: (dates.get(uid) or _EPOCH, uid))
+        return sorted(uids, key=lambda uid: (dates.get(uid) or EPOCH, uid))
 
     def fetch(self, uid: int) -> bytes | None:
         """The whole message, read without setting \\Seen; None when it is gone."""
@@ -404,92 +353,3 @@ def _fetched(data: list[object]) -> Iterator[tuple[bytes, bytes]]:
     for item in data:
         if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], bytes):
             yield item[0], item[1] if isinstance(item[1], bytes) else b""
-
-
-def header_date(headers: bytes) -> datetime | None:
-    """The Date header of raw header bytes in UTC, or None when absent or malformed."""
-    try:
-        parsed = BytesParser(policy=email.policy.default).parsebytes(headers, headersonly=True)
-        raw = parsed.get("Date")
-        if raw is None:
-            return None
-        when = email.utils.parsedate_to_datetime(str(raw))
-    except _HEADER_ERRORS:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def message_key(message: Message, fallback_id: str) -> str:
-    """The message's identity in input keys: its Message-ID, else `fallback_id`."""
-    try:
-        message_id = str(message.get("Message-ID") or "").strip()
-    except _HEADER_ERRORS:
-        message_id = ""
-    return message_id or fallback_id
-
-
-def _is_cxml_part(part: Message) -> bool:
-    try:
-        filename = (part.get_filename() or "").strip().lower()
-    except _HEADER_ERRORS:
-        filename = ""
-    if part.get_content_type() in _CSV_CONTENT_TYPES or filename.endswith(".csv"):
-        return False
-    return part.get_content_type() in CXML_CONTENT_TYPES or filename.endswith((".xml", ".cxml"))
-
-
-def cxml_attachment_batches(
-    message: Message,
-    *,
-    source: str,
-    tenant: str,
-    name: str,
-    fallback_id: str,
-    skip: Callable[[str], bool] = lambda key: False,
-) -> Iterator[SourceBatch]:
-    """One batch per cXML attachment not skipped, keyed by the message id and its SHA-256.
-
-    The buyer is the document's From identity, as for the `cxml` source; test orders
-    (`deploymentMode="test"`) are refused.
-    """
-    base = message_key(message, fallback_id)
-    for index, part in enumerate(message.walk()):
-        if part.is_multipart() or not _is_cxml_part(part):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        key = f"{base}|{hashlib.sha256(data).hexdigest()}"
-        if skip(key):
-            continue
-        try:
-            filename = (part.get_filename() or "").strip()
-        except _HEADER_ERRORS:
-            filename = ""
-        document = f"{name}#{filename or f'part-{index}.xml'}"
-        yield _cxml_batch(data, source=source, tenant=tenant, document=document, key=key)
-
-
-def _cxml_batch(data: bytes, *, source: str, tenant: str, document: str, key: str) -> SourceBatch:
-    try:
-        root = parse_xml(data, source=source, document=document)
-        if ubl_kind(root) is not None:
-            # A UBL OrderCancellation here finds no earlier order (a message stands alone):
-            # it is refused naming the order; buyers cancelling by e-mail use a cxml folder.
-            return ubl_batch(data, root, source=source, document=document, tenant=tenant, input_key=key)
-        order = parse_order_request(data, source=source, document=document, tenant=tenant)
-    except InputError as exc:
-        return SourceBatch(rejections=[exc.problem], input_key=key, document=document)
-    if order.deployment_mode == "test":
-        return _rejection(source, document, key, "Request@deploymentMode", "a test order", value="test")
-    records = []
-    if order.po is not None:
-        raw = stored_text(data)
-        records.append(SourceRecord(po=order.po, raw=raw, document=document))
-    return SourceBatch(records=records, rejections=list(order.problems), input_key=key, document=document)
-
-
-def _rejection(
-    source: str, document: str, key: str, field: str, reason: str, *, value: str = ""
-) -> SourceBatch:
-    problem = InputProblem(source, document, "", field, value, reason)
-    return SourceBatch(rejections=[problem], input_key=key, document=document)
