@@ -14,30 +14,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connector.testing.fixtures import SinkFixture
-from connector.testing.runner import run_in_pytest
+from connector.testing.kit_base import ConformanceKit
 from connector.testing.sink_checks import SINK_CHECKS
 
 
-class SinkKit:
+class SinkKit(ConformanceKit):
     """Base of a sink's conformance test class; set `fixture` in the subclass."""
 
     fixture: ClassVar[SinkFixture[Any]]
-
-    def _check(self, name: str, path: Path) -> None:
-        __tracebackhide__ = True
-        run_in_pytest(SINK_CHECKS[name], self.fixture, name, path)
-
-    def test_declares_its_port(self, tmp_path: Path) -> None:
-        """The class says it is a sink, what it can do and how it is configured."""
-        self._check("declares_its_port", tmp_path)
-
-    def test_built_adapter_implements_the_port(self, tmp_path: Path) -> None:
-        """The built sink has a name, find and push, and push_batch when it declares BATCH_PUSH."""
-        self._check("built_adapter_implements_the_port", tmp_path)
-
-    def test_registered_under_its_entry_point(self, tmp_path: Path) -> None:
-        """`po-connector adapters list` finds the sink under its name, loaded."""
-        self._check("registered_under_its_entry_point", tmp_path)
+    checks = SINK_CHECKS
 
     def test_find_reports_nothing_for_a_plan_never_pushed(self, tmp_path: Path) -> None:
         """A lookup finds no invoice for plans that were never delivered."""

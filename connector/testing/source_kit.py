@@ -16,30 +16,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connector.testing.fixtures import SourceFixture
-from connector.testing.runner import run_in_pytest
+from connector.testing.kit_base import ConformanceKit
 from connector.testing.source_checks import SOURCE_CHECKS
 
 
-class SourceKit:
+class SourceKit(ConformanceKit):
     """Base of a source's conformance test class; set `fixture` in the subclass."""
 
     fixture: ClassVar[SourceFixture[Any]]
-
-    def _check(self, name: str, path: Path) -> None:
-        __tracebackhide__ = True
-        run_in_pytest(SOURCE_CHECKS[name], self.fixture, name, path)
-
-    def test_declares_its_port(self, tmp_path: Path) -> None:
-        """The class says which port it implements, what it can do and how it is configured."""
-        self._check("declares_its_port", tmp_path)
-
-    def test_built_adapter_implements_the_port(self, tmp_path: Path) -> None:
-        """The built adapter has a name and the methods of its port."""
-        self._check("built_adapter_implements_the_port", tmp_path)
-
-    def test_registered_under_its_entry_point(self, tmp_path: Path) -> None:
-        """`po-connector adapters list` finds the adapter under its name, loaded and of its kind."""
-        self._check("registered_under_its_entry_point", tmp_path)
+    checks = SOURCE_CHECKS
 
     def test_pull_ends_and_yields_every_record(self, tmp_path: Path) -> None:
         """Paging terminates and every seeded record arrives once, with no rejection."""
