@@ -473,7 +473,8 @@ def _entry(
         reason, treatment = "customer_exempt", "AE" if exempt == "reverse" else "E"
     else:
         if not isinstance(reason_raw, str) or reason_raw not in options.tax_reasons:
-            known = "a Stripe taxability reason" if reason_raw in STRIPE_TAXABILITY_REASONS else "known"
+            stripes = isinstance(reason_raw, str) and reason_raw in STRIPE_TAXABILITY_REASONS
+            known = "a Stripe taxability reason" if stripes else "known"
             raise StripeMappingError(
                 f"{where}.taxability_reason",
                 reason_raw,
