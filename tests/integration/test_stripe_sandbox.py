@@ -15,9 +15,11 @@ from adapters.stripe_billing import StripeBillingConfig, StripeBillingSource
 from adapters.stripe_mapping import from_minor_units
 from connector.errors import AuthenticationError, ConfigError, InputProblem, RetryableError
 from connector.http import RetryPolicy
+from connector.maps import SkuMap
 from connector.model import BillingPeriod
 from connector.ports import AdapterContext, PullContext
 from connector.tax import LineTax, TaxCategory, TaxScheme
+from connector.taxing import TaxResolver
 from tests.sandboxes.base import Fault, Request
 from tests.sandboxes.stripe import MONTH, T0, StripeSandbox
 
@@ -310,6 +312,15 @@ def test_invoices_with_tax_give_lines_with_the_billing_systems_tax_each_tax_rate
     assert tax is not None and tax.category is TaxCategory.OUTSIDE_SCOPE and tax.amount == Decimal(0)
     assert by_invoice[unregistered["id"]].amount.amount == Decimal(4500)
     assert by_invoice[untaxed["id"]].tax is None
+
+    # The stated amounts are the line's net times its rate within rounding: the resolver keeps them.
+    resolver = TaxResolver(["billing"], SkuMap(), required=False)
+    for period in core.periods.values():
+        if any(line.tax for line in period.lines):
+            outcome = resolver.resolve(period, None)
+            assert outcome.period is not None or all(
+                reason.code == "tax_needs_buyer_vat_id" for reason in outcome.reasons
+            ), outcome.reasons
 
     [problem] = core.rejections
     line_id = sandbox.invoice_lines[unknown["id"]][0]["id"]
