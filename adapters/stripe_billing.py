@@ -9,6 +9,13 @@ basil removed `/v1/invoices/upcoming`, and a preview is not saved, so it is read
 to repeat. Each invoice becomes one BillingPeriod per (subscription, line period start), as
 `adapters.stripe_mapping` describes.
 
+Tax: each line's `taxes[]` names TaxRates by id; each distinct one is read once per source
+instance with `GET /v1/tax_rates/{id}` (through the same HTTP client and rate budget). A TaxRate
+Stripe refuses (404 for an unknown id) quarantines the invoices naming it, with the line, field
+and id; a TaxRate that cannot be read for now (429, 5xx after retries) stops the pull, so the
+cursor stays and the invoices come again. `tax_reasons` maps Stripe taxability reasons to tax
+categories on top of `adapters.stripe_mapping.DEFAULT_TAX_REASONS`.
+
 Cursor: `{"created": unix seconds}`, the newest `created` seen, never past the run's start.
 Because lists come newest first, only the last page's batch carries the new cursor: a run that
 stops half-way keeps the old cursor and reads the same invoices again. A pull re-reads
@@ -22,13 +29,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from pydantic import Field, field_validator, model_validator
 
-from adapters.stripe_mapping import MappingOptions, StripeMappingError, map_invoice
+from adapters.stripe_mapping import (
+    DEFAULT_TAX_REASONS,
+    MappingOptions,
+    StripeMappingError,
+    TaxRates,
+    TaxTreatment,
+    map_invoice,
+    tax_rate_ids,
+)
 from connector.errors import (
     AuthenticationError,
     ConfigError,
@@ -71,6 +87,8 @@ class StripeBillingConfig(AdapterConfig):
     po_metadata_key: str = Field(default="po_number", min_length=1, max_length=40)
     customer_ref_source: str = "customer_id"
     sku_source: Literal["lookup_key", "product", "price"] = "product"
+    # taxability reason -> S (at the TaxRate's rate), Z, E, AE or O; merged onto the defaults
+    tax_reasons: dict[str, TaxTreatment] = Field(default_factory=dict)
     include_upcoming: bool = False
     statuses: tuple[str, ...] = ("draft", "open", "paid", "uncollectible")
     page_size: int = Field(default=100, ge=1, le=100)
@@ -132,6 +150,7 @@ class StripeBillingConfig(AdapterConfig):
             po_metadata_key=self.po_metadata_key,
             customer_metadata_key=key,
             sku_source=self.sku_source,
+            tax_reasons={**DEFAULT_TAX_REASONS, **self.tax_reasons},
         )
 
 
@@ -244,11 +263,14 @@ class StripeBillingSource:
             classify=StripeClassifier(config.name, config.api_version, retry.max_wait),
         )
         self._prices: dict[str, Mapping[str, Any]] = {}
+        self._tax_rates: dict[str, Mapping[str, Any]] = {}
+        self._tax_rate_refusals: dict[str, str] = {}
 
     # -- public -------------------------------------------------------------------------
     def pull(self, context: PullContext) -> Iterator[BillingBatch]:
         """One batch per page of invoices; the last invoice page carries the new cursor."""
         started = int(context.started_at.timestamp())
+        self._tax_rate_refusals = {}  # a refused TaxRate is asked again on the next run
         previous = self._cursor_created(context.cursor)
         params: dict[str, Any] = {"created[lte]": started}
         since = self._since(previous)
@@ -295,6 +317,7 @@ class StripeBillingSource:
                 options=self.options,
                 lines=lines,
                 prices=prices,
+                tax_rates=self._tax_rates_for(lines),
                 tenant=self.tenant,
                 status="upcoming" if preview else None,
             )
@@ -357,6 +380,25 @@ class StripeBillingSource:
                 body = self._get(f"/v1/prices/{quote(price, safe='')}", {})
                 self._prices[price] = body if isinstance(body, dict) else {}
         return self._prices
+
+    def _tax_rates_for(self, lines: Sequence[Any]) -> TaxRates:
+        """The TaxRates the lines name, each fetched once; those Stripe refuses, with why."""
+        for ident in tax_rate_ids(lines):
+            if ident in self._tax_rates or ident in self._tax_rate_refusals:
+                continue
+            try:
+                response = self.http.request("GET", f"/v1/tax_rates/{quote(ident, safe='')}")
+                body = response.json(parse_float=Decimal)  # percentages stay the decimals written
+            except RejectedError as exc:
+                self._tax_rate_refusals[ident] = exc.message
+                continue
+            except ValueError:
+                raise RetryableError(f"{self.name}: unreadable JSON from GET /v1/tax_rates/{ident}") from None
+            if isinstance(body, dict):
+                self._tax_rates[ident] = body
+            else:
+                self._tax_rate_refusals[ident] = "the answer is not a TaxRate object"
+        return TaxRates(found=self._tax_rates, unreadable=self._tax_rate_refusals)
 
     # -- previews -----------------------------------------------------------------------
     def _previews(self, emitted: dict[str, tuple[str, str]]) -> Iterator[BillingBatch]:

@@ -15,20 +15,35 @@ Rules (reference: billing.md, Stripe section):
 - The basil fields are read: `parent.subscription_item_details` / `parent.invoice_item_details`
   for the subscription, `pricing.price_details` for price and product, `parent.subscription_details`
   on the invoice.
+
+Tax (reference: tax.md section 7) is the billing system's, carried as `LineTax` with origin
+"billing": each `taxes[]` entry of a line names a TaxRate (fetched by the source, or expanded)
+and a `taxability_reason`, which `MappingOptions.tax_reasons` turns into an EN 16931 category
+(default `DEFAULT_TAX_REASONS`: standard/reduced rated -> S at the TaxRate's percentage,
+zero_rated -> Z, reverse_charge -> AE with VATEX-EU-AE, product/customer exempt -> E,
+not_subject_to_tax and not_collecting -> O). A TaxRate of `tax_type` sales_tax makes the line
+US-style sales tax in jurisdiction "<country>-<state>" (several entries of one state, e.g. state
+and city, add up). `customer_tax_exempt` = reverse makes an untaxed line AE, = exempt makes it
+E. An inclusive `tax_behavior` makes the line's net its amount less its tax. A line without
+`taxes` carries no billing tax (the SKU override or customer master may give it). A bad value
+(negative or oversized tax, an unmapped reason, a rate out of range, an unreadable TaxRate) is a
+StripeMappingError naming the line and the field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from connector.currency import is_known_currency, minor_unit_exponent
 from connector.model import BillingLine, BillingPeriod, Money
+from connector.tax import LineTax, TaxCategory, TaxScheme
 
 # Stripe's currency page: zero-decimal and three-decimal currencies as its API writes them.
 STRIPE_ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
@@ -38,6 +53,49 @@ STRIPE_TWO_DECIMAL = frozenset({"ISK"})
 
 PoNumberSource = Literal["custom_field", "metadata"]
 SkuSource = Literal["lookup_key", "product", "price"]
+# What a taxability reason means: S (at the TaxRate's percentage), Z, E, AE or O.
+TaxTreatment = Literal["S", "Z", "E", "AE", "O"]
+TAX_TREATMENTS: tuple[str, ...] = ("S", "Z", "E", "AE", "O")
+
+# Stripe's taxability reasons (basil) -> treatment. not_available, not_supported and
+# portion_product_exempt say Stripe could not or did not tax the whole line: left unmapped, a
+# line giving one is refused until `tax_reasons` says what it means for this account.
+DEFAULT_TAX_REASONS: Mapping[str, TaxTreatment] = MappingProxyType(
+    {
+        "standard_rated": "S",
+        "reduced_rated": "S",
+        "portion_standard_rated": "S",
+        "portion_reduced_rated": "S",
+        "proportionally_rated": "S",
+        "taxable_basis_reduced": "S",
+        "zero_rated": "Z",
+        "reverse_charge": "AE",
+        "product_exempt": "E",
+        "product_exempt_holiday": "E",
+        "customer_exempt": "E",
+        "not_subject_to_tax": "O",
+        "not_collecting": "O",
+    }
+)
+STRIPE_TAXABILITY_REASONS = frozenset(
+    {
+        *DEFAULT_TAX_REASONS,
+        "not_available",
+        "not_supported",
+        "portion_product_exempt",
+    }
+)
+_REASON_TEXT = {
+    "product_exempt": "Exempt product",
+    "product_exempt_holiday": "Exempt product (tax holiday)",
+    "customer_exempt": "Exempt customer",
+    "not_subject_to_tax": "Not subject to tax",
+    "not_collecting": "Not collecting tax (seller not registered)",
+    "not_available": "Tax not available",
+    "not_supported": "Tax not supported",
+    "portion_product_exempt": "Partly exempt product",
+}
+SALES_TAX_TYPES = frozenset({"sales_tax"})
 
 
 def stripe_exponent(currency: str) -> int:
@@ -76,6 +134,7 @@ class MappingOptions:
     po_metadata_key: str = "po_number"
     customer_metadata_key: str | None = None  # None: the Stripe customer id is the reference
     sku_source: SkuSource = "product"
+    tax_reasons: Mapping[str, TaxTreatment] = field(default_factory=lambda: DEFAULT_TAX_REASONS)
 
 
 def utc_date(timestamp: int) -> date:
@@ -268,13 +327,343 @@ def _unit_and_quantity(
     return amount, Decimal(1)
 
 
+CUSTOMER_TAX_EXEMPT = ("none", "exempt", "reverse")
+_HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True)
+class TaxRates:
+    """The TaxRate objects the lines name, by id, and why those that could not be read were not."""
+
+    found: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    unreadable: Mapping[str, str] = field(default_factory=dict)
+
+
+def tax_rate_ids(lines: Any) -> list[str]:
+    """The distinct TaxRate ids (not expanded objects) the lines' `taxes[]` name, in order."""
+    found: dict[str, None] = {}
+    if not isinstance(lines, Sequence) or isinstance(lines, (str, bytes)):
+        return []
+    for line in lines:
+        taxes = line.get("taxes") if isinstance(line, Mapping) else None
+        for entry in taxes if isinstance(taxes, list) else []:
+            details = entry.get("tax_rate_details") if isinstance(entry, Mapping) else None
+            rate = details.get("tax_rate") if isinstance(details, Mapping) else None
+            if isinstance(rate, str) and rate.strip():
+                found.setdefault(rate.strip(), None)
+    return list(found)
+
+
+def customer_tax_exempt(invoice: Mapping[str, Any]) -> str:
+    """The customer's tax status snapshotted on the invoice: none, exempt or reverse."""
+    raw = invoice.get("customer_tax_exempt")
+    if raw is None:
+        return "none"
+    if raw not in CUSTOMER_TAX_EXEMPT:
+        raise StripeMappingError(
+            "customer_tax_exempt", raw, f"must be one of {', '.join(CUSTOMER_TAX_EXEMPT)}"
+        )
+    return str(raw)
+
+
+def _minor_amount(value: Any, field: str, line_id: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StripeMappingError(field, value, "must be an integer amount in minor units", line_id=line_id)
+    return value
+
+
+def _percentage(value: Any, field: str, line_id: str) -> Decimal:
+    """A TaxRate percentage: JSON writes it as a number, read as the decimal it was written as."""
+    if isinstance(value, float):
+        value = repr(value)  # the shortest repr is the number as written, e.g. 8.875
+    elif isinstance(value, Decimal):
+        value = str(value)
+    if value is None:
+        raise StripeMappingError(field, value, "is missing", line_id=line_id)
+    rate = _decimal(value, field, line_id)
+    if not Decimal(0) <= rate < _HUNDRED:
+        raise StripeMappingError(field, value, "is out of range (0 to under 100 percent)", line_id=line_id)
+    return rate
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One `taxes[]` entry, read: its treatment, scheme, jurisdiction, percentage and tax."""
+
+    field: str
+    treatment: TaxTreatment
+    reason: str
+    scheme: TaxScheme
+    jurisdiction: str
+    rate: Decimal
+    amount: int
+    inclusive: bool
+
+
+def _tax_rate_object(ref: Any, field: str, rates: TaxRates, line_id: str) -> Mapping[str, Any]:
+    if isinstance(ref, Mapping):
+        return ref
+    if not isinstance(ref, str) or not ref.strip():
+        raise StripeMappingError(field, ref, "must be a TaxRate id", line_id=line_id)
+    ident = ref.strip()
+    if ident in rates.unreadable:
+        raise StripeMappingError(
+            field, ident, f"the TaxRate cannot be read: {rates.unreadable[ident]}", line_id=line_id
+        )
+    found = rates.found.get(ident)
+    if not isinstance(found, Mapping):
+        raise StripeMappingError(field, ident, "the TaxRate was not found", line_id=line_id)
+    return found
+
+
+def _entry(
+    raw: Any,
+    index: int,
+    line_amount: Decimal,
+    options: MappingOptions,
+    rates: TaxRates,
+    line_id: str,
+    exempt: str,
+) -> _Entry:
+    where = f"taxes[{index}]"
+    entry = _object(raw, where)
+    amount = _minor_amount(entry.get("amount"), f"{where}.amount", line_id)
+    if line_amount >= 0 and amount < 0:
+        raise StripeMappingError(f"{where}.amount", amount, "must not be negative", line_id=line_id)
+    if line_amount < 0 and amount > 0:
+        raise StripeMappingError(
+            f"{where}.amount",
+            amount,
+            f"a credit line ({line_amount}) carries no positive tax",
+            line_id=line_id,
+        )
+    if abs(amount) > abs(line_amount):
+        raise StripeMappingError(
+            f"{where}.amount", amount, f"is more than the line's amount {line_amount}", line_id=line_id
+        )
+    if entry.get("taxable_amount") is not None:
+        _minor_amount(entry.get("taxable_amount"), f"{where}.taxable_amount", line_id)
+    behavior = entry.get("tax_behavior")
+    if behavior not in ("exclusive", "inclusive"):
+        raise StripeMappingError(
+            f"{where}.tax_behavior", behavior, "must be exclusive or inclusive", line_id=line_id
+        )
+    if entry.get("type", "tax_rate_details") != "tax_rate_details":
+        raise StripeMappingError(
+            f"{where}.type", entry.get("type"), "must be tax_rate_details", line_id=line_id
+        )
+    details = _object(entry.get("tax_rate_details"), f"{where}.tax_rate_details")
+    rate_field = f"{where}.tax_rate_details.tax_rate"
+    tax_rate = _tax_rate_object(details.get("tax_rate"), rate_field, rates, line_id)
+    rate = _percentage(tax_rate.get("percentage"), f"{rate_field}.percentage", line_id)
+    reason_raw = entry.get("taxability_reason")
+    treatment: TaxTreatment
+    if reason_raw is None:
+        # a manually set TaxRate gives no reason: only a positive rate says what it is
+        if rate == 0 and exempt == "none":
+            raise StripeMappingError(
+                f"{where}.taxability_reason",
+                None,
+                "a 0% TaxRate without a taxability reason: zero-rated, exempt or outside the scope of "
+                "tax cannot be told apart",
+                line_id=line_id,
+            )
+        reason, treatment = "", "S"
+    if reason_raw is None and rate == 0 and exempt != "none":
+        reason, treatment = "customer_exempt", "AE" if exempt == "reverse" else "E"
+    else:
+        if not isinstance(reason_raw, str) or reason_raw not in options.tax_reasons:
+            stripes = isinstance(reason_raw, str) and reason_raw in STRIPE_TAXABILITY_REASONS
+            known = "a Stripe taxability reason" if stripes else "known"
+            raise StripeMappingError(
+                f"{where}.taxability_reason",
+                reason_raw,
+                f"is not mapped to a tax category (it is {'not ' if known == 'known' else ''}{known}; "
+                "set tax_reasons to map it to S, Z, E, AE or O)",
+                line_id=line_id,
+            )
+        reason, treatment = reason_raw, options.tax_reasons[reason_raw]
+    tax_type = _text(tax_rate.get("tax_type")).lower()
+    scheme = TaxScheme.SALES_TAX if tax_type in SALES_TAX_TYPES else TaxScheme.VAT
+    jurisdiction = ""
+    if scheme is TaxScheme.SALES_TAX:
+        country = _text(tax_rate.get("country")).upper()
+        state = _text(tax_rate.get("state")).upper()
+        if treatment == "S" and not (country and state):
+            raise StripeMappingError(
+                f"{rate_field}.state",
+                tax_rate.get("state"),
+                "sales tax needs the TaxRate's country and state for its jurisdiction",
+                line_id=line_id,
+            )
+        jurisdiction = f"{country}-{state}" if country and state else ""
+    return _Entry(where, treatment, reason, scheme, jurisdiction, rate, amount, behavior == "inclusive")
+
+
+def line_tax(
+    line: Mapping[str, Any],
+    line_amount: Decimal,
+    currency: str,
+    options: MappingOptions,
+    rates: TaxRates,
+    exempt: str = "none",
+) -> tuple[LineTax | None, Decimal]:
+    """The line's tax as the billing system states it, and its net amount in minor units.
+
+    None when the line has no `taxes` and the customer is neither exempt nor reverse charge.
+    Raises StripeMappingError naming the entry and field of a bad value.
+    """
+    line_id = _text(line.get("id"))
+    raw = line.get("taxes")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise StripeMappingError("taxes", raw, "must be a list", line_id=line_id)
+    entries = [
+        _entry(item, index, line_amount, options, rates, line_id, exempt) for index, item in enumerate(raw)
+    ]
+    stated = sum(entry.amount for entry in entries)
+    if abs(stated) > abs(line_amount):
+        raise StripeMappingError(
+            "taxes", stated, f"the line's taxes are more than its amount {line_amount}", line_id=line_id
+        )
+    if len({entry.inclusive for entry in entries}) > 1:
+        raise StripeMappingError(
+            "taxes", "exclusive, inclusive", "entries mix tax-exclusive and tax-inclusive", line_id=line_id
+        )
+    inclusive = bool(entries) and entries[0].inclusive
+    net = line_amount - stated if inclusive else line_amount
+    if exempt == "reverse":
+        if stated:
+            raise StripeMappingError(
+                "customer_tax_exempt",
+                exempt,
+                f"the customer is reverse charge but the line states {stated} tax",
+                line_id=line_id,
+            )
+        reverse = _built(
+            line_id,
+            "customer_tax_exempt",
+            category=TaxCategory.REVERSE_CHARGE,
+            rate=Decimal(0),
+            exemption_reason_code="VATEX-EU-AE",
+            exemption_reason="Reverse charge",
+            amount=Decimal(0),
+        )
+        return reverse, net
+    if not entries:
+        if exempt == "exempt":
+            tax = _built(
+                line_id,
+                "customer_tax_exempt",
+                category=TaxCategory.EXEMPT,
+                rate=Decimal(0),
+                exemption_reason=_REASON_TEXT["customer_exempt"],
+                amount=Decimal(0),
+            )
+            return tax, net
+        return None, net
+    return _combined(entries, stated, currency, line_id), net
+
+
+def _combined(entries: list[_Entry], stated: int, currency: str, line_id: str) -> LineTax:
+    """One LineTax from a line's entries: the taxed ones add up (sales tax of one state)."""
+    amount = from_minor_units(stated, currency)
+    taxed = [entry for entry in entries if entry.treatment == "S"]
+    if taxed:
+        for entry in entries:
+            if entry.treatment != "S" and entry.amount:
+                raise StripeMappingError(
+                    f"{entry.field}.amount",
+                    entry.amount,
+                    f"taxability {entry.reason or 'none'} ({entry.treatment}) carries no tax",
+                    line_id=line_id,
+                )
+        first = taxed[0]
+        for entry in taxed[1:]:
+            if first.scheme is TaxScheme.VAT or entry.scheme is TaxScheme.VAT:
+                raise StripeMappingError(
+                    f"{entry.field}.tax_rate_details.tax_rate",
+                    f"{entry.rate}%",
+                    f"a second VAT rate on one line ({first.field} is {first.rate}%)",
+                    line_id=line_id,
+                )
+            if entry.jurisdiction != first.jurisdiction:
+                raise StripeMappingError(
+                    f"{entry.field}.tax_rate_details.tax_rate",
+                    entry.jurisdiction,
+                    f"sales tax of two jurisdictions on one line ({first.jurisdiction})",
+                    line_id=line_id,
+                )
+        rate = sum((entry.rate for entry in taxed), Decimal(0))
+        return _built(
+            line_id,
+            f"{first.field}.tax_rate_details.tax_rate.percentage",
+            scheme=first.scheme,
+            category=TaxCategory.STANDARD,
+            rate=rate,
+            jurisdiction=first.jurisdiction,
+            amount=amount,
+        )
+    treatments = {entry.treatment for entry in entries}
+    if len(treatments) > 1:
+        raise StripeMappingError(
+            "taxes", ", ".join(sorted(treatments)), "entries give different tax treatments", line_id=line_id
+        )
+    first = entries[0]
+    if stated:
+        raise StripeMappingError(
+            f"{first.field}.amount",
+            stated,
+            f"taxability {first.reason} ({first.treatment}) carries no tax",
+            line_id=line_id,
+        )
+    category = TaxCategory(first.treatment)
+    code = "VATEX-EU-AE" if category is TaxCategory.REVERSE_CHARGE else ""
+    text = "Reverse charge" if code else _REASON_TEXT.get(first.reason, first.reason.replace("_", " "))
+    return _built(
+        line_id,
+        f"{first.field}.taxability_reason",
+        scheme=first.scheme,
+        category=category,
+        rate=None if category is TaxCategory.OUTSIDE_SCOPE else Decimal(0),
+        jurisdiction=first.jurisdiction,
+        exemption_reason_code=code,
+        exemption_reason="" if category is TaxCategory.ZERO_RATED else text,
+        amount=amount,
+    )
+
+
+def _built(line_id: str, field: str, **values: Any) -> LineTax:
+    try:
+        return LineTax(origin="billing", **values)
+    except ValidationError as exc:
+        detail = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        shown = values.get("rate")
+        raise StripeMappingError(field, shown, detail, line_id=line_id) from None
+
+
+def _net_unit(net: Decimal, quantity: Decimal) -> Decimal:
+    """Net unit price (minor units) of a tax-inclusive line: exact, or to a millionth of a minor unit."""
+    per_unit = net / quantity
+    if per_unit * quantity == net:
+        return per_unit
+    return per_unit.quantize(Decimal("0.000001"))
+
+
 def map_line(
     line: Mapping[str, Any],
     currency: str,
     options: MappingOptions,
     prices: Mapping[str, Mapping[str, Any]],
+    rates: TaxRates | None = None,
+    exempt: str = "none",
 ) -> tuple[date, date, BillingLine] | None:
-    """One line item -> (first day, last day, BillingLine); None for a line that bills nothing."""
+    """One line item -> (first day, last day, BillingLine); None for a line that bills nothing.
+
+    The BillingLine carries the line's billing tax (see `line_tax`); a tax-inclusive line's
+    unit price and `line_amount` are net of its tax.
+    """
     line_id = _text(line.get("id"))
     line_currency = _text(line.get("currency")).upper()
     if line_currency and line_currency != currency:
@@ -296,13 +685,45 @@ def map_line(
     unit, quantity = _unit_and_quantity(pricing, amount, quantity, line_id)
     sku = _sku(pricing, options, prices, line_id)
     first, last = service_dates(start, end)
+    tax, net = line_tax(line, amount, currency, options, rates or TaxRates(), exempt)
+    stated: Money | None = None
+    if net != amount:  # tax-inclusive: the net is what is invoiced
+        unit = _net_unit(net, quantity)
+        stated = Money(amount=from_minor_units(net, currency), currency=currency)
     billing_line = BillingLine(
         sku=sku,
         description=_text(line.get("description")),
         quantity=quantity,
         unit_price=Money(amount=from_minor_units(unit, currency), currency=currency),
+        tax=tax,
+        line_amount=stated,
     )
     return first, last, billing_line
+
+
+def _check_total_taxes(invoice: Mapping[str, Any], lines: Sequence[Any]) -> None:
+    """The invoice's `total_taxes` must be the sum of its lines' taxes (when it states any)."""
+    totals = invoice.get("total_taxes")
+    if totals is None:
+        return
+    if not isinstance(totals, list):
+        raise StripeMappingError("total_taxes", totals, "must be a list")
+    stated = 0
+    for index, raw in enumerate(totals):
+        stated += _minor_amount(
+            _object(raw, "total_taxes[]").get("amount"), f"total_taxes[{index}].amount", ""
+        )
+    on_lines = 0
+    for line in lines:
+        taxes = line.get("taxes") if isinstance(line, Mapping) else None
+        for entry in taxes if isinstance(taxes, list) else []:
+            amount = entry.get("amount") if isinstance(entry, Mapping) else None
+            if isinstance(amount, int) and not isinstance(amount, bool):
+                on_lines += amount
+    if stated != on_lines:
+        raise StripeMappingError(
+            "total_taxes", stated, f"differs from the sum of the lines' taxes {on_lines}"
+        )
 
 
 def map_invoice(
@@ -312,14 +733,16 @@ def map_invoice(
     options: MappingOptions,
     lines: Sequence[Mapping[str, Any]] | None = None,
     prices: Mapping[str, Mapping[str, Any]] | None = None,
+    tax_rates: TaxRates | None = None,
     tenant: str = "default",
     status: str | None = None,
 ) -> list[BillingPeriod]:
     """Map one invoice (or invoice preview) to its billing periods.
 
     `lines` are all of the invoice's line items (default: the ones embedded in it); `prices`
-    holds price objects by id for `sku_source = "lookup_key"`; `status` overrides the invoice's
-    own (a preview is "upcoming"). Raises StripeMappingError naming the field and line.
+    holds price objects by id for `sku_source = "lookup_key"`; `tax_rates` the TaxRates the
+    lines' taxes name by id; `status` overrides the invoice's own (a preview is "upcoming").
+    Raises StripeMappingError naming the field and line.
     """
     invoice_id = _text(invoice.get("id"))
     currency = invoice_currency(invoice)
@@ -327,6 +750,7 @@ def map_invoice(
     number = po_number(invoice, options)
     moment = invoice.get("effective_at") or invoice.get("created")
     invoice_date = utc_date(_timestamp(moment, "created", ""))
+    exempt = customer_tax_exempt(invoice)
     if lines is None:
         lines = _object(invoice.get("lines"), "lines").get("data") or []
     if not isinstance(lines, Sequence) or isinstance(lines, (str, bytes)):
@@ -335,7 +759,7 @@ def map_invoice(
     for raw in lines:
         line = _object(raw, "lines.data[]")
         try:
-            mapped = map_line(line, currency, options, prices or {})
+            mapped = map_line(line, currency, options, prices or {}, tax_rates, exempt)
             subscription = _subscription_of(line, invoice, invoice_id)
         except StripeMappingError as exc:
             exc.line_id = exc.line_id or _text(line.get("id"))
@@ -351,6 +775,7 @@ def map_invoice(
                 line_id=_text(line.get("id")),
             )
         groups.setdefault((subscription, first), []).append((last, billing_line))
+    _check_total_taxes(invoice, lines)
     periods: list[BillingPeriod] = []
     for (subscription, first), members in groups.items():
         try:

@@ -15,8 +15,11 @@ from adapters.stripe_billing import StripeBillingConfig, StripeBillingSource
 from adapters.stripe_mapping import from_minor_units
 from connector.errors import AuthenticationError, ConfigError, InputProblem, RetryableError
 from connector.http import RetryPolicy
+from connector.maps import SkuMap
 from connector.model import BillingPeriod
 from connector.ports import AdapterContext, PullContext
+from connector.tax import LineTax, TaxCategory, TaxScheme
+from connector.taxing import TaxResolver
 from tests.sandboxes.base import Fault, Request
 from tests.sandboxes.stripe import MONTH, T0, StripeSandbox
 
@@ -236,3 +239,94 @@ def test_the_client_budget_keeps_under_the_account_rate_limit(sandbox: StripeSan
     core = Core(make_source(sandbox, page_size=8, rate_per_second=1.5, burst=1))
     core.pull()
     assert len(core.periods) == 24 and sandbox.rate_limited == 0
+
+
+def test_invoices_with_tax_give_lines_with_the_billing_systems_tax_each_tax_rate_read_once(
+    sandbox: StripeSandbox,
+) -> None:
+    vat = sandbox.add_tax_rate("19", country="DE")
+    uk = sandbox.add_tax_rate("20", country="GB", inclusive=True)
+    state = sandbox.add_tax_rate("4", country="US", state="NY", tax_type="sales_tax", display_name="NY")
+    city = sandbox.add_tax_rate("4.875", country="US", state="NY", tax_type="sales_tax", display_name="NYC")
+    zero = sandbox.add_tax_rate("0", country="DE")
+    eur = sandbox.add_price("eur", "4500", lookup_key="plan-eur")
+    gbp = sandbox.add_price("gbp", "1200", lookup_key="plan-gbp")
+    usd = sandbox.add_price("usd", "1999", lookup_key="plan-usd")
+    jpy = sandbox.add_price("jpy", "1500", lookup_key="plan-jpy")
+
+    def bill(price: dict[str, Any], quantity: int, month: int, taxes: Any, **extra: Any) -> dict[str, Any]:
+        customer = sandbox.add_customer()
+        subscription = sandbox.add_subscription(customer, [(price, quantity)])
+        start = T0 + month * MONTH
+        amount = int(Decimal(price["unit_amount_decimal"]) * quantity)
+        entries = taxes(amount) if callable(taxes) else taxes
+        line = sandbox.line(subscription, price, quantity, start, start + MONTH, taxes=entries)
+        return sandbox.add_invoice(customer, [line], subscription=subscription, created=T0 + month, **extra)
+
+    german = bill(eur, 2, 0, lambda amount: sandbox.taxes_for(amount, [vat]))
+    german_again = bill(eur, 1, 1, lambda amount: sandbox.taxes_for(amount, [vat]))
+    british = bill(gbp, 3, 2, lambda amount: sandbox.taxes_for(amount, [uk], behavior="inclusive"))
+    new_york = bill(usd, 4, 3, lambda amount: sandbox.taxes_for(amount, [state, city]))
+    reverse = bill(eur, 1, 4, lambda amount: [sandbox.tax_entry(0, vat, reason="reverse_charge")])
+    reverse_customer = bill(eur, 1, 5, [], customer_tax_exempt="reverse")
+    unregistered = bill(jpy, 3, 6, lambda amount: [sandbox.tax_entry(0, zero, reason="not_collecting")])
+    untaxed = bill(usd, 1, 7, [])
+    unknown = bill(eur, 1, 8, lambda amount: [sandbox.tax_entry(950, "txr_gone")])
+
+    core = Core(make_source(sandbox))
+    core.pull()
+    by_invoice = {}
+    for invoice_id in (
+        german,
+        german_again,
+        british,
+        new_york,
+        reverse,
+        reverse_customer,
+        unregistered,
+        untaxed,
+    ):
+        subscription = invoice_id["parent"]["subscription_details"]["subscription"]
+        [period] = [p for p in core.periods.values() if p.subscription_id == subscription]
+        [by_invoice[invoice_id["id"]]] = period.lines
+
+    line = by_invoice[german["id"]]
+    assert line.tax == LineTax(category=TaxCategory.STANDARD, rate=Decimal(19), amount=Decimal("17.10"),
+                               origin="billing")  # fmt: skip
+    assert line.amount.amount == Decimal("90.00")
+    line = by_invoice[british["id"]]  # 36.00 GBP including 20% VAT: 30.00 net, 6.00 tax
+    assert (
+        line.tax is not None and line.tax.amount == Decimal("6.00") and line.amount.amount == Decimal("30.00")
+    )
+    line = by_invoice[new_york["id"]]  # 79.96 USD at 4% + 4.875%: 3.20 + 3.90
+    assert line.tax == LineTax(scheme=TaxScheme.SALES_TAX, category=TaxCategory.STANDARD,
+                               rate=Decimal("8.875"), jurisdiction="US-NY", amount=Decimal("7.10"),
+                               origin="billing")  # fmt: skip
+    for ident in (reverse["id"], reverse_customer["id"]):
+        tax = by_invoice[ident].tax
+        assert tax is not None and (tax.category, tax.exemption_reason_code) == (
+            TaxCategory.REVERSE_CHARGE,
+            "VATEX-EU-AE",
+        )
+    tax = by_invoice[unregistered["id"]].tax
+    assert tax is not None and tax.category is TaxCategory.OUTSIDE_SCOPE and tax.amount == Decimal(0)
+    assert by_invoice[unregistered["id"]].amount.amount == Decimal(4500)
+    assert by_invoice[untaxed["id"]].tax is None
+
+    # The stated amounts are the line's net times its rate within rounding: the resolver keeps them.
+    resolver = TaxResolver(["billing"], SkuMap(), required=False)
+    for period in core.periods.values():
+        if any(line.tax for line in period.lines):
+            outcome = resolver.resolve(period, None)
+            assert outcome.period is not None or all(
+                reason.code == "tax_needs_buyer_vat_id" for reason in outcome.reasons
+            ), outcome.reasons
+
+    [problem] = core.rejections
+    line_id = sandbox.invoice_lines[unknown["id"]][0]["id"]
+    assert (problem.document, problem.location, problem.field, problem.value) == (
+        unknown["id"], f"line {line_id}", "taxes[0].tax_rate_details.tax_rate", "txr_gone",
+    )  # fmt: skip
+    assert "No such tax rate" in problem.reason
+    assert sandbox.tax_rate_reads == {vat["id"]: 1, uk["id"]: 1, state["id"]: 1, city["id"]: 1, zero["id"]: 1,
+                                      "txr_gone": 1}  # fmt: skip

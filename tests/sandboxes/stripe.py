@@ -8,6 +8,10 @@ prefix in lists, at most four levels); invoices embedding their first 10 lines a
 `/v1/invoices/{id}/lines`; `custom_fields` and `metadata`; amounts in minor units for USD, EUR,
 JPY (zero-decimal) and KWD (three decimals, last digit 0); `POST /v1/invoices/create_preview`
 (form-encoded, needs `customer` and `subscription`); errors as `{"error": {type, code, message}}`.
+Tax as basil writes it: line `taxes[]` (amount, taxable_amount, tax_behavior, type
+`tax_rate_details` naming a TaxRate id, taxability_reason), invoice `total_taxes[]`, `total`
+with exclusive tax added, `customer_tax_exempt`, `automatic_tax`, and `GET /v1/tax_rates/{id}`
+(404 `resource_missing` "No such tax rate" for an unknown id); `tax_rate_reads` counts reads.
 Test controls: `generate(n)`, `add_*` builders, `throttle(n)` (Stripe-shaped 429s with
 `Stripe-Should-Retry` and an optional `Retry-After`), `rate_limit(per_second)`, `answer_version`
 (claim another API version), and the base class's FaultPlan.
@@ -16,7 +20,9 @@ Test controls: `generate(n)`, `add_*` builders, `throttle(n)` (Stripe-shaped 429
 from __future__ import annotations
 
 import itertools
+import json
 import operator
+import re
 import secrets
 import threading
 import time
@@ -24,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -55,6 +61,13 @@ _COMPARISONS: dict[str, Callable[[int, int], bool]] = {
 def _first(params: dict[str, list[str]], name: str) -> str | None:
     values = params.get(name)
     return values[0] if values else None
+
+
+def _with_numbers(obj: dict[str, Any]) -> bytes:
+    """JSON with the object's Decimals written as JSON numbers (8.875, not "8.875"), as Stripe does."""
+    marked = {k: f"\u0000{v}\u0000" if isinstance(v, Decimal) else v for k, v in obj.items()}
+    text = json.dumps(marked)
+    return re.sub(r'"\\u0000([-0-9.]+)\\u0000"', r"\1", text).encode("utf-8")
 
 
 def stripe_error(status: int, kind: str, message: str, code: str | None = None, **extra: Any) -> Reply:
@@ -92,6 +105,8 @@ class StripeSandbox(Sandbox):
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.invoice_lines: dict[str, list[dict[str, Any]]] = {}
+        self.tax_rates: dict[str, dict[str, Any]] = {}
+        self.tax_rate_reads: dict[str, int] = {}
         self.previews_served = 0
         self.rate_limited = 0
         self._order: dict[str, int] = {}
@@ -148,6 +163,83 @@ class StripeSandbox(Sandbox):
             self.prices[ident] = price
         return price
 
+    def add_tax_rate(
+        self,
+        percentage: str,
+        *,
+        country: str = "DE",
+        state: str | None = None,
+        tax_type: str = "vat",
+        inclusive: bool = False,
+        display_name: str = "VAT",
+    ) -> dict[str, Any]:
+        """A TaxRate; its percentage is written as a JSON number, as Stripe does."""
+        ident = self.new_id("txr")
+        rate = {
+            "id": ident,
+            "object": "tax_rate",
+            "active": True,
+            "country": country,
+            "state": state,
+            "display_name": display_name,
+            "effective_percentage": Decimal(percentage),
+            "inclusive": inclusive,
+            "jurisdiction": state or country,
+            "jurisdiction_level": "state" if state else "country",
+            "livemode": False,
+            "percentage": Decimal(percentage),
+            "tax_type": tax_type,
+        }
+        with self.lock:
+            self.tax_rates[ident] = rate
+        return rate
+
+    @staticmethod
+    def tax_entry(
+        amount: int,
+        rate: dict[str, Any] | str,
+        *,
+        reason: str | None = "standard_rated",
+        behavior: str = "exclusive",
+        taxable: int | None = None,
+    ) -> dict[str, Any]:
+        """One `taxes[]` entry of a line, naming the TaxRate by id."""
+        return {
+            "amount": amount,
+            "taxable_amount": taxable,
+            "tax_behavior": behavior,
+            "type": "tax_rate_details",
+            "tax_rate_details": {"tax_rate": rate if isinstance(rate, str) else rate["id"]},
+            "taxability_reason": reason,
+        }
+
+    @staticmethod
+    def taxes_for(
+        amount: int,
+        rates: list[dict[str, Any]],
+        *,
+        reason: str = "standard_rated",
+        behavior: str = "exclusive",
+    ) -> list[dict[str, Any]]:
+        """The entries Stripe computes for a line of `amount` at `rates`, each rounded half-up."""
+        total = sum((Decimal(rate["percentage"]) for rate in rates), Decimal(0))
+        taxable = (
+            amount
+            if behavior == "exclusive"
+            else int((Decimal(amount) * 100 / (100 + total)).quantize(Decimal(1), ROUND_HALF_UP))
+        )
+        entries = []
+        for rate in rates:
+            tax = int(
+                (Decimal(taxable) * Decimal(rate["percentage"]) / 100).quantize(Decimal(1), ROUND_HALF_UP)
+            )
+            entries.append(
+                StripeSandbox.tax_entry(tax, rate, reason=reason, behavior=behavior, taxable=taxable)
+            )
+        if behavior == "inclusive" and entries:  # the taxes make up the rest of the gross
+            entries[-1]["amount"] = amount - taxable - sum(e["amount"] for e in entries[:-1])
+        return entries
+
     def add_subscription(
         self,
         customer: dict[str, Any],
@@ -197,6 +289,7 @@ class StripeSandbox(Sandbox):
         *,
         amount: int | None = None,
         proration: bool = False,
+        taxes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """An invoice line item as basil writes it (subscription item or plain invoice item)."""
         unit = Decimal(price["unit_amount_decimal"])
@@ -247,7 +340,7 @@ class StripeSandbox(Sandbox):
                 "unit_amount_decimal": price["unit_amount_decimal"],
             },
             "quantity": quantity,
-            "taxes": [],
+            "taxes": list(taxes or []),
         }
 
     def add_invoice(
@@ -266,7 +359,16 @@ class StripeSandbox(Sandbox):
         """Store an invoice; its custom fields default to the customer's (as Stripe copies them)."""
         ident = self.new_id("in")
         moment = int(self.clock()) if created is None else created
-        total = sum(line["amount"] for line in lines)
+        subtotal = sum(line["amount"] for line in lines)
+        entries = [entry for line in lines for entry in line.get("taxes") or []]
+        exclusive = sum(e["amount"] for e in entries if e["tax_behavior"] == "exclusive")
+        total = subtotal + exclusive
+        total_taxes: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in entries:
+            key = (entry["tax_rate_details"]["tax_rate"], entry["taxability_reason"] or "")
+            summed = total_taxes.setdefault(key, dict(entry, amount=0, taxable_amount=0))
+            summed["amount"] += entry["amount"]
+            summed["taxable_amount"] += entry["taxable_amount"] or 0
         starts = [line["period"]["start"] for line in lines] or [moment]
         invoice: dict[str, Any] = {
             "id": ident,
@@ -283,6 +385,9 @@ class StripeSandbox(Sandbox):
             else customer["invoice_settings"]["custom_fields"],
             "customer": customer["id"],
             "customer_name": customer["name"],
+            "customer_tax_exempt": "none",
+            "customer_tax_ids": [],
+            "automatic_tax": {"enabled": False, "liability": None, "status": None},
             "effective_at": None if status == "draft" else moment,
             "livemode": False,
             "metadata": dict(metadata or {}),
@@ -301,9 +406,11 @@ class StripeSandbox(Sandbox):
             "period_start": min(starts) - MONTH,
             "period_end": min(starts),
             "status": status,
-            "subtotal": total,
+            "subtotal": subtotal,
+            "subtotal_excluding_tax": subtotal - (sum(e["amount"] for e in entries) - exclusive),
             "total": total,
-            "total_taxes": [],
+            "total_excluding_tax": subtotal - (sum(e["amount"] for e in entries) - exclusive),
+            "total_taxes": list(total_taxes.values()),
         }
         invoice.update(extra)
         with self.lock:
@@ -424,6 +531,13 @@ class StripeSandbox(Sandbox):
             return self._list(subs, params, "/v1/subscriptions", lambda s: self._sub_status(s, wanted))
         if route[:3] == ("GET", "v1", "prices") and len(parts) == 3:
             return self._one(self.prices, parts[2], "price")
+        if route[:3] == ("GET", "v1", "tax_rates") and len(parts) == 3:
+            with self.lock:
+                self.tax_rate_reads[parts[2]] = self.tax_rate_reads.get(parts[2], 0) + 1
+            reply = self._one(self.tax_rates, parts[2], "tax rate")
+            if reply.status == 200:
+                reply.body = _with_numbers(reply.body)
+            return reply
         if route[:3] == ("GET", "v1", "customers") and len(parts) == 3:
             return self._one(self.customers, parts[2], "customer")
         return stripe_error(

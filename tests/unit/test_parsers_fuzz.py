@@ -25,7 +25,7 @@ from adapters.coupa_mapping import CoupaMappingError, map_purchase_order
 from adapters.cxml_order import parse_order_request
 from adapters.cxml_receiver import make_app
 from adapters.email_csv import message_batches
-from adapters.stripe_mapping import MappingOptions, StripeMappingError, map_invoice
+from adapters.stripe_mapping import MappingOptions, StripeMappingError, TaxRates, map_invoice
 from connector.errors import InputError
 from connector.ports import AdapterContext
 from mappings.csv_mapping import CsvTable, load_mapping, rows_to_pos
@@ -104,6 +104,44 @@ def test_the_coupa_mapping_raises_only_its_mapping_error(data: Any) -> None:
 def test_the_stripe_mapping_raises_only_its_mapping_error(data: Any) -> None:
     try:
         map_invoice(data, source="stripe", options=MappingOptions())
+    except StripeMappingError as exc:
+        assert exc.field is not None
+
+
+# Two taxed lines: one naming a TaxRate by id (fetched), one with the TaxRate expanded, and the
+# invoice's total_taxes and customer_tax_exempt, so every tax field is mutated.
+_TAXED_INVOICE = test_stripe_mapping.invoice(
+    [
+        test_stripe_mapping.taxed(
+            test_stripe_mapping.tax(400, "txr_ny"), test_stripe_mapping.tax(488, "txr_nyc"), id="il_a"
+        ),
+        test_stripe_mapping.taxed(
+            test_stripe_mapping.tax(
+                1597, dict(test_stripe_mapping.VAT_DE, percentage=19.0), behavior="inclusive"
+            ),
+            id="il_b",
+        ),
+    ],
+    total_taxes=[test_stripe_mapping.tax(2485, "txr_ny")],
+    customer_tax_exempt="none",
+)
+
+
+@FUZZ
+@given(mutations(_TAXED_INVOICE), st.sampled_from(["found", "mutated", "unreadable"]), hostile_values)
+def test_the_stripe_tax_mapping_raises_only_its_mapping_error(data: Any, rates: str, value: Any) -> None:
+    found = dict(test_stripe_mapping.RATES.found)
+    if rates == "mutated":
+        found["txr_ny"] = dict(found["txr_ny"], percentage=value)
+        found["txr_nyc"] = dict(found["txr_nyc"], tax_type=value, state=value)
+    unreadable = {"txr_nyc": "Stripe 404 resource_missing"} if rates == "unreadable" else {}
+    try:
+        map_invoice(
+            data,
+            source="stripe",
+            options=MappingOptions(),
+            tax_rates=TaxRates(found=found, unreadable=unreadable),
+        )
     except StripeMappingError as exc:
         assert exc.field is not None
 

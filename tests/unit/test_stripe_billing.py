@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -82,6 +84,7 @@ def test_declares_a_billing_source_that_pulls_incrementally() -> None:
         {"statuses": ("open", "sent")},
         {"rate_per_second": 500},
         {"api_key_env": None},
+        {"tax_reasons": {"not_collecting": "X"}},
     ],
 )
 def test_config_refuses_bad_settings(bad: dict[str, Any]) -> None:
@@ -389,3 +392,51 @@ def test_two_live_invoices_billing_one_period_start_are_quarantined_not_guessed(
     assert len(batch.records) == 1
     [problem] = batch.rejections
     assert problem.document == renewal["id"] and proration["id"] in problem.reason
+
+
+def test_tax_reasons_are_merged_onto_the_default_mapping() -> None:
+    options = StripeBillingConfig(
+        name="stripe",
+        api_key_env="STRIPE_TEST_KEY",
+        tax_reasons={"not_collecting": "E", "not_available": "O"},
+    ).mapping_options()
+    assert options.tax_reasons["not_collecting"] == "E" and options.tax_reasons["not_available"] == "O"
+    assert options.tax_reasons["reverse_charge"] == "AE"
+
+
+def _taxed_invoices(box: StripeSandbox, count: int) -> tuple[list[str], dict[str, Any]]:
+    rate = box.add_tax_rate("19")
+    ids = box.generate(count)
+    for ident in ids:
+        for line in box.invoice_lines[ident]:
+            line["taxes"] = box.taxes_for(line["amount"], [rate])
+        box.invoices[ident]["total_taxes"] = [
+            dict(entry, amount=sum(e["amount"] for line in box.invoice_lines[ident] for e in line["taxes"]))
+            for entry in box.invoice_lines[ident][0]["taxes"]
+        ]
+    return ids, rate
+
+
+def test_a_tax_rate_that_cannot_be_read_for_now_stops_the_pull(
+    rsps: responses.RequestsMock, box: StripeSandbox
+) -> None:
+    ids, rate = _taxed_invoices(box, 2)
+    rsps.get(INVOICES, json=page([box.rendered(i) for i in ids]), headers=OK_HEADERS)
+    rsps.get(f"{BASE}/v1/tax_rates/{rate['id']}", status=503, json={"error": {"type": "api_error"}})
+    with pytest.raises(RetryableError):
+        pull(make_source())
+
+
+def test_a_tax_rate_is_read_once_with_its_percentage_as_written(
+    rsps: responses.RequestsMock, box: StripeSandbox
+) -> None:
+    ids, rate = _taxed_invoices(box, 4)
+    rate["percentage"] = rate["effective_percentage"] = "PLACEHOLDER"
+    body = json.dumps(rate).replace('"PLACEHOLDER"', "19.0")
+    rsps.get(INVOICES, json=page([box.rendered(i) for i in ids]), headers=OK_HEADERS)
+    rsps.get(f"{BASE}/v1/tax_rates/{rate['id']}", body=body, headers=OK_HEADERS)
+    [batch] = pull(make_source())
+    assert batch.rejections == [] and len(batch.records) == 4
+    rates = {line.tax.rate for period in batch.records for line in period.lines if line.tax}
+    assert rates == {Decimal("19.0")} and all(isinstance(r, Decimal) for r in rates)
+    assert len([call for call in rsps.calls if "/v1/tax_rates/" in call.request.url]) == 1

@@ -9,14 +9,18 @@ from typing import Any
 import pytest
 
 from adapters.stripe_mapping import (
+    DEFAULT_TAX_REASONS,
     MappingOptions,
     StripeMappingError,
+    TaxRates,
     from_minor_units,
     map_invoice,
     service_dates,
     stripe_exponent,
+    tax_rate_ids,
 )
 from connector.currency import minor_unit_exponent
+from connector.tax import LineTax, TaxCategory, TaxScheme
 
 
 def ts(*args: int) -> int:
@@ -310,3 +314,195 @@ def test_an_invoice_created_past_the_last_date_is_a_mapping_error() -> None:
     with pytest.raises(StripeMappingError) as refused:
         periods(invoice([line()], created=2**62))
     assert refused.value.field == "created"
+
+
+# -- tax -----------------------------------------------------------------------------------
+
+VAT_DE = {"id": "txr_de", "object": "tax_rate", "percentage": 19.0, "country": "DE", "state": None,
+          "tax_type": "vat", "inclusive": False}  # fmt: skip
+VAT_ZERO = dict(VAT_DE, id="txr_zero", percentage=0.0)
+NY_STATE = {"id": "txr_ny", "object": "tax_rate", "percentage": 4.0, "country": "US", "state": "NY",
+            "tax_type": "sales_tax", "inclusive": False}  # fmt: skip
+NY_CITY = dict(NY_STATE, id="txr_nyc", percentage=4.875)
+RATES = TaxRates(found={rate["id"]: rate for rate in (VAT_DE, VAT_ZERO, NY_STATE, NY_CITY)})
+
+
+def tax(
+    amount: int,
+    rate: Any = "txr_de",
+    *,
+    reason: str | None = "standard_rated",
+    behavior: str = "exclusive",
+    taxable: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "amount": amount,
+        "taxable_amount": taxable,
+        "tax_behavior": behavior,
+        "type": "tax_rate_details",
+        "tax_rate_details": {"tax_rate": rate},
+        "taxability_reason": reason,
+    }
+
+
+def taxed(*entries: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return dict(line(amount=10000, unit="5000", quantity=2), taxes=list(entries), **changes)
+
+
+def tax_of(item: dict[str, Any], rates: TaxRates = RATES, **extra: Any) -> Any:
+    [period] = map_invoice(
+        invoice([item], **extra), source="stripe", options=MappingOptions(), tax_rates=rates
+    )
+    [billing_line] = period.lines
+    return billing_line
+
+
+def test_standard_rated_exclusive_vat_is_s_at_the_tax_rates_percentage() -> None:
+    billing_line = tax_of(taxed(tax(1900, taxable=10000), currency="eur"), currency="eur")
+    assert billing_line.tax == LineTax(
+        scheme=TaxScheme.VAT, category=TaxCategory.STANDARD, rate=Decimal("19.0"),
+        amount=Decimal("19.00"), origin="billing",
+    )  # fmt: skip
+    assert billing_line.amount.amount == Decimal("100.00") and billing_line.line_amount is None
+
+
+def test_an_inclusive_price_is_converted_to_net() -> None:
+    billing_line = tax_of(taxed(tax(1597, behavior="inclusive", taxable=8403)))
+    assert billing_line.tax is not None and billing_line.tax.amount == Decimal("15.97")
+    assert billing_line.amount.amount == Decimal("84.03")
+    assert billing_line.unit_price.amount == Decimal("42.015") and billing_line.quantity == 2
+
+
+def test_sales_tax_of_state_and_city_adds_up_in_the_states_jurisdiction() -> None:
+    billing_line = tax_of(taxed(tax(400, "txr_ny"), tax(488, "txr_nyc")))
+    assert billing_line.tax.scheme is TaxScheme.SALES_TAX and billing_line.tax.jurisdiction == "US-NY"
+    assert billing_line.tax.rate == Decimal("8.875") and billing_line.tax.amount == Decimal("8.88")
+
+
+def test_an_expanded_tax_rate_needs_no_lookup() -> None:
+    billing_line = tax_of(taxed(tax(400, dict(NY_STATE, percentage=Decimal("4")))), rates=TaxRates())
+    assert billing_line.tax.rate == Decimal(4) and billing_line.tax.jurisdiction == "US-NY"
+
+
+@pytest.mark.parametrize(
+    ("reason", "category", "code", "text"),
+    [
+        ("zero_rated", TaxCategory.ZERO_RATED, "", ""),
+        ("reverse_charge", TaxCategory.REVERSE_CHARGE, "VATEX-EU-AE", "Reverse charge"),
+        ("product_exempt", TaxCategory.EXEMPT, "", "Exempt product"),
+        ("customer_exempt", TaxCategory.EXEMPT, "", "Exempt customer"),
+        ("not_subject_to_tax", TaxCategory.OUTSIDE_SCOPE, "", "Not subject to tax"),
+        ("not_collecting", TaxCategory.OUTSIDE_SCOPE, "", "Not collecting tax (seller not registered)"),
+    ],
+)
+def test_each_zero_tax_reason_maps_to_its_category(
+    reason: str, category: TaxCategory, code: str, text: str
+) -> None:
+    line_tax = tax_of(taxed(tax(0, "txr_zero", reason=reason))).tax
+    assert (line_tax.category, line_tax.exemption_reason_code, line_tax.exemption_reason) == (
+        category,
+        code,
+        text,
+    )
+    assert line_tax.amount == 0 and line_tax.rate == (None if category is TaxCategory.OUTSIDE_SCOPE else 0)
+
+
+@pytest.mark.parametrize("reason", ["standard_rated", "reduced_rated"])
+def test_standard_and_reduced_rated_take_the_rate(reason: str) -> None:
+    line_tax = tax_of(taxed(tax(700, dict(VAT_DE, percentage=7), reason=reason))).tax
+    assert (line_tax.category, line_tax.rate) == (TaxCategory.STANDARD, Decimal(7))
+
+
+def test_the_mapping_of_reasons_is_configurable() -> None:
+    item = taxed(tax(0, "txr_zero", reason="not_collecting"))
+    options = MappingOptions(tax_reasons={**DEFAULT_TAX_REASONS, "not_collecting": "E"})
+    [period] = map_invoice(invoice([item]), source="s", options=options, tax_rates=RATES)
+    assert period.lines[0].tax.category is TaxCategory.EXEMPT
+
+
+def test_jpy_tax_has_no_minor_unit() -> None:
+    item = dict(
+        line(amount=4500, unit="1500", quantity=3, currency="jpy"),
+        taxes=[tax(450, dict(VAT_DE, percentage=10, country="JP", tax_type="jct"))],
+    )
+    billing_line = tax_of(item, currency="jpy")
+    assert billing_line.tax.amount == Decimal(450) and billing_line.amount.amount == Decimal(4500)
+    assert billing_line.tax.scheme is TaxScheme.VAT and billing_line.tax.rate == Decimal(10)
+
+
+def test_a_reverse_charge_customer_makes_untaxed_lines_ae() -> None:
+    for item in (line(), taxed(tax(0, "txr_zero", reason=None))):
+        line_tax = tax_of(item, customer_tax_exempt="reverse").tax
+        assert (
+            line_tax.category is TaxCategory.REVERSE_CHARGE
+            and line_tax.exemption_reason_code == "VATEX-EU-AE"
+        )
+    with pytest.raises(StripeMappingError) as refused:
+        tax_of(taxed(tax(1900)), customer_tax_exempt="reverse")
+    assert (refused.value.field, refused.value.line_id) == ("customer_tax_exempt", "il_1")
+
+
+def test_an_exempt_customer_makes_untaxed_lines_e() -> None:
+    assert tax_of(line(), customer_tax_exempt="exempt").tax.category is TaxCategory.EXEMPT
+
+
+def test_a_line_without_taxes_carries_no_billing_tax() -> None:
+    assert tax_of(line()).tax is None
+    assert tax_of(dict(line(), taxes=[]), automatic_tax={"enabled": False}).tax is None
+
+
+def test_a_credit_line_carries_its_negative_tax() -> None:
+    credit = dict(line(amount=-1000, quantity=1, unit="1999", proration=True), taxes=[tax(-190)])
+    assert tax_of(credit).tax.amount == Decimal("-1.90")
+
+
+@pytest.mark.parametrize(
+    ("entries", "field", "value"),
+    [
+        ([tax(-5)], "taxes[0].amount", "-5"),
+        ([tax(10001)], "taxes[0].amount", "10001"),
+        ([tax(6000), tax(6000)], "taxes", "12000"),
+        ([tax(1900, reason="made_up")], "taxes[0].taxability_reason", "made_up"),
+        ([tax(1900, reason="not_available")], "taxes[0].taxability_reason", "not_available"),
+        ([tax(1900, dict(VAT_DE, percentage=150))], "taxes[0].tax_rate_details.tax_rate.percentage", "150"),
+        ([tax(1900, dict(VAT_DE, percentage=-1))], "taxes[0].tax_rate_details.tax_rate.percentage", "-1"),
+        ([tax(1900, "txr_gone")], "taxes[0].tax_rate_details.tax_rate", "txr_gone"),
+        ([tax(1900, behavior="sometimes")], "taxes[0].tax_behavior", "sometimes"),
+        ([tax(0, "txr_zero", reason=None)], "taxes[0].taxability_reason", ""),
+        ([tax(190, "txr_zero", reason="zero_rated")], "taxes[0].amount", "190"),
+        ([tax(1900), tax(700, dict(VAT_DE, id="txr_7", percentage=7))],
+         "taxes[1].tax_rate_details.tax_rate", "7%"),
+        ([tax(400, dict(NY_STATE, state=None))], "taxes[0].tax_rate_details.tax_rate.state", ""),
+        ([tax(400, dict(VAT_DE, percentage=0.0), reason="standard_rated")],
+         "taxes[0].tax_rate_details.tax_rate.percentage", "0.0"),
+    ],
+)  # fmt: skip
+def test_a_bad_tax_value_names_the_line_and_the_field(
+    entries: list[dict[str, Any]], field: str, value: str
+) -> None:
+    with pytest.raises(StripeMappingError) as refused:
+        tax_of(taxed(*entries, id="il_tax"))
+    assert (refused.value.line_id, refused.value.field, refused.value.value) == ("il_tax", field, value)
+
+
+def test_an_unreadable_tax_rate_is_named_with_why() -> None:
+    rates = TaxRates(unreadable={"txr_de": "Stripe 404 resource_missing: No such tax rate: 'txr_de'"})
+    with pytest.raises(StripeMappingError, match="No such tax rate") as refused:
+        tax_of(taxed(tax(1900)), rates=rates)
+    assert (refused.value.field, refused.value.value) == ("taxes[0].tax_rate_details.tax_rate", "txr_de")
+
+
+def test_total_taxes_must_be_the_lines_taxes_and_customer_tax_exempt_one_of_three() -> None:
+    assert tax_of(taxed(tax(1900)), total_taxes=[tax(1900)]).tax is not None
+    with pytest.raises(StripeMappingError) as refused:
+        tax_of(taxed(tax(1900)), total_taxes=[tax(1800)])
+    assert refused.value.field == "total_taxes"
+    with pytest.raises(StripeMappingError) as refused:
+        tax_of(line(), customer_tax_exempt="sometimes")
+    assert refused.value.field == "customer_tax_exempt"
+
+
+def test_tax_rate_ids_are_listed_once() -> None:
+    lines = [taxed(tax(400, "txr_ny"), tax(488, "txr_nyc")), taxed(tax(400, "txr_ny")), taxed(tax(1, VAT_DE))]
+    assert tax_rate_ids(lines) == ["txr_ny", "txr_nyc"]
+    assert tax_rate_ids("nonsense") == [] and tax_rate_ids([{"taxes": "x"}, 3]) == []
