@@ -14,7 +14,7 @@ instance with `GET /v1/tax_rates/{id}` (through the same HTTP client and rate bu
 Stripe refuses (404 for an unknown id) quarantines the invoices naming it, with the line, field
 and id; a TaxRate that cannot be read for now (429, 5xx after retries) stops the pull, so the
 cursor stays and the invoices come again. `tax_reasons` maps Stripe taxability reasons to tax
-categories on top of `adapters.stripe_mapping.DEFAULT_TAX_REASONS`.
+categories on top of `adapters.stripe_fields.DEFAULT_TAX_REASONS`.
 
 Cursor: `{"created": unix seconds}`, the newest `created` seen, never past the run's start.
 Because lists come newest first, only the last page's batch carries the new cursor: a run that
@@ -36,15 +36,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 from pydantic import Field, field_validator, model_validator
 
-from adapters.stripe_mapping import (
-    DEFAULT_TAX_REASONS,
-    MappingOptions,
-    StripeMappingError,
-    TaxRates,
-    TaxTreatment,
-    map_invoice,
-    tax_rate_ids,
-)
+from adapters.stripe_fields import DEFAULT_TAX_REASONS, MappingOptions, StripeMappingError, TaxTreatment
+from adapters.stripe_mapping import map_invoice
+from adapters.stripe_tax import TaxRates, tax_rate_ids
 from connector.errors import (
     AuthenticationError,
     ConfigError,

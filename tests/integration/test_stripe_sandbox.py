@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.stripe_billing import StripeBillingConfig, StripeBillingSource
-from adapters.stripe_mapping import from_minor_units
+from adapters.stripe_fields import from_minor_units
 from connector.errors import AuthenticationError, ConfigError, InputProblem, RetryableError
 from connector.http import RetryPolicy
 from connector.maps import SkuMap

@@ -25,7 +25,9 @@ from adapters.coupa_mapping import CoupaMappingError, map_purchase_order
 from adapters.cxml_order import parse_order_request
 from adapters.cxml_receiver import make_app
 from adapters.email_csv import message_batches
-from adapters.stripe_mapping import MappingOptions, StripeMappingError, TaxRates, map_invoice
+from adapters.stripe_fields import MappingOptions, StripeMappingError
+from adapters.stripe_mapping import map_invoice
+from adapters.stripe_tax import TaxRates
 from connector.errors import InputError
 from connector.ports import AdapterContext
 from mappings.csv_mapping import CsvTable, load_mapping, rows_to_pos

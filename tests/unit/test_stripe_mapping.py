@@ -8,17 +8,15 @@ from typing import Any
 
 import pytest
 
-from adapters.stripe_mapping import (
+from adapters.stripe_fields import (
     DEFAULT_TAX_REASONS,
     MappingOptions,
     StripeMappingError,
-    TaxRates,
     from_minor_units,
-    map_invoice,
-    service_dates,
     stripe_exponent,
-    tax_rate_ids,
 )
+from adapters.stripe_mapping import map_invoice, service_dates
+from adapters.stripe_tax import TaxRates, tax_rate_ids
 from connector.currency import minor_unit_exponent
 from connector.tax import LineTax, TaxCategory, TaxScheme
 
