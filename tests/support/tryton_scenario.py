@@ -2,13 +2,13 @@
 
 Usage: python tryton_scenario.py DB_NAME   (with TRYTOND_DATABASE__URI/PATH set)
 
-Creates the company (USD) and the euro (at Tryton's test rate of 2 EUR to the dollar, from
-any date), the minimal chart, calendar fiscal years around today and for 2026 (the bundled
-example's invoice dates) with invoice sequences, customers CUST-ACME and CUST-GLOBEX with
-invoice addresses, service products PLAN-PRO / PLAN-ENT / ADDON-SSO (consumed monthly),
-monthly and quarterly recurrences, the sale taxes below (group "Sales", kind sale, on the tax
-account 6.3.6), and these subscriptions, all starting 2026-01-01, with
-consumptions generated up to 2026-04-15:
+Creates the company (USD), the euro (at Tryton's test rate of 2 EUR to the dollar, from any
+date) and the pound (0.8 GBP to the dollar), the minimal chart, calendar fiscal years around
+today and for 2026 (the bundled example's invoice dates) with invoice sequences, customers
+CUST-ACME, CUST-GLOBEX and CUST-WAYNE with invoice addresses, service products PLAN-PRO /
+PLAN-ENT / ADDON-SSO (consumed monthly) and TRAINING, monthly and quarterly recurrences, the
+sale taxes below (group "Sales", kind sale, on the tax account 6.3.6), and these
+subscriptions, all starting 2026-01-01, with consumptions generated up to 2026-04-15:
 
 - A (CUST-ACME, reference PO-1001): monthly invoicing; PLAN-PRO x10 at 100.00 from
   2026-01-01 and ADDON-SSO x10 at 20.00 from 2026-02-01.
@@ -91,6 +91,9 @@ def main(database: str) -> None:
     create_company(party=vendor, currency="USD")
     company = get_company()
     get_currency("EUR")  # the example bills Globex in euros
+    pound = get_currency("GBP")  # and Wayne in pounds
+    if not pound.rates:
+        Model.get("currency.currency.rate")(date=dt.date.min, rate=Decimal("0.8"), currency=pound).save()
     create_chart(company)
     _fiscal_years(company)
     accounts = get_accounts(company)
@@ -98,7 +101,11 @@ def main(database: str) -> None:
     taxes = _taxes(company, accounts["tax"])
 
     customers = {}
-    for code, name in (("CUST-ACME", "Acme Corp"), ("CUST-GLOBEX", "Globex Inc")):
+    for code, name in (
+        ("CUST-ACME", "Acme Corp"),
+        ("CUST-GLOBEX", "Globex Inc"),
+        ("CUST-WAYNE", "Wayne Enterprises Ltd"),
+    ):
         customer = Party(name=name, code=code)
         customer.addresses[0].street = "100 Main St"
         customer.addresses[0].city = "Springfield"
@@ -119,6 +126,7 @@ def main(database: str) -> None:
         ("PLAN-PRO", "Pro plan seat-month", "100.00"),
         ("PLAN-ENT", "Enterprise plan seat-month", "500.00"),
         ("ADDON-SSO", "SSO add-on seat-month", "20.00"),
+        ("TRAINING", "Administrator training day", "900.00"),
     ):
         template = Template(
             name=name,
@@ -144,6 +152,8 @@ def main(database: str) -> None:
     Service = Model.get("sale.subscription.service")
     services = {}
     for code, product in products.items():
+        if code == "TRAINING":
+            continue  # sold once, not subscribed
         service = Service(product=product, consumption_recurrence=recurrences["Monthly"])
         service.save()
         services[code] = service
