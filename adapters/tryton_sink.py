@@ -23,8 +23,29 @@ first), the receivable account (the party's, else the accounting configuration's
 revenue journal), the currency by ISO code, each product by code with its category's revenue
 account (or `revenue_account` by code), and the payment term: `payment_terms` maps our terms
 code to a Tryton payment term name, else one named like the code or "Net N days" is used,
-else none. No taxes are added: the plan carries none, and the total Tryton reports must equal
-the plan's. Posting may raise Tryton warnings; those named in `accept_warnings` are confirmed
+else none.
+
+Tax: `taxes` maps our treatment (`"S:19"`, `"S"`, `"AE"`, `"SALES_TAX:US-NY"`, `"SALES_TAX"`, as
+`connector.tax.TaxCodeMap` reads them) to the name of a Tryton sale tax (`account.tax`, top
+level, group kind sale or both or none, the user's company). The names are resolved to ids on
+the first taxed push; a name Tryton does not have, a tax with child taxes or a fixed amount, and
+a rate key whose tax has another rate ("S:19" on a 7% tax; Z, E, AE, K, G and O need 0%) are a
+configuration error naming the key and the name. A line whose treatment has no key is refused
+before any call (`tax_code_unmapped`), one whose tax has another rate than the line before the
+create (`tax_rate_mismatch`). Each line gets `taxes: [('add', [id])]` and Tryton computes the
+invoice's tax lines (`account.invoice.tax`). The billing system is the tax of record, so the
+books must hold the plan's tax: where Tryton's amount for a tax differs from the plan's groups
+mapped to it (Tryton rounds half-even, per line in "line" mode, and moves rounding remainders
+between taxes), the draft's computed tax line gets the plan's amount. Tryton's recomputation
+and the check on posting compare a computed tax line by its base, not its amount, so the amount
+stays and the invoice posts; a `manual` line would instead come on top of the computed one. A
+difference beyond rounding is no rounding: the draft is deleted and the plan refused
+(`tax_differs`). `total_amount` and `tax_amount` are read back; an untaxed plan gets no taxes.
+Tryton's warning that a line's taxes are not its product's default taxes (`invoice_taxes`) is
+confirmed for taxed plans. `check()` lists the company's sale taxes and names the configured
+ones missing or at another rate.
+
+Posting may raise Tryton warnings; those named in `accept_warnings` are confirmed
 (as the Tryton client does, through `res.user.warning`), others reject the invoice. When the
 post is refused, the draft is deleted and the error carries Tryton's message.
 """
@@ -33,21 +54,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig, TrytonWarning
-from connector.errors import RejectedError, RemoteError, UncertainError
+from connector.currency import minor_unit
+from connector.errors import ConfigError, RejectedError, RemoteError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
+from connector.tax import ZERO_TAX, TaxCategory, TaxCodeMap, TaxProblem, TaxScheme
 
 INVOICE = "account.invoice"
+INVOICE_TAX = "account.invoice.tax"
+_INVOICE_FIELDS = ["description", "state", "total_amount", "tax_amount", "currency.code", "number"]
 LOOKUP_CHUNK = 50
 _DONE_STATES = frozenset({"posted", "paid", "cancelled"})
 _MAX_WARNINGS = 5
+_TAXES_DIFFER_FROM_PRODUCT = "invoice_taxes"  # Tryton's warning: a line's taxes are not its product's
 
 
 class TrytonSinkConfig(TrytonServerConfig):
@@ -61,10 +88,49 @@ class TrytonSinkConfig(TrytonServerConfig):
     revenue_account: str | None = None
     payment_terms: dict[str, str] = Field(default_factory=dict)
     accept_warnings: tuple[str, ...] = ("invoice_payment_term", "invoice_date_future")
+    # Our tax treatment -> a Tryton sale tax by name: { "S:19" = "VAT 19%", "AE" = "Reverse charge" }
+    taxes: dict[str, str] = Field(default_factory=dict)
     # Tryton has no unique key we can set: after a create whose answer was lost, keep looking
     # for the invoice this long (the server's longest transaction) before calling it uncertain.
     settle_seconds: float = Field(default=60.0, ge=0, le=3600)
     settle_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("taxes")
+    @classmethod
+    def _tax_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, name in value.items():
+            try:
+                TaxCodeMap.normalise_key(key)
+            except ValueError as exc:
+                raise ValueError(f"taxes[{key!r}] = {name!r}: {exc}") from None
+            if not name.strip():
+                raise ValueError(f"taxes[{key!r}]: name a Tryton sale tax")
+        return value
+
+
+@dataclass(frozen=True)
+class SaleTax:
+    """A Tryton sale tax a treatment maps to: its id, name and rate in percent (19 for 0.19)."""
+
+    id: int
+    name: str
+    percent: Decimal | None  # None: a fixed-amount tax, which no treatment can map to
+    has_children: bool = False
+
+
+def implied_percent(key: str) -> Decimal | None:
+    """The rate a normalised `taxes` key itself states: 19 for "S:19", 0 for the zero-tax
+    categories ("AE", "SALES_TAX:E"); None when the key fits any rate ("S", "SALES_TAX:US-NY")."""
+    head, _, tail = key.partition(":")
+    if head == TaxScheme.SALES_TAX.value:
+        head, tail = tail, ""
+    try:
+        category = TaxCategory(head)
+    except ValueError:
+        return None
+    if tail:
+        return Decimal(tail)
+    return Decimal(0) if category in ZERO_TAX else None
 
 
 def _our_number(description: Any) -> str:
@@ -94,6 +160,8 @@ class TrytonSink:
         self._sleep = sleep
         self.rpc = rpc or TrytonRpc.from_config(config, retry=retry, base_dir=context.base_dir)
         self._cache: dict[tuple[str, str], Any] = {}
+        self.tax_map = TaxCodeMap(config.taxes)
+        self._resolved: dict[str, SaleTax] | None = None  # tax name -> the Tryton tax
 
     # -- lookup ---------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
@@ -116,9 +184,7 @@ class TrytonSink:
             ("reference", "in", sorted({plan.po_number for plan in plans})),
             (f"party.{self.config.party_field}", "in", sorted({plan.customer_ref for plan in plans})),
         ]
-        rows = self.rpc.search_read(
-            INVOICE, domain, ["description", "state", "total_amount", "currency.code", "number", "reference"]
-        )
+        rows = self.rpc.search_read(INVOICE, domain, [*_INVOICE_FIELDS, "reference"])
         by_number: dict[str, dict[str, Any]] = {}
         for row in rows:
             by_number.setdefault(_our_number(row.get("description")), row)
@@ -126,22 +192,24 @@ class TrytonSink:
 
     def _ref(self, plan: InvoicePlan, row: dict[str, Any], *, existed: bool) -> RemoteRef:
         currency = (row.get("currency.") or {}).get("code") or plan.currency
-        total = row.get("total_amount")
+        total, tax = row.get("total_amount"), row.get("tax_amount")
         return RemoteRef(
             remote_id=str(row["id"]),
             invoice_number=plan.invoice_number,
             total=Money(amount=Decimal(total), currency=currency) if total is not None else None,
+            tax=Money(amount=Decimal(tax), currency=currency) if tax is not None else None,
             already_existed=existed,
         )
 
     # -- push -----------------------------------------------------------------------------
     def push(self, plan: InvoicePlan) -> RemoteRef:
         """Create and post the invoice, or finish or report the one already there."""
+        self._tax_names(plan)  # an unmapped treatment is refused before any call
         existing = self._invoices_of([plan])
         if existing:
             _, row = existing[0]
-            if self.config.post and row["state"] not in _DONE_STATES:
-                self._post(row["id"], delete_on_refusal=False)
+            if row["state"] not in _DONE_STATES:
+                self._finish(row["id"], plan, delete_on_refusal=False, draft=row["state"] == "draft")
                 row = self._read(row["id"])
             return self._ref(plan, row, existed=True)
         values = self._invoice_values(plan)
@@ -150,9 +218,23 @@ class TrytonSink:
         except UncertainError:
             return self._settled(plan)  # never create again before the first one could commit
         invoice_id = int(created[0])
-        if self.config.post:
-            self._post(invoice_id, delete_on_refusal=True)
+        self._finish(invoice_id, plan, delete_on_refusal=True)
         return self._ref(plan, self._read(invoice_id), existed=False)
+
+    def _finish(
+        self, invoice_id: int, plan: InvoicePlan, *, delete_on_refusal: bool, draft: bool = True
+    ) -> None:
+        """An unposted invoice: a draft's tax made the plan's, then posted when `post` is on."""
+        if plan.is_taxed and draft:
+            try:
+                self._hold_plan_tax(invoice_id, plan)
+            except RejectedError as error:
+                self._refused(invoice_id, error, delete_on_refusal)
+        if self.config.post:
+            # The plan's tax is the tax of record: lines taxed otherwise than their product's
+            # default taxes are meant so.
+            extra = (_TAXES_DIFFER_FROM_PRODUCT,) if plan.is_taxed else ()
+            self._post(invoice_id, delete_on_refusal=delete_on_refusal, accept=extra)
 
     def _settled(self, plan: InvoicePlan) -> RemoteRef:
         """After a create whose answer was lost: wait for its transaction to show, or stay uncertain."""
@@ -169,18 +251,17 @@ class TrytonSink:
             self._sleep(self.config.settle_poll_seconds)
 
     def _read(self, invoice_id: int) -> dict[str, Any]:
-        (row,) = self.rpc.model(
-            INVOICE, "read", [invoice_id], ["description", "state", "total_amount", "currency.code", "number"]
-        )
+        (row,) = self.rpc.model(INVOICE, "read", [invoice_id], _INVOICE_FIELDS)
         return dict(row)
 
-    def _post(self, invoice_id: int, *, delete_on_refusal: bool) -> None:
+    def _post(self, invoice_id: int, *, delete_on_refusal: bool, accept: tuple[str, ...] = ()) -> None:
+        accepted = (*self.config.accept_warnings, *accept)
         for _ in range(_MAX_WARNINGS):
             try:
                 self.rpc.model(INVOICE, "post", [invoice_id], write=True)
                 return
             except TrytonWarning as warning:
-                if warning.key.rsplit(".", 1)[-1] not in self.config.accept_warnings:
+                if warning.key.rsplit(".", 1)[-1] not in accepted:
                     self._refused(invoice_id, warning, delete_on_refusal)
                 self.rpc.model(
                     "res.user.warning",
@@ -204,14 +285,169 @@ class TrytonSink:
                 )
         raise RejectedError(error.message, status=error.status, provider_code=error.provider_code) from error
 
+    # -- tax ------------------------------------------------------------------------------
+    def check(self) -> None:
+        """For `doctor`: the server answers, and every configured tax is a sale tax of the
+        company at the rate its key states."""
+        problems = self._tax_problems(self._sale_taxes())
+        if problems:
+            raise ConfigError(f"{self.name}: " + "; ".join(problems))
+
+    def _sale_taxes(self) -> dict[str, list[SaleTax]]:
+        """The company's top-level sale taxes by name (a name may be used twice)."""
+        domain: list[Any] = [
+            ("parent", "=", None),
+            ["OR", ("group", "=", None), ("group.kind", "in", ["sale", "both"])],
+        ]
+        company = self.rpc.context.get("company")
+        if company:
+            domain.append(("company", "=", company))
+        rows = self.rpc.search_read("account.tax", domain, ["name", "type", "rate", "childs"])
+        found: dict[str, list[SaleTax]] = {}
+        for row in rows:
+            kind = row.get("type")
+            if kind == "percentage":
+                percent: Decimal | None = Decimal(row.get("rate") or 0) * 100
+            else:
+                percent = Decimal(0) if kind == "none" else None
+            name = str(row["name"])
+            found.setdefault(name, []).append(
+                SaleTax(int(row["id"]), name, percent, has_children=bool(row.get("childs")))
+            )
+        return found
+
+    def _tax_problems(self, sale_taxes: dict[str, list[SaleTax]]) -> list[str]:
+        """What is wrong with `taxes` against these sale taxes, one text per key."""
+        problems = []
+        for key, name in self.tax_map.items():
+            where = f"taxes[{key!r}] = {name!r}"
+            matches = sale_taxes.get(name, [])
+            if not matches:
+                known = ", ".join(repr(n) for n in sorted(sale_taxes)) or "none"
+                problems.append(f"{where}: Tryton has no sale tax of that name (it has {known})")
+                continue
+            if len(matches) > 1:
+                problems.append(f"{where}: {len(matches)} Tryton sale taxes have that name")
+                continue
+            (tax,) = matches
+            stated = implied_percent(key)
+            if tax.has_children:
+                problems.append(f"{where}: the Tryton tax has child taxes; map a tax without children")
+            elif tax.percent is None:
+                problems.append(f"{where}: the Tryton tax is a fixed amount, not a rate")
+            elif stated is not None and tax.percent != stated:
+                problems.append(
+                    f"{where}: the Tryton tax is {_percent(tax.percent)}%, the treatment {_percent(stated)}%"
+                )
+        return problems
+
+    def _resolved_taxes(self) -> dict[str, SaleTax]:
+        """The configured tax names resolved to Tryton taxes, once (ConfigError when one is wrong)."""
+        if self._resolved is None:
+            sale_taxes = self._sale_taxes()
+            problems = self._tax_problems(sale_taxes)
+            if problems:
+                raise ConfigError(f"{self.name}: " + "; ".join(problems))
+            self._resolved = {name: sale_taxes[name][0] for _, name in self.tax_map.items()}
+        return self._resolved
+
+    def _tax_names(self, plan: InvoicePlan) -> dict[int, str]:
+        """Each taxed line's configured Tryton tax name, by line number (no call made)."""
+        names: dict[int, str] = {}
+        for line in plan.lines:
+            if line.tax is None:
+                continue
+            try:
+                names[line.line_no] = self.tax_map.code_for(line.tax)
+            except TaxProblem as exc:
+                where = f"{self.name}: invoice {plan.invoice_number} line {line.line_no}"
+                raise RejectedError(
+                    f"{where}: {exc.code}: {exc.detail}",
+                    provider_code=exc.code,
+                ) from None
+        return names
+
+    def _line_taxes(self, plan: InvoicePlan) -> dict[int, SaleTax]:
+        """Each taxed line's Tryton tax, checked to carry the line's rate."""
+        names = self._tax_names(plan)
+        if not names:
+            return {}
+        resolved = self._resolved_taxes()
+        taxes: dict[int, SaleTax] = {}
+        for line in plan.lines:
+            if line.tax is None:
+                continue
+            tax = resolved[names[line.line_no]]
+            if tax.percent != line.tax.percent:
+                raise RejectedError(
+                    f"{self.name}: invoice {plan.invoice_number} line {line.line_no}: tax_rate_mismatch: "
+                    f"{line.tax.describe()} is mapped to Tryton tax {tax.name!r} at "
+                    f"{_percent(tax.percent or Decimal(0))}%",
+                    provider_code="tax_rate_mismatch",
+                )
+            taxes[line.line_no] = tax
+        return taxes
+
+    def _hold_plan_tax(self, invoice_id: int, plan: InvoicePlan) -> None:
+        """Give the draft's computed tax lines the plan's tax, per Tryton tax."""
+        taxes = self._line_taxes(plan)
+        by_group: dict[tuple[str, str, Decimal | None, str], int] = {}
+        lines_of: dict[int, int] = {}
+        for line in plan.lines:
+            if line.tax is not None:
+                tax_id = taxes[line.line_no].id
+                by_group[line.tax.group_key()] = tax_id
+                lines_of[tax_id] = lines_of.get(tax_id, 0) + 1
+        wanted: dict[int, Decimal] = {}
+        for group in plan.tax_breakdown:
+            rate = None if group.rate is None else group.rate.normalize()
+            tax_id = by_group[(group.scheme.value, group.category.value, rate, group.jurisdiction)]
+            wanted[tax_id] = wanted.get(tax_id, Decimal(0)) + group.tax_amount
+        rows = self.rpc.search_read(
+            INVOICE_TAX, [("invoice", "=", invoice_id), ("manual", "=", False)], ["tax", "base", "amount"]
+        )
+        quantum = minor_unit(plan.currency)
+        for tax_id, amount in sorted(wanted.items()):
+            held = [row for row in rows if row.get("tax") == tax_id]
+            computed = sum((Decimal(row["amount"]) for row in held), Decimal(0))
+            difference = amount - computed
+            if not difference:
+                continue
+            if not held or abs(difference) > quantum * (lines_of[tax_id] + 1):
+                raise RejectedError(
+                    f"{self.name}: invoice {plan.invoice_number}: tax_differs: Tryton computes "
+                    f"{computed} {plan.currency} of tax {_tax_name(taxes, tax_id)!r}, the plan carries "
+                    f"{amount} {plan.currency}",
+                    provider_code="tax_differs",
+                )
+            largest = max(held, key=lambda row: abs(Decimal(row["base"])))
+            self.rpc.model(
+                INVOICE_TAX,
+                "write",
+                [largest["id"]],
+                {"amount": Decimal(largest["amount"]) + difference},
+                write=True,
+            )
+            self._log.info(
+                "sink %s: invoice %s: tax %r set to the plan's %s %s (Tryton computed %s)",
+                self.name,
+                plan.invoice_number,
+                _tax_name(taxes, tax_id),
+                amount,
+                plan.currency,
+                computed,
+            )
+
     # -- values ---------------------------------------------------------------------------
     def _invoice_values(self, plan: InvoicePlan) -> dict[str, Any]:
         party = self._party(plan.customer_ref)
         products = self._products(plan)
         currency = self._currency(plan.currency)
+        taxes = self._line_taxes(plan)
         lines = []
         for line in plan.lines:
             product = products[line.sku]
+            tax = taxes.get(line.line_no)
             lines.append(
                 {
                     "type": "line",
@@ -223,6 +459,8 @@ class TrytonSink:
                     "description": line.description or product.get("name") or line.sku,
                     "quantity": line.quantity,
                     "unit_price": line.unit_price.amount,
+                    # Raw create runs no on_change: without this the line carries no tax.
+                    **({"taxes": [("add", [tax.id])]} if tax else {}),
                 }
             )
         memo = f"{plan.invoice_number} PO {plan.po_number} {plan.period_start}/{plan.period_end}"
@@ -358,3 +596,11 @@ class TrytonSink:
         raise RejectedError(
             f"{self.name}: product {sku!r} has no revenue account in Tryton; set revenue_account"
         )
+
+
+def _percent(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _tax_name(taxes: dict[int, SaleTax], tax_id: int) -> str:
+    return next((tax.name for tax in taxes.values() if tax.id == tax_id), str(tax_id))

@@ -15,6 +15,7 @@ sequence per month, as Tryton allows, so every matched period can be posted.
 from __future__ import annotations
 
 import collections
+import tomllib
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -26,13 +27,14 @@ import pytest
 from adapters.tryton_rpc import TrytonRpc
 from connector.http import RetryPolicy
 from state import outbox
-from tests.support.cli import Result, run_cli
+from tests.support.cli import Result, copy_example, run_cli
 from tests.support.sink_sandboxes import (
     EXAMPLE_MATCHED,
     EXAMPLE_POS,
     FAST_PUSH,
     SINK_NAME,
     TENANT,
+    dump_toml,
     example_config,
     outbox_counts,
     state_engine,
@@ -52,8 +54,18 @@ SEQUENCE_FIELDS = (
     "in_invoice_sequence",
     "in_credit_note_sequence",
 )
+# The taxed example's treatments, each mapped to a sale tax of the test books.
+EXAMPLE_TAXES = {
+    "SALES_TAX:US-NY": "NY sales tax 8.875%",
+    "AE": "Reverse charge",
+    "S:20": "VAT 20%",
+    "E": "Exempt",
+}
+TAXED_MATCHED = EXAMPLE_MATCHED + 1  # with tax, Wayne's UK PO is matched too
 INVOICE_FIELDS = [
     "state",
+    "untaxed_amount",
+    "tax_amount",
     "number",
     "reference",
     "description",
@@ -294,3 +306,52 @@ def test_with_yearly_numbering_a_run_posts_in_invoice_date_order_and_a_late_back
     drafts = [i for i in invoices(rpc) if i["state"] == "draft"]
     assert drafts == []  # the refused draft is gone
     assert_each_plan_posted_once(rpc, config)
+
+
+def test_the_taxed_example_is_posted_once_each_with_the_plans_net_tax_and_gross(
+    tryton: TrytonServer, books: TrytonRpc, tmp_path: Path
+) -> None:
+    config = copy_example(tmp_path)  # with its tax columns, reverse charge and UK case
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    (tmp_path / "out").mkdir(exist_ok=True)
+    block = {
+        "name": SINK_NAME,
+        "type": "tryton",
+        "url": tryton.url,
+        "database": tryton.database,
+        "user": tryton.user,
+        "password_env": PASSWORD_ENV,
+        "taxes": EXAMPLE_TAXES,
+    }
+    data["sinks"] = [block]
+    data.setdefault("push", {}).update({**FAST_PUSH, "batch_size": 1})
+    data.setdefault("log", {})["format"] = "json"
+    config.write_text(dump_toml(data), encoding="utf-8")
+    env = {PASSWORD_ENV: tryton.password_file.read_text()}
+
+    crashed = cli(config, env, "sync", PO_CONNECTOR_CRASH_AT="after-remote-create")
+    assert crashed.code == 137, crashed.stderr
+    first = cli(config, env, "sync")
+    assert first.code == 0, first.stderr
+    assert first.json()["invoices_pushed"] + first.json()["invoices_existing"] == TAXED_MATCHED
+    again = cli(config, env, "sync")
+    assert again.code == 0 and again.json()["invoices_pushed"] == 0, again.stderr
+
+    held = invoices(books)
+    assert len(held) == TAXED_MATCHED
+    assert set(collections.Counter(our_number(invoice) for invoice in held).values()) == {1}
+    by_id = {str(invoice["id"]): invoice for invoice in held}
+    rows = [row for row in outbox_rows(config) if row["state"] == "pushed"]
+    assert len(rows) == TAXED_MATCHED
+    for row in rows:
+        invoice = by_id[row["remote_id"]]
+        assert invoice["state"] == "posted", invoice
+        assert (invoice["untaxed_amount"], invoice["tax_amount"], invoice["total_amount"]) == (
+            Decimal(row["amount"]),
+            Decimal(row["tax_amount"]),
+            Decimal(row["gross_amount"]),
+        ), row
+        assert Decimal(row["remote_tax"]) == invoice["tax_amount"]
+        assert row["total_mismatch"] is False
+    assert {invoice["currency."]["code"] for invoice in held} == {"USD", "EUR", "GBP"}
+    assert sum((invoice["tax_amount"] for invoice in held), Decimal(0)) > 0

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from adapters.tryton_sink import TrytonSink, TrytonSinkConfig
-from connector.errors import AuthenticationError, RejectedError
+from connector.errors import AuthenticationError, ConfigError, RejectedError
 from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money
 from connector.ports import AdapterContext
-from tests.support.factories import make_plan
+from connector.tax import LineTax
+from tests.support.factories import make_plan, sales_tax, vat
 from tests.support.tryton import TrytonServer, running_tryton
 
 pytestmark = pytest.mark.service
@@ -189,3 +190,206 @@ def test_wrong_password_is_an_authentication_error(tryton: TrytonServer, tmp_pat
 def _sink_like(sink: TrytonSink) -> TrytonSink:
     """A fresh sink (new process, new login) for the same database."""
     return TrytonSink(sink.config, AdapterContext(), retry=FAST)
+
+
+# -- tax ---------------------------------------------------------------------------------------
+TAXES = {
+    "S:19": "VAT 19%",
+    "S:20": "VAT 20%",
+    "AE": "Reverse charge",
+    "E": "Exempt",
+    "SALES_TAX:US-NY": "NY sales tax 8.875%",
+}
+
+
+@pytest.fixture(scope="module")
+def taxed_sink(tryton: TrytonServer) -> TrytonSink:
+    return _sink(tryton, taxes=TAXES)
+
+
+def _taxed_plan(*lines: tuple[str, str, str, LineTax]) -> InvoicePlan:
+    """A plan of (sku, quantity, unit price, tax) lines."""
+    base = _plan()
+    template = base.lines[0]
+    taxed = tuple(
+        template.model_copy(
+            update={
+                "line_no": number,
+                "po_line_no": number,
+                "sku": sku,
+                "quantity": Decimal(quantity),
+                "unit_price": Money.of(price, base.currency),
+                "tax": tax,
+            }
+        )
+        for number, (sku, quantity, price, tax) in enumerate(lines, start=1)
+    )
+    return InvoicePlan.model_validate({**base.model_dump(), "lines": taxed})
+
+
+def _amounts(sink: TrytonSink, invoice_id: str) -> tuple[str, Decimal, Decimal, Decimal]:
+    (row,) = sink.rpc.model(
+        "account.invoice",
+        "read",
+        [int(invoice_id)],
+        ["state", "untaxed_amount", "tax_amount", "total_amount"],
+    )
+    return row["state"], row["untaxed_amount"], row["tax_amount"], row["total_amount"]
+
+
+def _line_taxes(sink: TrytonSink, invoice_id: str) -> dict[str, list[int]]:
+    rows = sink.rpc.search_read(
+        "account.invoice.line", [("invoice", "=", int(invoice_id))], ["product.code", "taxes"]
+    )
+    return {row["product."]["code"]: row["taxes"] for row in rows}
+
+
+def _invoice_taxes(sink: TrytonSink, invoice_id: str) -> dict[int, dict[str, Any]]:
+    rows = sink.rpc.search_read(
+        "account.invoice.tax",
+        [("invoice", "=", int(invoice_id))],
+        ["tax", "base", "amount", "manual", "legal_notice"],
+    )
+    return {row["tax"]: row for row in rows}
+
+
+def test_a_taxed_plan_is_posted_with_the_plans_net_tax_and_gross(
+    tryton: TrytonServer, taxed_sink: TrytonSink
+) -> None:
+    plan = _taxed_plan(("PLAN-PRO", "2", "100.00", vat("19")))
+    ref = taxed_sink.push(plan)
+
+    assert plan.net_total == Money.of("200.00", "USD") and plan.tax_total == Money.of("38.00", "USD")
+    assert _amounts(taxed_sink, ref.remote_id) == (
+        "posted",
+        plan.net_total.amount,
+        plan.tax_total.amount,
+        plan.total.amount,
+    )
+    assert ref.total == plan.total and ref.tax == plan.tax_total
+    taxes = tryton.facts["taxes"]
+    assert _line_taxes(taxed_sink, ref.remote_id) == {"PLAN-PRO": [taxes["VAT 19%"]]}
+    found = taxed_sink.find([plan])[plan.idempotency_key]
+    assert (found.total, found.tax) == (plan.total, plan.tax_total)
+
+
+def test_mixed_rates_and_a_reverse_charge_line_carry_their_own_tryton_taxes(
+    tryton: TrytonServer, taxed_sink: TrytonSink
+) -> None:
+    reverse = vat("0", "AE", exemption_reason_code="VATEX-EU-AE", exemption_reason="Reverse charge")
+    plan = _taxed_plan(
+        ("PLAN-PRO", "3", "33.33", vat("19")),
+        ("PLAN-ENT", "1", "500.00", vat("20")),
+        ("ADDON-SSO", "7", "20.00", reverse),
+    )
+    ref = taxed_sink.push(plan)
+
+    state, untaxed, tax, total = _amounts(taxed_sink, ref.remote_id)
+    assert state == "posted"
+    assert (untaxed, tax, total) == (plan.net_total.amount, plan.tax_total.amount, plan.total.amount)
+    assert plan.tax_total == Money.of("119.00", "USD")  # 19.00 (99.99 x 19%) + 100.00 + 0
+    taxes = tryton.facts["taxes"]
+    assert _line_taxes(taxed_sink, ref.remote_id) == {
+        "PLAN-PRO": [taxes["VAT 19%"]],
+        "PLAN-ENT": [taxes["VAT 20%"]],
+        "ADDON-SSO": [taxes["Reverse charge"]],
+    }
+    held = _invoice_taxes(taxed_sink, ref.remote_id)
+    assert {tax_id: (row["base"], row["amount"]) for tax_id, row in held.items()} == {
+        taxes["VAT 19%"]: (Decimal("99.99"), Decimal("19.00")),
+        taxes["VAT 20%"]: (Decimal("500.00"), Decimal("100.00")),
+        taxes["Reverse charge"]: (Decimal("140.00"), Decimal("0.00")),
+    }
+    assert "Reverse charge" in held[taxes["Reverse charge"]]["legal_notice"]
+
+
+def test_where_tryton_rounds_otherwise_the_books_hold_the_plans_tax_and_the_invoice_posts(
+    tryton: TrytonServer, taxed_sink: TrytonSink
+) -> None:
+    # 1.50 x 19% = 0.285: the plan rounds half up (0.29), Tryton half to even (0.28).
+    plan = _taxed_plan(("ADDON-SSO", "1", "1.50", vat("19")), ("PLAN-PRO", "10", "40.00", sales_tax("8.875")))
+    ref = taxed_sink.push(plan)
+
+    assert plan.tax_total == Money.of("35.79", "USD")  # 0.29 + 35.50
+    assert _amounts(taxed_sink, ref.remote_id) == (
+        "posted",
+        Decimal("401.50"),
+        Decimal("35.79"),
+        Decimal("437.29"),
+    )
+    assert ref.tax == plan.tax_total and ref.total == plan.total
+    row = _invoice_taxes(taxed_sink, ref.remote_id)[tryton.facts["taxes"]["VAT 19%"]]
+    assert (row["base"], row["amount"], row["manual"]) == (Decimal("1.50"), Decimal("0.29"), False)
+
+
+def test_a_taxed_draft_left_by_a_crash_gets_the_plans_tax_when_the_next_push_posts_it(
+    taxed_sink: TrytonSink,
+) -> None:
+    plan = _taxed_plan(("ADDON-SSO", "1", "1.50", vat("19")))
+    (draft_id,) = taxed_sink.rpc.model(
+        "account.invoice", "create", [taxed_sink._invoice_values(plan)], write=True
+    )
+    assert _amounts(taxed_sink, str(draft_id))[2] == Decimal("0.28")  # Tryton's own computation
+
+    ref = _sink_like(taxed_sink).push(plan)
+
+    assert ref.remote_id == str(draft_id)
+    assert _amounts(taxed_sink, ref.remote_id) == (
+        "posted",
+        Decimal("1.50"),
+        Decimal("0.29"),
+        Decimal("1.79"),
+    )
+
+
+def test_an_unmapped_treatment_is_refused_before_any_call(tryton: TrytonServer) -> None:
+    sink = _sink(tryton, taxes={"S:19": "VAT 19%"})
+    plan = _taxed_plan(("PLAN-PRO", "1", "100.00", vat("20")))
+    with pytest.raises(RejectedError, match="tax_code_unmapped") as refused:
+        sink.push(plan)
+    assert refused.value.provider_code == "tax_code_unmapped"
+    assert "S:20" in str(refused.value)
+    assert sink.rpc.calls == 0
+    assert _invoices(_sink(tryton), plan.po_number) == []
+
+
+def test_a_line_at_another_rate_than_its_tryton_tax_is_refused_and_nothing_is_created(
+    tryton: TrytonServer,
+) -> None:
+    sink = _sink(tryton, taxes={"S": "VAT 19%"})
+    plan = _taxed_plan(("PLAN-PRO", "1", "100.00", vat("20")))
+    with pytest.raises(RejectedError, match="tax_rate_mismatch") as refused:
+        sink.push(plan)
+    assert refused.value.provider_code == "tax_rate_mismatch"
+    assert _invoices(sink, plan.po_number) == []
+
+
+def test_a_configured_tax_tryton_lacks_stops_the_sink_naming_key_and_name(tryton: TrytonServer) -> None:
+    sink = _sink(tryton, taxes={"S:19": "VAT 19%", "AE": "Reverse charge (EU)"})
+    plan = _taxed_plan(("PLAN-PRO", "1", "100.00", vat("19")))
+    with pytest.raises(ConfigError, match=r"taxes\['AE'\] = 'Reverse charge \(EU\)': Tryton has no sale tax"):
+        sink.push(plan)
+    assert _invoices(sink, plan.po_number) == []
+
+
+def test_check_names_missing_taxes_and_rate_mismatches(tryton: TrytonServer) -> None:
+    _sink(tryton, taxes=TAXES).check()  # all present at their rates
+
+    wrong = _sink(
+        tryton,
+        taxes={
+            "S:19": "VAT 7%",
+            "S:20": "VAT 20%",
+            "E": "VAT 19%",
+            "Z": "Zero rated",
+            "SALES_TAX:US-TX": "Input VAT 19%",  # a purchase tax: not offered to customer invoices
+        },
+    )
+    with pytest.raises(ConfigError) as found:
+        wrong.check()
+    message = str(found.value)
+    assert "taxes['S:19'] = 'VAT 7%': the Tryton tax is 7%, the treatment 19%" in message
+    assert "taxes['E'] = 'VAT 19%': the Tryton tax is 19%, the treatment 0%" in message
+    assert "taxes['Z'] = 'Zero rated': Tryton has no sale tax of that name" in message
+    assert "taxes['SALES_TAX:US-TX'] = 'Input VAT 19%': Tryton has no sale tax" in message
+    assert "S:20" not in message

@@ -2,12 +2,13 @@
 
 Usage: python tryton_scenario.py DB_NAME   (with TRYTOND_DATABASE__URI/PATH set)
 
-Creates the company (USD) and the euro (at Tryton's test rate of 2 EUR to the dollar, from
-any date), the minimal chart, calendar fiscal years around today and for 2026 (the bundled
-example's invoice dates) with invoice sequences, customers CUST-ACME and CUST-GLOBEX with
-invoice addresses, service products PLAN-PRO / PLAN-ENT / ADDON-SSO (consumed monthly),
-monthly and quarterly recurrences, and these subscriptions, all starting 2026-01-01, with
-consumptions generated up to 2026-04-15:
+Creates the company (USD), the euro (at Tryton's test rate of 2 EUR to the dollar, from any
+date) and the pound (0.8 GBP to the dollar), the minimal chart, calendar fiscal years around
+today and for 2026 (the bundled example's invoice dates) with invoice sequences, customers
+CUST-ACME, CUST-GLOBEX and CUST-WAYNE with invoice addresses, service products PLAN-PRO /
+PLAN-ENT / ADDON-SSO (consumed monthly) and TRAINING, monthly and quarterly recurrences, the
+sale taxes below (group "Sales", kind sale, on the tax account 6.3.6), and these
+subscriptions, all starting 2026-01-01, with consumptions generated up to 2026-04-15:
 
 - A (CUST-ACME, reference PO-1001): monthly invoicing; PLAN-PRO x10 at 100.00 from
   2026-01-01 and ADDON-SSO x10 at 20.00 from 2026-02-01.
@@ -15,6 +16,10 @@ consumptions generated up to 2026-04-15:
 - C (CUST-GLOBEX, reference PO-2001): monthly invoicing, ends 2026-02-28 (Tryton closes it);
   PLAN-PRO x5 at 90.00.
 - a fourth subscription left in draft, which a billing pull must ignore.
+
+Sale taxes (`account.tax`, rate as a fraction): "VAT 19%", "VAT 20%", "VAT 7%", "Reverse charge"
+(0%, with a legal notice), "Exempt" (0%) and "NY sales tax 8.875%"; and "Input VAT 19%" of a
+purchase group, which a customer invoice cannot carry.
 
 Prints one JSON line describing what was created.
 """
@@ -42,6 +47,38 @@ def _fiscal_years(company: object) -> None:
         fiscal_year.click("create_period")
 
 
+SALE_TAXES = (
+    ("VAT 19%", "0.19", None),
+    ("VAT 20%", "0.20", None),
+    ("VAT 7%", "0.07", None),
+    ("Reverse charge", "0", "Reverse charge: the customer accounts for the VAT (Art. 196 VAT Directive)."),
+    ("Exempt", "0", "Exempt from VAT."),
+    ("NY sales tax 8.875%", "0.08875", None),
+)
+
+
+def _taxes(company: object, account: object) -> dict[str, int]:
+    Group = Model.get("account.tax.group")
+    Tax = Model.get("account.tax")
+    sales = Group(name="Sales", code="SALE", kind="sale")
+    sales.save()
+    purchases = Group(name="Purchases", code="PURCHASE", kind="purchase")
+    purchases.save()
+    made = {}
+    rows = [(name, rate, notice, sales) for name, rate, notice in SALE_TAXES]
+    rows.append(("Input VAT 19%", "0.19", None, purchases))
+    for name, rate, notice, group in rows:
+        tax = Tax(name=name, description=name, type="percentage", rate=Decimal(rate), group=group)
+        tax.company = company
+        tax.invoice_account = account
+        tax.credit_note_account = account
+        if notice:
+            tax.legal_notice = notice
+        tax.save()
+        made[name] = tax.id
+    return made
+
+
 def main(database: str) -> None:
     config.set_trytond(database)
     from trytond.modules.account.tests.tools import create_chart, get_accounts
@@ -54,12 +91,21 @@ def main(database: str) -> None:
     create_company(party=vendor, currency="USD")
     company = get_company()
     get_currency("EUR")  # the example bills Globex in euros
+    pound = get_currency("GBP")  # and Wayne in pounds
+    if not pound.rates:
+        Model.get("currency.currency.rate")(date=dt.date.min, rate=Decimal("0.8"), currency=pound).save()
     create_chart(company)
     _fiscal_years(company)
     accounts = get_accounts(company)
 
+    taxes = _taxes(company, accounts["tax"])
+
     customers = {}
-    for code, name in (("CUST-ACME", "Acme Corp"), ("CUST-GLOBEX", "Globex Inc")):
+    for code, name in (
+        ("CUST-ACME", "Acme Corp"),
+        ("CUST-GLOBEX", "Globex Inc"),
+        ("CUST-WAYNE", "Wayne Enterprises Ltd"),
+    ):
         customer = Party(name=name, code=code)
         customer.addresses[0].street = "100 Main St"
         customer.addresses[0].city = "Springfield"
@@ -80,6 +126,7 @@ def main(database: str) -> None:
         ("PLAN-PRO", "Pro plan seat-month", "100.00"),
         ("PLAN-ENT", "Enterprise plan seat-month", "500.00"),
         ("ADDON-SSO", "SSO add-on seat-month", "20.00"),
+        ("TRAINING", "Administrator training day", "900.00"),
     ):
         template = Template(
             name=name,
@@ -105,6 +152,8 @@ def main(database: str) -> None:
     Service = Model.get("sale.subscription.service")
     services = {}
     for code, product in products.items():
+        if code == "TRAINING":
+            continue  # sold once, not subscribed
         service = Service(product=product, consumption_recurrence=recurrences["Monthly"])
         service.save()
         services[code] = service
@@ -162,6 +211,7 @@ def main(database: str) -> None:
                 "subscriptions": {key: s.number for key, s in subscriptions.items()},
                 "states": {key: s.state for key, s in subscriptions.items()},
                 "draft": draft.id,
+                "taxes": taxes,
             }
         )
     )
