@@ -263,13 +263,13 @@ _EXEMPT_DETAIL = {TaxCategory.ZERO_RATED: "zeroRated", TaxCategory.EXEMPT: "exem
 
 def describe_tax(tax: LineTax | TaxSubtotal) -> str:
     """A Tax Description: "VAT standard rate 19%", "Sales tax US-NY 8.875%", "VAT reverse charge 0%"."""
-    scheme = f"Sales tax {tax.jurisdiction}".rstrip() if tax.scheme is TaxScheme.SALES_TAX else "VAT"
-    name = (
-        ""
-        if tax.category is TaxCategory.STANDARD and tax.scheme is TaxScheme.SALES_TAX
-        else (f" {_CATEGORY_NAMES[tax.category]}")
-    )
-    return f"{scheme}{name} {format_percent(tax.rate or Decimal(0))}%"
+    words = ["VAT", _CATEGORY_NAMES[tax.category]]
+    if tax.scheme is TaxScheme.SALES_TAX:
+        # a charged sales tax is named by where it is due; only exemptions say so
+        named = "" if tax.category is TaxCategory.STANDARD else _CATEGORY_NAMES[tax.category]
+        words = ["Sales tax", tax.jurisdiction, named]
+    words.append(f"{format_percent(tax.rate or Decimal(0))}%")
+    return " ".join(word for word in words if word)
 
 
 def exemption_text(tax: LineTax | TaxSubtotal) -> str:

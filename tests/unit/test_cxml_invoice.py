@@ -16,16 +16,19 @@ from adapters.cxml_invoice import (
     CxmlInvoiceConfig,
     CxmlInvoiceSink,
     CxmlStatus,
+    describe_tax,
     is_already_used,
     payload_id,
     read_archived,
     read_status,
     split_vat_id,
+    tax_location,
 )
 from connector.errors import AuthenticationError, RejectedError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
 from connector.ports import AdapterContext, AdapterKind, Capability, InvoiceSink
+from connector.tax import LineTax
 from tests.support.factories import make_buyer, make_priced_plan, make_seller, make_taxed_plan, sales_tax, vat
 from tests.support.shared import shared_fixture
 
@@ -633,3 +636,26 @@ def test_taxed_push_and_archive_report_gross_and_tax(tmp_path: Path, monkeypatch
     assert (found.total, found.tax) == (plan.total, plan.tax_total)
     archived = read_archived(sink.archive_path(plan).read_bytes(), document="archive")
     assert (archived.total, archived.tax) == (plan.total, plan.tax_total)
+
+
+@pytest.mark.parametrize(
+    ("tax", "description"),
+    [
+        (vat("19"), "VAT standard rate 19%"),
+        (vat("0", "Z"), "VAT zero rated 0%"),
+        (vat("", "O", exemption_reason="Not in scope"), "VAT outside the scope of tax 0%"),
+        (sales_tax("8.875", "US-NY"), "Sales tax US-NY 8.875%"),
+        (sales_tax("0", "US-OR"), "Sales tax US-OR exempt 0%"),
+    ],
+)
+def test_tax_descriptions_name_scheme_category_and_rate(tax: LineTax, description: str) -> None:
+    assert describe_tax(tax) == description
+
+
+def test_tax_location_is_the_state_of_a_us_jurisdiction() -> None:
+    assert [tax_location(j) for j in ("US-NY", "us-ca", "US-NY-NYC", "CA-ON")] == [
+        "NY",
+        "CA",
+        "NY-NYC",
+        "CA-ON",
+    ]
