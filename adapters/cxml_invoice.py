@@ -14,8 +14,18 @@ cXML has no call to ask the buyer which invoices it holds, so `find()` reads the
 each document the buyer accepted (or answered as a duplicate) is kept in `archive_dir` under
 its invoice number, with the shared secret masked. A document whose outcome was unclear is not
 in the archive; re-sending it is safe because the buyer answers the duplicate number.
-The buyer reports no invoice id or total, so a RemoteRef carries the document's payloadID and the
-DueAmount as sent.
+The buyer reports no invoice id or total, so a RemoteRef carries the document's payloadID, the
+DueAmount (gross) and the summary Tax as sent.
+
+Tax: a taxed plan goes out with line-level tax (`InvoiceDetailLineIndicator isTaxInLine="yes"`):
+each InvoiceDetailItem has a `Tax` with one `TaxDetail` (category "vat" or "sales", the rate as
+percentageRate, TaxableAmount, TaxAmount, the state as TaxLocation for US sales tax, and for
+zero-tax categories the exemption reason as Description and its VATEX code as TaxExemption).
+Line shares are rounded per line with each breakdown group's remainder on its largest line, so
+they sum to the summary `Tax`, which holds one TaxDetail per breakdown group. SubtotalAmount is
+net; NetAmount and DueAmount are gross. The `[supplier]` VAT id goes on a remitTo InvoicePartner
+as IdReference taxPrefix/taxNumber (Coupa compliant invoicing). A plan without tax goes out as
+before, with a zero summary Tax ("No tax"), as the QuickBooks and Xero sinks send it untaxed.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -37,7 +47,7 @@ from pydantic import Field, field_validator, model_validator
 
 from adapters import durable
 from adapters.safe_xml import parse_xml
-from adapters.ubl import format_amount, format_price
+from adapters.ubl import format_amount, format_percent, format_price
 from adapters.ubl_files import invoice_file_name
 from connector.errors import (
     AuthenticationError,
@@ -48,10 +58,11 @@ from connector.errors import (
     UncertainError,
 )
 from connector.http import HttpClient, RetryPolicy
-from connector.model import Address, InvoiceLine, InvoicePlan, Money, RemoteRef, utcnow
+from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party, RemoteRef, utcnow
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.redact import MASK
 from connector.secrets import resolve_secret
+from connector.tax import ZERO_TAX, LineTax, TaxCategory, TaxScheme, TaxSubtotal, line_tax_amounts
 
 CXML_VERSION = "1.2.037"
 DOCTYPE = f'<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/schemas/cXML/{CXML_VERSION}/InvoiceDetail.dtd">'
@@ -174,10 +185,7 @@ def _credential(parent: etree._Element, domain: str, identity: str) -> etree._El
     return credential
 
 
-def _bill_to(header: etree._Element, plan: InvoicePlan, language: str) -> None:
-    address: Address = plan.bill_to or Address()
-    contact = _sub(_sub(header, "InvoicePartner"), "Contact", role="billTo")
-    _lang(contact, "Name", address.name or plan.customer_name or plan.customer_ref, language)
+def _postal(contact: etree._Element, address: Address) -> None:
     if address.lines and address.city and address.country:
         postal = _sub(contact, "PostalAddress")
         for street in address.lines:
@@ -188,11 +196,150 @@ def _bill_to(header: etree._Element, plan: InvoicePlan, language: str) -> None:
         if address.postal_code:
             _sub(postal, "PostalCode", address.postal_code)
         _sub(postal, "Country", address.country, isoCountryCode=address.country)
+
+
+def _bill_to(header: etree._Element, plan: InvoicePlan, language: str) -> None:
+    address: Address = plan.bill_to or Address()
+    contact = _sub(_sub(header, "InvoicePartner"), "Contact", role="billTo")
+    _lang(contact, "Name", address.name or plan.customer_name or plan.customer_ref, language)
+    _postal(contact, address)
     if address.email:
         _sub(contact, "Email", address.email)
 
 
-def _item(order: etree._Element, line: InvoiceLine, language: str) -> None:
+def split_vat_id(vat_id: str, country: str = "") -> tuple[str, str]:
+    """A VAT id as Coupa's taxPrefix and taxNumber: ("DE", "123456789") for DE123456789.
+
+    The prefix is the id's leading country letters (CHE for Swiss ids, else two letters); an id
+    without them takes the seller's country as its prefix.
+    """
+    text = vat_id.strip()
+    upper = text.upper()
+    size = 3 if upper.startswith("CHE") else 2 if upper[:2].isalpha() and upper[:2].isascii() else 0
+    if size:
+        return upper[:size], text[size:].lstrip(" -")
+    return country.upper(), text
+
+
+def _remit_to(header: etree._Element, seller: Party, language: str) -> None:
+    """The supplier with its VAT id, as Coupa's compliant invoicing reads it."""
+    partner = _sub(header, "InvoicePartner")
+    contact = _sub(partner, "Contact", role="remitTo")
+    _lang(contact, "Name", seller.legal_name, language)
+    if seller.address is not None:
+        _postal(contact, seller.address)
+    if seller.contact_email:
+        _sub(contact, "Email", seller.contact_email)
+    prefix, number = split_vat_id(seller.vat_id, seller.country)
+    if prefix:
+        _sub(partner, "IdReference", identifier=prefix, domain="taxPrefix")
+    _sub(partner, "IdReference", identifier=number, domain="taxNumber")
+
+
+# What a category is called in a Tax Description, and the reason a zero-tax TaxDetail gives
+# when the plan states only an exemption code (Coupa wants a Description on exempt and
+# reverse-charge details).
+_CATEGORY_NAMES = {
+    TaxCategory.STANDARD: "standard rate",
+    TaxCategory.ZERO_RATED: "zero rated",
+    TaxCategory.EXEMPT: "exempt",
+    TaxCategory.REVERSE_CHARGE: "reverse charge",
+    TaxCategory.INTRA_COMMUNITY: "intra-community supply",
+    TaxCategory.EXPORT: "export",
+    TaxCategory.OUTSIDE_SCOPE: "outside the scope of tax",
+    TaxCategory.CANARY_ISLANDS: "Canary Islands IGIC",
+    TaxCategory.CEUTA_MELILLA: "Ceuta and Melilla IPSI",
+}
+_ZERO_TAX_REASONS = {
+    TaxCategory.ZERO_RATED: "Zero rated",
+    TaxCategory.EXEMPT: "Exempt from tax",
+    TaxCategory.REVERSE_CHARGE: "Reverse charge: the customer accounts for the VAT",
+    TaxCategory.INTRA_COMMUNITY: "Intra-community supply, exempt from VAT",
+    TaxCategory.EXPORT: "Export outside the EU, exempt from VAT",
+    TaxCategory.OUTSIDE_SCOPE: "Not subject to VAT",
+}
+_EXEMPT_DETAIL = {TaxCategory.ZERO_RATED: "zeroRated", TaxCategory.EXEMPT: "exempt"}
+
+
+def describe_tax(tax: LineTax | TaxSubtotal) -> str:
+    """A Tax Description: "VAT standard rate 19%", "Sales tax US-NY 8.875%", "VAT reverse charge 0%"."""
+    words = ["VAT", _CATEGORY_NAMES[tax.category]]
+    if tax.scheme is TaxScheme.SALES_TAX:
+        # a charged sales tax is named by where it is due; only exemptions say so
+        named = "" if tax.category is TaxCategory.STANDARD else _CATEGORY_NAMES[tax.category]
+        words = ["Sales tax", tax.jurisdiction, named]
+    words.append(f"{format_percent(tax.rate or Decimal(0))}%")
+    return " ".join(word for word in words if word)
+
+
+def exemption_text(tax: LineTax | TaxSubtotal) -> str:
+    """The reason a zero-tax detail states: the plan's text, its code in brackets."""
+    code = tax.exemption_reason_code.strip()
+    text = tax.exemption_reason.strip() or _ZERO_TAX_REASONS.get(tax.category, "")
+    if code and code not in text:
+        return f"{text} ({code})" if text else code
+    return text
+
+
+def tax_location(jurisdiction: str) -> str:
+    """The TaxLocation of a US sales tax: the state (NY for US-NY), else the jurisdiction as given."""
+    code = jurisdiction.strip().upper()
+    return code[3:] if code.startswith("US-") and len(code) > 3 else code
+
+
+def _tax_detail(
+    parent: etree._Element,
+    tax: LineTax | TaxSubtotal,
+    taxable: Money,
+    amount: Money,
+    language: str,
+) -> None:
+    attributes = {
+        "purpose": "tax",
+        "category": "sales" if tax.scheme is TaxScheme.SALES_TAX else "vat",
+        "percentageRate": format_percent(tax.rate or Decimal(0)),
+    }
+    if tax.category in _EXEMPT_DETAIL:
+        attributes["exemptDetail"] = _EXEMPT_DETAIL[tax.category]
+    detail = _sub(parent, "TaxDetail", **attributes)
+    _money(detail, "TaxableAmount", taxable)
+    _money(detail, "TaxAmount", amount)
+    if tax.jurisdiction:
+        _lang(detail, "TaxLocation", tax_location(tax.jurisdiction), language)
+    if tax.category in ZERO_TAX:
+        reason = exemption_text(tax)
+        _lang(detail, "Description", reason, language)
+        if tax.exemption_reason_code.strip():
+            exemption = _sub(detail, "TaxExemption", exemptCode=tax.exemption_reason_code.strip())
+            _lang(exemption, "ExemptReason", reason, language)
+
+
+def _line_tax(item: etree._Element, line: InvoiceLine, tax: LineTax, amount: Money, language: str) -> None:
+    element = _sub(item, "Tax")
+    _sub(element, "Money", format_amount(amount), currency=amount.currency)
+    _lang(element, "Description", describe_tax(tax), language)
+    _tax_detail(element, tax, line.amount, amount, language)
+
+
+def _summary_tax(summary: etree._Element, plan: InvoicePlan, language: str) -> None:
+    tax = _sub(summary, "Tax")
+    _sub(tax, "Money", format_amount(plan.tax_total), currency=plan.currency)
+    groups = plan.tax_breakdown
+    if not groups:
+        _lang(tax, "Description", "No tax", language)
+        return
+    _lang(tax, "Description", "; ".join(describe_tax(group) for group in groups), language)
+    for group in groups:
+        _tax_detail(
+            tax,
+            group,
+            Money(amount=group.taxable_amount, currency=plan.currency),
+            Money(amount=group.tax_amount, currency=plan.currency),
+            language,
+        )
+
+
+def _item(order: etree._Element, line: InvoiceLine, language: str, tax: Money | None) -> None:
     item = _sub(
         order, "InvoiceDetailItem", invoiceLineNumber=str(line.line_no), quantity=_quantity(line.quantity)
     )
@@ -208,10 +355,22 @@ def _item(order: etree._Element, line: InvoiceLine, language: str) -> None:
     if line.description:
         _lang(reference, "Description", line.description, language)
     _money(item, "SubtotalAmount", line.amount)
+    if tax is not None and line.tax is not None:
+        _line_tax(item, line, line.tax, tax, language)
     if line.service_start is not None:
         _sub(item, "Extrinsic", line.service_start.isoformat(), name="serviceStartDate")
     if line.service_end is not None:
         _sub(item, "Extrinsic", line.service_end.isoformat(), name="serviceEndDate")
+
+
+def plan_line_taxes(plan: InvoicePlan) -> dict[int, Money]:
+    """Each line's tax by line number, summing to each breakdown group's tax to the minor unit."""
+    amounts = line_tax_amounts(
+        ((line.line_no, line.amount.amount, line.tax) for line in plan.lines if line.tax is not None),
+        plan.tax_breakdown,
+        plan.currency,
+    )
+    return {number: Money(amount=amount, currency=plan.currency) for number, amount in amounts.items()}
 
 
 def render_invoice_request(
@@ -221,8 +380,14 @@ def render_invoice_request(
     timestamp: datetime,
     deployment_mode: str = "production",
     language: str = "en-US",
+    seller: Party | None = None,
 ) -> bytes:
-    """The plan as a cXML InvoiceDetailRequest, valid against InvoiceDetail.dtd 1.2.037."""
+    """The plan as a cXML InvoiceDetailRequest, valid against InvoiceDetail.dtd 1.2.037.
+
+    A taxed plan carries its tax on each line (`isTaxInLine`), each line's share such that the
+    lines sum to every breakdown group exactly, and the breakdown in the summary; an untaxed
+    plan carries a zero summary Tax ("No tax"). A `seller` with a VAT id is the remitTo partner.
+    """
     root = etree.Element(
         "cXML",
         payloadID=payload_id(plan),
@@ -248,8 +413,14 @@ def render_invoice_request(
         invoiceDate=_timestamp(plan.issue_date),
     )
     _sub(head, "InvoiceDetailHeaderIndicator")
-    _sub(head, "InvoiceDetailLineIndicator")
+    taxed = plan.is_taxed
+    if taxed:
+        _sub(head, "InvoiceDetailLineIndicator", isTaxInLine="yes")
+    else:
+        _sub(head, "InvoiceDetailLineIndicator")
     _bill_to(head, plan, language)
+    if seller is not None and seller.vat_id.strip():
+        _remit_to(head, seller, language)
     if plan.payment_terms is not None:
         _sub(head, "PaymentTerm", payInNumberOfDays=str(plan.payment_terms.net_days))
     _sub(head, "Period", startDate=_timestamp(plan.period_start), endDate=_timestamp(plan.period_end))
@@ -260,15 +431,15 @@ def render_invoice_request(
     # Coupa's own samples carry the PO number as the DocumentReference payloadID as well.
     reference = _sub(_sub(order, "InvoiceDetailOrderInfo"), "OrderReference", orderID=plan.po_number)
     _sub(reference, "DocumentReference", payloadID=plan.po_number)
+    shares = plan_line_taxes(plan) if taxed else {}
     for line in plan.lines:
-        _item(order, line, language)
+        _item(order, line, language, shares.get(line.line_no))
 
+    # SubtotalAmount is net; NetAmount (subtotal + tax, nothing else charged) and DueAmount gross.
     total = plan.total.quantized()
     summary = _sub(request, "InvoiceDetailSummary")
-    _money(summary, "SubtotalAmount", total)
-    tax = _sub(summary, "Tax")
-    _sub(tax, "Money", format_amount(Money.zero(plan.currency)), currency=plan.currency)
-    _lang(tax, "Description", "No tax", language)
+    _money(summary, "SubtotalAmount", plan.net_total)
+    _summary_tax(summary, plan, language)
     _money(summary, "NetAmount", total)
     _money(summary, "DueAmount", total)
     body: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", doctype=DOCTYPE)
@@ -305,15 +476,29 @@ def named_number(status: CxmlStatus) -> str | None:
     return found.group("number") if found else None
 
 
-def read_archived(data: bytes, *, document: str) -> tuple[str, Money | None]:
-    """The payloadID and DueAmount of an archived InvoiceDetailRequest."""
+class ArchivedInvoice(NamedTuple):
+    """What an archived InvoiceDetailRequest says: its payloadID, DueAmount (gross) and tax."""
+
+    payload_id: str
+    total: Money | None
+    tax: Money | None
+
+
+def _summary_money(root: etree._Element, path: str) -> Money | None:
+    money = root.find(f"Request/InvoiceDetailRequest/InvoiceDetailSummary/{path}")
+    if money is None:
+        return None
+    with contextlib.suppress(InvalidOperation, ValueError):
+        return Money(amount=Decimal((money.text or "").strip()), currency=money.get("currency", ""))
+    return None
+
+
+def read_archived(data: bytes, *, document: str) -> ArchivedInvoice:
+    """The payloadID, DueAmount and summary Tax of an archived InvoiceDetailRequest."""
     root = parse_xml(data, source="cxml-invoice", document=document)
-    money = root.find("Request/InvoiceDetailRequest/InvoiceDetailSummary/DueAmount/Money")
-    total = None
-    if money is not None:
-        with contextlib.suppress(InvalidOperation, ValueError):
-            total = Money(amount=Decimal((money.text or "").strip()), currency=money.get("currency", ""))
-    return root.get("payloadID", ""), total
+    return ArchivedInvoice(
+        root.get("payloadID", ""), _summary_money(root, "DueAmount/Money"), _summary_money(root, "Tax/Money")
+    )
 
 
 # -- the sink ----------------------------------------------------------------------------------
@@ -335,6 +520,8 @@ class CxmlInvoiceSink:
         self.name = config.name
         self.config = config
         self._log = context.logger
+        # The seller: its VAT id goes on the remitTo partner (Coupa compliant invoicing).
+        self.supplier: Party | None = context.supplier
         secret = resolve_secret(
             env=config.shared_secret_env,
             file=config.shared_secret_file,
@@ -383,13 +570,17 @@ class CxmlInvoiceSink:
             except FileNotFoundError:
                 continue
             try:
-                remote_id, total = read_archived(data, document=str(path))
+                archived = read_archived(data, document=str(path))
             except InputError as exc:
                 # The buyer accepted it (it is archived), so it must not be sent as new again.
                 self._log.warning("archived invoice %s is unreadable: %s", path, exc)
-                remote_id, total = payload_id(plan), None
+                archived = ArchivedInvoice(payload_id(plan), None, None)
             found[plan.idempotency_key] = RemoteRef(
-                remote_id=remote_id, invoice_number=plan.invoice_number, total=total, already_existed=True
+                remote_id=archived.payload_id,
+                invoice_number=plan.invoice_number,
+                total=archived.total,
+                tax=archived.tax,
+                already_existed=True,
             )
         return found
 
@@ -404,6 +595,7 @@ class CxmlInvoiceSink:
             timestamp=timestamp or utcnow(),
             deployment_mode=self.config.deployment_mode,
             language=self.config.language,
+            seller=self.supplier,
         )
 
     def push(self, plan: InvoicePlan) -> RemoteRef:
@@ -435,6 +627,7 @@ class CxmlInvoiceSink:
             remote_id=payload_id(plan),
             invoice_number=plan.invoice_number,
             total=plan.total.quantized(),
+            tax=plan.tax_total,
             already_existed=already,
         )
 

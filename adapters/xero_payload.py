@@ -16,8 +16,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connector.model import InvoiceLine, InvoicePlan, Money
-from connector.tax import TaxCodeMap, TaxProblem, round_tax
+from connector.model import InvoicePlan, Money
+from connector.tax import TaxCodeMap, TaxProblem
+from connector.tax import line_tax_amounts as shared_line_tax_amounts
 
 MAX_INVOICE_NUMBER = 255  # Xero's InvoiceNumber and Reference field length
 MAX_DESCRIPTION = 4000
@@ -144,38 +145,14 @@ def invoice_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any
 def line_tax_amounts(plan: InvoicePlan) -> dict[int, Decimal]:
     """Each line's TaxAmount, by line number, so that Xero's TotalTax is the plan's.
 
-    Per group of the plan's breakdown: the billing system's stated line amounts when every line
-    states one, else net x rate rounded per line (what Xero would do); then the group's rounding
-    remainder (the group's tax minus the sum of its lines) goes on its largest line, so the
-    lines sum to the breakdown exactly.
+    Stated line amounts, else net x rate rounded per line (what Xero would do), with each
+    group's rounding remainder on its largest line (`connector.tax.line_tax_amounts`).
     """
-    groups: dict[tuple[str, str, Decimal | None, str], list[InvoiceLine]] = {}
-    for line in plan.lines:
-        if line.tax is not None:
-            groups.setdefault(line.tax.group_key(), []).append(line)
-    wanted = {
-        (g.scheme.value, g.category.value, None if g.rate is None else g.rate.normalize(), g.jurisdiction): (
-            g.tax_amount
-        )
-        for g in plan.tax_breakdown
-    }
-    amounts: dict[int, Decimal] = {}
-    for key, members in groups.items():
-        stated = [line.tax.amount for line in members if line.tax is not None]
-        every_stated = all(amount is not None for amount in stated)
-        for line in members:
-            assert line.tax is not None
-            if every_stated and line.tax.amount is not None:
-                amounts[line.line_no] = round_tax(line.tax.amount, plan.currency)
-            else:
-                amounts[line.line_no] = round_tax(
-                    line.amount.amount * line.tax.percent / Decimal(100), plan.currency
-                )
-        remainder = wanted[key] - sum((amounts[line.line_no] for line in members), Decimal(0))
-        if remainder:
-            largest = max(members, key=lambda line: (abs(line.amount.amount), -line.line_no))
-            amounts[largest.line_no] += remainder
-    return amounts
+    return shared_line_tax_amounts(
+        ((line.line_no, line.amount.amount, line.tax) for line in plan.lines if line.tax is not None),
+        plan.tax_breakdown,
+        plan.currency,
+    )
 
 
 def request_key(idempotency_keys: Sequence[str], body: str) -> str:

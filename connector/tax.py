@@ -278,6 +278,41 @@ def breakdown(lines: Iterable[tuple[Decimal, LineTax]], currency: str) -> tuple[
     return tuple(out)
 
 
+def line_tax_amounts(
+    lines: Iterable[tuple[int, Decimal, LineTax]], groups: Sequence[TaxSubtotal], currency: str
+) -> dict[int, Decimal]:
+    """Each line's tax, by line number, summing to its breakdown group's tax exactly.
+
+    `lines` are (line number, line net amount, line tax); `groups` is the breakdown made from
+    them. Per group: the billing system's stated line amounts when every line states one, else
+    net x rate rounded per line; then the group's rounding remainder (the group's tax minus the
+    sum of its lines) goes on its largest line (the first of equals), so the lines sum to the
+    breakdown exactly. Sinks that state tax per line use this, so every target shows one tax.
+    """
+    members_of: dict[tuple[str, str, Decimal | None, str], list[tuple[int, Decimal, LineTax]]] = {}
+    for number, net, line_tax in lines:
+        members_of.setdefault(line_tax.group_key(), []).append((number, net, line_tax))
+    wanted = {
+        (g.scheme.value, g.category.value, None if g.rate is None else g.rate.normalize(), g.jurisdiction): (
+            g.tax_amount
+        )
+        for g in groups
+    }
+    amounts: dict[int, Decimal] = {}
+    for key, members in members_of.items():
+        every_stated = all(line_tax.amount is not None for _, _, line_tax in members)
+        for number, net, line_tax in members:
+            if every_stated and line_tax.amount is not None:
+                amounts[number] = round_tax(line_tax.amount, currency)
+            else:
+                amounts[number] = round_tax(net * line_tax.percent / _HUNDRED, currency)
+        remainder = wanted[key] - sum((amounts[number] for number, _, _ in members), Decimal(0))
+        if remainder:
+            largest = max(members, key=lambda member: (abs(member[1]), -member[0]))
+            amounts[largest[0]] += remainder
+    return amounts
+
+
 def tax_total(groups: Sequence[TaxSubtotal], currency: str) -> Decimal:
     """The invoice's tax: the sum of its groups (BR-CO-14)."""
     return round_tax(sum((group.tax_amount for group in groups), Decimal(0)), currency)

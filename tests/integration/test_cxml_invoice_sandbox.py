@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from lxml import etree
 
-from adapters.cxml_invoice import CxmlInvoiceConfig, CxmlInvoiceSink
+import adapters.cxml_invoice
+from adapters.cxml_invoice import CxmlInvoiceConfig, CxmlInvoiceSink, read_status
 from connector.errors import AuthenticationError, RejectedError, UncertainError
 from connector.http import RetryPolicy
+from connector.model import InvoicePlan, Money
 from connector.ports import AdapterContext
 from tests.sandboxes.base import Fault
 from tests.sandboxes.cxml_buyer import INVOICE_PATH, CxmlBuyerSandbox
+from tests.support.factories import make_buyer, make_seller, make_taxed_plan, sales_tax, vat
 from tests.support.shared import shared_fixture
 from tests.unit.test_cxml_invoice import make_plan
 
@@ -26,14 +33,19 @@ def buyer() -> Iterator[CxmlBuyerSandbox]:
     box = CxmlBuyerSandbox(
         shared_secret=SECRET,
         dtd_path=shared_fixture("cxml/InvoiceDetail-1.2.037.dtd"),
-        orders={"6112": {1, 2}},
+        orders={"6112": {1, 2}, "PO-1": {1, 2, 3}},
     )
     with box:
         yield box
 
 
 def make_sink(
-    buyer: CxmlBuyerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any
+    buyer: CxmlBuyerSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    context: AdapterContext | None = None,
+    **overrides: Any,
 ) -> CxmlInvoiceSink:
     monkeypatch.setenv("BUYER_SECRET", SECRET)
     values: dict[str, Any] = {
@@ -51,7 +63,9 @@ def make_sink(
     }
     values.update(overrides)
     return CxmlInvoiceSink(
-        CxmlInvoiceConfig(**values), AdapterContext(), retry=RetryPolicy(max_attempts=2, sleep=lambda s: None)
+        CxmlInvoiceConfig(**values),
+        context or AdapterContext(),
+        retry=RetryPolicy(max_attempts=2, sleep=lambda s: None),
     )
 
 
@@ -160,3 +174,114 @@ def test_answers_without_http_status_codes_are_read_from_the_cxml_status(
             make_sink(box, tmp_path / "other", monkeypatch, shared_secret_env="WRONG_SECRET").push(
                 make_plan("INV-2")
             )
+
+
+# -- tax ---------------------------------------------------------------------------------------
+def vat_plan() -> InvoicePlan:
+    """PO-1 with a 19% line, a 7% line and a reverse-charged line."""
+    return make_taxed_plan(
+        taxes=(vat("19"), vat("7"), vat("0", "AE", exemption_reason_code="VATEX-EU-AE")),
+        price="33.33",
+        quantity="3",
+        buyer=make_buyer("FR"),
+    )
+
+
+def sales_tax_plan() -> InvoicePlan:
+    """PO-1 with three equal New York lines whose per-line rounding is a cent over the group's."""
+    ny = sales_tax("8.875", "US-NY")
+    return make_taxed_plan(
+        taxes=(ny, ny, ny), currency="USD", price="33.33", quantity="1", buyer=make_buyer("US")
+    )
+
+
+def test_taxed_invoice_is_accepted_and_the_buyer_holds_the_plans_net_tax_and_gross(
+    buyer: CxmlBuyerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink(buyer, tmp_path, monkeypatch, context=AdapterContext(supplier=make_seller("DE")))
+    plan = vat_plan()
+
+    ref = sink.push(plan)
+
+    recorded = buyer.invoices[plan.invoice_number]
+    # 99.99 at 19% = 19.00, at 7% = 7.00, reverse charge 0: 26.00 on 299.97 net
+    assert (recorded["subtotal"], recorded["tax"], recorded["due_amount"], recorded["currency"]) == (
+        Decimal("299.97"),
+        Decimal("26.00"),
+        Decimal("325.97"),
+        "EUR",
+    )
+    assert recorded["subtotal"] == plan.net_total.amount
+    assert recorded["tax"] == plan.tax_total.amount
+    assert recorded["due_amount"] == plan.total.amount
+    assert [line["tax"] for line in recorded["lines"]] == [Decimal("19.00"), Decimal("7.00"), Decimal("0.00")]
+    assert recorded["supplier_tax_id"] == "DE123456789"
+    assert (ref.total, ref.tax) == (plan.total, plan.tax_total)
+    found = sink.find([plan])[plan.idempotency_key]
+    assert (found.total, found.tax) == (Money(amount=recorded["due_amount"], currency="EUR"), plan.tax_total)
+
+
+def test_sales_tax_lines_carry_the_groups_rounding_so_the_buyer_accepts_them(
+    buyer: CxmlBuyerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink(buyer, tmp_path, monkeypatch, context=AdapterContext(supplier=make_seller("US")))
+    plan = sales_tax_plan()
+
+    ref = sink.push(plan)
+
+    recorded = buyer.invoices[plan.invoice_number]
+    # 2.958 -> 2.96 per line is 8.88; the group's 99.99 x 8.875% = 8.874 -> 8.87
+    assert [line["tax"] for line in recorded["lines"]] == [Decimal("2.95"), Decimal("2.96"), Decimal("2.96")]
+    assert (recorded["tax"], recorded["due_amount"]) == (Decimal("8.87"), Decimal("108.86"))
+    assert (recorded["tax"], recorded["due_amount"]) == (plan.tax_total.amount, plan.total.amount)
+    assert recorded["supplier_tax_id"] == ""  # a US seller has no VAT id to state
+    assert (ref.total, ref.tax) == (plan.total, plan.tax_total)
+
+
+def test_buyer_refuses_line_tax_that_does_not_sum_to_the_invoice_tax(
+    buyer: CxmlBuyerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink(buyer, tmp_path, monkeypatch)
+    plan = sales_tax_plan()
+    shares = adapters.cxml_invoice.plan_line_taxes
+
+    def per_line_rounding_only(plan: InvoicePlan) -> dict[int, Money]:
+        # what a renderer that rounds each line and forgets the group's remainder would send
+        return {
+            number: money + Money.of("0.01", money.currency) if number == 1 else money
+            for number, money in shares(plan).items()
+        }
+
+    monkeypatch.setattr(adapters.cxml_invoice, "plan_line_taxes", per_line_rounding_only)
+
+    with pytest.raises(
+        RejectedError, match=re.escape("Line tax amounts sum to 8.88 USD, the invoice tax is 8.87 USD")
+    ) as caught:
+        sink.push(plan)
+    assert caught.value.provider_code == "417"
+    assert buyer.invoices == {}
+    assert sink.find([plan]) == {}
+
+
+def test_buyer_refuses_a_due_amount_that_is_not_subtotal_plus_tax(
+    buyer: CxmlBuyerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink(buyer, tmp_path, monkeypatch)
+    plan = vat_plan()
+    root = etree.fromstring(sink.render(plan, timestamp=datetime(2026, 11, 2, tzinfo=UTC)))
+    for name in ("NetAmount", "DueAmount"):  # the net total sent as due, tax left out
+        root.find(f".//InvoiceDetailSummary/{name}/Money").text = "299.97"
+    document = etree.tostring(
+        root, xml_declaration=True, encoding="UTF-8", doctype=adapters.cxml_invoice.DOCTYPE
+    )
+
+    answer = requests.post(
+        f"{buyer.url}{INVOICE_PATH}", data=document, headers={"Content-Type": "text/xml"}, timeout=5
+    )
+
+    status = read_status(answer.content)
+    assert status is not None and (status.code, status.text) == (417, "Invalid attributes")
+    assert (
+        status.detail == "Subtotal 299.97 EUR plus tax 26.00 EUR is 325.97 EUR, the due amount is 299.97 EUR"
+    )
+    assert buyer.invoices == {}

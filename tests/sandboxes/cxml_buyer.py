@@ -4,14 +4,18 @@ Answers each POSTed InvoiceDetailRequest synchronously with a cXML `Response` wh
 `Status@code` follows Coupa's invoice transmission codes: 200 accepted; 401 bad credentials;
 406 unparsable or not valid against the DTD (when `dtd_path` is given); 417 "Invalid
 attributes" when the invoice number has already been used for this supplier; 417 "Invalid
-order/document reference" for a PO it does not know (when `orders` is given); 450 for a cXML
-version other than 1.2.x. The HTTP status mirrors the code unless `http_status_mirrors_code`
-is False, in which case every answer is HTTP 200 and only the cXML Status tells.
+order/document reference" for a PO it does not know (when `orders` is given); 417 "Invalid
+attributes" when the amounts do not add up as Coupa checks them: the lines' SubtotalAmounts
+must sum to the summary SubtotalAmount, with line-level tax (`isTaxInLine="yes"`) the lines'
+Tax must sum to the summary Tax, and SubtotalAmount + Tax must be the DueAmount, all in the
+invoice's currency; 450 for a cXML version other than 1.2.x. The HTTP status mirrors the code
+unless `http_status_mirrors_code` is False, in which case every answer is HTTP 200 and only the
+cXML Status tells.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,62 @@ from connector.model import utcnow
 from tests.sandboxes.base import Reply, Request, Sandbox
 
 INVOICE_PATH = "/cxml/invoices"
+SUMMARY = "Request/InvoiceDetailRequest/InvoiceDetailSummary"
+
+
+class AmountProblem(ValueError):
+    """An amount the buyer cannot accept; the text is what it answers."""
+
+
+def _money(element: etree._Element | None, path: str, currency: str) -> Decimal:
+    """The amount of the Money at `path` under `element`; 0 when absent, AmountProblem when bad."""
+    money = element.find(path) if element is not None else None
+    if money is None:
+        return Decimal(0)
+    if money.get("currency") != currency:
+        raise AmountProblem(f"{path} is in {money.get('currency')!r}, the invoice in {currency!r}")
+    try:
+        amount = Decimal((money.text or "").strip())
+    except InvalidOperation:
+        raise AmountProblem(f"{path} {money.text!r} is not an amount") from None
+    if not amount.is_finite():
+        raise AmountProblem(f"{path} {money.text!r} is not an amount")
+    return amount
+
+
+def check_amounts(root: etree._Element) -> dict[str, Any]:
+    """The summary's subtotal, tax and due amount, once the lines and summary agree (Coupa's checks)."""
+    summary = root.find(SUMMARY)
+    due = summary.find("DueAmount/Money") if summary is not None else None
+    if summary is None or due is None:
+        raise AmountProblem("the InvoiceDetailSummary has no DueAmount")
+    currency = due.get("currency", "")
+    subtotal = _money(summary, "SubtotalAmount/Money", currency)
+    tax = _money(summary, "Tax/Money", currency)
+    due_amount = _money(summary, "DueAmount/Money", currency)
+    items = list(root.iterfind(".//InvoiceDetailItem"))
+    lines_subtotal = sum((_money(item, "SubtotalAmount/Money", currency) for item in items), Decimal(0))
+    if lines_subtotal != subtotal:
+        raise AmountProblem(
+            f"Line subtotals sum to {lines_subtotal} {currency}, "
+            f"the invoice subtotal is {subtotal} {currency}"
+        )
+    indicator = root.find(
+        "Request/InvoiceDetailRequest/InvoiceDetailRequestHeader/InvoiceDetailLineIndicator"
+    )
+    if indicator is not None and indicator.get("isTaxInLine") == "yes":
+        # Lines without a Tax count as zero, as the DTD says of line-level indicators.
+        lines_tax = sum((_money(item, "Tax/Money", currency) for item in items), Decimal(0))
+        if lines_tax != tax:
+            raise AmountProblem(
+                f"Line tax amounts sum to {lines_tax} {currency}, the invoice tax is {tax} {currency}"
+            )
+    if subtotal + tax != due_amount:
+        raise AmountProblem(
+            f"Subtotal {subtotal} {currency} plus tax {tax} {currency} is {subtotal + tax} {currency}, "
+            f"the due amount is {due_amount} {currency}"
+        )
+    return {"subtotal": subtotal, "tax": tax, "due_amount": due_amount, "currency": currency}
 
 
 def cxml_response(code: int, text: str, detail: str = "") -> bytes:
@@ -91,6 +151,7 @@ class CxmlBuyerSandbox(Sandbox):
                 "part": item.findtext("InvoiceDetailItemReference/ItemID/SupplierPartID"),
                 "uom": item.findtext("UnitOfMeasure"),
                 "unit_price": Decimal(item.findtext("UnitPrice/Money") or "0"),
+                "tax": Decimal(item.findtext("Tax/Money") or "0"),
             }
             for item in root.iterfind(".//InvoiceDetailItem")
         ]
@@ -107,7 +168,10 @@ class CxmlBuyerSandbox(Sandbox):
                     "Invalid order/document reference",
                     f"Could not find order header {order_id} {unknown_lines}",
                 )
-        due = root.find("Request/InvoiceDetailRequest/InvoiceDetailSummary/DueAmount/Money")
+        try:
+            amounts = check_amounts(root)
+        except AmountProblem as problem:
+            return self._answer(417, "Invalid attributes", str(problem))
         with self.lock:
             if invoice_id in self.invoices:
                 return self._answer(
@@ -120,8 +184,12 @@ class CxmlBuyerSandbox(Sandbox):
                 "po_number": order_id,
                 "deployment_mode": root.find("Request").get("deploymentMode", "production"),
                 "lines": lines,
-                "due_amount": Decimal(due.text) if due is not None and due.text else None,
-                "currency": due.get("currency") if due is not None else None,
+                **amounts,
+                "supplier_tax_id": "".join(
+                    str(reference.get("identifier", ""))
+                    for reference in head.xpath("InvoicePartner[Contact/@role='remitTo']/IdReference")
+                    if reference.get("domain") in ("taxPrefix", "taxNumber")
+                ),
                 "document": request.body,
             }
         return self._answer(200, "OK")

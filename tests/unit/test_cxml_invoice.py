@@ -16,14 +16,20 @@ from adapters.cxml_invoice import (
     CxmlInvoiceConfig,
     CxmlInvoiceSink,
     CxmlStatus,
+    describe_tax,
     is_already_used,
     payload_id,
+    read_archived,
     read_status,
+    split_vat_id,
+    tax_location,
 )
 from connector.errors import AuthenticationError, RejectedError, UncertainError
 from connector.http import RetryPolicy
-from connector.model import Address, InvoiceLine, InvoicePlan, Money, PaymentTerms
+from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
 from connector.ports import AdapterContext, AdapterKind, Capability, InvoiceSink
+from connector.tax import LineTax
+from tests.support.factories import make_buyer, make_priced_plan, make_seller, make_taxed_plan, sales_tax, vat
 from tests.support.shared import shared_fixture
 
 URL = "https://acme.coupahost.com/cxml/invoices"
@@ -85,7 +91,13 @@ def make_plan(number: str = "INV-0000000000AB", **overrides: Any) -> InvoicePlan
     return InvoicePlan(**values)
 
 
-def make_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> CxmlInvoiceSink:
+def make_sink(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    context: AdapterContext | None = None,
+    **overrides: Any,
+) -> CxmlInvoiceSink:
     monkeypatch.setenv("CXML_SECRET", SECRET)
     values: dict[str, Any] = {
         "name": "coupa-invoices",
@@ -101,7 +113,9 @@ def make_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any)
     }
     values.update(overrides)
     return CxmlInvoiceSink(
-        CxmlInvoiceConfig(**values), AdapterContext(), retry=RetryPolicy(max_attempts=2, sleep=lambda s: None)
+        CxmlInvoiceConfig(**values),
+        context or AdapterContext(),
+        retry=RetryPolicy(max_attempts=2, sleep=lambda s: None),
     )
 
 
@@ -336,3 +350,312 @@ def test_an_already_used_answer_naming_another_number_is_a_rejection() -> None:
 
     assert named_number(CxmlStatus(417, "Invoice number INV-9 has already been used")) == "INV-9"
     assert named_number(CxmlStatus(417, "invoice number has already been used for this supplier")) is None
+
+
+# -- tax ---------------------------------------------------------------------------------------
+DETAIL_PATH = "Request/InvoiceDetailRequest"
+AE = vat("0", "AE", exemption_reason_code="VATEX-EU-AE")
+EXEMPT = vat("0", "E", exemption_reason="Exempt medical service, Article 132(1)(c)")
+NY = sales_tax("8.875", "US-NY")
+
+
+def taxed_plans() -> dict[str, InvoicePlan]:
+    """The taxed plans every document check runs over."""
+    return {
+        "de-standard-19": make_taxed_plan(taxes=(vat("19"),)),
+        "reverse-charge": make_taxed_plan(taxes=(AE,), buyer=make_buyer("FR")),
+        "exempt": make_taxed_plan(taxes=(EXEMPT,)),
+        "us-ny-sales-tax": make_priced_plan(
+            currency="USD", lines=(("100.00", NY), ("33.33", NY)), sink="coupa-invoices"
+        ),
+        "mixed-rates-remainder": make_priced_plan(
+            currency="EUR",
+            lines=(
+                ("10.03", vat("19")),
+                ("10.03", vat("19")),
+                ("20.06", vat("19")),
+                ("5.55", vat("7")),
+                ("99.00", AE),
+            ),
+        ),
+        "jpy": make_priced_plan(
+            currency="JPY",
+            lines=(("105", vat("10")), ("105", vat("10")), ("210", vat("10")), ("1001", vat("8"))),
+        ),
+    }
+
+
+def render_taxed(
+    plan: InvoicePlan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seller: Party | None = None
+) -> etree._Element:
+    sink = make_sink(tmp_path, monkeypatch, context=AdapterContext(supplier=seller))
+    document = sink.render(plan, timestamp=WHEN)
+    root = parse(document)
+    dtd = invoice_dtd()
+    assert dtd.validate(root), dtd.error_log.filter_from_errors()
+    return root
+
+
+def amount(element: etree._Element, path: str) -> Decimal:
+    money = element.find(path)
+    assert money is not None, path
+    return Decimal(money.text)
+
+
+@pytest.mark.parametrize("case", list(taxed_plans()))
+def test_taxed_document_is_valid_and_its_tax_sums_to_the_cent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    plan = taxed_plans()[case]
+    root = render_taxed(plan, tmp_path, monkeypatch, seller=make_seller())
+
+    indicator = root.find(f"{DETAIL_PATH}/InvoiceDetailRequestHeader/InvoiceDetailLineIndicator")
+    assert indicator.get("isTaxInLine") == "yes"
+    items = root.findall(".//InvoiceDetailItem")
+    assert len(items) == len(plan.lines)
+    for item, line in zip(items, plan.lines, strict=True):
+        assert item.find("Tax/Money").get("currency") == plan.currency
+        details = item.findall("Tax/TaxDetail")
+        assert len(details) == 1
+        assert amount(details[0], "TaxAmount/Money") == amount(item, "Tax/Money")
+        assert amount(details[0], "TaxableAmount/Money") == line.amount.amount
+    line_tax = sum((amount(item, "Tax/Money") for item in items), Decimal(0))
+    summary = root.find(f"{DETAIL_PATH}/InvoiceDetailSummary")
+    assert line_tax == amount(summary, "Tax/Money") == plan.tax_total.amount
+    # each breakdown group: its lines' shares sum to its once-rounded tax exactly
+    groups = summary.findall("Tax/TaxDetail")
+    assert len(groups) == len(plan.tax_breakdown)
+    for group, detail in zip(plan.tax_breakdown, groups, strict=True):
+        assert amount(detail, "TaxAmount/Money") == group.tax_amount
+        assert amount(detail, "TaxableAmount/Money") == group.taxable_amount
+        in_group = [
+            item
+            for item, line in zip(items, plan.lines, strict=True)
+            if line.tax is not None
+            and (line.tax.category, line.tax.percent, line.tax.jurisdiction)
+            == (group.category, group.rate or Decimal(0), group.jurisdiction)
+        ]
+        assert sum((amount(item, "Tax/Money") for item in in_group), Decimal(0)) == group.tax_amount
+    assert amount(summary, "SubtotalAmount/Money") == plan.net_total.amount
+    assert amount(summary, "SubtotalAmount/Money") + amount(summary, "Tax/Money") == amount(
+        summary, "DueAmount/Money"
+    )
+    assert amount(summary, "NetAmount/Money") == amount(summary, "DueAmount/Money") == plan.total.amount
+    assert [child.tag for child in summary] == ["SubtotalAmount", "Tax", "NetAmount", "DueAmount"]
+
+
+def test_german_standard_rate_line_and_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = render_taxed(make_taxed_plan(taxes=(vat("19"),)), tmp_path, monkeypatch)
+
+    item = root.find(".//InvoiceDetailItem")
+    assert item.findtext("SubtotalAmount/Money") == "200.00"
+    assert item.findtext("Tax/Money") == "38.00"
+    assert item.findtext("Tax/Description") == "VAT standard rate 19%"
+    detail = item.find("Tax/TaxDetail")
+    assert dict(detail.attrib) == {"purpose": "tax", "category": "vat", "percentageRate": "19"}
+    assert (detail.findtext("TaxableAmount/Money"), detail.findtext("TaxAmount/Money")) == ("200.00", "38.00")
+    assert detail.find("Description") is None and detail.find("TaxLocation") is None
+    summary = root.find(".//InvoiceDetailSummary")
+    assert [
+        summary.findtext(f"{name}/Money") for name in ("SubtotalAmount", "Tax", "NetAmount", "DueAmount")
+    ] == [
+        "200.00",
+        "38.00",
+        "238.00",
+        "238.00",
+    ]
+    assert summary.find("Tax/TaxDetail").get("percentageRate") == "19"
+
+
+def test_reverse_charge_line_states_its_reason_and_vatex_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = render_taxed(make_taxed_plan(taxes=(AE,), buyer=make_buyer("FR")), tmp_path, monkeypatch)
+
+    for detail in (
+        root.find(".//InvoiceDetailItem/Tax/TaxDetail"),
+        root.find(".//InvoiceDetailSummary/Tax/TaxDetail"),
+    ):
+        assert (detail.get("category"), detail.get("percentageRate")) == ("vat", "0")
+        assert detail.findtext("TaxAmount/Money") == "0.00"
+        assert (
+            detail.findtext("Description")
+            == "Reverse charge: the customer accounts for the VAT (VATEX-EU-AE)"
+        )
+        assert detail.find("TaxExemption").get("exemptCode") == "VATEX-EU-AE"
+        # Description comes after TaxAmount, TaxExemption last, as the DTD orders them
+        assert [child.tag for child in detail] == [
+            "TaxableAmount",
+            "TaxAmount",
+            "Description",
+            "TaxExemption",
+        ]
+    assert root.findtext(".//InvoiceDetailItem/Tax/Description") == "VAT reverse charge 0%"
+    assert root.findtext(".//InvoiceDetailSummary/DueAmount/Money") == "200.00"
+
+
+def test_exempt_line_states_the_plans_exemption_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = render_taxed(make_taxed_plan(taxes=(EXEMPT,)), tmp_path, monkeypatch)
+
+    detail = root.find(".//InvoiceDetailItem/Tax/TaxDetail")
+    assert detail.get("exemptDetail") == "exempt"
+    assert detail.findtext("Description") == "Exempt medical service, Article 132(1)(c)"
+    assert detail.find("TaxExemption") is None  # no code stated, none invented
+    assert root.findtext(".//InvoiceDetailSummary/Tax/Money") == "0.00"
+
+
+def test_us_sales_tax_names_the_state_and_puts_the_remainder_on_the_largest_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = taxed_plans()["us-ny-sales-tax"]
+    root = render_taxed(plan, tmp_path, monkeypatch)
+
+    items = root.findall(".//InvoiceDetailItem")
+    # 100.00 x 8.875% = 8.875 -> 8.88 and 33.33 x 8.875% = 2.958 -> 2.96 per line is 11.84, but
+    # the group's 133.33 x 8.875% = 11.833 -> 11.83: the cent comes off the largest line.
+    assert [item.findtext("Tax/Money") for item in items] == ["8.87", "2.96"]
+    detail = items[0].find("Tax/TaxDetail")
+    assert (detail.get("category"), detail.get("percentageRate")) == ("sales", "8.875")
+    assert detail.findtext("TaxLocation") == "NY"
+    assert items[0].findtext("Tax/Description") == "Sales tax US-NY 8.875%"
+    summary = root.find(".//InvoiceDetailSummary")
+    assert (summary.findtext("Tax/Money"), summary.findtext("DueAmount/Money")) == ("11.83", "145.16")
+    assert summary.findtext("Tax/TaxDetail/TaxLocation") == "NY"
+
+
+def test_mixed_rates_distribute_each_groups_remainder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = taxed_plans()["mixed-rates-remainder"]
+    root = render_taxed(plan, tmp_path, monkeypatch)
+
+    shares = [item.findtext("Tax/Money") for item in root.findall(".//InvoiceDetailItem")]
+    # 19%: 1.91 + 1.91 + 3.81 = 7.63 per line, the group's 40.12 x 19% = 7.62: the largest line
+    # gives the cent back; 7%: 0.39; AE: 0.
+    assert shares == ["1.91", "1.91", "3.80", "0.39", "0.00"]
+    summary = root.find(".//InvoiceDetailSummary")
+    assert [d.findtext("TaxAmount/Money") for d in summary.findall("Tax/TaxDetail")] == [
+        "0.00",
+        "0.39",
+        "7.62",
+    ]
+    assert summary.findtext("Tax/Money") == "8.01"
+    assert (
+        summary.findtext("Tax/Description")
+        == "VAT reverse charge 0%; VAT standard rate 7%; VAT standard rate 19%"
+    )
+
+
+def test_yen_amounts_have_no_decimals_and_sum_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = render_taxed(taxed_plans()["jpy"], tmp_path, monkeypatch)
+
+    # 10%: 10.5 -> 11, 11, 21 = 43 per line, the group's 420 x 10% = 42; 8%: 1001 x 8% = 80
+    assert [item.findtext("Tax/Money") for item in root.findall(".//InvoiceDetailItem")] == [
+        "11",
+        "11",
+        "20",
+        "80",
+    ]
+    summary = root.find(".//InvoiceDetailSummary")
+    assert [summary.findtext(f"{name}/Money") for name in ("SubtotalAmount", "Tax", "DueAmount")] == [
+        "1421",
+        "122",
+        "1543",
+    ]
+    assert summary.find("DueAmount/Money").get("currency") == "JPY"
+
+
+def test_seller_vat_id_goes_on_a_remit_to_partner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = render_taxed(make_taxed_plan(), tmp_path, monkeypatch, seller=make_seller("DE"))
+
+    partners = root.findall(f"{DETAIL_PATH}/InvoiceDetailRequestHeader/InvoicePartner")
+    assert [p.find("Contact").get("role") for p in partners] == ["billTo", "remitTo"]
+    remit = partners[1]
+    assert remit.findtext("Contact/Name") == "Cloudlytics GmbH"
+    assert remit.findtext("Contact/PostalAddress/City") == "Berlin"
+    assert [(r.get("domain"), r.get("identifier")) for r in remit.findall("IdReference")] == [
+        ("taxPrefix", "DE"),
+        ("taxNumber", "123456789"),
+    ]
+
+
+def test_seller_without_a_vat_id_adds_no_remit_to_partner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = taxed_plans()["us-ny-sales-tax"]
+    root = render_taxed(plan, tmp_path, monkeypatch, seller=make_seller("US"))
+
+    roles = [c.get("role") for c in root.iterfind(".//InvoicePartner/Contact")]
+    assert roles == ["billTo"]
+
+
+@pytest.mark.parametrize(
+    ("vat_id", "country", "split"),
+    [
+        ("DE123456789", "DE", ("DE", "123456789")),
+        ("GB 123 4567 89", "GB", ("GB", "123 4567 89")),
+        ("ATU12345678", "AT", ("AT", "U12345678")),
+        ("CHE-123.456.789 MWST", "CH", ("CHE", "123.456.789 MWST")),
+        ("123456789", "DE", ("DE", "123456789")),
+    ],
+)
+def test_vat_id_is_split_into_tax_prefix_and_number(
+    vat_id: str, country: str, split: tuple[str, str]
+) -> None:
+    assert split_vat_id(vat_id, country) == split
+
+
+def test_untaxed_plan_keeps_a_zero_summary_tax_and_no_line_tax(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = parse(make_sink(tmp_path, monkeypatch).render(make_plan(), timestamp=WHEN))
+
+    assert root.find(".//InvoiceDetailLineIndicator").get("isTaxInLine") is None
+    assert root.find(".//InvoiceDetailItem/Tax") is None
+    tax = root.find(".//InvoiceDetailSummary/Tax")
+    assert (tax.findtext("Money"), tax.findtext("Description"), tax.find("TaxDetail")) == (
+        "0.00",
+        "No tax",
+        None,
+    )
+
+
+@responses.activate
+def test_taxed_push_and_archive_report_gross_and_tax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = make_sink(tmp_path, monkeypatch, context=AdapterContext(supplier=make_seller()))
+    plan = taxed_plans()["mixed-rates-remainder"]
+    responses.post(URL, body=answer(200, "OK"), content_type="text/xml")
+
+    ref = sink.push(plan)
+
+    assert (ref.total, ref.tax) == (Money.of("152.68", "EUR"), Money.of("8.01", "EUR"))
+    assert (ref.total, ref.tax) == (plan.total, plan.tax_total)
+    found = sink.find([plan])[plan.idempotency_key]
+    assert (found.total, found.tax) == (plan.total, plan.tax_total)
+    archived = read_archived(sink.archive_path(plan).read_bytes(), document="archive")
+    assert (archived.total, archived.tax) == (plan.total, plan.tax_total)
+
+
+@pytest.mark.parametrize(
+    ("tax", "description"),
+    [
+        (vat("19"), "VAT standard rate 19%"),
+        (vat("0", "Z"), "VAT zero rated 0%"),
+        (vat("", "O", exemption_reason="Not in scope"), "VAT outside the scope of tax 0%"),
+        (sales_tax("8.875", "US-NY"), "Sales tax US-NY 8.875%"),
+        (sales_tax("0", "US-OR"), "Sales tax US-OR exempt 0%"),
+    ],
+)
+def test_tax_descriptions_name_scheme_category_and_rate(tax: LineTax, description: str) -> None:
+    assert describe_tax(tax) == description
+
+
+def test_tax_location_is_the_state_of_a_us_jurisdiction() -> None:
+    assert [tax_location(j) for j in ("US-NY", "us-ca", "US-NY-NYC", "CA-ON")] == [
+        "NY",
+        "CA",
+        "NY-NYC",
+        "CA-ON",
+    ]
