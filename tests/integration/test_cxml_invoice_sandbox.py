@@ -13,8 +13,9 @@ import pytest
 import requests
 from lxml import etree
 
-import adapters.cxml_invoice
-from adapters.cxml_invoice import CxmlInvoiceConfig, CxmlInvoiceSink, read_status
+import adapters.cxml_invoice_document
+from adapters.cxml_invoice import CxmlInvoiceConfig, CxmlInvoiceSink
+from adapters.cxml_invoice_document import read_status
 from connector.errors import AuthenticationError, RejectedError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money
@@ -243,7 +244,7 @@ def test_buyer_refuses_line_tax_that_does_not_sum_to_the_invoice_tax(
 ) -> None:
     sink = make_sink(buyer, tmp_path, monkeypatch)
     plan = sales_tax_plan()
-    shares = adapters.cxml_invoice.plan_line_taxes
+    shares = adapters.cxml_invoice_document.plan_line_taxes
 
     def per_line_rounding_only(plan: InvoicePlan) -> dict[int, Money]:
         # what a renderer that rounds each line and forgets the group's remainder would send
@@ -252,7 +253,7 @@ def test_buyer_refuses_line_tax_that_does_not_sum_to_the_invoice_tax(
             for number, money in shares(plan).items()
         }
 
-    monkeypatch.setattr(adapters.cxml_invoice, "plan_line_taxes", per_line_rounding_only)
+    monkeypatch.setattr(adapters.cxml_invoice_document, "plan_line_taxes", per_line_rounding_only)
 
     with pytest.raises(
         RejectedError, match=re.escape("Line tax amounts sum to 8.88 USD, the invoice tax is 8.87 USD")
@@ -272,7 +273,7 @@ def test_buyer_refuses_a_due_amount_that_is_not_subtotal_plus_tax(
     for name in ("NetAmount", "DueAmount"):  # the net total sent as due, tax left out
         root.find(f".//InvoiceDetailSummary/{name}/Money").text = "299.97"
     document = etree.tostring(
-        root, xml_declaration=True, encoding="UTF-8", doctype=adapters.cxml_invoice.DOCTYPE
+        root, xml_declaration=True, encoding="UTF-8", doctype=adapters.cxml_invoice_document.DOCTYPE
     )
 
     answer = requests.post(

@@ -11,10 +11,9 @@ import pytest
 import responses
 from lxml import etree
 
-from adapters.cxml_invoice import (
+from adapters.cxml_invoice import CxmlInvoiceConfig, CxmlInvoiceSink
+from adapters.cxml_invoice_document import (
     DOCTYPE,
-    CxmlInvoiceConfig,
-    CxmlInvoiceSink,
     CxmlStatus,
     describe_tax,
     is_already_used,
@@ -346,7 +345,7 @@ def test_server_errors_and_unreadable_answers_are_uncertain_and_sent_once(
 
 
 def test_an_already_used_answer_naming_another_number_is_a_rejection() -> None:
-    from adapters.cxml_invoice import named_number
+    from adapters.cxml_invoice_document import named_number
 
     assert named_number(CxmlStatus(417, "Invoice number INV-9 has already been used")) == "INV-9"
     assert named_number(CxmlStatus(417, "invoice number has already been used for this supplier")) is None
