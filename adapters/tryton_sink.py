@@ -54,22 +54,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
 from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig, TrytonWarning
-from connector.currency import minor_unit
+from adapters.tryton_tax import TrytonTaxes
 from connector.errors import ConfigError, RejectedError, RemoteError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
-from connector.tax import ZERO_TAX, TaxCategory, TaxCodeMap, TaxProblem, TaxScheme
+from connector.tax import TaxCodeMap
 
 INVOICE = "account.invoice"
-INVOICE_TAX = "account.invoice.tax"
 _INVOICE_FIELDS = ["description", "state", "total_amount", "tax_amount", "currency.code", "number"]
 LOOKUP_CHUNK = 50
 _DONE_STATES = frozenset({"posted", "paid", "cancelled"})
@@ -108,31 +106,6 @@ class TrytonSinkConfig(TrytonServerConfig):
         return value
 
 
-@dataclass(frozen=True)
-class SaleTax:
-    """A Tryton sale tax a treatment maps to: its id, name and rate in percent (19 for 0.19)."""
-
-    id: int
-    name: str
-    percent: Decimal | None  # None: a fixed-amount tax, which no treatment can map to
-    has_children: bool = False
-
-
-def implied_percent(key: str) -> Decimal | None:
-    """The rate a normalised `taxes` key itself states: 19 for "S:19", 0 for the zero-tax
-    categories ("AE", "SALES_TAX:E"); None when the key fits any rate ("S", "SALES_TAX:US-NY")."""
-    head, _, tail = key.partition(":")
-    if head == TaxScheme.SALES_TAX.value:
-        head, tail = tail, ""
-    try:
-        category = TaxCategory(head)
-    except ValueError:
-        return None
-    if tail:
-        return Decimal(tail)
-    return Decimal(0) if category in ZERO_TAX else None
-
-
 def _our_number(description: Any) -> str:
     words = str(description or "").split()
     return words[0] if words else ""
@@ -160,8 +133,7 @@ class TrytonSink:
         self._sleep = sleep
         self.rpc = rpc or TrytonRpc.from_config(config, retry=retry, base_dir=context.base_dir)
         self._cache: dict[tuple[str, str], Any] = {}
-        self.tax_map = TaxCodeMap(config.taxes)
-        self._resolved: dict[str, SaleTax] | None = None  # tax name -> the Tryton tax
+        self.taxes = TrytonTaxes(config.name, self.rpc, TaxCodeMap(config.taxes), self._log)
 
     # -- lookup ---------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
@@ -204,7 +176,7 @@ class TrytonSink:
     # -- push -----------------------------------------------------------------------------
     def push(self, plan: InvoicePlan) -> RemoteRef:
         """Create and post the invoice, or finish or report the one already there."""
-        self._tax_names(plan)  # an unmapped treatment is refused before any call
+        self.taxes.tax_names(plan)  # an unmapped treatment is refused before any call
         existing = self._invoices_of([plan])
         if existing:
             _, row = existing[0]
@@ -227,7 +199,7 @@ class TrytonSink:
         """An unposted invoice: a draft's tax made the plan's, then posted when `post` is on."""
         if plan.is_taxed and draft:
             try:
-                self._hold_plan_tax(invoice_id, plan)
+                self.taxes.hold_plan_tax(invoice_id, plan)
             except RejectedError as error:
                 self._refused(invoice_id, error, delete_on_refusal)
         if self.config.post:
@@ -289,161 +261,16 @@ class TrytonSink:
     def check(self) -> None:
         """For `doctor`: the server answers, and every configured tax is a sale tax of the
         company at the rate its key states."""
-        problems = self._tax_problems(self._sale_taxes())
+        problems = self.taxes.problems(self.taxes.sale_taxes())
         if problems:
             raise ConfigError(f"{self.name}: " + "; ".join(problems))
-
-    def _sale_taxes(self) -> dict[str, list[SaleTax]]:
-        """The company's top-level sale taxes by name (a name may be used twice)."""
-        domain: list[Any] = [
-            ("parent", "=", None),
-            ["OR", ("group", "=", None), ("group.kind", "in", ["sale", "both"])],
-        ]
-        company = self.rpc.context.get("company")
-        if company:
-            domain.append(("company", "=", company))
-        rows = self.rpc.search_read("account.tax", domain, ["name", "type", "rate", "childs"])
-        found: dict[str, list[SaleTax]] = {}
-        for row in rows:
-            kind = row.get("type")
-            if kind == "percentage":
-                percent: Decimal | None = Decimal(row.get("rate") or 0) * 100
-            else:
-                percent = Decimal(0) if kind == "none" else None
-            name = str(row["name"])
-            found.setdefault(name, []).append(
-                SaleTax(int(row["id"]), name, percent, has_children=bool(row.get("childs")))
-            )
-        return found
-
-    def _tax_problems(self, sale_taxes: dict[str, list[SaleTax]]) -> list[str]:
-        """What is wrong with `taxes` against these sale taxes, one text per key."""
-        problems = []
-        for key, name in self.tax_map.items():
-            where = f"taxes[{key!r}] = {name!r}"
-            matches = sale_taxes.get(name, [])
-            if not matches:
-                known = ", ".join(repr(n) for n in sorted(sale_taxes)) or "none"
-                problems.append(f"{where}: Tryton has no sale tax of that name (it has {known})")
-                continue
-            if len(matches) > 1:
-                problems.append(f"{where}: {len(matches)} Tryton sale taxes have that name")
-                continue
-            (tax,) = matches
-            stated = implied_percent(key)
-            if tax.has_children:
-                problems.append(f"{where}: the Tryton tax has child taxes; map a tax without children")
-            elif tax.percent is None:
-                problems.append(f"{where}: the Tryton tax is a fixed amount, not a rate")
-            elif stated is not None and tax.percent != stated:
-                problems.append(
-                    f"{where}: the Tryton tax is {_percent(tax.percent)}%, the treatment {_percent(stated)}%"
-                )
-        return problems
-
-    def _resolved_taxes(self) -> dict[str, SaleTax]:
-        """The configured tax names resolved to Tryton taxes, once (ConfigError when one is wrong)."""
-        if self._resolved is None:
-            sale_taxes = self._sale_taxes()
-            problems = self._tax_problems(sale_taxes)
-            if problems:
-                raise ConfigError(f"{self.name}: " + "; ".join(problems))
-            self._resolved = {name: sale_taxes[name][0] for _, name in self.tax_map.items()}
-        return self._resolved
-
-    def _tax_names(self, plan: InvoicePlan) -> dict[int, str]:
-        """Each taxed line's configured Tryton tax name, by line number (no call made)."""
-        names: dict[int, str] = {}
-        for line in plan.lines:
-            if line.tax is None:
-                continue
-            try:
-                names[line.line_no] = self.tax_map.code_for(line.tax)
-            except TaxProblem as exc:
-                where = f"{self.name}: invoice {plan.invoice_number} line {line.line_no}"
-                raise RejectedError(
-                    f"{where}: {exc.code}: {exc.detail}",
-                    provider_code=exc.code,
-                ) from None
-        return names
-
-    def _line_taxes(self, plan: InvoicePlan) -> dict[int, SaleTax]:
-        """Each taxed line's Tryton tax, checked to carry the line's rate."""
-        names = self._tax_names(plan)
-        if not names:
-            return {}
-        resolved = self._resolved_taxes()
-        taxes: dict[int, SaleTax] = {}
-        for line in plan.lines:
-            if line.tax is None:
-                continue
-            tax = resolved[names[line.line_no]]
-            if tax.percent != line.tax.percent:
-                raise RejectedError(
-                    f"{self.name}: invoice {plan.invoice_number} line {line.line_no}: tax_rate_mismatch: "
-                    f"{line.tax.describe()} is mapped to Tryton tax {tax.name!r} at "
-                    f"{_percent(tax.percent or Decimal(0))}%",
-                    provider_code="tax_rate_mismatch",
-                )
-            taxes[line.line_no] = tax
-        return taxes
-
-    def _hold_plan_tax(self, invoice_id: int, plan: InvoicePlan) -> None:
-        """Give the draft's computed tax lines the plan's tax, per Tryton tax."""
-        taxes = self._line_taxes(plan)
-        by_group: dict[tuple[str, str, Decimal | None, str], int] = {}
-        lines_of: dict[int, int] = {}
-        for line in plan.lines:
-            if line.tax is not None:
-                tax_id = taxes[line.line_no].id
-                by_group[line.tax.group_key()] = tax_id
-                lines_of[tax_id] = lines_of.get(tax_id, 0) + 1
-        wanted: dict[int, Decimal] = {}
-        for group in plan.tax_breakdown:
-            rate = None if group.rate is None else group.rate.normalize()
-            tax_id = by_group[(group.scheme.value, group.category.value, rate, group.jurisdiction)]
-            wanted[tax_id] = wanted.get(tax_id, Decimal(0)) + group.tax_amount
-        rows = self.rpc.search_read(
-            INVOICE_TAX, [("invoice", "=", invoice_id), ("manual", "=", False)], ["tax", "base", "amount"]
-        )
-        quantum = minor_unit(plan.currency)
-        for tax_id, amount in sorted(wanted.items()):
-            held = [row for row in rows if row.get("tax") == tax_id]
-            computed = sum((Decimal(row["amount"]) for row in held), Decimal(0))
-            difference = amount - computed
-            if not difference:
-                continue
-            if not held or abs(difference) > quantum * (lines_of[tax_id] + 1):
-                raise RejectedError(
-                    f"{self.name}: invoice {plan.invoice_number}: tax_differs: Tryton computes "
-                    f"{computed} {plan.currency} of tax {_tax_name(taxes, tax_id)!r}, the plan carries "
-                    f"{amount} {plan.currency}",
-                    provider_code="tax_differs",
-                )
-            largest = max(held, key=lambda row: abs(Decimal(row["base"])))
-            self.rpc.model(
-                INVOICE_TAX,
-                "write",
-                [largest["id"]],
-                {"amount": Decimal(largest["amount"]) + difference},
-                write=True,
-            )
-            self._log.info(
-                "sink %s: invoice %s: tax %r set to the plan's %s %s (Tryton computed %s)",
-                self.name,
-                plan.invoice_number,
-                _tax_name(taxes, tax_id),
-                amount,
-                plan.currency,
-                computed,
-            )
 
     # -- values ---------------------------------------------------------------------------
     def _invoice_values(self, plan: InvoicePlan) -> dict[str, Any]:
         party = self._party(plan.customer_ref)
         products = self._products(plan)
         currency = self._currency(plan.currency)
-        taxes = self._line_taxes(plan)
+        taxes = self.taxes.line_taxes(plan)
         lines = []
         for line in plan.lines:
             product = products[line.sku]
@@ -596,11 +423,3 @@ class TrytonSink:
         raise RejectedError(
             f"{self.name}: product {sku!r} has no revenue account in Tryton; set revenue_account"
         )
-
-
-def _percent(value: Decimal) -> str:
-    return f"{value.normalize():f}"
-
-
-def _tax_name(taxes: dict[int, SaleTax], tax_id: int) -> str:
-    return next((tax.name for tax in taxes.values() if tax.id == tax_id), str(tax_id))

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from adapters.tryton_sink import TrytonSink, TrytonSinkConfig, implied_percent
+from adapters.tryton_sink import TrytonSink, TrytonSinkConfig
+from adapters.tryton_tax import implied_percent
 from connector.errors import RejectedError
 from connector.ports import AdapterContext
 from tests.support.factories import make_priced_plan, vat_tax
@@ -86,18 +87,18 @@ def test_an_unmapped_treatment_is_refused_without_a_call() -> None:
 
 def test_a_rounding_difference_gives_the_computed_tax_line_the_plans_amount() -> None:
     books = Books("20.01")
-    sink(books, **{"S:20": "VAT 20%"})._hold_plan_tax(5, make_priced_plan())
+    sink(books, **{"S:20": "VAT 20%"}).taxes.hold_plan_tax(5, make_priced_plan())
     assert books.writes == [("account.invoice.tax", "write", ([9], {"amount": Decimal("20.00")}))]
 
 
 def test_no_difference_writes_nothing() -> None:
     books = Books("20.00")
-    sink(books, **{"S:20": "VAT 20%"})._hold_plan_tax(5, make_priced_plan())
+    sink(books, **{"S:20": "VAT 20%"}).taxes.hold_plan_tax(5, make_priced_plan())
     assert books.writes == []
 
 
 def test_a_difference_beyond_rounding_is_refused_as_tax_differs() -> None:
     books = Books("19.00")
     with pytest.raises(RejectedError, match="tax_differs") as refused:
-        sink(books, **{"S:20": "VAT 20%"})._hold_plan_tax(5, make_priced_plan())
+        sink(books, **{"S:20": "VAT 20%"}).taxes.hold_plan_tax(5, make_priced_plan())
     assert refused.value.provider_code == "tax_differs" and books.writes == []
