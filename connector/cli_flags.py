@@ -22,12 +22,14 @@ def flags_group() -> None:
 def flags_list(options: Options, show_all: bool) -> None:
     """The open flags (with --all, the acknowledged ones too), oldest first."""
     from connector.status import flag_text, flag_view
-    from state import outbox
+    from state import outbox_queries
 
     with handled():
         app = load(options)
         with app.connect() as conn:
-            rows = outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=None if show_all else False)
+            rows = outbox_queries.list_rows(
+                conn, app.tenant, flagged=True, acknowledged=None if show_all else False
+            )
     flags = [flag_view(row) for row in rows]
     if options.json_output:
         click.echo(json.dumps(flags))
@@ -53,18 +55,18 @@ def flags_list(options: Options, show_all: bool) -> None:
 def flags_ack(options: Options, names: tuple[str, ...], note: str) -> None:
     """Mark flagged invoices (by number or idempotency key) handled; a later change flags them again."""
     from connector.model import utcnow
-    from state import outbox
+    from state import outbox_queries
 
     if not note.strip():
         fail("flags ack: --note must say what was done", exits.EXIT_USAGE)
     with handled():
         app = load(options)
         with app.engine.begin() as conn:
-            named = outbox.states_named(conn, app.tenant, names)
+            named = outbox_queries.states_named(conn, app.tenant, names)
             unknown = [name for name in names if name not in named]
             if unknown:
                 raise NotFoundError(f"no invoice {', '.join(map(repr, unknown))} in the outbox")
-            done = outbox.acknowledge_flags(conn, app.tenant, names, note.strip(), utcnow())
+            done = outbox_queries.acknowledge_flags(conn, app.tenant, names, note.strip(), utcnow())
         if not done:
             raise NotFoundError(f"{', '.join(map(repr, names))}: not flagged")
     if options.json_output:

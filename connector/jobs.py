@@ -18,7 +18,7 @@ from connector.preview import preview, rolled_back
 from connector.pushing import push_all
 from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
-from state import outbox
+from state import outbox, outbox_queries
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TEMPFAIL", "EXIT_USAGE", "finish", "sync"]
 
@@ -128,7 +128,7 @@ def replay(
     app.validate_adapters()
     if keys:
         with app.connect() as conn:
-            named = outbox.states_named(conn, app.tenant, keys)
+            named = outbox_queries.states_named(conn, app.tenant, keys)
         unknown = [key for key in keys if key not in named]
         if unknown:
             raise NotFoundError(

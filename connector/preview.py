@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 
 from connector.model import MatchStatus
 from connector.runtime import Connector
-from state import outbox, results
+from state import outbox, outbox_queries, results
 
 HELD = (MatchStatus.MISMATCH.value, MatchStatus.MISSING_PO.value, MatchStatus.AMBIGUOUS.value)
 
@@ -64,7 +64,7 @@ def preview(app: Connector) -> dict[str, Any]:
     with app.connect() as conn:
         rows = [
             row
-            for row in outbox.list_rows(conn, app.tenant)
+            for row in outbox_queries.list_rows(conn, app.tenant)
             if row["state"] in (outbox.PLANNED, outbox.RETRY)
         ]
         stored = results.load_results(conn, app.tenant)

@@ -17,7 +17,7 @@ from typing import Any
 
 from connector.model import MatchStatus
 from connector.runtime import Connector
-from state import outbox, results
+from state import outbox_queries, results
 
 COLUMNS = (
     "status",
@@ -43,7 +43,7 @@ def build_report(app: Connector) -> dict[str, Any]:
     """Stored results joined with their invoices, plus totals per status and currency."""
     with app.connect() as conn:
         stored = results.load_results(conn, app.tenant)
-        invoices = outbox.list_rows(conn, app.tenant)
+        invoices = outbox_queries.list_rows(conn, app.tenant)
     return assemble_report(app.tenant, stored, invoices)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connector.runtime import Connector
-from state import ingest, outbox, results, runs
+from state import ingest, outbox, outbox_queries, results, runs
 
 
 def collect_status(app: Connector) -> dict[str, Any]:
@@ -13,10 +13,10 @@ def collect_status(app: Connector) -> dict[str, Any]:
     with app.connect() as conn:
         cursors = {(c["source"], c["stream"]): c for c in ingest.list_cursors(conn, app.tenant)}
         quarantine = ingest.count_quarantine(conn, app.tenant)
-        outbox_counts = outbox.count_by_state(conn, app.tenant)
-        dead = outbox.list_rows(conn, app.tenant, state=outbox.DEAD)
-        flagged = outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
-        acknowledged = len(outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=True))
+        outbox_counts = outbox_queries.count_by_state(conn, app.tenant)
+        dead = outbox_queries.list_rows(conn, app.tenant, state=outbox.DEAD)
+        flagged = outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
+        acknowledged = len(outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=True))
         last = runs.last_run(conn, app.tenant)
         stored = results.load_results(conn, app.tenant)
     names = [b["name"] for b in app.settings.sources] + [b["name"] for b in app.settings.billing]

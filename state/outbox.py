@@ -13,14 +13,12 @@ idempotency key, so a re-run finds it instead of planning a second invoice.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from connector.errors import RemoteError
 from connector.model import InvoicePlan, Money, RemoteRef
@@ -28,7 +26,11 @@ from state.canonical import canonical_json
 from state.tables import invoice_outbox
 
 PLANNED, PUSHING, PUSHED, RETRY, DEAD = "planned", "pushing", "pushed", "retry", "dead"
+
+
 WITHDRAWN = "withdrawn"  # planned, never sent, and no longer justified by a match
+
+
 STATES = (PLANNED, PUSHING, PUSHED, RETRY, DEAD, WITHDRAWN)
 
 
@@ -40,19 +42,6 @@ class OutboxItem:
     plan: InvoicePlan
     attempts: int
     uncertain: bool
-
-
-@dataclass(frozen=True)
-class Consumption:
-    """An outbox row's draw on its PO balance."""
-
-    po_key: str
-    billing_key: str
-    amount: Decimal
-    currency: str
-    pushed: bool
-    po_revision: int
-    plan: InvoicePlan
 
 
 def _plan_hash(plan: InvoicePlan) -> str:
@@ -377,63 +366,6 @@ def withdraw_unjustified(conn: Connection, tenant: str, keep: set[str], now: dat
     return gone
 
 
-def sent_rows(conn: Connection, tenant: str) -> list[dict[str, Any]]:
-    """Rows whose invoice exists or may exist remotely (pushed, pushing, or uncertain)."""
-    query = select(*[c for c in invoice_outbox.c]).where(
-        invoice_outbox.c.tenant == tenant,
-        or_(invoice_outbox.c.state.in_((PUSHING, PUSHED)), invoice_outbox.c.uncertain.is_(True)),
-    )
-    return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
-
-
-def flag_amended(conn: Connection, key: str, detail: str, now: datetime) -> bool:
-    """Flag a sent invoice whose PO or period changed afterwards; True when newly flagged.
-
-    A flag support acknowledged is raised again when what changed is no longer what they saw.
-    """
-    rows = invoice_outbox.c
-    return bool(
-        conn.execute(
-            update(invoice_outbox)
-            .where(
-                rows.idempotency_key == key,
-                or_(
-                    rows.amended_after_push.is_(False),
-                    and_(rows.flag_acked_at.is_not(None), rows.amended_detail.is_distinct_from(detail)),
-                ),
-            )
-            .values(
-                amended_after_push=True,
-                amended_detail=detail,
-                flag_acked_at=None,
-                flag_ack_note=None,
-                updated_at=now,
-            )
-        ).rowcount
-    )
-
-
-def acknowledge_flags(
-    conn: Connection, tenant: str, names: Sequence[str], note: str, now: datetime
-) -> list[str]:
-    """Mark the flags of the rows named (idempotency key or invoice number) handled, with a note.
-
-    Returns the invoice numbers acknowledged; rows not flagged are left alone.
-    """
-    rows = invoice_outbox.c
-    named = and_(
-        rows.tenant == tenant,
-        or_(rows.idempotency_key.in_(list(names)), rows.invoice_number.in_(list(names))),
-        or_(rows.total_mismatch, rows.amended_after_push),
-    )
-    found = [row.invoice_number for row in conn.execute(select(rows.invoice_number).where(named))]
-    if found:
-        conn.execute(
-            update(invoice_outbox).where(named).values(flag_acked_at=now, flag_ack_note=note, updated_at=now)
-        )
-    return sorted(set(found))
-
-
 def expire_leases_of(conn: Connection, owners: Sequence[str], now: datetime) -> int:
     """Make rows held by dead runs claimable at once."""
     if not owners:
@@ -443,27 +375,6 @@ def expire_leases_of(conn: Connection, owners: Sequence[str], now: datetime) -> 
         .where(invoice_outbox.c.state == PUSHING, invoice_outbox.c.lease_owner.in_(list(owners)))
         .values(lease_expires_at=now - timedelta(seconds=1), updated_at=now)
     ).rowcount
-
-
-def states_named(conn: Connection, tenant: str, keys: Sequence[str]) -> dict[str, str]:
-    """The state of each row named by idempotency key or invoice number, by the name given."""
-    rows = conn.execute(
-        select(
-            invoice_outbox.c.idempotency_key, invoice_outbox.c.invoice_number, invoice_outbox.c.state
-        ).where(
-            invoice_outbox.c.tenant == tenant,
-            or_(
-                invoice_outbox.c.idempotency_key.in_(list(keys)),
-                invoice_outbox.c.invoice_number.in_(list(keys)),
-            ),
-        )
-    ).all()
-    found: dict[str, str] = {}
-    for row in rows:
-        for name in (row.idempotency_key, row.invoice_number):
-            if name in keys:
-                found[name] = row.state
-    return found
 
 
 def replay(
@@ -494,73 +405,3 @@ def replay(
             .values(state=PLANNED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now)
         )
     return chosen
-
-
-def consumption(conn: Connection, tenant: str) -> list[Consumption]:
-    """Every live plan's draw on its PO (dead rows consume nothing)."""
-    rows = conn.execute(
-        select(
-            invoice_outbox.c.po_key,
-            invoice_outbox.c.billing_key,
-            invoice_outbox.c.amount,
-            invoice_outbox.c.currency,
-            invoice_outbox.c.state,
-            invoice_outbox.c.po_revision,
-            invoice_outbox.c.plan_json,
-        ).where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.state.notin_((DEAD, WITHDRAWN)))
-    )
-    return [
-        Consumption(
-            po_key=row.po_key,
-            billing_key=row.billing_key,
-            amount=row.amount,
-            currency=row.currency,
-            pushed=row.state == PUSHED,
-            po_revision=row.po_revision,
-            plan=InvoicePlan.model_validate_json(row.plan_json),
-        )
-        for row in rows
-    ]
-
-
-def count_by_state(conn: Connection, tenant: str) -> dict[str, dict[str, int]]:
-    """sink -> state -> count."""
-    rows = conn.execute(
-        select(invoice_outbox.c.sink, invoice_outbox.c.state, func.count())
-        .where(invoice_outbox.c.tenant == tenant)
-        .group_by(invoice_outbox.c.sink, invoice_outbox.c.state)
-    )
-    counts: dict[str, dict[str, int]] = {}
-    for sink, state, count in rows:
-        counts.setdefault(sink, {})[state] = int(count)
-    return counts
-
-
-def list_rows(
-    conn: Connection,
-    tenant: str,
-    *,
-    state: str | None = None,
-    flagged: bool = False,
-    acknowledged: bool | None = None,
-) -> list[dict[str, Any]]:
-    """Outbox rows for status and reports (without the plan JSON); `acknowledged` False: only
-    flags not yet handled, True: only handled ones."""
-    query = select(*[c for c in invoice_outbox.c if c.name != "plan_json"]).where(
-        invoice_outbox.c.tenant == tenant
-    )
-    if state:
-        query = query.where(invoice_outbox.c.state == state)
-    if flagged:
-        query = query.where(or_(invoice_outbox.c.total_mismatch, invoice_outbox.c.amended_after_push))
-    if acknowledged is not None:
-        acked = invoice_outbox.c.flag_acked_at
-        query = query.where(acked.is_not(None) if acknowledged else acked.is_(None))
-    return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
-
-
-def plan_json_of(conn: Connection, key: str) -> dict[str, Any] | None:
-    text = conn.execute(
-        select(invoice_outbox.c.plan_json).where(invoice_outbox.c.idempotency_key == key)
-    ).scalar_one_or_none()
-    return None if text is None else dict(json.loads(text))

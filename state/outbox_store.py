@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from connector.errors import RemoteError
 from connector.model import Money, RemoteRef
-from state import outbox
+from state import outbox, outbox_queries
 from state.outbox import OutboxItem
 
 
@@ -116,4 +116,4 @@ class SqlOutboxStore:
 
     def count_by_state(self, tenant: str) -> dict[str, dict[str, int]]:
         with self._engine().connect() as conn:
-            return outbox.count_by_state(conn, tenant)
+            return outbox_queries.count_by_state(conn, tenant)

@@ -32,7 +32,7 @@ from connector.reconcile import (
 )
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
-from state import ingest, outbox, results
+from state import ingest, outbox, outbox_queries, results
 
 log = logging.getLogger("po_connector.reconcile")
 
@@ -40,7 +40,7 @@ log = logging.getLogger("po_connector.reconcile")
 NOT_INVOICEABLE = frozenset({"upcoming", "preview", "void", "voided", "cancelled"})
 
 
-def _prior_invoices(consumed: list[outbox.Consumption]) -> list[PriorInvoice]:
+def _prior_invoices(consumed: list[outbox_queries.Consumption]) -> list[PriorInvoice]:
     """One draw per (PO, billing period), however many sinks the invoice goes to."""
     unique: dict[tuple[str, str], PriorInvoice] = {}
     for row in consumed:
@@ -76,10 +76,10 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
     with app.engine.begin() as conn:
         pos = ingest.load_pos(conn, app.tenant)
         periods = ingest.load_billing_periods(conn, app.tenant)
-        sent = outbox.sent_rows(conn, app.tenant)
+        sent = outbox_queries.sent_rows(conn, app.tenant)
         locked = {row["billing_key"] for row in sent}
         open_periods = [p for p in periods if p.key not in locked]
-        prior = _prior_invoices(outbox.consumption(conn, app.tenant))
+        prior = _prior_invoices(outbox_queries.consumption(conn, app.tenant))
         open_periods, held_for_tax = _resolve_tax(app, open_periods)
         outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior)
         outcome = _hold_for_tax(outcome, held_for_tax)
@@ -215,7 +215,7 @@ def _keep_sent(
         changes = _changes_after_sending(first, period, po, conn)
         for row in rows:
             kept.add(row["idempotency_key"])
-            if changes and outbox.flag_amended(conn, row["idempotency_key"], changes, run.started_at):
+            if changes and outbox_queries.flag_amended(conn, row["idempotency_key"], changes, run.started_at):
                 run.add("amended_after_push")
                 log.warning("invoice %s: %s; flagged for review", row["invoice_number"], changes)
         _plan_for_new_sinks(conn, app, run, rows, kept)
@@ -246,7 +246,7 @@ def _plan_for_new_sinks(
 ) -> None:
     """A sink added after the invoice went out gets the same invoice (same number)."""
     have = {row["sink"] for row in rows}
-    template = outbox.plan_json_of(conn, rows[0]["idempotency_key"])
+    template = outbox_queries.plan_json_of(conn, rows[0]["idempotency_key"])
     if template is None:
         return
     for sink in app.sinks:

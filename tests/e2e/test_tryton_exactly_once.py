@@ -26,7 +26,7 @@ import pytest
 
 from adapters.tryton_rpc import TrytonRpc
 from connector.http import RetryPolicy
-from state import outbox
+from state import outbox_queries
 from tests.support.cli import Result, copy_example, run_cli
 from tests.support.sink_sandboxes import (
     EXAMPLE_MATCHED,
@@ -160,7 +160,7 @@ def outbox_rows(config: Path) -> list[dict[str, Any]]:
     engine = state_engine(config)
     try:
         with engine.connect() as conn:
-            return outbox.list_rows(conn, TENANT)
+            return outbox_queries.list_rows(conn, TENANT)
     finally:
         engine.dispose()
 

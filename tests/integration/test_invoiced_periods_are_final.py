@@ -13,7 +13,7 @@ from connector.config import load_config
 from connector.model import BillingLine, BillingPeriod, Money, POLine, POStatus, PurchaseOrder
 from connector.runtime import Connector
 from connector.tax import LineTax, TaxCategory, TaxScheme
-from state import ingest, outbox
+from state import ingest, outbox_queries
 from tests.support.cli import copy_example
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -101,7 +101,7 @@ def test_a_late_earlier_period_cannot_overdraw_the_po(app: Connector) -> None:
     again = jobs.sync(app)
     assert again["invoices_pushed"] == 0 and again["mismatch"] == 1
     with app.connect() as conn:
-        total = sum(row.amount for row in outbox.consumption(conn, app.tenant))
+        total = sum(row.amount for row in outbox_queries.consumption(conn, app.tenant))
     assert total == Decimal("800.00")
 
 
@@ -123,7 +123,7 @@ def test_a_po_revised_after_its_invoice_was_sent_flags_the_invoice(app: Connecto
     again = jobs.sync(app)
     assert again["amended_after_push"] == 1 and again["invoices_pushed"] == 0
     with app.connect() as conn:
-        [flagged] = outbox.list_rows(conn, app.tenant, flagged=True)
+        [flagged] = outbox_queries.list_rows(conn, app.tenant, flagged=True)
     assert "revision 2" in flagged["amended_detail"]
     # what changed, in the supplier's terms
     assert "line 1 modified (quantity 30 -> 60)" in flagged["amended_detail"]
@@ -135,16 +135,16 @@ def test_an_acknowledged_flag_is_raised_again_when_the_po_changes_again(app: Con
     store(app, po("PO-A", quantity="60"))
     jobs.sync(app)
     with app.engine.begin() as conn:
-        [flagged] = outbox.list_rows(conn, app.tenant, flagged=True)
-        assert outbox.acknowledge_flags(
+        [flagged] = outbox_queries.list_rows(conn, app.tenant, flagged=True)
+        assert outbox_queries.acknowledge_flags(
             conn, app.tenant, [flagged["invoice_number"]], "credit note sent", NOW
         )
-        assert outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=False) == []
+        assert outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=False) == []
     assert jobs.sync(app).get("amended_after_push", 0) == 0  # the same change again: still handled
     store(app, po("PO-A", quantity="90"))
     assert jobs.sync(app)["amended_after_push"] == 1
     with app.connect() as conn:
-        [open_flag] = outbox.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
+        [open_flag] = outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
     assert "quantity 30 -> 90" in open_flag["amended_detail"] and open_flag["flag_ack_note"] is None
 
 

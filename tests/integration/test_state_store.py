@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from connector.errors import InputProblem, RejectedError
 from connector.model import Money, POStatus, RemoteRef
-from state import ingest, outbox, runs
+from state import ingest, outbox, outbox_queries, runs
 from state.db import current_revision, ensure_schema, head_revision, make_engine
 from state.tables import invoice_outbox, po_records, po_revisions
 from tests.support.factories import make_plan, make_po
@@ -226,10 +226,10 @@ def test_rejected_row_goes_dead_with_provider_message_and_replay_brings_it_back(
         )
         error = RejectedError("Customer CUST-ACME unknown", status=400, correlation_id="tid-123")
         outbox.mark_failed(conn, item.idempotency_key, "r1", error, NOW, dead=True)
-        [dead] = outbox.list_rows(conn, "default", state="dead")
+        [dead] = outbox_queries.list_rows(conn, "default", state="dead")
         assert dead["last_error"] == "Customer CUST-ACME unknown" and dead["correlation_id"] == "tid-123"
         assert outbox.replay(conn, "default", NOW, dead=True) == [item.idempotency_key]
-        assert outbox.list_rows(conn, "default", state="planned")
+        assert outbox_queries.list_rows(conn, "default", state="planned")
 
 
 def test_remote_total_differing_by_a_cent_is_flagged(engine: Engine) -> None:
@@ -241,7 +241,7 @@ def test_remote_total_differing_by_a_cent_is_flagged(engine: Engine) -> None:
         )
         wrong = Money(amount=plan.total.amount - Money.of("0.01", "USD").amount, currency="USD")
         outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x", total=wrong), NOW)
-        [flagged] = outbox.list_rows(conn, "default", flagged=True)
+        [flagged] = outbox_queries.list_rows(conn, "default", flagged=True)
         assert flagged["total_mismatch"]
 
 

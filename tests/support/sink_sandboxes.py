@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from connector.config import ENV_PREFIX
 from connector.redact import is_sensitive_key
-from state import outbox
+from state import outbox_queries
 from state.db import make_engine
 from tests.sandboxes.base import Fault, Request, Sandbox
 from tests.sandboxes.cxml_buyer import INVOICE_PATH, CxmlBuyerSandbox
@@ -477,7 +477,7 @@ def outbox_counts(config: Path) -> dict[str, int]:
     engine = state_engine(config)
     try:
         with engine.connect() as conn:
-            return outbox.count_by_state(conn, TENANT).get(SINK_NAME, {})
+            return outbox_queries.count_by_state(conn, TENANT).get(SINK_NAME, {})
     finally:
         engine.dispose()
 
