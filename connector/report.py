@@ -7,7 +7,6 @@ self-contained HTML page (inline CSS, no scripts, no network assets) for a finan
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections import defaultdict
@@ -16,8 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from connector.model import MatchStatus
+from connector.report_html import render_html
 from connector.runtime import Connector
-from state import outbox_queries, results
+from connector.status import flag_text, flag_view
+from state import ingest, outbox, outbox_queries, results
 
 COLUMNS = (
     "status",
@@ -44,13 +45,63 @@ def build_report(app: Connector) -> dict[str, Any]:
     with app.connect() as conn:
         stored = results.load_results(conn, app.tenant)
         invoices = outbox_queries.list_rows(conn, app.tenant)
-    return assemble_report(app.tenant, stored, invoices)
+        pos = ingest.load_pos(conn, app.tenant)
+        drawn = outbox_queries.consumption(conn, app.tenant)
+        quarantined = ingest.list_quarantine(conn, app.tenant)
+    consumed: dict[str, Decimal] = {}
+    seen: set[tuple[str, str]] = set()
+    for draw in drawn:  # one draw per (PO, period), however many sinks the invoice goes to
+        if (draw.po_key, draw.billing_key) not in seen:
+            seen.add((draw.po_key, draw.billing_key))
+            consumed[draw.po_key] = consumed.get(draw.po_key, Decimal(0)) + draw.amount
+    customers = app.customer_map
+    refs = {r["customer_ref"] for r in stored if r["customer_ref"]}
+    refs |= {po.customer_ref for po in pos if po.customer_ref}
+    zero = Decimal(0)
+    balances = [
+        {
+            "po_number": po.po_number,
+            "customer_ref": customers.customer_for(po) or "",
+            "currency": po.currency,
+            "total": str(po.total.amount),
+            "consumed": str(consumed.get(po.key, po.total.amount * zero)),
+            "remaining": str(po.total.amount - consumed.get(po.key, zero)),
+            "term_start": po.term_start.isoformat() if po.term_start else "",
+            "term_end": po.term_end.isoformat() if po.term_end else "",
+        }
+        for po in pos
+    ]
+    refs |= {b["customer_ref"] for b in balances if b["customer_ref"]}
+    extra = {
+        "customers": {ref: customers.name_of(ref) or ref for ref in sorted(refs)},
+        "balances": balances,
+        "quarantine": [
+            {
+                "source": q["source"],
+                "file": q["document"],
+                "row": q["location"],
+                "field": q["field"],
+                "value": q["value"],
+                "reason": q["reason"],
+            }
+            for q in quarantined
+        ],
+    }
+    return assemble_report(app.tenant, stored, invoices, extra)
 
 
 def assemble_report(
-    tenant: str, stored: list[dict[str, Any]], invoices: list[dict[str, Any]]
+    tenant: str,
+    stored: list[dict[str, Any]],
+    invoices: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report from stored results and outbox rows (pure: no I/O)."""
+    """The report from stored results and outbox rows (pure: no I/O).
+
+    `extra` may carry `customers` (ref -> name), `balances` (per PO) and `quarantine` rows.
+    """
+    extra = extra or {}
+    names: dict[str, str] = extra.get("customers", {})
     by_billing: dict[str, dict[str, Any]] = {}
     for row in invoices:
         by_billing.setdefault(row["billing_key"], row)
@@ -66,6 +117,7 @@ def assemble_report(
         row = {
             "status": result["status"],
             "customer_ref": result["customer_ref"] or "",
+            "customer_name": names.get(result["customer_ref"] or "", result["customer_ref"] or ""),
             "po_number": result["po_number"] or "",
             "period_start": result["period_start"].isoformat() if result["period_start"] else "",
             "period_end": result["period_end"].isoformat() if result["period_end"] else "",
@@ -114,13 +166,136 @@ def assemble_report(
         currency: {part: str(amount) for part, amount in parts.items()}
         for currency, parts in sorted(invoiced.items())
     }
-    return {
+    dead = [
+        {
+            "invoice_number": row["invoice_number"],
+            "po_number": row["po_number"] or "",
+            "customer_ref": row["customer_ref"] or "",
+            "sink": row["sink"],
+            "error": row["last_error"] or "",
+        }
+        for row in invoices
+        if row["state"] == outbox.DEAD
+    ]
+    flagged = [
+        {**flag_view(row), "text": flag_text(flag_view(row))}
+        for row in invoices
+        if (row["total_mismatch"] or row["amended_after_push"]) and row.get("flag_acked_at") is None
+    ]
+    report: dict[str, Any] = {
         "tenant": tenant,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": summary,
         "invoiced": invoiced_totals,
         "rows": rows,
+        "customers": names,
+        "balances": extra.get("balances", []),
+        "dead": dead,
+        "flagged": flagged,
+        "quarantine": extra.get("quarantine", []),
     }
+    report["action_needed"] = action_needed(report)
+    return report
+
+
+def action_needed(report: dict[str, Any]) -> list[dict[str, str]]:
+    """What a person has to do, from a report: each entry has kind, customer, po_number, what, amount.
+
+    Periods without a PO (ask for one), POs about to run out (with what the next cycle needs: the
+    last matched period's amount on that PO), mismatches and ambiguous periods with their reasons,
+    dead and flagged invoices, quarantined input.
+    """
+    names: dict[str, str] = report.get("customers", {})
+
+    def name(ref: str) -> str:
+        return names.get(ref) or ref
+
+    def period(row: dict[str, Any]) -> str:
+        return f"{row['period_start']} – {row['period_end']}" if row["period_start"] else ""
+
+    def money(amount: str, currency: str) -> str:
+        return f"{amount} {currency}".strip() if amount else ""
+
+    out: list[dict[str, str]] = []
+    rows = report["rows"]
+    for row in rows:
+        if row["status"] == MatchStatus.MISSING_PO.value:
+            out.append(
+                {
+                    "kind": "missing_po",
+                    "customer": name(row["customer_ref"]),
+                    "po_number": "",
+                    "what": f"ask for a PO covering {period(row)}",
+                    "amount": money(row["amount"], row["currency"]),
+                }
+            )
+    last_matched: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["status"] == MatchStatus.MATCHED.value and row["po_number"]:
+            known = last_matched.get(row["po_number"])
+            if known is None or row["period_start"] >= known["period_start"]:
+                last_matched[row["po_number"]] = row
+    renewals: dict[str, dict[str, str]] = {}
+    for row in rows:
+        for warning in row["warnings"]:
+            if warning.get("code") != "renewal_due" or not row["po_number"]:
+                continue
+            entry = renewals.get(row["po_number"])
+            if entry is None:
+                last = last_matched.get(row["po_number"], row)
+                entry = {
+                    "kind": "renewal_due",
+                    "customer": name(row["customer_ref"]),
+                    "po_number": row["po_number"],
+                    "what": "",
+                    "amount": money(last["amount"], last["currency"]),
+                }
+                renewals[row["po_number"]] = entry
+            if warning["detail"] not in entry["what"]:
+                entry["what"] = "; ".join(filter(None, [entry["what"], warning["detail"]]))
+    out.extend(renewals.values())
+    for row in rows:
+        if row["status"] in (MatchStatus.MISMATCH.value, MatchStatus.AMBIGUOUS.value):
+            out.append(
+                {
+                    "kind": row["status"],
+                    "customer": name(row["customer_ref"]),
+                    "po_number": row["po_number"],
+                    "what": f"{period(row)}: {_reasons_text(row['reasons'])}".strip(": "),
+                    "amount": money(row["amount"], row["currency"]),
+                }
+            )
+    for dead in report.get("dead", []):
+        out.append(
+            {
+                "kind": "dead",
+                "customer": name(dead["customer_ref"]),
+                "po_number": dead["po_number"],
+                "what": f"invoice {dead['invoice_number']} refused by {dead['sink']}: {dead['error']}",
+                "amount": "",
+            }
+        )
+    for flag in report.get("flagged", []):
+        out.append(
+            {
+                "kind": "flagged",
+                "customer": name(flag["customer_ref"] or ""),
+                "po_number": flag["po_number"] or "",
+                "what": f"invoice {flag['invoice_number']}: {flag['text']}",
+                "amount": flag["planned_total"] or "",
+            }
+        )
+    for q in report.get("quarantine", []):
+        out.append(
+            {
+                "kind": "quarantined",
+                "customer": "",
+                "po_number": "",
+                "what": f"{q['file']}, {q['row']}: field {q['field']!r} value {q['value']!r}: {q['reason']}",
+                "amount": "",
+            }
+        )
+    return out
 
 
 def _invoice_amounts(invoice: dict[str, Any] | None) -> dict[str, str]:
@@ -159,66 +334,6 @@ def render_csv(report: dict[str, Any]) -> str:
             cells.append(text if column in ("amount", "net", "tax", "gross") else safe_cell(text))
         writer.writerow(cells)
     return out.getvalue()
-
-
-_STYLE = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;color:#1f2933}
-h1{font-size:1.4rem}table{border-collapse:collapse;width:100%;margin-bottom:2rem;font-size:.9rem}
-th,td{border-bottom:1px solid #d9e2ec;padding:.4rem .6rem;text-align:left;vertical-align:top}
-th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.matched{color:#1b7f3b}.mismatch{color:#b42318}.missing_po{color:#b54708}.unused_po{color:#52606d}
-.ambiguous{color:#6941c6}.code{font-family:ui-monospace,monospace;font-size:.85em}
-"""
-
-
-def render_html(report: dict[str, Any]) -> str:
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        f"<title>PO reconciliation — {esc(report['tenant'])}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>PO reconciliation — {esc(report['tenant'])}</h1>",
-        f"<p>Generated {esc(report['generated_at'])}</p>",
-        "<h2>Summary</h2><table><thead><tr><th>Status</th><th>Count</th><th>Amount</th></tr></thead><tbody>",
-    ]
-    for status, data in report["summary"].items():
-        amounts = ", ".join(f"{a} {c}" for c, a in data["amounts"].items()) or "—"
-        parts.append(
-            f'<tr><td class="{esc(status)}">{esc(status)}</td><td class="num">{data["count"]}</td>'
-            f'<td class="num">{esc(amounts)}</td></tr>'
-        )
-    parts.append("</tbody></table><h2>Invoiced</h2><table><thead><tr><th>Currency</th><th>Net</th>")
-    parts.append("<th>Tax</th><th>Gross</th></tr></thead><tbody>")
-    for currency, amounts in report["invoiced"].items():
-        parts.append(
-            f"<tr><td>{esc(currency)}</td>"
-            + "".join(f'<td class="num">{esc(amounts[part])}</td>' for part in ("net", "tax", "gross"))
-            + "</tr>"
-        )
-    parts.append("</tbody></table><h2>Billing periods and POs</h2><table><thead><tr>")
-    headers = ("Status", "Customer", "PO", "Period", "Net", "Tax", "Gross", "Invoice", "Reasons and warnings")
-    parts.extend(f"<th>{h}</th>" for h in headers)
-    parts.append("</tr></thead><tbody>")
-    for row in report["rows"]:
-        period = f"{row['period_start']} – {row['period_end']}" if row["period_start"] else ""
-        notes = "".join(
-            f'<div><span class="code">{esc(item["code"])}</span>: {esc(str(item["detail"]))}</div>'
-            for item in [*row["reasons"], *row["warnings"]]
-        )
-        invoice = f"{row['invoice_number']} ({row['invoice_state']})" if row["invoice_number"] else ""
-        parts.append(
-            f'<tr><td class="{esc(row["status"])}">{esc(row["status"])}</td>'
-            f"<td>{esc(row['customer_ref'])}</td>"
-            f"<td>{esc(row['po_number'])}</td><td>{esc(period)}</td>"
-            f'<td class="num">{esc(row["amount"])} {esc(row["currency"])}</td>'
-            f'<td class="num">{esc(row["tax"])}</td><td class="num">{esc(row["gross"])}</td>'
-            f"<td>{esc(invoice)}</td>"
-            f"<td>{notes}</td></tr>"
-        )
-    parts.append("</tbody></table></body></html>")
-    return "\n".join(parts) + "\n"
 
 
 RENDERERS = {"json": render_json, "csv": render_csv, "html": render_html}
