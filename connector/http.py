@@ -187,7 +187,7 @@ class HttpClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RetryableError) and error.retry_after is not None:
             return error.retry_after
-        return float(self.retry.wait_strategy()(state))
+        return self.retry.wait_strategy()(state)
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
