@@ -12,6 +12,10 @@ just written, which `replace=item` makes the whole invoice. Set `read_back = tru
 push with `GET .../invoice/eid:{number}` and report NetSuite's own total (two calls per invoice);
 `find()` always reports NetSuite's `foreigntotal`, batched through one SuiteQL query per 100 plans.
 
+A taxed plan is written with its tax stated (SuiteTax Tax Details with the override on, see
+`adapters.netsuite_tax`), so NetSuite's tax engine does not add a tax of its own; `read_back`
+then reports NetSuite's `taxTotal` beside the total.
+
 Authentication is an OAuth 2.0 bearer token read from `access_token_env` / `access_token_file`
 (re-read once when NetSuite answers 401, so a token file rotated by another process is picked
 up). Token-based authentication (TBA, OAuth 1.0 request signing) is not supported.
@@ -31,6 +35,7 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import Field, field_validator, model_validator
 
+from adapters.netsuite_tax import check_tax_codes, line_reference, tax_code_keys, tax_details
 from adapters.ubl import format_amount, format_price
 from connector.errors import (
     RejectedError,
@@ -43,6 +48,7 @@ from connector.model import InvoiceLine, InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
+from connector.tax import TaxCodeMap
 
 INVOICE_PATH = "record/v1/invoice"
 SUITEQL_PATH = "query/v1/suiteql"
@@ -63,6 +69,8 @@ class NetSuiteConfig(AdapterConfig):
     terms_ids: dict[str, str] = Field(default_factory=dict)  # payment terms code -> internal id
     currency_ids: dict[str, str] = Field(default_factory=dict)  # ISO 4217 -> internal id
     subsidiary: str | None = None
+    # Our tax treatment -> SuiteTax tax code (salesTaxItem internal id): { "S:20" = "12", "AE" = "15" }
+    tax_codes: dict[str, str] = Field(default_factory=dict)
     concurrency: int = Field(default=5, ge=1, le=100)
     read_back: bool = False
     connect_timeout: float = Field(default=5.0, gt=0)
@@ -78,6 +86,11 @@ class NetSuiteConfig(AdapterConfig):
                 f"https://1234.suitetalk.api.netsuite.com/services/rest, got {value!r}"
             )
         return value.rstrip("/")
+
+    @field_validator("tax_codes")
+    @classmethod
+    def _tax_code_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return tax_code_keys(value)
 
     @model_validator(mode="after")
     def _token_source(self) -> NetSuiteConfig:
@@ -181,6 +194,7 @@ class NetSuiteSink:
         self.name = config.name
         self.config = config
         self._log = context.logger
+        self.tax_codes = TaxCodeMap(config.tax_codes)
         token_file = context.resolve(config.access_token_file) if config.access_token_file else None
         self.client = HttpClient(
             config.base_url,
@@ -194,6 +208,14 @@ class NetSuiteSink:
             classify=classify_netsuite,
             session=session,
         )
+
+    def check(self) -> None:
+        """For `doctor`: every configured tax code is an active tax code of the account (one GET
+        each); without tax codes, that the account answers a SuiteQL query."""
+        if self.tax_codes:
+            check_tax_codes(self.client, self.tax_codes, self.name)
+        else:
+            self._query_invoices([])
 
     # -- lookup ------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
@@ -217,7 +239,7 @@ class NetSuiteSink:
 
     def _query_invoices(self, numbers: Sequence[str]) -> list[Mapping[str, Any]]:
         # Only numbers matching _EXTERNAL_ID (letters, digits, '_', '-') reach this query.
-        quoted = ", ".join(f"'{n}'" for n in numbers)
+        quoted = ", ".join(f"'{n}'" for n in numbers) or "''"
         query = (
             "SELECT id, externalid, foreigntotal FROM transaction "  # noqa: S608
             f"WHERE type = 'CustInvc' AND externalid IN ({quoted})"
@@ -266,7 +288,9 @@ class NetSuiteSink:
     def _read_back(self, plan: InvoicePlan, remote_id: str) -> RemoteRef:
         try:
             response = self.client.request("GET", f"{INVOICE_PATH}/eid:{plan.invoice_number}")
-            total = _decimal(_read_json(response).get("total"))
+            record = _read_json(response)
+            total = _decimal(record.get("total"))
+            tax = _decimal(record.get("taxTotal"))
         except (RemoteError, ValueError, AttributeError) as exc:
             # The upsert was acknowledged; only the confirmation is missing.
             raise UncertainError(
@@ -277,6 +301,7 @@ class NetSuiteSink:
             remote_id=remote_id,
             invoice_number=plan.invoice_number,
             total=Money(amount=total, currency=plan.currency) if total is not None else None,
+            tax=Money(amount=tax, currency=plan.currency) if tax is not None and plan.is_taxed else None,
         )
 
     def invoice_body(self, plan: InvoicePlan) -> dict[str, Any]:
@@ -297,6 +322,8 @@ class NetSuiteSink:
             "memo": plan.memo,
             "item": {"items": [self._line(plan, line) for line in plan.lines]},
         }
+        if plan.is_taxed:
+            body.update(tax_details(plan, self.tax_codes, self.name))
         if plan.payment_terms is not None and plan.payment_terms.code in self.config.terms_ids:
             body["terms"] = {"id": self.config.terms_ids[plan.payment_terms.code]}
         if self.config.currency_ids:
@@ -309,13 +336,16 @@ class NetSuiteSink:
 
     def _line(self, plan: InvoicePlan, line: InvoiceLine) -> dict[str, Any]:
         item = self._mapped(self.config.item_ids, line.sku, "item_ids", plan)
-        return {
+        fields: dict[str, Any] = {
             "item": {"id": item},
             "quantity": line.quantity,
             "rate": Decimal(format_price(line.unit_price)),
             "amount": Decimal(format_amount(line.amount)),
             "description": line.description or line.sku,
         }
+        if line.tax is not None:
+            fields["taxDetailsReference"] = line_reference(line)
+        return fields
 
     def _mapped(self, table: Mapping[str, str], key: str, field: str, plan: InvoicePlan) -> str:
         try:

@@ -12,12 +12,13 @@ import pytest
 import requests
 
 from adapters.netsuite import NetSuiteConfig, NetSuiteSink
-from connector.errors import AuthenticationError, RejectedError, RetryableError, UncertainError
+from connector.errors import AuthenticationError, ConfigError, RejectedError, RetryableError, UncertainError
 from connector.http import RetryPolicy
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import AdapterContext
 from tests.sandboxes.base import Fault
 from tests.sandboxes.netsuite import PREFIX, NetSuiteSandbox
+from tests.support.factories import make_priced_plan, vat_tax
 from tests.unit.test_netsuite import make_plan
 
 TOKEN = "ns-sandbox-token-9999"
@@ -276,3 +277,76 @@ def test_500_plans_with_30_percent_faults_end_as_500_invoices_with_single_lines(
     upserts = [r for r in sandbox.log if r.method == "PUT"]
     assert len(upserts) > 500  # faults made it re-send some
     assert all(r.query.get("replace") == ["item"] for r in upserts)
+
+
+# -- tax (SuiteTax) ------------------------------------------------------------------------
+TAX_CODES = {"S:20": "20", "AE": "30", "SALES_TAX:US-NY": "11"}
+
+
+def taxed_plan() -> InvoicePlan:
+    # 3 x 10.03 at 20%: per-line rounding would make 6.03, the plan's tax is 6.02.
+    return make_priced_plan(customer_ref="ACME", currency="GBP", lines=[("10.03", vat_tax("20"))] * 3)
+
+
+def taxed_sink(sandbox: NetSuiteSandbox, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> NetSuiteSink:
+    items = {"SKU-1": "501", "SKU-2": "502", "SKU-3": "501"}
+    return make_sink(sandbox, monkeypatch, **{"item_ids": items, "tax_codes": TAX_CODES, **overrides})
+
+
+def test_taxed_plan_is_held_with_the_plans_tax_not_the_accounts_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The account's tax engine would tax every line at its nexus default (20%, rounded per line).
+    with NetSuiteSandbox(token=TOKEN, customers={"101"}, items={"501", "502"}, default_tax_code="20") as box:
+        plan = taxed_plan()
+        ref = taxed_sink(box, monkeypatch, read_back=True).push(plan)
+
+        record = box.by_external_id(plan.invoice_number)
+        assert record is not None
+        assert record["taxDetailsOverride"] is True
+        assert record["taxTotal"] == plan.tax_total.amount == Decimal("6.02")
+        assert record["total"] == plan.total.amount == Decimal("36.11")
+        assert ref.total == plan.total
+        assert ref.tax == plan.tax_total
+
+        # The same plan sent without its tax: the engine adds 6.03 of its own.
+        untaxed = InvoicePlan.model_validate(
+            {
+                **plan.model_dump(),
+                "invoice_number": plan.invoice_number + "X",
+                "lines": [{**line.model_dump(), "tax": None} for line in plan.lines],
+            }
+        )
+        taxed_sink(box, monkeypatch).push(untaxed)
+        other = box.by_external_id(untaxed.invoice_number)
+        assert other is not None and other["taxTotal"] == Decimal("6.03")
+
+
+def test_taxed_plan_pushed_twice_keeps_one_set_of_tax_lines(
+    sandbox: NetSuiteSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = taxed_plan()
+    sink = taxed_sink(sandbox, monkeypatch)
+    sink.push(plan)
+    sink.push(plan)
+    record = sandbox.by_external_id(plan.invoice_number)
+    assert record is not None
+    assert len(record["lines"]) == 3 and len(record["taxDetails"]) == 3
+    assert record["taxTotal"] == Decimal("6.02")
+    (found,) = sink.find([plan]).values()
+    assert found.total == plan.total
+
+
+def test_tax_code_unknown_to_the_account_is_rejected_with_netsuite_detail(
+    sandbox: NetSuiteSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = taxed_sink(sandbox, monkeypatch, tax_codes={"S:20": "77"})
+    with pytest.raises(RejectedError, match="Invalid Field Value 77 for the following field: taxCode"):
+        sink.push(taxed_plan())
+    assert sandbox.invoices == {}
+
+
+def test_check_against_the_account_names_an_inactive_tax_code(
+    sandbox: NetSuiteSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taxed_sink(sandbox, monkeypatch).check()
+    with pytest.raises(ConfigError, match=r"tax_codes\['S:17.5'\] = '90' \(Retired 17.5%\) is inactive"):
+        taxed_sink(sandbox, monkeypatch, tax_codes={**TAX_CODES, "S:17.5": "90"}).check()

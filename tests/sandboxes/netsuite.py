@@ -10,6 +10,12 @@ Behaves like the real service where the connector depends on it:
   transaction WHERE col = 'v' AND col IN ('a', 'b')`, values answered as strings;
 - errors in NetSuite's shape (`o:errorDetails[].detail`, `o:errorCode`): unknown customer or item
   -> 400 `USER_ERROR`, unknown record -> 404 `NONEXISTENT_ID`, bad token -> 401 `INVALID_LOGIN`;
+- SuiteTax: `GET .../record/v1/salesTaxItem/{id}` reads a tax code; an invoice with
+  `taxDetailsOverride: true` keeps the `taxDetails` lines it states (each must name an item
+  line's `taxDetailsReference` and an active tax code, else 400 `USER_ERROR`); without the
+  override the account's tax engine computes the tax itself, per line at the rate of
+  `default_tax_code` (the nexus default), rounded per line, so an invoice sent without its tax
+  gains one; `taxTotal` is the sum of the tax lines and `total` = subtotal + taxTotal;
 - account governance: more than `concurrency_limit` requests in flight -> 429
   `CONCURRENCY_LIMIT_EXCEEDED`.
 """
@@ -20,7 +26,7 @@ import json
 import re
 import threading
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tests.sandboxes.base import Reply, Request, Sandbox
@@ -32,7 +38,19 @@ _SELECT = re.compile(
 )
 _EQUALS = re.compile(r"^(?P<col>\w+)\s*=\s*'(?P<value>[^']*)'$")
 _IN = re.compile(r"^(?P<col>\w+)\s+IN\s*\((?P<values>.*)\)$", re.I | re.S)
+_TAX_CODE = re.compile(r"^/services/rest/record/v1/salesTaxItem/(?P<id>\d+)$")
 _TYPE_URL = "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1"
+
+# The tax codes of a SuiteTax account that invoices the example's customers (rates in percent).
+TAX_CODES: dict[str, dict[str, Any]] = {
+    "11": {"name": "US-NY Sales Tax", "rate": Decimal("8.875")},
+    "12": {"name": "US-TX Sales Tax", "rate": Decimal("8.25")},
+    "13": {"name": "US-CA Sales Tax", "rate": Decimal("7.25")},
+    "14": {"name": "US-MA Sales Tax", "rate": Decimal("6.25")},
+    "20": {"name": "UK Standard 20%", "rate": Decimal("20")},
+    "30": {"name": "EU Reverse Charge", "rate": Decimal("0")},
+    "90": {"name": "Retired 17.5%", "rate": Decimal("17.5"), "isInactive": True},
+}
 
 
 def ns_error(status: int, title: str, detail: str, code: str, path: str = "") -> Reply:
@@ -55,6 +73,8 @@ class NetSuiteSandbox(Sandbox):
         items: set[str] | None = None,
         concurrency_limit: int = 5,
         latency: float = 0.0,
+        tax_codes: dict[str, dict[str, Any]] | None = None,
+        default_tax_code: str | None = None,
     ) -> None:
         super().__init__()
         self.token = token
@@ -63,6 +83,9 @@ class NetSuiteSandbox(Sandbox):
         self.concurrency_limit = concurrency_limit
         self.latency = latency
         self.invoices: dict[str, dict[str, Any]] = {}
+        # salesTaxItem internal id -> {"name", "rate" (percent), "isInactive"}
+        self.tax_codes = tax_codes if tax_codes is not None else dict(TAX_CODES)
+        self.default_tax_code = default_tax_code
         self.concurrency_rejections = 0
         self._in_flight = 0
         self._next_id = 1001
@@ -107,6 +130,9 @@ class NetSuiteSandbox(Sandbox):
             return self._upsert(match["eid"], request)
         if match and request.method == "GET":
             return self._get(match["eid"], match["id"])
+        tax_code = _TAX_CODE.match(request.path)
+        if tax_code and request.method == "GET":
+            return self._get_tax_code(tax_code["id"])
         if request.path == f"{PREFIX}/query/v1/suiteql" and request.method == "POST":
             return self._suiteql(request)
         return ns_error(404, "Not Found", f"Unknown resource {request.method} {request.path}.", "INVALID_URL")
@@ -149,10 +175,15 @@ class NetSuiteSandbox(Sandbox):
                     "rate": rate,
                     "amount": amount,
                     "description": line.get("description", ""),
+                    "taxDetailsReference": str(line.get("taxDetailsReference", "")),
                 }
             )
+        override = body.get("taxDetailsOverride") is True
+        stated = self._stated_tax(body, lines) if override else []
+        if isinstance(stated, Reply):
+            return stated
         replace = {name.strip() for value in request.query.get("replace", []) for name in value.split(",")}
-        header = {k: v for k, v in body.items() if k != "item"}
+        header = {k: v for k, v in body.items() if k not in ("item", "taxDetails")}
         with self.lock:
             record = self.by_external_id(external_id)
             if record is None:
@@ -162,9 +193,83 @@ class NetSuiteSandbox(Sandbox):
             record.update(header)
             record["externalId"] = external_id
             record["lines"] = lines if "item" in replace else record["lines"] + lines
-            record["total"] = sum((line["amount"] for line in record["lines"]), Decimal(0))
+            record["taxDetails"] = stated if override else self._engine_tax(record["lines"])
+            record["subtotal"] = sum((line["amount"] for line in record["lines"]), Decimal(0))
+            record["taxTotal"] = sum((tax["taxAmount"] for tax in record["taxDetails"]), Decimal(0))
+            record["total"] = record["subtotal"] + record["taxTotal"]
             internal_id = record["id"]
         return Reply(204, b"", {"Location": f"{self.url}{PREFIX}/record/v1/invoice/{internal_id}"})
+
+    # -- SuiteTax -------------------------------------------------------------------------
+    def _stated_tax(self, body: dict[str, Any], lines: list[dict[str, Any]]) -> list[dict[str, Any]] | Reply:
+        """The override's tax lines, checked as NetSuite checks them."""
+        references = {line["taxDetailsReference"] for line in lines if line["taxDetailsReference"]}
+        taxes = []
+        for index, tax in enumerate((body.get("taxDetails") or {}).get("items", [])):
+            path = f"taxDetails.items[{index}]"
+            reference = str(tax.get("taxDetailsReference", ""))
+            if reference not in references:
+                return ns_error(
+                    400,
+                    "Bad Request",
+                    f"Invalid taxDetailsReference {reference!r}: no item line has it.",
+                    "USER_ERROR",
+                    f"{path}.taxDetailsReference",
+                )
+            code = str((tax.get("taxCode") or {}).get("id", ""))
+            known = self.tax_codes.get(code)
+            if known is None or known.get("isInactive"):
+                return ns_error(
+                    400,
+                    "Bad Request",
+                    "Error while accessing a resource. You have entered an Invalid Field Value "
+                    f"{code} for the following field: taxCode",
+                    "USER_ERROR",
+                    f"{path}.taxCode",
+                )
+            try:
+                amount = Decimal(str(tax["taxAmount"]))
+                basis = Decimal(str(tax.get("taxBasis", "0")))
+            except (KeyError, ArithmeticError):
+                return ns_error(400, "Bad Request", f"{path}: taxAmount is required.", "USER_ERROR", path)
+            taxes.append(
+                {
+                    "taxDetailsReference": reference,
+                    "taxCode": code,
+                    "taxBasis": basis,
+                    "taxRate": Decimal(str(tax.get("taxRate", known["rate"]))),
+                    "taxAmount": amount,
+                }
+            )
+        return taxes
+
+    def _engine_tax(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the account's tax engine adds to an invoice that states no tax of its own."""
+        if self.default_tax_code is None:
+            return []
+        rate = Decimal(str(self.tax_codes[self.default_tax_code]["rate"]))
+        return [
+            {
+                "taxDetailsReference": line["taxDetailsReference"],
+                "taxCode": self.default_tax_code,
+                "taxBasis": line["amount"],
+                "taxRate": rate,
+                "taxAmount": (line["amount"] * rate / 100).quantize(Decimal("0.01"), ROUND_HALF_UP),
+            }
+            for line in lines
+        ]
+
+    def _get_tax_code(self, code: str) -> Reply:
+        known = self.tax_codes.get(code)
+        if known is None:
+            return ns_error(
+                404,
+                "Record Not Found",
+                "The record instance does not exist. Provide a valid record instance ID.",
+                "NONEXISTENT_ID",
+            )
+        body = {"id": code, "itemType": "TaxItem", "isInactive": False, **known}
+        return Reply(200, json.dumps(body, default=_number))
 
     def _get(self, external_id: str | None, internal_id: str | None) -> Reply:
         with self.lock:
@@ -176,7 +281,7 @@ class NetSuiteSandbox(Sandbox):
                     "The record instance does not exist. Provide a valid record instance ID.",
                     "NONEXISTENT_ID",
                 )
-            body = {k: v for k, v in record.items() if k != "lines"}
+            body = {k: v for k, v in record.items() if k not in ("lines", "taxDetails")}
             link = f"{self.url}{PREFIX}/record/v1/invoice/{record['id']}"
             body["links"] = [{"rel": "self", "href": link}]
             body["item"] = {"links": [{"rel": "self", "href": f"{link}/item"}]}
