@@ -26,18 +26,16 @@ import pytest
 
 from adapters.tryton_rpc import TrytonRpc
 from connector.http import RetryPolicy
-from state import outbox_queries
 from tests.support.cli import Result, copy_example, run_cli
 from tests.support.sink_sandboxes import (
     EXAMPLE_MATCHED,
     EXAMPLE_POS,
     FAST_PUSH,
     SINK_NAME,
-    TENANT,
     dump_toml,
     example_config,
     outbox_counts,
-    state_engine,
+    outbox_rows,
 )
 from tests.support.tryton import TrytonServer, running_tryton
 
@@ -154,15 +152,6 @@ def cli(config: Path, env: dict[str, str], *args: str, **extra_env: str) -> Resu
 def invoices(rpc: TrytonRpc) -> list[dict[str, Any]]:
     """Every customer invoice Tryton holds, drafts and duplicates included."""
     return rpc.search_read("account.invoice", [("type", "=", "out")], INVOICE_FIELDS)
-
-
-def outbox_rows(config: Path) -> list[dict[str, Any]]:
-    engine = state_engine(config)
-    try:
-        with engine.connect() as conn:
-            return outbox_queries.list_rows(conn, TENANT)
-    finally:
-        engine.dispose()
 
 
 def our_number(invoice: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from tests.sandboxes.base import Fault, Request, Sandbox
 from tests.sandboxes.cxml_buyer import INVOICE_PATH, CxmlBuyerSandbox
 from tests.sandboxes.netsuite import PREFIX, NetSuiteSandbox
 from tests.sandboxes.quickbooks import TOKEN_PATH, QuickBooksSandbox
-from tests.sandboxes.xero import API, XeroSandbox
+from tests.sandboxes.xero import API, UK_TAX_RATES, XeroSandbox
 from tests.support.cli import copy_example, untax_example
 from tests.support.shared import SHARED_FIXTURES
 
@@ -45,6 +45,7 @@ EXAMPLE_CUSTOMERS: dict[str, str] = {
     "CUST-INITECH": "Initech LLC",
     "CUST-UMBRELLA": "Umbrella Health",
     "CUST-HOOLI": "Hooli Inc",
+    "CUST-WAYNE": "Wayne Enterprises Ltd",  # matched only in the taxed example (UK VAT)
 }
 EXAMPLE_POS: dict[str, tuple[str, ...]] = {
     "CUST-ACME": ("ACME-PO-1001", "ACME-PO-1002", "ACME-PO-1003"),
@@ -52,8 +53,9 @@ EXAMPLE_POS: dict[str, tuple[str, ...]] = {
     "CUST-INITECH": ("INI-7781",),
     "CUST-UMBRELLA": ("UMB-2026-044",),
     "CUST-HOOLI": (),
+    "CUST-WAYNE": ("WE-PO-0077",),
 }
-EXAMPLE_SKUS = ("PLAN-PRO", "CLD-PRO-SEAT", "PLAN-ENT", "CLD-ENT-ANNUAL", "ADDON-SSO")
+EXAMPLE_SKUS = ("PLAN-PRO", "CLD-PRO-SEAT", "PLAN-ENT", "CLD-ENT-ANNUAL", "ADDON-SSO", "TRAINING")
 EXAMPLE_MATCHED = 4  # matched billing periods in the bundled example
 
 # Client timeouts are short so an injected timeout costs little; the sandbox stalls longer.
@@ -89,6 +91,10 @@ class SinkHarness(ABC):
     correlates: ClassVar[bool] = False
     # Text of the provider's message when a customer is unknown to it.
     rejection_text: ClassVar[str]
+    # For the taxed example: what the sandbox's company is set up with, and the sink's tax keys
+    # mapping the example's treatments (US sales tax by state, UK VAT 20%, EU reverse charge).
+    TAX_SANDBOX: ClassVar[Mapping[str, Any]] = {}
+    TAX_SINK: ClassVar[Mapping[str, Any]] = {}
     sandbox: Sandbox
 
     def __init__(self, hidden_customers: Iterable[str] = ()) -> None:
@@ -163,6 +169,7 @@ class QuickBooksHarness(SinkHarness):
         "CUST-INITECH": "58",
         "CUST-UMBRELLA": "59",
         "CUST-HOOLI": "60",
+        "CUST-WAYNE": "61",
     }
     ITEM_IDS: ClassVar[dict[str, str]] = {
         "PLAN-PRO": "2",
@@ -170,7 +177,12 @@ class QuickBooksHarness(SinkHarness):
         "PLAN-ENT": "3",
         "CLD-ENT-ANNUAL": "3",
         "ADDON-SSO": "4",
+        "TRAINING": "1",
     }
+
+    # A US company with automated sales tax: it would add its own tax where the invoice states none.
+    TAX_SANDBOX: ClassVar[Mapping[str, Any]] = {"tax_mode": "us", "automated_sales_tax": True}
+    TAX_SINK: ClassVar[Mapping[str, Any]] = {"tax_mode": "us"}
 
     def __init__(self, hidden_customers: Iterable[str] = (), **sandbox: Any) -> None:
         super().__init__(hidden_customers)
@@ -232,6 +244,28 @@ class XeroHarness(SinkHarness):
     correlates = True
     rejection_text = "could not be found"
     PER_MINUTE = 6000
+    TAX_SANDBOX: ClassVar[Mapping[str, Any]] = {
+        "tax_rates": (
+            *UK_TAX_RATES,
+            {"Name": "NY Sales Tax", "TaxType": "TAX002", "EffectiveRate": Decimal("8.875")},
+            {"Name": "TX Sales Tax", "TaxType": "TAX003", "EffectiveRate": Decimal("8.25")},
+            {"Name": "CA Sales Tax", "TaxType": "TAX004", "EffectiveRate": Decimal("7.25")},
+            {"Name": "MA Sales Tax", "TaxType": "TAX005", "EffectiveRate": Decimal("6.25")},
+        ),
+        "tax_rate": Decimal("0.20"),  # lines without a TaxType would take the account's 20%
+    }
+    TAX_SINK: ClassVar[Mapping[str, Any]] = {
+        "tax_types": {
+            "SALES_TAX:US-NY": "TAX002",
+            "SALES_TAX:US-TX": "TAX003",
+            "SALES_TAX:US-CA": "TAX004",
+            "SALES_TAX:US-MA": "TAX005",
+            "SALES_TAX:E": "EXEMPTOUTPUT",
+            "S:20": "OUTPUT2",
+            "E": "EXEMPTOUTPUT",
+            "AE": "ECZROUTPUTSERVICES",
+        }
+    }
 
     def __init__(self, hidden_customers: Iterable[str] = (), **sandbox: Any) -> None:
         super().__init__(hidden_customers)
@@ -284,6 +318,7 @@ class NetSuiteHarness(SinkHarness):
         "CUST-INITECH": "103",
         "CUST-UMBRELLA": "104",
         "CUST-HOOLI": "105",
+        "CUST-WAYNE": "106",
     }
     ITEM_IDS: ClassVar[dict[str, str]] = {
         "PLAN-PRO": "501",
@@ -291,6 +326,22 @@ class NetSuiteHarness(SinkHarness):
         "PLAN-ENT": "502",
         "CLD-ENT-ANNUAL": "502",
         "ADDON-SSO": "503",
+        "TRAINING": "504",
+    }
+
+    # A SuiteTax account whose engine would tax every line at the NY rate if the invoice stated none.
+    TAX_SANDBOX: ClassVar[Mapping[str, Any]] = {"default_tax_code": "11"}
+    TAX_SINK: ClassVar[Mapping[str, Any]] = {
+        "tax_codes": {
+            "SALES_TAX:US-NY": "11",
+            "SALES_TAX:US-TX": "12",
+            "SALES_TAX:US-CA": "13",
+            "SALES_TAX:US-MA": "14",
+            "SALES_TAX:E": "30",
+            "S:20": "20",
+            "E": "30",
+            "AE": "30",
+        }
     }
 
     def __init__(self, hidden_customers: Iterable[str] = (), **sandbox: Any) -> None:
@@ -446,11 +497,14 @@ def example_config(
     *,
     push: Mapping[str, Any] | None = None,
     with_example: bool = True,
+    taxed: bool = False,
 ) -> Path:
-    """A config in `workdir`: the example's sources, billing and maps (copied, untaxed) with these sinks."""
+    """A config in `workdir`: the example's sources, billing and maps (copied; untaxed unless
+    `taxed`) with these sinks."""
     if with_example:
         config = copy_example(workdir)
-        untax_example(config)
+        if not taxed:
+            untax_example(config)
         data = tomllib.loads(config.read_text(encoding="utf-8"))
     else:
         config = workdir / "config.toml"
@@ -482,6 +536,16 @@ def outbox_counts(config: Path) -> dict[str, int]:
         engine.dispose()
 
 
+def outbox_rows(config: Path) -> list[dict[str, Any]]:
+    """Every outbox row of the example's tenant, as `state outbox` lists them."""
+    engine = state_engine(config)
+    try:
+        with engine.connect() as conn:
+            return outbox_queries.list_rows(conn, TENANT)
+    finally:
+        engine.dispose()
+
+
 def _refused_in_file(key: str) -> bool:
     """Mirrors the config loader's check for secrets written inline."""
     return is_sensitive_key(key) and not key.endswith(("_env", "_file"))
@@ -506,24 +570,31 @@ def sink_setup(
     sink: Mapping[str, Any] | None = None,
     sandbox: Mapping[str, Any] | None = None,
     example: bool = True,
+    taxed: bool = False,
 ) -> Iterator[SinkSetup]:
     """Start the `kind` sandbox and write the example's config with that sink; stop it after.
 
     With `example=False` the config holds only the state and the sink (for pushing plans made
-    elsewhere, as the push benchmark does).
+    elsewhere, as the push benchmark does). With `taxed` the example keeps its tax (US sales
+    tax, the UK customer, reverse charge) and the sandbox and sink are set up for it.
     """
-    harness = HARNESSES[kind](hidden_customers, **dict(sandbox or {})).start()
+    factory = HARNESSES[kind]
+    settings = {**(factory.TAX_SANDBOX if taxed else {}), **dict(sandbox or {})}
+    harness = factory(hidden_customers, **settings).start()
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "out").mkdir(exist_ok=True)
         block, env = harness.sink_block(workdir)
+        block.update(harness.TAX_SINK if taxed else {})
         block.update(sink or {})
         written = {key: value for key, value in block.items() if not _refused_in_file(key)}
         if written != block:
             # The config loader takes some plain keys (`token_url`) for inline secrets; the
             # environment override is not checked that way, so the whole list comes from there.
             env[f"{ENV_PREFIX}SINKS"] = json.dumps([block])
-        config = example_config(workdir, [written], push={**FAST_PUSH, **(push or {})}, with_example=example)
+        config = example_config(
+            workdir, [written], push={**FAST_PUSH, **(push or {})}, with_example=example, taxed=taxed
+        )
         yield SinkSetup(harness, config, dict(env))
     finally:
         harness.stop()
