@@ -213,6 +213,13 @@ class CxmlInvoiceSink:
         """Post the invoice; a duplicate-number answer resolves as delivered before."""
         if not plan.invoice_number:
             raise RejectedError(f"plan {plan.idempotency_key} has an empty invoice number")
+        if not plan.po_number:
+            raise RejectedError(
+                f"{self.name}: invoice {plan.invoice_number} has no PO: a cXML invoice to the buyer "
+                "answers one of its orders (send invoices of customers with po_required = false "
+                "to another sink)",
+                provider_code="no_po",
+            )
         timestamp = utcnow()
         document = self.render(plan, timestamp=timestamp)
         already = False

@@ -315,13 +315,14 @@ class NetSuiteSink:
         body: dict[str, Any] = {
             "externalId": plan.invoice_number,
             "tranId": plan.invoice_number,
-            "otherRefNum": plan.po_number,
             "entity": {"id": entity},
             "tranDate": plan.issue_date.isoformat(),
             "dueDate": plan.due_date.isoformat(),
             "memo": plan.memo,
             "item": {"items": [self._line(plan, line) for line in plan.lines]},
         }
+        if plan.po_number:
+            body["otherRefNum"] = plan.po_number
         if plan.is_taxed:
             body.update(tax_details(plan, self.tax_codes, self.name))
         if plan.payment_terms is not None and plan.payment_terms.code in self.config.terms_ids:

@@ -94,7 +94,9 @@ def invoice_payload(
                 "Type": "StringType",
                 "StringValue": plan.po_number,
             }
-        ],
+        ]
+        if plan.po_number
+        else [],
         "Line": [_line(plan, line, refs) for line in plan.lines],
     }
     if plan.is_taxed:

@@ -388,7 +388,8 @@ def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
     if plan.buyer is not None and plan.buyer.buyer_reference:
         _cbc(root, "BuyerReference", plan.buyer.buyer_reference)
     _period(root, "InvoicePeriod", plan.period_start, plan.period_end)
-    _cbc(_cac(root, "OrderReference"), "ID", plan.po_number)
+    if plan.po_number:  # an invoice made without a PO names none (BuyerReference routes it)
+        _cbc(_cac(root, "OrderReference"), "ID", plan.po_number)
     _supplier(root, supplier)
     _customer(root, plan)
     if plan.ship_to is not None:

@@ -16,6 +16,10 @@ Both are plain TOML files an integration engineer edits::
     ap_email = "ap@acme.example"
     address = { lines = ["1 Main St"], city = "Berlin", postal_code = "10115", country = "DE" }
     tax = { category = "AE", rate = "0", exemption_reason_code = "VATEX-EU-AE" }
+    # The customer's PO policy, all optional:
+    po_required = true                      # false: periods without a PO are invoiced without one
+    po_scope = "per_cycle"                  # or "blanket": a PO with no term end covers later cycles
+    po_pattern = "45[0-9]{8}"               # the buyer's PO numbers; a period naming another is a mismatch
 
     # skus.toml
     [skus]
@@ -31,11 +35,13 @@ A file that cannot be read or has a wrong shape raises `ConfigError` naming the 
 
 from __future__ import annotations
 
+import functools
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -65,7 +71,16 @@ class CustomerAddress(BaseModel):
 
 
 class CustomerMaster(BaseModel):
-    """What the vendor knows of a customer as a legal entity: name, ids, address, default tax."""
+    """What the vendor knows of a customer as a legal entity (name, ids, address, default tax)
+    and how the customer uses POs.
+
+    PO policy: `po_required` false invoices a period that no PO takes without a PO reference
+    (it is never `missing_po`). `po_scope` says what a PO without a term end covers:
+    "per_cycle" (the default) one billing cycle, the first it is invoiced for, so the next cycle
+    needs a new PO; "blanket" every cycle until its balance runs out. A PO with a term covers
+    the cycles inside its term either way. `po_pattern` is a regular expression the buyer's PO
+    numbers match in full; a period naming a PO number that does not is a mismatch.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,6 +94,22 @@ class CustomerMaster(BaseModel):
     ap_email: str = ""
     address: CustomerAddress | None = None
     tax: LineTax | None = None
+    po_required: bool = True
+    po_scope: Literal["per_cycle", "blanket"] = "per_cycle"
+    po_pattern: str = ""
+
+    @field_validator("po_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"po_pattern is not a regular expression: {exc}") from None
+        return value
+
+    def po_number_follows_pattern(self, number: str) -> bool:
+        """True when there is no pattern or `number` matches it in full."""
+        return not self.po_pattern or _pattern(self.po_pattern).fullmatch(number.strip()) is not None
 
     @field_validator("vat_id")
     @classmethod
@@ -131,6 +162,11 @@ class Customer:
             buyer_reference=master.buyer_reference,
             contact_email=master.ap_email,
         )
+
+
+@functools.cache
+def _pattern(text: str) -> re.Pattern[str]:
+    return re.compile(text)
 
 
 _IDENTITY_KEYS = frozenset({"customer_ref", "name", "buyer_ids"})

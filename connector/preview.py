@@ -120,8 +120,9 @@ def human_preview(data: dict[str, Any]) -> str:
         lines.append(f"would invoice to {sink}: {len(invoices)}")
         for i in invoices:
             tax = i["tax"] if i["tax"] is not None else "-"
+            po = f"PO {i['po_number']}" if i["po_number"] else "no PO"
             lines.append(
-                f"  {i['invoice_number']}  {i['customer_ref']}  PO {i['po_number']}  "
+                f"  {i['invoice_number']}  {i['customer_ref']}  {po}  "
                 f"{i['period_start']}..{i['period_end']}  net {i['net']}  tax {tax}  "
                 f"gross {i['gross']} {i['currency']}"
             )

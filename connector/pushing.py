@@ -276,11 +276,12 @@ class SinkPusher:
             item.idempotency_key, self.run.run_id, error, utcnow(), dead=True, uncertain=item.uncertain
         )
         self.run.add("dead")
-        self.run.errors.append(f"invoice {item.plan.invoice_number} (PO {item.plan.po_number}) dead: {error}")
+        po = f"PO {item.plan.po_number}" if item.plan.po_number else "no PO"
+        self.run.errors.append(f"invoice {item.plan.invoice_number} ({po}) dead: {error}")
         log.error(
-            "invoice %s for PO %s rejected by %s: %s",
+            "invoice %s (%s) rejected by %s: %s",
             item.plan.invoice_number,
-            item.plan.po_number,
+            po,
             self.name,
             error,
             extra={"sink": self.name, "correlation_id": error.correlation_id},

@@ -56,9 +56,9 @@ WAYNE_CSV = """\
 PO Number,Line,Supplier Part ID,Description,Quantity,Unit Price,Currency,Term Start,Term End,\
 Payment Terms,PO Date,Buyer Name,Bill To Name,Bill To Street,Bill To City,Bill To Postal Code,\
 Bill To Country
-WE-PO-0077,1,PLAN-PRO,Pro plan seat-month,300,32.00,GBP,2026-10-01,2027-09-30,NET30,2026-09-20,\
+WE-PO-0077,1,PLAN-PRO,Pro plan seat-month,300,32.00,GBP,,,NET30,2026-09-20,\
 Wayne Enterprises Ltd,Wayne Enterprises Ltd,1 Wayne Tower,London,EC1A 1BB,GB
-WE-PO-0077,2,WE-TRAIN-ADMIN,Administrator training day,2,900.00,GBP,2026-10-01,2027-09-30,NET30,\
+WE-PO-0077,2,WE-TRAIN-ADMIN,Administrator training day,2,900.00,GBP,,,NET30,\
 2026-09-20,Wayne Enterprises Ltd,Wayne Enterprises Ltd,1 Wayne Tower,London,EC1A 1BB,GB
 """
 

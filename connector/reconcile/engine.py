@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
-from connector.maps import CustomerMap, SkuMap
+from connector.maps import CustomerMap, CustomerMaster, SkuMap
 from connector.model import (
     BillingPeriod,
     MatchResult,
@@ -23,6 +23,8 @@ from connector.reconcile.indexes import PoFacts, PoIndex, build_index, norm_po_n
 from connector.reconcile.outcome import Allocation, PriorInvoice, ReconcileOutcome
 from connector.reconcile.renewal import consumed_warning, term_warning
 from connector.reconcile.tolerances import ReconcileSettings
+
+_NO_MASTER = CustomerMaster()
 
 
 def _result(
@@ -92,6 +94,8 @@ def _out_of_term(period: BillingPeriod, checks: list[Check]) -> MatchResult:
                     f"starting {period.period_start.isoformat()}",
                 )
             )
+        elif check.term_miss == "cycle":
+            reasons.extend(check.reported("po_cycle_used"))
         else:
             reasons.extend(check.reported("term_not_covered"))
     only = checks[0].po if len(checks) == 1 else None
@@ -104,6 +108,18 @@ def _unfit(checks: list[Check], period: BillingPeriod) -> MatchResult:
         return _out_of_term(period, checks)
     best = min(checks, key=Check.sort_key)
     return _result(period, MatchStatus.MISMATCH, *best.reported(), po=best.po)
+
+
+def _pattern_broken(period: BillingPeriod, pattern: str) -> MatchResult:
+    return _result(
+        period,
+        MatchStatus.MISMATCH,
+        Reason(
+            code="po_number_pattern",
+            detail=f"PO number {period.po_number} does not follow {period.customer_ref}'s PO "
+            f"number pattern {pattern}",
+        ),
+    )
 
 
 def _unused_po(po: PurchaseOrder, customer_ref: str | None) -> MatchResult:
@@ -156,6 +172,26 @@ class _Run:
         self._accepted: dict[str, frozenset[str]] = {}
         self._rules: dict[str, Rules] = {}
         self._term_warnings: dict[str, tuple[Reason, ...]] = {}
+        self._policies: dict[str, CustomerMaster] = {}
+
+    def policy(self, customer_ref: str) -> CustomerMaster:
+        """The customer's master data, which holds its PO policy (the defaults when unknown)."""
+        known = self._policies.get(customer_ref)
+        if known is None:
+            customer = self.customers.get(customer_ref)
+            known = self._policies[customer_ref] = customer.master if customer else _NO_MASTER
+        return known
+
+    def without_po(self, period: BillingPeriod, why: str) -> MatchResult:
+        """A period of a customer that needs no PO, invoiced without a PO reference."""
+        self.allocations[period.key] = Allocation(
+            period.key, None, tuple((billed, None) for billed in period.lines)
+        )
+        reason = Reason(
+            code="invoiced_without_po",
+            detail=f"{why}; {period.customer_ref} needs no PO (po_required = false)",
+        )
+        return _result(period, MatchStatus.MATCHED, reason)
 
     def accepted(self, billing_sku: str) -> frozenset[str]:
         known = self._accepted.get(billing_sku)
@@ -178,8 +214,11 @@ class _Run:
         known = self._accepted
         accepted_lines = [known.get(billed.sku) or self.accepted(billed.sku) for billed in period.lines]
         currency = period.currency
+        policy = self._policies.get(period.customer_ref) or self.policy(period.customer_ref)
         candidates: list[PoFacts]
         if period.po_number:
+            if policy.po_pattern and not policy.po_number_follows_pattern(period.po_number):
+                return _pattern_broken(period, policy.po_pattern)
             number = norm_po_number(period.po_number)
             named = customer.by_number.get(number) if customer else None
             if not named:
@@ -187,6 +226,8 @@ class _Run:
             candidates = named
             eligible = [po for po in named if po.could_take(currency, accepted_lines)]
         elif customer is None:
+            if not policy.po_required:
+                return self.without_po(period, "no PO on file")
             return _no_po_for_customer(period, self.customers)
         else:
             candidates = customer.pos
@@ -194,6 +235,10 @@ class _Run:
         total = period.total.amount
         rules = self.rules(currency)
         ledger = self.ledger
+        one_cycle = policy.po_scope == "per_cycle"
+        if one_cycle and ledger.cycles:
+            cycle = (period.period_start, period.period_end)
+            eligible = [po for po in eligible if ledger.cycle_taken(po, cycle) is None]
         fitting: list[tuple[PoFacts, Allocated]] = []
         for po in eligible:
             lines = fit(po, period, accepted_lines, total, rules, ledger)
@@ -204,10 +249,17 @@ class _Run:
             reason = Reason(code="several_pos", detail=f"{names} all fit the period")
             return _result(period, MatchStatus.AMBIGUOUS, reason)
         if not fitting:
-            checks = [explain(po, period, accepted_lines, total, rules, ledger) for po in candidates]
+            if not period.po_number and not policy.po_required:
+                return self.without_po(period, "no PO of the customer fits the period")
+            checks = [
+                explain(po, period, accepted_lines, total, rules, ledger, one_cycle=one_cycle)
+                for po in candidates
+            ]
             return _unfit(checks, period)
         po, lines = fitting[0]
-        ledger.draw(po.key, total, lines)
+        ledger.draw(
+            po.key, total, lines, (period.period_start, period.period_end) if po.term_end is None else None
+        )
         self.allocations[period.key] = Allocation(period.key, po.po, tuple(lines))
         return _result(period, MatchStatus.MATCHED, po=po, warnings=self.renewal_warnings(po))
 
@@ -272,7 +324,9 @@ def _reconcile(
         # An amount in another currency (the PO was revised to a new currency) cannot be
         # subtracted; its quantities still count against the lines.
         amount = invoice.amount.amount if invoice.amount.currency == po.currency else Decimal(0)
-        ledger.add(po.key, amount, invoice.line_quantities.items())
+        ledger.add(
+            po.key, amount, invoice.line_quantities.items(), invoice.cycle if po.term_end is None else None
+        )
     run = _Run(index, customers, skus, settings, ledger)
     results = [run.decide(period) for period in ordered]
     unused = [

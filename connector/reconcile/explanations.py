@@ -43,7 +43,7 @@ def span_text(start: date | None, end: date | None) -> str:
     return f"{start.isoformat() if start else '…'}..{end.isoformat() if end else '…'}"
 
 
-_TermMiss = Literal["", "before", "after"]
+_TermMiss = Literal["", "before", "after", "cycle"]
 # A reason's code now, its detail written only if the reason is reported.
 _Pending = tuple[str, Callable[[], str]]
 
@@ -133,6 +133,23 @@ def _term_check(check: Check, period: BillingPeriod) -> None:
     check.reasons.append(("term_not_covered", partial(_outside_detail, period, po)))
 
 
+def _cycle_detail(po: PoFacts, taken: tuple[date, date], period: BillingPeriod) -> str:
+    return (
+        f"{po.number} has no term end and was invoiced for the cycle {span_text(*taken)}; this "
+        f"customer's POs cover one billing cycle each (po_scope = per_cycle), so "
+        f"{span_text(period.period_start, period.period_end)} needs a new PO"
+    )
+
+
+def _cycle_check(check: Check, period: BillingPeriod, ledger: Ledger) -> None:
+    taken = ledger.cycle_taken(check.po, (period.period_start, period.period_end))
+    if taken is None:
+        return
+    if not check.term_miss:
+        check.term_miss = "cycle"
+    check.reasons.append(("po_cycle_used", partial(_cycle_detail, check.po, taken, period)))
+
+
 def _serves(line: POLine, period: BillingPeriod) -> bool:
     return (line.service_start is None or line.service_start <= period.period_start) and (
         line.service_end is None or period.period_end <= line.service_end
@@ -200,13 +217,18 @@ def explain(
     total: Decimal,
     rules: Rules,
     ledger: Ledger,
+    *,
+    one_cycle: bool = False,
 ) -> Check:
-    """Every reason `po` cannot take `period` (whose lines add up to `total`) now."""
+    """Every reason `po` cannot take `period` (whose lines add up to `total`) now; `one_cycle`
+    when a PO without a term end covers one billing cycle only (`po_scope = per_cycle`)."""
     check = Check(po=po)
     if not po.is_open:
         status = po.po.status.value
         check.reasons.append((f"po_{status}", partial(_status_detail, po.number, status)))
     _term_check(check, period)
+    if one_cycle:
+        _cycle_check(check, period, ledger)
     if po.currency != period.currency:
         check.reasons.append(("currency_differs", partial(_currency_detail, po, period.currency)))
         return check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from connector.model import (
@@ -24,15 +25,20 @@ class PriorInvoice:
     pushed: bool
     po_revision: int
     line_quantities: dict[int, Decimal] = field(default_factory=dict)
+    cycle: tuple[date, date] | None = None  # the invoiced period's start and end
 
 
 @dataclass(frozen=True)
 class Allocation:
-    """How a matched billing period maps onto its PO: each billing line with its PO line."""
+    """How a matched billing period maps onto its PO: each billing line with its PO line.
+
+    `po` is None for a period invoiced without a PO (a customer with `po_required = false`);
+    its lines then carry no PO line.
+    """
 
     billing_key: str
-    po: PurchaseOrder
-    lines: tuple[tuple[BillingLine, POLine], ...]
+    po: PurchaseOrder | None
+    lines: tuple[tuple[BillingLine, POLine | None], ...]
 
 
 @dataclass(frozen=True)

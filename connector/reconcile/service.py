@@ -22,7 +22,7 @@ from connector.model import (
     PurchaseOrder,
     Reason,
 )
-from connector.planning import idempotency_key, plan_invoice
+from connector.planning import NO_PO_KEY, idempotency_key, plan_invoice
 from connector.reconcile import (
     PriorInvoice,
     ReconcileOutcome,
@@ -56,6 +56,7 @@ def _prior_invoices(consumed: list[outbox_queries.Consumption]) -> list[PriorInv
             line_quantities={
                 line.po_line_no: line.quantity for line in row.plan.lines if line.po_line_no is not None
             },
+            cycle=(row.plan.period_start, row.plan.period_end),
         )
     return list(unique.values())
 
@@ -201,13 +202,14 @@ def _keep_sent(
     for billing_key, rows in sorted(by_period.items()):
         first = rows[0]
         period = periods.get(billing_key)
+        without_po = first["po_key"] == NO_PO_KEY
         po = pos.get(first["po_key"])
         found.append(
             MatchResult(
                 status=MatchStatus.MATCHED,
                 billing_key=billing_key,
-                po_key=first["po_key"],
-                po_number=first["po_number"],
+                po_key=None if without_po else first["po_key"],
+                po_number=None if without_po else first["po_number"],
                 customer_ref=first["customer_ref"],
                 amount=Money(amount=first["amount"], currency=first["currency"]),
             )
@@ -226,7 +228,9 @@ def _changes_after_sending(
     row: dict[str, Any], period: BillingPeriod | None, po: PurchaseOrder | None, conn: Any
 ) -> str:
     notes = []
-    if po is None:
+    if row["po_key"] == NO_PO_KEY:
+        pass  # invoiced without a PO: only its period can change
+    elif po is None:
         notes.append(f"PO {row['po_number']} is no longer stored")
     elif po.revision != row["po_revision"]:
         what = ingest.po_changes_since(conn, po, row["po_revision"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import REPO, copy_example, run_cli
+from tests.support.cli import EXAMPLE_INVOICES, REPO, copy_example, run_cli
 
 
 def _start_syncs(config: Path, count: int, env: dict[str, str]) -> list[subprocess.Popen[str]]:
@@ -42,13 +42,13 @@ def _run_concurrently(config: Path, count: int, env: dict[str, str]) -> None:
         else:
             pytest.fail(f"sync exited {process.returncode}: {err[-2000:]}")
     assert set(codes) <= {0, 75}
-    assert pushed == 5  # across all runs, each matched invoice was created once
+    assert pushed == EXAMPLE_INVOICES  # across all runs, each matched invoice was created once
     for line in busy_lines:
         assert "held by run" in line and "since" in line
     files = sorted((config.parent / "out" / "invoices").glob("*.xml"))
-    assert len(files) == 5
+    assert len(files) == EXAMPLE_INVOICES
     status = run_cli("status", "--config", str(config), "--json", env=env).json()
-    assert status["sinks"][0]["outbox"] == {"pushed": 5}
+    assert status["sinks"][0]["outbox"] == {"pushed": EXAMPLE_INVOICES}
     # and a later run still has nothing to do
     again = run_cli("sync", "--config", str(config), "--json", env=env)
     assert again.code == 0 and again.json()["invoices_pushed"] == 0

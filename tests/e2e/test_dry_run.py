@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from state.tables import invoice_outbox, po_records, processed_inputs, runs
-from tests.support.cli import copy_example, run_cli
+from tests.support.cli import EXAMPLE_INVOICES, copy_example, run_cli
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -49,8 +49,9 @@ def test_a_dry_run_shows_what_would_be_invoiced_and_held_and_keeps_nothing(
     data = preview.json()
     assert data["dry_run"] is True and data["invoices_pushed"] == 0
     planned = {(i["customer_ref"], i["po_number"]): i for i in data["would_invoice"]}
-    assert len(data["would_invoice"]) == 5
-    wayne = planned[("CUST-WAYNE", "WE-PO-0077")]
+    assert len(data["would_invoice"]) == EXAMPLE_INVOICES
+    nov = {(i["customer_ref"], i["po_number"], i["period_start"]): i for i in data["would_invoice"]}
+    wayne = nov[("CUST-WAYNE", "WE-PO-0077", "2026-11-01")]
     assert (wayne["net"], wayne["tax"], wayne["gross"], wayne["currency"]) == (
         "1700.00",
         "160.00",
@@ -59,12 +60,14 @@ def test_a_dry_run_shows_what_would_be_invoiced_and_held_and_keeps_nothing(
     )
     assert wayne["sink"] == "files" and wayne["period_start"] == "2026-11-01"
     held = {(h["status"], h["customer_ref"]) for h in data["would_hold"]}
-    assert ("mismatch", "CUST-UMBRELLA") in held and ("missing_po", "CUST-HOOLI") in held
+    assert ("mismatch", "CUST-UMBRELLA") in held and ("missing_po", "CUST-INITECH") in held
+    hooli = planned[("CUST-HOOLI", "")]  # po_required = false: invoiced without a PO
+    assert (hooli["net"], hooli["tax"], hooli["gross"]) == ("200.00", "14.50", "214.50")
     assert invoices(config) == []
     assert counts(url) == {"po_records": 0, "invoice_outbox": 0, "processed_inputs": 0, "runs": 0}
     # Nothing was consumed: the real run finds and invoices the same.
     real = run_cli("sync", "--config", str(config), "--json", env=env).json()
-    assert real["invoices_pushed"] == 5 and len(invoices(config)) == 5
+    assert real["invoices_pushed"] == EXAMPLE_INVOICES and len(invoices(config)) == EXAMPLE_INVOICES
 
 
 def test_a_dry_run_after_the_real_one_would_invoice_nothing(setup: tuple[Path, dict[str, str], str]) -> None:
@@ -74,10 +77,10 @@ def test_a_dry_run_after_the_real_one_would_invoice_nothing(setup: tuple[Path, d
     text = run_cli("sync", "--dry-run", "--config", str(config), env=env)
     assert text.code == 0
     assert "nothing was committed and nothing was sent" in text.stdout
-    assert "would invoice: nothing" in text.stdout and "would hold: 4" in text.stdout
+    assert "would invoice: nothing" in text.stdout and "would hold: 3" in text.stdout
     assert counts(url) == before
     again = run_cli("reconcile", "--dry-run", "--config", str(config), "--json", env=env).json()
-    assert again["would_invoice"] == [] and len(again["would_hold"]) == 4
+    assert again["would_invoice"] == [] and len(again["would_hold"]) == 3
     assert counts(url) == before
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import REPO, copy_example, run_cli
+from tests.support.cli import EXAMPLE_INVOICES, REPO, copy_example, run_cli
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_runs_list_and_show(example: Path) -> None:
     listed = json.loads(run_cli("runs", "list", "--config", str(example), "--json").stdout)
     assert listed[0]["id"] == sync["run_id"] and listed[0]["status"] == "ok"
     shown = json.loads(run_cli("runs", "show", "--config", str(example), sync["run_id"][:8]).stdout)
-    assert shown["counts"]["invoices_pushed"] == 5
+    assert shown["counts"]["invoices_pushed"] == EXAMPLE_INVOICES
 
 
 def test_status_json_reports_sources_sinks_and_quarantine(example: Path) -> None:
@@ -208,7 +208,7 @@ def test_status_json_reports_sources_sinks_and_quarantine(example: Path) -> None
     assert status["last_run"]["command"] == "sync"
     assert [s["name"] for s in status["sources"]] == ["inbox", "billing"]
     assert status["quarantined"] == 2  # INI-7781's bad row and the PO held for it
-    assert status["match_status"]["matched"] == 5
+    assert status["match_status"]["matched"] == EXAMPLE_INVOICES
     # Acme's two periods on ACME-PO-1001 carry its term warning; status shows it once.
     warnings = [(w["po_number"], w["detail"]) for w in status["renewal_warnings"]]
     assert len(warnings) == len(set(warnings))

@@ -26,7 +26,7 @@ import pytest
 
 from adapters.tryton_rpc import TrytonRpc
 from connector.http import RetryPolicy
-from tests.support.cli import Result, copy_example, run_cli
+from tests.support.cli import EXAMPLE_INVOICES, Result, copy_example, run_cli
 from tests.support.sink_sandboxes import (
     EXAMPLE_MATCHED,
     EXAMPLE_POS,
@@ -55,11 +55,12 @@ SEQUENCE_FIELDS = (
 # The taxed example's treatments, each mapped to a sale tax of the test books.
 EXAMPLE_TAXES = {
     "SALES_TAX:US-NY": "NY sales tax 8.875%",
+    "SALES_TAX:US-CA": "CA sales tax 7.25%",
     "AE": "Reverse charge",
     "S:20": "VAT 20%",
     "E": "Exempt",
 }
-TAXED_MATCHED = EXAMPLE_MATCHED + 1  # with tax, Wayne's UK PO is matched too
+TAXED_MATCHED = EXAMPLE_INVOICES  # the example as it ships: Wayne's two cycles and PO-less Hooli too
 INVOICE_FIELDS = [
     "state",
     "untaxed_amount",

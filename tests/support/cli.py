@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+# Invoices the bundled example writes as it ships: Acme October and November, Globex annual and
+# SSO, Wayne October and November on its blanket PO, and Hooli (no PO needed).
+EXAMPLE_INVOICES = 7
 
 
 @dataclass
@@ -38,7 +41,8 @@ def copy_example(target: Path) -> Path:
 
 
 def untax_example(config: Path) -> None:
-    """Turn a copied example into its pre-tax form: no tax columns, no UK case, tax not required.
+    """Turn a copied example into its pre-tax form: no tax columns, no UK case, tax not required,
+    and every customer needing a PO (a PO-less invoice is refused by a cXML buyer).
 
     For the exactly-once protocol tests of sinks whose tax mapping is tested in their own sandbox
     tests: they check counts and duplicates, not tax, and need no tax code configuration.
@@ -54,7 +58,7 @@ def untax_example(config: Path) -> None:
     (examples / "inbox" / "wayne-po.eml").unlink(missing_ok=True)
     customers = examples / "customers.toml"
     lines = customers.read_text(encoding="utf-8").splitlines()
-    master = [line for line in lines if not line.startswith("tax =")]
+    master = [line for line in lines if not line.startswith(("tax =", "po_required ="))]
     customers.write_text("\n".join(master) + "\n", encoding="utf-8")
     text = config.read_text(encoding="utf-8").replace("required = true", "required = false")
     config.write_text(text, encoding="utf-8")

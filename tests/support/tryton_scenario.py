@@ -5,7 +5,7 @@ Usage: python tryton_scenario.py DB_NAME   (with TRYTOND_DATABASE__URI/PATH set)
 Creates the company (USD), the euro (at Tryton's test rate of 2 EUR to the dollar, from any
 date) and the pound (0.8 GBP to the dollar), the minimal chart, calendar fiscal years around
 today and for 2026 (the bundled example's invoice dates) with invoice sequences, customers
-CUST-ACME, CUST-GLOBEX and CUST-WAYNE with invoice addresses, service products PLAN-PRO /
+CUST-ACME, CUST-GLOBEX, CUST-WAYNE and CUST-HOOLI with invoice addresses, service products PLAN-PRO /
 PLAN-ENT / ADDON-SSO (consumed monthly) and TRAINING, monthly and quarterly recurrences, the
 sale taxes below (group "Sales", kind sale, on the tax account 6.3.6), and these
 subscriptions, all starting 2026-01-01, with consumptions generated up to 2026-04-15:
@@ -18,8 +18,8 @@ subscriptions, all starting 2026-01-01, with consumptions generated up to 2026-0
 - a fourth subscription left in draft, which a billing pull must ignore.
 
 Sale taxes (`account.tax`, rate as a fraction): "VAT 19%", "VAT 20%", "VAT 7%", "Reverse charge"
-(0%, with a legal notice), "Exempt" (0%) and "NY sales tax 8.875%"; and "Input VAT 19%" of a
-purchase group, which a customer invoice cannot carry.
+(0%, with a legal notice), "Exempt" (0%), "NY sales tax 8.875%" and "CA sales tax 7.25%"; and
+"Input VAT 19%" of a purchase group, which a customer invoice cannot carry.
 
 Prints one JSON line describing what was created.
 """
@@ -54,6 +54,7 @@ SALE_TAXES = (
     ("Reverse charge", "0", "Reverse charge: the customer accounts for the VAT (Art. 196 VAT Directive)."),
     ("Exempt", "0", "Exempt from VAT."),
     ("NY sales tax 8.875%", "0.08875", None),
+    ("CA sales tax 7.25%", "0.0725", None),
 )
 
 
@@ -105,6 +106,7 @@ def main(database: str) -> None:
         ("CUST-ACME", "Acme Corp"),
         ("CUST-GLOBEX", "Globex Inc"),
         ("CUST-WAYNE", "Wayne Enterprises Ltd"),
+        ("CUST-HOOLI", "Hooli Inc"),
     ):
         customer = Party(name=name, code=code)
         customer.addresses[0].street = "100 Main St"

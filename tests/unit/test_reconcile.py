@@ -142,7 +142,7 @@ def example_pos() -> list[PurchaseOrder]:
             [("PLAN-PRO", "300", "32.00"), ("WE-TRAIN-ADMIN", "2", "900.00")],
             buyer="wayne.example",
             currency="GBP",
-            term=(date(2026, 10, 1), date(2027, 9, 30)),
+            term=(None, None),  # a blanket order: Wayne's po_scope is "blanket"
         ),
     ]
 
@@ -180,14 +180,23 @@ def test_example_files_give_the_documented_statuses() -> None:
         ("CUST-UMBRELLA", "SUB-UMB-ENT", "UMB-2026-044"): MatchStatus.MISMATCH,
         # INI-7781 has a refused row, so it is held whole and Initech's period has no PO.
         ("CUST-INITECH", "SUB-INITECH-PRO", None): MatchStatus.MISSING_PO,
-        ("CUST-HOOLI", "SUB-HOOLI-PRO", None): MatchStatus.MISSING_PO,
+        # Hooli issues no POs (po_required = false): invoiced without one.
+        ("CUST-HOOLI", "SUB-HOOLI-PRO", None): MatchStatus.MATCHED,
         ("CUST-ACME", None, "ACME-PO-1002"): MatchStatus.UNUSED_PO,
         ("CUST-ACME", None, "ACME-PO-1003"): MatchStatus.UNUSED_PO,
         ("CUST-UMBRELLA", None, "UMB-2026-044"): MatchStatus.UNUSED_PO,
     }
-    # Two Acme PLAN-PRO periods (October names the PO, November does not) both match.
-    assert len(outcome.results) == 12
-    assert len(outcome.allocations) == 5
+    # Two Acme PLAN-PRO periods (October names the PO, November does not) both match, and
+    # Wayne's blanket PO takes October and November.
+    assert len(outcome.results) == 13
+    assert len(outcome.allocations) == 7
+    wayne = [r for r in outcome.results if r.billing_key and "SUB-WAYNE-PRO" in r.billing_key]
+    assert [(r.status, r.po_number) for r in wayne] == [(MatchStatus.MATCHED, "WE-PO-0077")] * 2
+    # Under the default scope the same PO would cover only its first cycle.
+    per_cycle = CustomerMap([Customer("CUST-WAYNE", "Wayne", ("wayne.example",))])
+    wayne_only = [p for p in batch.records if p.customer_ref == "CUST-WAYNE"]
+    again = reconcile(example_pos(), wayne_only, per_cycle, SkuMap.load(EXAMPLES / "skus.toml"), STRICT)
+    assert [r.status for r in again.results if r.billing_key] == [MatchStatus.MATCHED, MatchStatus.MISSING_PO]
     acme_pro = [r for r in outcome.results if r.billing_key and "SUB-ACME-PRO" in r.billing_key]
     assert [r.status for r in acme_pro] == [MatchStatus.MATCHED, MatchStatus.MATCHED]
     mismatch = only(outcome.results, MatchStatus.MISMATCH)[0]
@@ -200,10 +209,12 @@ def test_example_files_give_the_documented_statuses() -> None:
     ]
     missing = only(outcome.results, MatchStatus.MISSING_PO)[0]
     assert [str(r) for r in missing.reasons] == [
-        "no_po_for_customer: no PO for customer CUST-HOOLI (Hooli Inc)"
+        "no_po_for_customer: no PO for customer CUST-INITECH (Initech LLC)"
     ]
+    hooli = next(r for r in outcome.results if r.customer_ref == "CUST-HOOLI")
+    assert hooli.po_number is None and [r.code for r in hooli.reasons] == ["invoiced_without_po"]
     globex_sso = outcome.allocations[next(k for k in outcome.allocations if "SUB-GLOBEX-SSO" in k)]
-    assert globex_sso.po.revision == 2
+    assert globex_sso.po is not None and globex_sso.po.revision == 2
 
 
 # --- one reason at a time -------------------------------------------------------------------
