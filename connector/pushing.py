@@ -338,7 +338,7 @@ def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None
             by_state.get(state, 0)
             for sink, by_state in counts.items()
             if not names or sink in names
-            for state in (outbox.PLANNED, outbox.RETRY, outbox.PUSHING)
+            for state in outbox.UNSENT
         )
 
 
