@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from connector.config import LoadedConfig, Settings
 from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
+from connector.http import CallCounts
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
@@ -43,6 +44,7 @@ class RunContext:
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     lease_lost: threading.Event = field(default_factory=threading.Event)
+    http: CallCounts = field(default_factory=CallCounts)  # per sink, recorded as counts["api"]
 
     def add(self, key: str, value: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + value
@@ -176,7 +178,9 @@ class Connector:
             with self.engine.begin() as conn:
                 if lease:
                     runs.release_lease(conn, self.lease_name, run_id)
-                counts = {k: v for k, v in context.counts.items() if k != "exit_code"}
+                counts: dict[str, Any] = {k: v for k, v in context.counts.items() if k != "exit_code"}
+                if api := context.http.snapshot():
+                    counts["api"] = api
                 runs.finish_run(
                     conn, run_id, status=status, exit_code=exit_code, counts=counts, now=utcnow(), error=error
                 )
