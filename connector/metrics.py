@@ -68,6 +68,11 @@ class TenantMetrics:
             "Age of the sink's oldest row not sent yet (planned, retry, pushing); 0 if none waits.",
             "sink",
         )
+        self.oldest_unsent_time = self._gauge(
+            "outbox_oldest_unsent_timestamp_seconds",
+            "When the sink's oldest row not sent yet was planned; absent if none waits.",
+            "sink",
+        )
         self.dead_letters = self._gauge(
             "dead_letters", "Outbox rows gone dead (rejected or out of attempts), by sink.", "sink"
         )
@@ -101,6 +106,8 @@ class TenantMetrics:
             since = oldest.get(sink)
             age = max(0.0, (now - since).total_seconds()) if since else 0.0
             self.oldest_unsent_age.labels(tenant, sink).set(age)
+            if since is not None:  # grows between runs too: `time() - it` is the age at any moment
+                self.oldest_unsent_time.labels(tenant, sink).set(since.timestamp())
         quarantine = ingest.count_quarantine(conn, tenant)
         for source in dict.fromkeys([*sources, *quarantine]):
             self.quarantined.labels(tenant, source).set(quarantine.get(source, 0))

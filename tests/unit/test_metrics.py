@@ -128,6 +128,11 @@ def test_metrics_are_read_from_the_state_and_written_in_prometheus_text_format(
     assert samples[("po_connector_outbox_rows", labels(sink="files", state="planned"))] == 0
     assert samples[("po_connector_outbox_oldest_unsent_age_seconds", labels(sink="books"))] == 7200
     assert samples[("po_connector_outbox_oldest_unsent_age_seconds", labels(sink="files"))] == 0
+    assert (
+        samples[("po_connector_outbox_oldest_unsent_timestamp_seconds", labels(sink="books"))]
+        == (NOW - timedelta(hours=2)).timestamp()
+    )
+    assert ("po_connector_outbox_oldest_unsent_timestamp_seconds", labels(sink="files")) not in samples
     assert samples[("po_connector_dead_letters", labels(sink="books"))] == 1
     assert samples[("po_connector_dead_letters", labels(sink="files"))] == 0
 
@@ -170,6 +175,7 @@ def test_every_metric_is_described_even_on_an_empty_state(engine: Engine) -> Non
         "po_connector_reconcile_results",
         "po_connector_outbox_rows",
         "po_connector_outbox_oldest_unsent_age_seconds",
+        "po_connector_outbox_oldest_unsent_timestamp_seconds",
         "po_connector_dead_letters",
         "po_connector_quarantined_inputs",
     }
