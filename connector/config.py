@@ -92,6 +92,14 @@ class LogSettings(BaseModel):
         return value
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics written after every run, for node_exporter's textfile collector."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    textfile: Path | None = None
+
+
 class ServeSettings(BaseModel):
     """The cXML receiver (`po-connector serve`)."""
 
@@ -195,6 +203,7 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = ReconcileSettings()
     push: PushSettings = PushSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     serve: ServeSettings = ServeSettings()
     supplier: SupplierSettings | None = None
     tax: TaxSettings = TaxSettings()

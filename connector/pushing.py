@@ -339,7 +339,7 @@ def push_all(app: Connector, run: RunContext, names: Sequence[str] | None = None
             by_state.get(state, 0)
             for sink, by_state in counts.items()
             if not names or sink in names
-            for state in (outbox.PLANNED, outbox.RETRY, outbox.PUSHING)
+            for state in outbox.UNSENT
         )
 
 
@@ -348,17 +348,19 @@ def _push_sinks(app: Connector, run: RunContext, names: Sequence[str] | None) ->
     ready: dict[str, InvoiceSink] = {}
     for name, sink in chosen.items():
         try:
-            if isinstance(sink, ReadyCheck):
-                sink.check_ready()
+            with run.http.counting(name):
+                if isinstance(sink, ReadyCheck):
+                    sink.check_ready()
         except ConfigError as exc:
             _sink_config_failed(run, name, exc)
             continue
         ready[name] = sink
     for name, sink in ready.items():
         try:
-            SinkPusher(
-                run, name, sink, tenant=app.tenant, settings=app.settings.push, store=app.outbox_store
-            ).drain()
+            with run.http.counting(name):
+                SinkPusher(
+                    run, name, sink, tenant=app.tenant, settings=app.settings.push, store=app.outbox_store
+                ).drain()
         except ConfigError as exc:
             _sink_config_failed(run, name, exc)
 

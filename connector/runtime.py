@@ -2,7 +2,8 @@
 
 A run is recorded in `runs`; a mutating run holds the partition lease `sync:<tenant>` for its
 whole life, renewed by a heartbeat thread, so overlapping cron runs never work on the same
-partition at once (the loser exits 75).
+partition at once (the loser exits 75). After a run is recorded, the tenant's metrics file
+is rewritten from the state, when `[metrics] textfile` is set (see `connector.metrics`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from connector import metrics
 from connector.config import LoadedConfig, Settings
 from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
+from connector.http import CallCounts
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
@@ -43,6 +46,7 @@ class RunContext:
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     lease_lost: threading.Event = field(default_factory=threading.Event)
+    http: CallCounts = field(default_factory=CallCounts)  # per sink, recorded as counts["api"]
 
     def add(self, key: str, value: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + value
@@ -156,7 +160,11 @@ class Connector:
             run_id = runs.start_run(conn, self.tenant, command, now, self.lease_name if lease else None)
         context = RunContext(run_id=run_id, command=command, started_at=now)
         if lease:
-            self._take_lease(run_id, now)
+            try:
+                self._take_lease(run_id, now)
+            except LeaseHeldError:
+                self._write_metrics()
+                raise
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(context, lease, stop), daemon=True)
         if not self.dry_run:  # a dry run has one connection and commits no heartbeat
@@ -176,10 +184,33 @@ class Connector:
             with self.engine.begin() as conn:
                 if lease:
                     runs.release_lease(conn, self.lease_name, run_id)
-                counts = {k: v for k, v in context.counts.items() if k != "exit_code"}
+                counts: dict[str, Any] = {k: v for k, v in context.counts.items() if k != "exit_code"}
+                if api := context.http.snapshot():
+                    counts["api"] = api
                 runs.finish_run(
                     conn, run_id, status=status, exit_code=exit_code, counts=counts, now=utcnow(), error=error
                 )
+            self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        """Rewrite the metrics file from the state, when one is configured (a dry run, whose run
+        is rolled back, writes none). A file that cannot be written is a warning, never a
+        failure: the run's exit code stays what its work made it."""
+        textfile = self.settings.metrics.textfile
+        if textfile is None or self.dry_run:
+            return
+        path = self.loaded.resolve(textfile)
+        try:
+            with self.connect() as conn:
+                metrics.write_textfile(
+                    path,
+                    conn,
+                    self.tenant,
+                    sinks=[b["name"] for b in self.settings.sinks],
+                    sources=[b["name"] for b in [*self.settings.sources, *self.settings.billing]],
+                )
+        except Exception as exc:
+            log.warning("metrics not written to %s: %s", path, exc, extra={"metrics_textfile": str(path)})
 
     def _take_lease(self, run_id: str, now: datetime) -> None:
         state = self.settings.state

@@ -19,6 +19,7 @@ def collect_status(app: Connector) -> dict[str, Any]:
         acknowledged = len(outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=True))
         last = runs.last_run(conn, app.tenant)
         stored = results.load_results(conn, app.tenant)
+        statuses = results.count_by_status(conn, app.tenant)
     names = [b["name"] for b in app.settings.sources] + [b["name"] for b in app.settings.billing]
     sources = []
     for name in names:
@@ -31,9 +32,6 @@ def collect_status(app: Connector) -> dict[str, Any]:
                 "quarantined": quarantine.get(name, 0),
             }
         )
-    statuses: dict[str, int] = {}
-    for row in stored:
-        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
     # A warning is about its PO: several periods on one PO carry it once, with every period named.
     warnings: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in stored:

@@ -33,6 +33,9 @@ WITHDRAWN = "withdrawn"  # planned, never sent, and no longer justified by a mat
 
 STATES = (PLANNED, PUSHING, PUSHED, RETRY, DEAD, WITHDRAWN)
 
+# Rows still waiting to reach their sink: due, being pushed, or waiting for a retry.
+UNSENT = (PLANNED, RETRY, PUSHING)
+
 
 @dataclass(frozen=True)
 class OutboxItem:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from connector.model import InvoicePlan
-from state.outbox import DEAD, PUSHED, PUSHING, WITHDRAWN
+from state.outbox import DEAD, PUSHED, PUSHING, UNSENT, WITHDRAWN
 from state.tables import invoice_outbox
 
 
@@ -146,6 +146,16 @@ def count_by_state(conn: Connection, tenant: str) -> dict[str, dict[str, int]]:
     for sink, state, count in rows:
         counts.setdefault(sink, {})[state] = int(count)
     return counts
+
+
+def oldest_unsent(conn: Connection, tenant: str) -> dict[str, datetime]:
+    """sink -> when its oldest row still waiting to be sent (planned, retry, pushing) was planned."""
+    rows = conn.execute(
+        select(invoice_outbox.c.sink, func.min(invoice_outbox.c.created_at))
+        .where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.state.in_(UNSENT))
+        .group_by(invoice_outbox.c.sink)
+    )
+    return {sink: created for sink, created in rows}
 
 
 def list_rows(

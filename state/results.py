@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from connector.model import MatchResult
 from state.tables import match_results
@@ -61,3 +61,13 @@ def load_results(conn: Connection, tenant: str) -> list[dict[str, Any]]:
         data["warnings"] = json.loads(data.pop("warnings_json"))
         out.append(data)
     return out
+
+
+def count_by_status(conn: Connection, tenant: str) -> dict[str, int]:
+    """status -> how many stored results have it."""
+    rows = conn.execute(
+        select(match_results.c.status, func.count())
+        .where(match_results.c.tenant == tenant)
+        .group_by(match_results.c.status)
+    )
+    return {status: int(count) for status, count in rows}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from state.tables import leases, runs
@@ -208,6 +208,28 @@ def last_run(conn: Connection, tenant: str, command: str | None = None) -> dict[
         query = query.where(runs.c.command == command)
     row = conn.execute(query.order_by(runs.c.started_at.desc()).limit(1)).first()
     return None if row is None else _run_dict(row._mapping)
+
+
+def last_finished_by_command(
+    conn: Connection, tenant: str, *, status: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """command -> its most recently finished run (only runs that ended with `status`, when given)."""
+    wanted = [runs.c.tenant == tenant, runs.c.finished_at.is_not(None)]
+    if status is not None:
+        wanted.append(runs.c.status == status)
+    latest = (
+        select(runs.c.command, func.max(runs.c.finished_at).label("finished_at"))
+        .where(*wanted)
+        .group_by(runs.c.command)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(runs)
+        .join(latest, and_(runs.c.command == latest.c.command, runs.c.finished_at == latest.c.finished_at))
+        .where(*wanted)
+        .order_by(runs.c.started_at)
+    )
+    return {row.command: _run_dict(row._mapping) for row in rows}
 
 
 def _run_dict(mapping: Any) -> dict[str, Any]:

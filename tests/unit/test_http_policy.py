@@ -10,7 +10,7 @@ import requests
 import responses
 
 from connector.errors import AuthenticationError, RejectedError, RetryableError, UncertainError
-from connector.http import HttpClient, RetryPolicy, parse_retry_after
+from connector.http import CallCounts, HttpClient, RetryPolicy, parse_retry_after
 from connector.ratelimit import TokenBucket
 from connector.redact import Redactor
 
@@ -166,3 +166,17 @@ def test_the_backoff_is_capped_exponential_with_full_jitter() -> None:
         waits = [policy.wait_strategy()(state) for _ in range(200)]
         assert all(0 <= wait <= ceiling for wait in waits)
         assert max(waits) > ceiling / 2  # jittered across the whole range, not fixed
+
+
+@responses.activate
+def test_http_requests_and_429s_count_against_the_adapter_being_worked_for() -> None:
+    responses.get(f"{BASE}/x", status=429, headers={"Retry-After": "1"})
+    responses.get(f"{BASE}/x", json={})
+    client = HttpClient(BASE, name="xero:books", retry=RetryPolicy(sleep=lambda _: None))
+    counts = CallCounts()
+    with counts.counting("books"):
+        client.request("GET", "/x")
+    with counts.counting("files"):
+        pass
+    client.request("GET", "/x")  # outside any counting: not counted
+    assert counts.snapshot() == {"books": {"calls": 2, "throttled": 1}, "files": {"calls": 0, "throttled": 0}}
