@@ -113,3 +113,15 @@ class RetryableError(RemoteError):
 
 class UncertainError(RemoteError):
     """The request may have been applied remotely: resolve by lookup before sending again."""
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The process exit code a run ended by `error` gets (connector.exits): 2 for configuration
+    and not-found, 75 for a held lease or an unavailable service, 1 for anything else."""
+    from connector import exits
+
+    if isinstance(error, LeaseHeldError | UnavailableError):
+        return exits.EXIT_TEMPFAIL
+    if isinstance(error, ConfigError | NotFoundError):
+        return exits.EXIT_USAGE
+    return exits.EXIT_FAILED

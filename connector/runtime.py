@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from connector import metrics
 from connector.config import LoadedConfig, Settings
-from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
+from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError, exit_code_for
 from connector.http import CallCounts
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
@@ -175,7 +175,9 @@ class Connector:
             exit_code = context.counts.get("exit_code", 0)
             status = "ok" if exit_code == 0 else "failed"
         except BaseException as exc:
-            status, exit_code, error = "failed", 1, GLOBAL_REDACTOR(f"{type(exc).__name__}: {exc}")
+            # Recorded with the code the process exits with (2 for a configuration error...).
+            exit_code = exit_code_for(exc)
+            status, error = "failed", GLOBAL_REDACTOR(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             stop.set()

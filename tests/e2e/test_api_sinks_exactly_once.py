@@ -8,6 +8,7 @@ write endpoints, and a plan the provider rejects until it is fixed and replayed.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -209,6 +210,9 @@ def test_an_unreadable_token_file_fails_with_exit_2_before_any_row_is_claimed(tm
         assert "qbo-token.json" in result.stderr and "cannot be read" in result.stderr
         assert outbox_counts(setup.config) == {"planned": EXAMPLE_MATCHED}
         assert not setup.harness.numbers()
+        # The run is recorded with the code the process exited with (what metrics report).
+        listed = json.loads(cli(setup, "runs", "list").stdout)
+        assert (listed[0]["status"], listed[0]["exit_code"]) == ("failed", 2), listed[0]
 
         token_file.rmdir()
         again = sync(setup)
