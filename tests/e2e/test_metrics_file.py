@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.cli import copy_example, run_cli
+from tests.support.cli import EXAMPLE_INVOICES, copy_example, run_cli
 
 COMMENTED = '# textfile = "/var/lib/node_exporter/textfile_collector/po-connector.prom"'
 
@@ -42,9 +42,9 @@ def test_each_run_of_the_example_rewrites_the_metrics_file(tmp_path: Path) -> No
         first[key("last_success_timestamp_seconds", command="sync")]
         >= first[key("last_run_start_timestamp_seconds", command="sync")]
     )
-    assert first[key("reconcile_results", status="matched")] == 5
-    assert first[key("reconcile_results", status="missing_po")] == 2
-    assert first[key("outbox_rows", sink="files", state="pushed")] == 5
+    assert first[key("reconcile_results", status="matched")] == EXAMPLE_INVOICES
+    assert first[key("reconcile_results", status="missing_po")] == 1
+    assert first[key("outbox_rows", sink="files", state="pushed")] == EXAMPLE_INVOICES
     assert first[key("outbox_oldest_unsent_age_seconds", sink="files")] == 0
     assert first[key("dead_letters", sink="files")] == 0
     assert first[key("quarantined_inputs", source="inbox")] == 2
@@ -68,7 +68,7 @@ def test_a_textfile_that_cannot_be_written_leaves_the_exit_code_alone(tmp_path: 
     with_textfile(config, str(blocker / "po-connector.prom"))
     result = run_cli("sync", "--config", str(config), "--json", env={"PO_CONNECTOR__LOG__FORMAT": "json"})
     assert result.code == 0, result.stderr
-    assert result.json()["exit_code"] == 0 and result.json()["invoices_pushed"] == 5
+    assert result.json()["exit_code"] == 0 and result.json()["invoices_pushed"] == EXAMPLE_INVOICES
     warnings = [
         line
         for line in map(json.loads, result.stderr.splitlines())
