@@ -133,13 +133,41 @@ class EmailCsvSource:
         def skip(key: str) -> bool:
             return key in seen or context.is_processed(key)
 
-        for path in ordered_messages(self.folder):
+        # A message read whole before (every attachment committed, none quarantined) is known by
+        # its digest alone, so an unchanged folder costs a read and a hash per file, no parse.
+        # Only a message read in full in this pull is marked: when some of its inputs were
+        # already processed, one of them may be quarantined, and `quarantine retry` must find
+        # the message again.
+        unread = [path for path in message_files(self.folder) if not _read_before(path, skip)]
+        for path in sorted(unread, key=_date_order):
+            try:
+                data: bytes | OSError = path.read_bytes()
+            except OSError as exc:
+                data = exc
+            clean = True
+
+            def skip_unless_new(key: str) -> bool:
+                nonlocal clean
+                known = skip(key)
+                clean = clean and not known
+                return known
+
             for batch in _message_batches(
-                path, self.mapping, self.name, self.config.senders, self.tenant, skip, self.profiles
+                path,
+                self.mapping,
+                self.name,
+                self.config.senders,
+                self.tenant,
+                skip_unless_new,
+                self.profiles,
+                data,
             ):
+                clean = clean and not batch.rejections
                 if batch.input_key:
                     seen.add(batch.input_key)
                 yield batch
+            if clean and isinstance(data, bytes):
+                yield SourceBatch(input_key=_read_marker(data), document=path.name)
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
         """Every version of the PO found in the folder or the mailbox, oldest message first."""
@@ -192,7 +220,23 @@ def message_files(folder: Path) -> list[Path]:
 
 def ordered_messages(folder: Path) -> list[Path]:
     """Message files sorted by their Date header, then by file name; undated ones first."""
-    return sorted(message_files(folder), key=lambda p: (_header_date(p) or EPOCH, p.name, str(p)))
+    return sorted(message_files(folder), key=_date_order)
+
+
+def _date_order(path: Path) -> tuple[datetime, str, str]:
+    return (_header_date(path) or EPOCH, path.name, str(path))
+
+
+def _read_marker(data: bytes) -> str:
+    """The input key that says a message with this content was read whole."""
+    return f"{hashlib.sha256(data).hexdigest()}|read"
+
+
+def _read_before(path: Path, skip: Callable[[str], bool]) -> bool:
+    try:
+        return skip(_read_marker(path.read_bytes()))
+    except OSError:
+        return False
 
 
 def _header_date(path: Path) -> datetime | None:
@@ -247,9 +291,14 @@ def _message_batches(
     tenant: str,
     skip: Callable[[str], bool] = lambda key: False,
     profiles: Mapping[str, CsvMapping] | None = None,
+    raw: bytes | OSError | None = None,
 ) -> Iterator[SourceBatch]:
+    """The batches of one message file; `raw` is its content (or the error reading it) when
+    the caller read it already."""
     try:
-        data = path.read_bytes()
+        if isinstance(raw, OSError):
+            raise raw
+        data = raw if raw is not None else path.read_bytes()
     except OSError as exc:
         key = _stat_key(path)
         if key is None or not skip(key):
