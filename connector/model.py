@@ -7,6 +7,8 @@ datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
@@ -417,9 +419,16 @@ class InvoicePlan(Frozen):
             total = total + line.amount
         return total
 
-    @property
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> InvoicePlan:
+        """A copy; the cached breakdown is not carried over, as `update` may change the lines."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("tax_breakdown", None)
+        return copied
+
+    @functools.cached_property
     def tax_breakdown(self) -> tuple[TaxSubtotal, ...]:
-        """One subtotal per tax category and rate; empty for an untaxed plan."""
+        """One subtotal per tax category and rate; empty for an untaxed plan (computed once: the
+        plan is immutable, and totals, sinks and the outbox all read it)."""
         if not self.is_taxed:
             return ()
         return breakdown(((line.amount.amount, line.tax) for line in self.lines if line.tax), self.currency)

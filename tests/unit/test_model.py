@@ -74,3 +74,16 @@ def test_term_must_not_end_before_it_starts() -> None:
 def test_invoice_plan_total_uses_quantized_line_amounts() -> None:
     plan = make_plan(price="0.333", quantity="3")
     assert plan.total == Money.of("1.00", "USD")
+
+
+def test_a_plans_breakdown_is_computed_once_and_a_copy_with_other_lines_computes_its_own() -> None:
+    from tests.support.factories import make_taxed_plan, vat
+
+    plan = make_taxed_plan(taxes=(vat("19"),))
+    assert plan.tax_breakdown is plan.tax_breakdown  # cached: totals, sinks and the outbox reread it
+    assert plan.model_copy(update={"sink": "other"}).tax_breakdown == plan.tax_breakdown
+    other_rate = plan.lines[0].model_copy(update={"tax": vat("7")})
+    copied = plan.model_copy(update={"lines": (other_rate,)})
+    assert [group.rate for group in copied.tax_breakdown] == [7]
+    assert copied.tax_total.amount == Decimal("14.00") and plan.tax_total.amount == Decimal("38.00")
+    assert "tax_breakdown" not in plan.model_dump()
