@@ -46,7 +46,7 @@ def test_source_declares_the_billing_port() -> None:
     assert CsvBillingSource.Config is CsvBillingConfig
 
 
-def test_example_file_gives_nine_periods_and_no_rejections() -> None:
+def test_example_file_gives_ten_periods_and_no_rejections() -> None:
     source = CsvBillingSource(
         CsvBillingConfig(name="billing", path=Path("billing.csv")), AdapterContext(base_dir=EXAMPLES)
     )
@@ -54,7 +54,7 @@ def test_example_file_gives_nine_periods_and_no_rejections() -> None:
     assert len(batches) == 1
     batch = batches[0]
     assert batch.rejections == []
-    assert len(batch.records) == 9
+    assert len(batch.records) == 10
     first = batch.records[0]
     assert first.key == "default/billing/SUB-ACME-PRO/2026-10-01"
     assert (first.customer_ref, first.customer_name, first.po_number) == (
