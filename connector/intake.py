@@ -129,11 +129,15 @@ def _pull_billing_one(app: Connector, run: RunContext, name: str, source: Billin
     try:
         for batch in source.pull(context):
             with app.engine.begin() as conn:
-                for period in batch.records:
-                    if period.tenant != app.tenant:
-                        period = period.model_copy(update={"tenant": app.tenant})
-                    ingest.store_billing_period(conn, period, run.started_at)
-                    run.add("billing_fetched")
+                periods = [
+                    period
+                    if period.tenant == app.tenant
+                    else period.model_copy(update={"tenant": app.tenant})
+                    for period in batch.records
+                ]
+                ingest.store_billing_periods(conn, periods, run.started_at)
+                if periods:
+                    run.add("billing_fetched", len(periods))
                 run.add(
                     "quarantined",
                     ingest.quarantine_problems(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from connector.errors import InputProblem, RejectedError
-from connector.model import Money, POStatus, RemoteRef
+from connector.model import BillingPeriod, Money, POStatus, RemoteRef
 from state import ingest, outbox, outbox_queries, runs
 from state.db import current_revision, ensure_schema, head_revision, make_engine
 from state.tables import invoice_outbox, po_records, po_revisions
@@ -270,3 +270,28 @@ def test_cursor_round_trips(engine: Engine) -> None:
         ingest.set_cursor(conn, "default", "coupa", {"updated_at": "2026-11-01T00:00:00+00:00"}, NOW)
         ingest.set_cursor(conn, "default", "coupa", {"updated_at": "2026-11-02T00:00:00+00:00"}, NOW)
         assert ingest.get_cursor(conn, "default", "coupa") == {"updated_at": "2026-11-02T00:00:00+00:00"}
+
+
+def test_billing_periods_are_stored_in_batches_with_each_outcome(engine: Engine) -> None:
+    from state.tables import billing_records
+    from tests.unit.test_reconcile import make_period
+
+    def period(subscription: str, quantity: str) -> BillingPeriod:
+        return make_period("CUST-ACME", [("PLAN-PRO", quantity, "40")], subscription=subscription)
+
+    first = [period(f"SUB-{n}", "1") for n in range(1200)]  # more than one IN list's worth
+    t1 = datetime(2026, 11, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        assert set(ingest.store_billing_periods(conn, first, t1)) == {"new"}
+    second = [period("SUB-0", "2"), period("SUB-1", "1"), period("SUB-NEW", "1"), period("SUB-NEW", "3")]
+    t2 = t1 + timedelta(days=1)
+    with engine.begin() as conn:
+        outcomes = ingest.store_billing_periods(conn, second, t2)
+    assert outcomes == ["changed", "unchanged", "new", "changed"]
+    with engine.connect() as conn:
+        rows = {row.billing_key.split("/")[2]: row for row in conn.execute(select(billing_records)).all()}
+        stored = {p.subscription_id: p for p in ingest.load_billing_periods(conn, "default")}
+    assert len(rows) == 1201
+    assert stored["SUB-0"].lines[0].quantity == 2 and stored["SUB-NEW"].lines[0].quantity == 3
+    assert rows["SUB-1"].last_seen_at == t2 and rows["SUB-2"].last_seen_at == t1
+    assert rows["SUB-0"].first_seen_at == t1 and rows["SUB-NEW"].first_seen_at == t2
