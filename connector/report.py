@@ -72,9 +72,23 @@ def build_report(app: Connector) -> dict[str, Any]:
         for po in pos
     ]
     refs |= {b["customer_ref"] for b in balances if b["customer_ref"]}
+    policies = []
+    for ref in sorted(refs):
+        customer = customers.get(ref)
+        if customer is not None:
+            master = customer.master
+            policies.append(
+                {
+                    "customer_ref": ref,
+                    "po_required": master.po_required,
+                    "po_scope": master.po_scope,
+                    "po_pattern": master.po_pattern,
+                }
+            )
     extra = {
         "customers": {ref: customers.name_of(ref) or ref for ref in sorted(refs)},
         "balances": balances,
+        "po_policy": policies,
         "quarantine": [
             {
                 "source": q["source"],
@@ -190,6 +204,7 @@ def assemble_report(
         "rows": rows,
         "customers": names,
         "balances": extra.get("balances", []),
+        "po_policy": extra.get("po_policy", []),
         "dead": dead,
         "flagged": flagged,
         "quarantine": extra.get("quarantine", []),

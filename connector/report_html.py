@@ -1,7 +1,7 @@
 """The report as one self-contained HTML page for a finance lead: inline CSS and SVG, no scripts.
 
-Sections, in order: Action needed, Invoiced totals (per currency), PO balances, Statuses, and
-every billing period and PO. Everything shown is HTML-escaped; dates, PO numbers and amounts
+Sections, in order: Action needed, Invoiced totals (per currency), PO balances, PO policy per
+customer, Statuses, and every billing period and PO. Everything shown is HTML-escaped; dates, PO numbers and amounts
 never wrap mid-value.
 """
 
@@ -128,6 +128,28 @@ def _balances(report: dict[str, Any]) -> str:
     return _table("balances", [*headers, ("Consumed", True), ("Remaining", True), ("Used", False)], body)
 
 
+_SCOPE_WORDS = {
+    "per_cycle": "a PO without an end date covers one billing cycle",
+    "blanket": "a PO without an end date covers every cycle until its balance runs out",
+}
+
+
+def _policies(report: dict[str, Any]) -> str:
+    names: dict[str, str] = report.get("customers", {})
+    body = []
+    for policy in report.get("po_policy", []):
+        required = "PO required" if policy["po_required"] else "no PO needed: invoiced without one"
+        pattern = policy["po_pattern"] or "any"
+        body.append(
+            f"<tr><td>{_e(names.get(policy['customer_ref'], policy['customer_ref']))}</td>"
+            f"<td>{_e(required)}</td><td>{_e(_SCOPE_WORDS.get(policy['po_scope'], policy['po_scope']))}</td>"
+            f'<td><span class="code">{_e(pattern)}</span></td></tr>'
+        )
+    return _table(
+        "policy", [("Customer", False), ("PO", False), ("Scope", False), ("PO number pattern", False)], body
+    )
+
+
 def _statuses(report: dict[str, Any]) -> str:
     body = []
     for status, data in report["summary"].items():
@@ -181,6 +203,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("action", "Action needed", _actions(report)),
         ("totals", "Invoiced totals per currency", _totals(report)),
         ("balances", "PO balances", _balances(report)),
+        ("policy", "PO policy per customer", _policies(report)),
         ("statuses", "Statuses", _statuses(report)),
         ("rows", "Billing periods and POs", _rows(report)),
     ]

@@ -72,7 +72,15 @@ def test_report_reads_right_in_a_real_browser(tmp_path: Path) -> None:
     dom = lxml_html.fromstring(_dump_dom(browser, measured, tmp_path))
     assert dom.body.get("data-measured") == "1280"
     sections = [s.get("id") for s in dom.xpath("//section")]
-    assert sections == ["action", "totals", "balances", "statuses", "rows"]
+    assert sections == ["action", "totals", "balances", "policy", "statuses", "rows"]
+    policy = {
+        row.xpath("string(td[1])"): [row.xpath(f"string(td[{n}])") for n in (2, 3, 4)]
+        for row in dom.xpath("//section[@id='policy']//tbody/tr")
+    }
+    assert policy["Hooli Inc"][0] == "no PO needed: invoiced without one"
+    assert policy["Wayne Enterprises Ltd"][1].startswith("a PO without an end date covers every cycle")
+    assert policy["Globex GmbH"][2] == "45[0-9]{8}"
+    assert policy["Acme Corp"] == ["PO required", "a PO without an end date covers one billing cycle", "any"]
     assert dom.xpath("//section[@id='action']//tr/td")  # the example has things to do
 
     # Totals per currency equal the sum of the invoiced rows, and net + tax = gross.
