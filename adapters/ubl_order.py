@@ -33,11 +33,9 @@ from hashlib import sha256
 from lxml import etree
 from pydantic import ValidationError
 
-# The cXML mapper's typed-field reader (problems named by location, field and value) is shared
-# rather than copied; it moves with the other shared adapter pieces.
-from adapters.cxml_order import _Fields as FieldReader
-from adapters.cxml_order import document_text
+from adapters.cxml_envelope import document_text
 from adapters.safe_xml import parse_xml
+from adapters.xml_fields import FieldReader
 from connector.currency import is_known_currency
 from connector.errors import InputError, InputProblem
 from connector.model import Address, Money, PaymentTerms, POLine, POStatus, PurchaseOrder
