@@ -13,12 +13,12 @@ from typing import NamedTuple
 from lxml import etree
 
 from adapters.safe_xml import parse_xml
-from adapters.ubl import format_amount, format_percent, format_price
 from connector.errors import (
     InputError,
 )
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party
 from connector.tax import ZERO_TAX, LineTax, TaxCategory, TaxScheme, TaxSubtotal, line_tax_amounts
+from connector.values import format_amount, format_percent, format_price
 
 CXML_VERSION = "1.2.037"
 

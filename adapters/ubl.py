@@ -27,15 +27,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 from pydantic import ValidationError
 
-from connector.currency import minor_unit
 from connector.errors import InputError, InputProblem
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
 from connector.tax import LineTax, TaxCategory, TaxScheme
+
+# format_amount and format_price are re-exported: the NetSuite sink imports them from here.
+from connector.values import format_amount as format_amount
+from connector.values import format_percent
+from connector.values import format_price as format_price
 
 INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 CAC_NS = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
@@ -82,26 +86,6 @@ def unit_code(unit_of_measure: str) -> str:
     """The UN/ECE Rec 20 unit code for a PO unit of measure (EA -> C62, none -> C62 'one')."""
     unit = unit_of_measure.strip().upper()
     return _UNIT_CODES.get(unit, unit)
-
-
-def format_amount(money: Money) -> str:
-    """A final amount with exactly the currency's minor-unit digits (JPY 0, USD 2, KWD 3)."""
-    quantum = minor_unit(money.currency)
-    return f"{money.amount.quantize(quantum, ROUND_HALF_UP):f}"
-
-
-def format_price(money: Money) -> str:
-    """A unit price: at least the currency's digits, more when the price has them (never rounded)."""
-    quantum = minor_unit(money.currency)
-    quantized = money.amount.quantize(quantum, ROUND_HALF_UP)
-    if quantized == money.amount:
-        return f"{quantized:f}"
-    return f"{money.amount.normalize():f}"
-
-
-def format_percent(rate: Decimal) -> str:
-    """A rate as the rules compare it: 19 for 19.00, 8.875 as is."""
-    return f"{rate.normalize():f}" if rate else "0"
 
 
 def _cac(parent: etree._Element, tag: str) -> etree._Element:

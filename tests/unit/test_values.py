@@ -1,0 +1,35 @@
+"""The shared value readers and writers of connector.values."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from connector.model import Money
+from connector.values import format_amount, format_percent, format_price
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        ("19.995", "EUR", "20.00"),
+        ("1000", "JPY", "1000"),
+        ("20.25", "KWD", "20.250"),
+        ("-0.005", "USD", "-0.01"),
+    ],
+)
+def test_an_amount_has_exactly_the_currency_digits(amount: str, currency: str, text: str) -> None:
+    assert format_amount(Money.of(amount, currency)) == text
+
+
+def test_a_price_keeps_digits_beyond_the_currency_and_is_never_rounded() -> None:
+    assert format_price(Money.of("12.5", "EUR")) == "12.50"
+    assert format_price(Money.of("0.12345", "EUR")) == "0.12345"
+    assert format_price(Money.of("7", "JPY")) == "7"
+
+
+def test_a_rate_is_written_as_the_rules_compare_it() -> None:
+    assert format_percent(Decimal("19.00")) == "19"
+    assert format_percent(Decimal("8.875")) == "8.875"
+    assert format_percent(Decimal("0.00")) == "0"
