@@ -41,16 +41,14 @@ import requests
 from pydantic import Field, field_validator, model_validator
 
 from adapters import durable
-from adapters.cxml_invoice_document import (
+from adapters.cxml_invoice_answers import (
     ArchivedInvoice,
-    Credentials,
     is_already_used,
     named_number,
-    payload_id,
     read_archived,
     read_status,
-    render_invoice_request,
 )
+from adapters.cxml_invoice_document import Credentials, payload_id, render_invoice_request
 from adapters.ubl_files import invoice_file_name
 from connector.errors import (
     AuthenticationError,
