@@ -40,6 +40,7 @@ from connector.ports import (
 )
 from connector.ratelimit import TokenBucket
 from connector.secrets import resolve_secret
+from connector.values import http_url
 
 PO_PATH = "/api/purchase_orders"
 MAX_PAGE = 50  # Coupa returns at most 50 objects per request
@@ -68,10 +69,7 @@ class CoupaConfig(AdapterConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://acme.coupahost.com, got {value!r}")
-        return value.strip().rstrip("/")
+        return http_url(value, example="https://acme.coupahost.com")
 
     @model_validator(mode="after")
     def _one_secret(self) -> CoupaConfig:

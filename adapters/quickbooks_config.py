@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from adapters.quickbooks_payload import MAX_BATCH_ITEMS, QuickBooksRefs
 from connector.ports import AdapterConfig
 from connector.tax import TaxCodeMap
+from connector.values import http_url
 
 
 class QuickBooksConfig(AdapterConfig):
@@ -46,9 +47,7 @@ class QuickBooksConfig(AdapterConfig):
     @field_validator("base_url", "token_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
+        return http_url(value)  # base_url and token_url
 
     @field_validator("realm_id")
     @classmethod

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from adapters.stripe_fields import DEFAULT_TAX_REASONS, MappingOptions, TaxTreatment
 from connector.ports import AdapterConfig
+from connector.values import http_url
 
 PINNED_API_VERSION = "2025-03-31.basil"
 FIRST_BASIL_DAY = "2025-03-31"
@@ -49,10 +49,7 @@ class StripeBillingConfig(AdapterConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://api.stripe.com, got {value!r}")
-        return value.strip().rstrip("/")
+        return http_url(value, example="https://api.stripe.com")
 
     @field_validator("api_version")
     @classmethod

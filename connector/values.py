@@ -1,14 +1,33 @@
 """Values as adapters read and write them at the edges, in one place for every adapter.
 
-Amounts, unit prices and rates as invoice documents write them (UBL, cXML, NetSuite).
+- Config: an http(s) URL (`http_url`).
+- Written: amounts, unit prices and rates as invoice documents state them (UBL, cXML, NetSuite).
+
+Readers raise ValueError with a short reason; the caller names the field, the line or the
+config key the value came from.
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from urllib.parse import urlsplit
 
 from connector.currency import minor_unit
 from connector.model import Money
+
+
+def http_url(value: str, *, example: str = "", keep_trailing_slash: bool = False) -> str:
+    """A configured http(s) URL with a host, without surrounding space or trailing slashes.
+
+    `example` shows a good value in the error; `keep_trailing_slash` keeps the URL's path as
+    written (an endpoint a document is posted to, rather than a base other paths are joined to).
+    """
+    url = value.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        such = f" such as {example}" if example else ""
+        raise ValueError(f"must be an http(s) URL{such}, got {value!r}")
+    return url if keep_trailing_slash else url.rstrip("/")
 
 
 def format_amount(money: Money) -> str:

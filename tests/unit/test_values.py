@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from connector.model import Money
-from connector.values import format_amount, format_percent, format_price
+from connector.values import format_amount, format_percent, format_price, http_url
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,26 @@ def test_a_rate_is_written_as_the_rules_compare_it() -> None:
     assert format_percent(Decimal("19.00")) == "19"
     assert format_percent(Decimal("8.875")) == "8.875"
     assert format_percent(Decimal("0.00")) == "0"
+
+
+def test_an_http_url_loses_surrounding_space_and_trailing_slashes() -> None:
+    assert http_url(" https://acme.example.test/api// ") == "https://acme.example.test/api"
+    assert http_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+
+
+def test_an_endpoint_url_can_keep_its_trailing_slash() -> None:
+    url = "https://buyer.example.test/cxml/invoices/"
+    assert http_url(url, keep_trailing_slash=True) == url
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://acme.example.test", "acme.example.test", "https://", "http://:80/x", ""]
+)
+def test_anything_but_an_http_url_with_a_host_is_refused_with_an_example(value: str) -> None:
+    with pytest.raises(ValueError, match=r"must be an http\(s\) URL such as https://x\.test, got "):
+        http_url(value, example="https://x.test")
+
+
+def test_without_an_example_the_refusal_names_the_value_only() -> None:
+    with pytest.raises(ValueError, match=r"^must be an http\(s\) URL, got 'mailto:a@b.test'$"):
+        http_url("mailto:a@b.test")
