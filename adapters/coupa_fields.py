@@ -12,8 +12,10 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from connector.values import finite_decimal
 
 _MAX_DIGITS = 18  # a version or line number; also keeps int() under Python's digit limit
 
@@ -108,12 +110,9 @@ def decimal_field(value: Any, field: str) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise CoupaMappingError(field, value, "must be a decimal string or an exact number")
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, TypeError, ValueError, OverflowError):
-        raise CoupaMappingError(field, value, "is not a decimal number") from None
-    if not number.is_finite():
-        raise CoupaMappingError(field, value, "is not a finite number")
-    return number
+        return finite_decimal(value)
+    except ValueError as exc:
+        raise CoupaMappingError(field, value, str(exc)) from None
 
 
 def text_of(value: Any) -> str:

@@ -1,6 +1,7 @@
 """Values as adapters read and write them at the edges, in one place for every adapter.
 
 - Config: an http(s) URL (`http_url`).
+- Read: an exact, finite decimal (`finite_decimal`), never through a float.
 - Written: amounts, unit prices and rates as invoice documents state them (UBL, cXML, NetSuite).
 
 Readers raise ValueError with a short reason; the caller names the field, the line or the
@@ -9,7 +10,7 @@ config key the value came from.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from connector.currency import minor_unit
@@ -28,6 +29,21 @@ def http_url(value: str, *, example: str = "", keep_trailing_slash: bool = False
         such = f" such as {example}" if example else ""
         raise ValueError(f"must be an http(s) URL{such}, got {value!r}")
     return url if keep_trailing_slash else url.rstrip("/")
+
+
+def finite_decimal(value: str | int | Decimal) -> Decimal:
+    """The exact Decimal of a decimal string (space around it allowed), an int or a Decimal.
+
+    Raises ValueError "is not a decimal number", or "is not a finite number" for NaN and
+    infinities. Which other types a field may hold (never a float) is the caller's to check.
+    """
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, TypeError, ValueError, OverflowError):
+        raise ValueError("is not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError("is not a finite number")
+    return number
 
 
 def format_amount(money: Money) -> str:

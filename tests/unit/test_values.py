@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from connector.model import Money
-from connector.values import format_amount, format_percent, format_price, http_url
+from connector.values import finite_decimal, format_amount, format_percent, format_price, http_url
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,32 @@ def test_anything_but_an_http_url_with_a_host_is_refused_with_an_example(value: 
 def test_without_an_example_the_refusal_names_the_value_only() -> None:
     with pytest.raises(ValueError, match=r"^must be an http\(s\) URL, got 'mailto:a@b.test'$"):
         http_url("mailto:a@b.test")
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        (" 12.50 ", Decimal("12.50")),
+        ("-0.001", Decimal("-0.001")),
+        (7, Decimal(7)),
+        (Decimal("1E+3"), Decimal("1E+3")),
+    ],
+)
+def test_a_finite_decimal_is_exactly_what_was_written(value: str | int | Decimal, number: Decimal) -> None:
+    parsed = finite_decimal(value)
+    assert parsed == number and str(parsed) == str(number)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("12,50", "is not a decimal number"),
+        ("", "is not a decimal number"),
+        ("NaN", "is not a finite number"),
+        ("-Infinity", "is not a finite number"),
+        (Decimal("sNaN"), "is not a finite number"),
+    ],
+)
+def test_what_is_no_finite_decimal_is_refused_with_the_reason(value: str | Decimal, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^{reason}$"):
+        finite_decimal(value)
