@@ -3,10 +3,8 @@ invoice number is already used), and what an archived InvoiceDetailRequest state
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import NamedTuple
 
 from lxml import etree
@@ -14,6 +12,7 @@ from lxml import etree
 from adapters.safe_xml import parse_xml
 from connector.errors import InputError
 from connector.model import Money
+from connector.values import answer_money
 
 # Coupa: "invoice number has already been used for this supplier". The phrase must be about the
 # invoice number itself (adjacent words); a number named in it must be ours (checked by the sink).
@@ -77,9 +76,7 @@ def _summary_money(root: etree._Element, path: str) -> Money | None:
     money = root.find(f"Request/InvoiceDetailRequest/InvoiceDetailSummary/{path}")
     if money is None:
         return None
-    with contextlib.suppress(InvalidOperation, ValueError):
-        return Money(amount=Decimal((money.text or "").strip()), currency=money.get("currency", ""))
-    return None
+    return answer_money((money.text or "").strip(), money.get("currency", ""))
 
 
 def read_archived(data: bytes, *, document: str) -> ArchivedInvoice:

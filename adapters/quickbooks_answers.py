@@ -11,7 +11,6 @@ exact.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
@@ -19,7 +18,8 @@ import requests
 from adapters.quickbooks_payload import loads
 from connector.errors import AuthenticationError, RejectedError, RemoteError, RetryableError, UncertainError
 from connector.http import parse_retry_after
-from connector.model import InvoicePlan, Money, RemoteRef
+from connector.model import InvoicePlan, RemoteRef
+from connector.values import answer_money
 
 DUPLICATE_DOC_NUMBER = "6140"
 THROTTLE_CODES = frozenset({"3001", "003001"})
@@ -154,18 +154,8 @@ def remote_ref(invoice: dict[str, Any], plan: InvoicePlan, tid: str, *, already_
     return RemoteRef(
         remote_id=str(invoice.get("Id", "")),
         invoice_number=str(invoice.get("DocNumber", plan.invoice_number)),
-        total=_money(invoice.get("TotalAmt"), currency),
-        tax=_money(raw_tax, currency),
+        total=answer_money(invoice.get("TotalAmt"), currency),
+        tax=answer_money(raw_tax, currency),
         correlation_id=tid,
         already_existed=already_existed,
     )
-
-
-def _money(raw: Any, currency: str) -> Money | None:
-    """An amount of an answer as exact Money; None when absent or not a number."""
-    if raw is None or isinstance(raw, float | bool):
-        return None
-    try:
-        return Money(amount=Decimal(str(raw)), currency=currency)
-    except (InvalidOperation, ValueError):
-        return None

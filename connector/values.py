@@ -1,16 +1,18 @@
 """Values as adapters read and write them at the edges, in one place for every adapter.
 
 - Config: an http(s) URL (`http_url`).
-- Read: an exact, finite decimal (`finite_decimal`), never through a float.
+- Read: an exact, finite decimal (`finite_decimal`) and an amount a remote system answered
+  (`answer_money`); neither ever goes through a float.
 - Written: amounts, unit prices and rates as invoice documents state them (UBL, cXML, NetSuite).
 
-Readers raise ValueError with a short reason; the caller names the field, the line or the
-config key the value came from.
+Readers raise ValueError with a short reason (or give None, for answers); the caller names the
+field, the line or the config key the value came from.
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 from urllib.parse import urlsplit
 
 from connector.currency import minor_unit
@@ -44,6 +46,20 @@ def finite_decimal(value: str | int | Decimal) -> Decimal:
     if not number.is_finite():
         raise ValueError("is not a finite number")
     return number
+
+
+def answer_money(raw: Any, currency: str) -> Money | None:
+    """An amount a remote system answered, as exact Money in `currency`.
+
+    None when the amount is absent or unreadable, when it is a bool, or when it is a float
+    (an answer parsed without exact decimals: its digits are already lost).
+    """
+    if raw is None or isinstance(raw, float | bool):
+        return None
+    try:
+        return Money(amount=Decimal(str(raw)), currency=currency)
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def format_amount(money: Money) -> str:

@@ -7,7 +7,14 @@ from decimal import Decimal
 import pytest
 
 from connector.model import Money
-from connector.values import finite_decimal, format_amount, format_percent, format_price, http_url
+from connector.values import (
+    answer_money,
+    finite_decimal,
+    format_amount,
+    format_percent,
+    format_price,
+    http_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,3 +92,18 @@ def test_a_finite_decimal_is_exactly_what_was_written(value: str | int | Decimal
 def test_what_is_no_finite_decimal_is_refused_with_the_reason(value: str | Decimal, reason: str) -> None:
     with pytest.raises(ValueError, match=f"^{reason}$"):
         finite_decimal(value)
+
+
+def test_an_answered_amount_is_exact_money() -> None:
+    assert answer_money(Decimal("120.10"), "EUR") == Money.of("120.10", "EUR")
+    assert answer_money("99.995", "USD") == Money.of("99.995", "USD")
+    assert answer_money(42, "JPY") == Money.of("42", "JPY")
+
+
+@pytest.mark.parametrize("raw", [None, 12.5, True, "", "twelve", {"value": "1"}])
+def test_an_answered_amount_that_is_absent_a_float_or_no_number_is_none(raw: object) -> None:
+    assert answer_money(raw, "EUR") is None
+
+
+def test_an_answered_amount_in_an_unknown_currency_is_none() -> None:
+    assert answer_money("10", "XYZ") is None
