@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from adapters.quickbooks_payload import MAX_BATCH_ITEMS, QuickBooksRefs
 from connector.ports import AdapterConfig
 from connector.tax import TaxCodeMap
-from connector.values import http_url
+from connector.values import http_url, tax_table_key
 
 
 class QuickBooksConfig(AdapterConfig):
@@ -60,10 +60,7 @@ class QuickBooksConfig(AdapterConfig):
     @classmethod
     def _tax_code_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key, code in value.items():
-            try:
-                TaxCodeMap.normalise_key(key)
-            except ValueError as exc:
-                raise ValueError(f"tax_codes[{key!r}] = {code!r}: {exc}") from None
+            tax_table_key("tax_codes", key, code)
             if not str(code).strip():
                 raise ValueError(f"tax_codes[{key!r}]: the TaxCode id is empty")
         return value

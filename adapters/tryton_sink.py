@@ -62,6 +62,7 @@ from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.tax import TaxCodeMap
+from connector.values import tax_table_key
 
 INVOICE = "account.invoice"
 _INVOICE_FIELDS = ["description", "state", "total_amount", "tax_amount", "currency.code", "number"]
@@ -93,10 +94,7 @@ class TrytonSinkConfig(TrytonServerConfig):
     @classmethod
     def _tax_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key, name in value.items():
-            try:
-                TaxCodeMap.normalise_key(key)
-            except ValueError as exc:
-                raise ValueError(f"taxes[{key!r}] = {name!r}: {exc}") from None
+            tax_table_key("taxes", key, name)
             if not name.strip():
                 raise ValueError(f"taxes[{key!r}]: name a Tryton sale tax")
         return value

@@ -16,6 +16,7 @@ from connector.http import RetryPolicy
 from connector.ports import AdapterConfig, AdapterContext
 from connector.secrets import resolve_secret
 from connector.tax import TaxCodeMap
+from connector.values import tax_table_key
 
 ALL_STATUSES = ("DRAFT", "SUBMITTED", "AUTHORISED", "PAID", "VOIDED", "DELETED")
 
@@ -64,10 +65,7 @@ class XeroConfig(AdapterConfig):
     @classmethod
     def _tax_type_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key, tax_type in value.items():
-            try:
-                TaxCodeMap.normalise_key(key)
-            except ValueError as exc:
-                raise ValueError(f"tax_types[{key!r}] = {tax_type!r}: {exc}") from None
+            tax_table_key("tax_types", key, tax_type)
             if not tax_type.strip() or tax_type != tax_type.strip().upper():
                 raise ValueError(
                     f"tax_types[{key!r}] = {tax_type!r}: a Xero TaxType is an upper-case code such as OUTPUT2"

@@ -1,6 +1,7 @@
 """Values as adapters read and write them at the edges, in one place for every adapter.
 
-- Config: an http(s) URL (`http_url`).
+- Config: an http(s) URL (`http_url`), and the key of a table from our tax treatments to a
+  system's codes (`tax_table_key`).
 - Read: an exact, finite decimal (`finite_decimal`) and an amount a remote system answered
   (`answer_money`); neither ever goes through a float.
 - Written: amounts, unit prices and rates as invoice documents state them (UBL, cXML, NetSuite).
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from connector.currency import minor_unit
 from connector.model import Money
+from connector.tax import TaxCodeMap
 
 
 def http_url(value: str, *, example: str = "", keep_trailing_slash: bool = False) -> str:
@@ -31,6 +33,18 @@ def http_url(value: str, *, example: str = "", keep_trailing_slash: bool = False
         such = f" such as {example}" if example else ""
         raise ValueError(f"must be an http(s) URL{such}, got {value!r}")
     return url if keep_trailing_slash else url.rstrip("/")
+
+
+def tax_table_key(table: str, key: str, value: object) -> str:
+    """A key of the config table `table` (our tax treatment -> a system's code), canonical.
+
+    "s:19.00" gives "S:19"; a key that is no treatment raises ValueError naming the entry
+    (`table[key] = value: why`).
+    """
+    try:
+        return TaxCodeMap.normalise_key(key)
+    except ValueError as exc:
+        raise ValueError(f"{table}[{key!r}] = {value!r}: {exc}") from None
 
 
 def finite_decimal(value: str | int | Decimal) -> Decimal:

@@ -14,6 +14,7 @@ from connector.values import (
     format_percent,
     format_price,
     http_url,
+    tax_table_key,
 )
 
 
@@ -107,3 +108,16 @@ def test_an_answered_amount_that_is_absent_a_float_or_no_number_is_none(raw: obj
 
 def test_an_answered_amount_in_an_unknown_currency_is_none() -> None:
     assert answer_money("10", "XYZ") is None
+
+
+def test_a_tax_table_key_is_made_canonical() -> None:
+    assert tax_table_key("tax_codes", " s:19.00 ", "7") == "S:19"
+    assert tax_table_key("taxes", "sales_tax:us-ny", "NY") == "SALES_TAX:US-NY"
+    assert tax_table_key("tax_types", "AE", "ECZROUTPUTSERVICES") == "AE"
+
+
+def test_a_tax_table_key_that_is_no_treatment_names_the_entry() -> None:
+    with pytest.raises(
+        ValueError, match=r"^tax_types\['VAT'\] = 'OUTPUT2': tax code key 'VAT': 'VAT' is not"
+    ):
+        tax_table_key("tax_types", "VAT", "OUTPUT2")
