@@ -27,7 +27,7 @@ import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -46,6 +46,7 @@ from connector.ports import (
     PullContext,
 )
 from connector.tax import LineTax, TaxCategory, TaxScheme, category_of_exemption_code
+from connector.values import finite_decimal
 
 _T = TypeVar("_T")
 _ALIASES = {"customer": "customer_ref", "customer_id": "customer_ref"}
@@ -110,12 +111,9 @@ def _column_name(raw: str) -> str:
 
 def _decimal(column: str, value: str) -> Decimal:
     try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise _RowError(column, value, "is not a decimal number") from None
-    if not number.is_finite():
-        raise _RowError(column, value, "is not a finite number")
-    return number
+        return finite_decimal(value)
+    except ValueError as exc:
+        raise _RowError(column, value, str(exc)) from None
 
 
 class CsvBillingSource:

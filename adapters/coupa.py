@@ -9,36 +9,25 @@ query is re-anchored at the last `updated-at` seen (`updated-at[gt_or_eq]`, offs
 already yielded are dropped; offset only advances inside a group of rows that share one second.
 If the server turns out not to sort by `updated-at`, the pull falls back to plain offset paging
 from the start and holds the cursor back until the last page.
+
+The OAuth token is `adapters.coupa_auth`; the JSON mapping is `adapters.coupa_mapping`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import Field, field_validator, model_validator
 
-from adapters.coupa_mapping import (
-    CoupaMappingError,
-    fields_param,
-    map_purchase_order,
-    parse_timestamp,
-    split_array,
-)
-from connector.errors import (
-    AuthenticationError,
-    ConfigError,
-    InputError,
-    InputProblem,
-    RejectedError,
-    RemoteError,
-    RetryableError,
-)
+from adapters.coupa_auth import CoupaAuth, classify_token_answer
+from adapters.coupa_fields import CoupaMappingError, parse_timestamp, split_array
+from adapters.coupa_mapping import fields_param, map_purchase_order
+from connector.errors import ConfigError, InputError, InputProblem, RemoteError, RetryableError
 from connector.http import HttpClient, RetryPolicy
 from connector.ports import (
     AdapterConfig,
@@ -50,13 +39,11 @@ from connector.ports import (
     SourceRecord,
 )
 from connector.ratelimit import TokenBucket
-from connector.redact import GLOBAL_REDACTOR
 from connector.secrets import resolve_secret
+from connector.values import http_url
 
 PO_PATH = "/api/purchase_orders"
-TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a password
 MAX_PAGE = 50  # Coupa returns at most 50 objects per request
-_OAUTH_CONFIG_ERRORS = frozenset({"invalid_client", "invalid_grant", "unauthorized_client", "invalid_scope"})
 
 
 class CoupaConfig(AdapterConfig):
@@ -82,10 +69,7 @@ class CoupaConfig(AdapterConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://acme.coupahost.com, got {value!r}")
-        return value.strip().rstrip("/")
+        return http_url(value, example="https://acme.coupahost.com")
 
     @model_validator(mode="after")
     def _one_secret(self) -> CoupaConfig:
@@ -97,112 +81,6 @@ class CoupaConfig(AdapterConfig):
     def buyer(self) -> str:
         """The buyer id stamped on every PO: configured, else the instance's host name."""
         return self.buyer_id or (urlsplit(self.base_url).hostname or "")
-
-
-class CoupaAuth(requests.auth.AuthBase):
-    """OAuth2 client-credentials bearer auth: caches the token and renews it before it expires.
-
-    Coupa tokens live 24 h and Coupa advises renewing after 20 h, so a token is used for
-    five sixths of its lifetime. A refused client credential is remembered: it will not become
-    valid during this run, and asking again would only add failed logins on the buyer's side.
-    """
-
-    def __init__(
-        self,
-        client: HttpClient,
-        *,
-        client_id: str,
-        client_secret: str,
-        scopes: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._client_id = client_id
-        self._secret = client_secret
-        self._scopes = scopes
-        self._clock = clock
-        self._token: str | None = None
-        self._renew_at = 0.0
-        self._refused: AuthenticationError | None = None
-        self._lock = threading.Lock()
-        self.issued = 0
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token()}"
-        return request
-
-    def invalidate(self) -> None:
-        """Drop the cached token (the server said 401): the next request fetches a new one."""
-        with self._lock:
-            self._token = None
-
-    def token(self) -> str:
-        """The current access token, fetched or renewed when needed."""
-        with self._lock:
-            if self._refused is not None:
-                raise self._refused
-            if self._token is None or self._clock() >= self._renew_at:
-                self._token, self._renew_at = self._fetch()
-            return self._token
-
-    def _fetch(self) -> tuple[str, float]:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self._client_id,
-            "client_secret": self._secret,
-            "scope": self._scopes,
-        }
-        try:
-            response = self._client.request(
-                "POST",
-                TOKEN_PATH,
-                data=urlencode(form),
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                idempotent=True,
-            )
-        except AuthenticationError as exc:
-            self._refused = exc
-            raise
-        except RejectedError as exc:
-            if exc.provider_code not in _OAUTH_CONFIG_ERRORS:
-                raise
-            self._refused = AuthenticationError(
-                f"{self._client.name}: the OAuth client was refused ({exc.provider_code})"
-            )
-            raise self._refused from None
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token:
-            raise RejectedError(f"{self._client.name}: the token endpoint answered without an access_token")
-        GLOBAL_REDACTOR.add(token)
-        lifetime = _seconds(answer.get("expires_in") if isinstance(answer, dict) else None)
-        self.issued += 1
-        return token, self._clock() + max(lifetime * 5 / 6, min(lifetime, 30.0))
-
-
-def _seconds(value: Any) -> float:
-    """`expires_in` in seconds; 24 h (Coupa's documented lifetime) when absent or unreadable."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value * 1.0
-    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-        return int(value) * 1.0
-    return 86400.0
-
-
-def classify_token_answer(response: requests.Response) -> RemoteError | None:
-    """A 400 from the token endpoint keeps its OAuth error code (RFC 6749 §5.2) as provider_code."""
-    if response.status_code != 400:
-        return None
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(error, str):
-        return None
-    return RejectedError(f"coupa: the token request was refused ({error})", status=400, provider_code=error)
 
 
 def classify_listing(response: requests.Response) -> RemoteError | None:

@@ -3,23 +3,51 @@
 Coupa's JSON uses kebab-case keys, nests associations (`currency`, `supplier`, `order-lines`)
 and sends decimals as strings. Coupa warns that elements with no value may be left out, so
 every element is optional here unless the canonical model cannot do without it; a value that
-is present but wrong raises `CoupaMappingError` naming the field and the value.
+is present but wrong raises `CoupaMappingError` naming the field and the value. Reading the
+JSON and its typed fields is `adapters.coupa_fields`; this module maps them onto the model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
+from adapters.coupa_fields import (
+    CoupaMappingError,
+    code_of,
+    date_field,
+    decimal_field,
+    int_field,
+    object_field,
+    parse_json,
+    parse_timestamp,
+    raw_sha256,
+    split_array,
+    text_of,
+)
 from connector.currency import is_known_currency
 from connector.model import Address, Money, PaymentTerms, POLine, POStatus, PurchaseOrder
+
+__all__ = [
+    "PO_FIELDS",
+    "STATUS_MAP",
+    "CoupaMappingError",  # the readers' names, re-exported for the importers of this module
+    "fields_param",
+    "map_address",
+    "map_line",
+    "map_payment_terms",
+    "map_purchase_order",
+    "map_status",
+    "parse_json",
+    "parse_timestamp",
+    "split_array",
+]
 
 STATUS_MAP: Mapping[str, POStatus] = {
     "issued": POStatus.OPEN,
@@ -71,143 +99,9 @@ def fields_param(fields: list[Any] = PO_FIELDS) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
-class CoupaMappingError(ValueError):
-    """A PO element that is present but unusable; names the field (a path) and the value."""
-
-    def __init__(self, field: str, value: Any, reason: str) -> None:
-        super().__init__(f"{field}={value!r}: {reason}")
-        self.field = field
-        self.value = "" if value is None else str(value)
-        self.reason = reason
-
-
-def split_array(text: str) -> list[tuple[str, Any]]:
-    """Each element of a JSON array with its exact source text (so a PO's raw text is Coupa's own).
-
-    Raises ValueError when `text` is not a JSON array.
-    """
-    decoder = json.JSONDecoder(parse_float=Decimal)
-    index = _skip_space(text, 0)
-    if index >= len(text) or text[index] != "[":
-        raise ValueError("the answer is not a JSON array")
-    items: list[tuple[str, Any]] = []
-    index = _skip_space(text, index + 1)
-    if index < len(text) and text[index] == "]":
-        _expect_end(text, index + 1)
-        return items
-    while True:
-        value, end = decoder.raw_decode(text, index)
-        items.append((text[index:end], value))
-        index = _skip_space(text, end)
-        if index < len(text) and text[index] == ",":
-            index = _skip_space(text, index + 1)
-            continue
-        if index < len(text) and text[index] == "]":
-            _expect_end(text, index + 1)
-            return items
-        raise ValueError(f"malformed JSON array at character {index}")
-
-
-def _skip_space(text: str, index: int) -> int:
-    while index < len(text) and text[index] in " \t\r\n":
-        index += 1
-    return index
-
-
-def _expect_end(text: str, index: int) -> None:
-    if _skip_space(text, index) != len(text):
-        raise ValueError(f"unexpected text after the JSON array at character {index}")
-
-
-def raw_sha256(raw: str) -> str:
-    """sha256 hex digest of the raw JSON text a PO came from."""
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def parse_json(text: str) -> Any:
-    """Parse Coupa JSON keeping every non-integer number a Decimal (never a float)."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def parse_timestamp(value: Any, field: str) -> datetime:
-    """An ISO-8601 timestamp as aware UTC; a value without an offset is taken as UTC."""
-    if not isinstance(value, str) or not value.strip():
-        raise CoupaMappingError(field, value, "is not an ISO-8601 timestamp")
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise CoupaMappingError(field, value, "is not an ISO-8601 timestamp") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _date(value: Any, field: str) -> date | None:
-    """A date from `YYYY-MM-DD` or a timestamp (its calendar date as written)."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise CoupaMappingError(field, value, "is not a date")
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise CoupaMappingError(field, value, "is not a date") from None
-
-
-def _decimal(value: Any, field: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise CoupaMappingError(field, value, "must be a decimal string or an exact number")
-    try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, TypeError, ValueError, OverflowError):
-        raise CoupaMappingError(field, value, "is not a decimal number") from None
-    if not number.is_finite():
-        raise CoupaMappingError(field, value, "is not a finite number")
-    return number
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def _object(value: Any, field: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise CoupaMappingError(field, value, "must be an object")
-    return value
-
-
-def _code(data: Mapping[str, Any], key: str) -> str:
-    return _text(_object(data.get(key), key).get("code"))
-
-
-def _int(value: Any, field: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    text = _text(value)
-    if not re.fullmatch(r"\d+", text):
-        raise CoupaMappingError(field, value, "is not a whole number")
-    if len(text) > _MAX_DIGITS:
-        raise CoupaMappingError(field, f"{text[:20]}... ({len(text)} digits)", "is too large")
-    return int(text)
-
-
-_MAX_DIGITS = 18  # a version or line number; also keeps int() under Python's digit limit
-
-
 def map_status(value: Any) -> tuple[POStatus, str]:
     """Canonical status and the original Coupa status; an unknown status is refused."""
-    original = _text(value)
+    original = text_of(value)
     key = original.lower().replace(" ", "_").replace("-", "_")
     if not key:
         return POStatus.OPEN, original
@@ -228,20 +122,20 @@ def map_payment_terms(term: Mapping[str, Any]) -> PaymentTerms | None:
     Understands "Net 30", "NET30", "net-45", "2/10 Net 30" and "Due on receipt". A code that says
     nothing about days gives None (the plan then states the default terms it used).
     """
-    code = _text(term.get("code"))
+    code = text_of(term.get("code"))
     net = term.get("days-for-net-payment")
     if net not in (None, ""):
-        net_days = _int(net, "payment-term.days-for-net-payment", 0)
+        net_days = int_field(net, "payment-term.days-for-net-payment", 0)
     elif (match := _NET.search(code)) is not None:
         net_days = int(match.group(1))
     elif _IMMEDIATE.match(code):
         net_days = 0
     else:
         return None
-    discount_percent = _decimal(term.get("discount-rate"), "payment-term.discount-rate")
+    discount_percent = decimal_field(term.get("discount-rate"), "payment-term.discount-rate")
     discount_days_value = term.get("days-for-discount-payment")
     discount_days = (
-        _int(discount_days_value, "payment-term.days-for-discount-payment", 0)
+        int_field(discount_days_value, "payment-term.days-for-discount-payment", 0)
         if discount_days_value not in (None, "")
         else None
     )
@@ -265,40 +159,42 @@ def map_address(data: Mapping[str, Any]) -> Address | None:
     if not data:
         return None
     country = data.get("country")
-    country_code = _text(country.get("code")) if isinstance(country, Mapping) else _text(country)
+    country_code = text_of(country.get("code")) if isinstance(country, Mapping) else text_of(country)
     lines = tuple(
-        text for key in ("street1", "street2", "street3", "street4") if (text := _text(data.get(key)))
+        text for key in ("street1", "street2", "street3", "street4") if (text := text_of(data.get(key)))
     )
     address = Address(
-        name=_text(data.get("name")) or _text(data.get("attention")),
+        name=text_of(data.get("name")) or text_of(data.get("attention")),
         lines=lines,
-        city=_text(data.get("city")),
-        region=_text(data.get("state")),
-        postal_code=_text(data.get("postal-code")),
+        city=text_of(data.get("city")),
+        region=text_of(data.get("state")),
+        postal_code=text_of(data.get("postal-code")),
         country=country_code.upper() if len(country_code) == 2 else country_code,
     )
     return None if address == Address() else address
 
 
 def _line_sku(line: Mapping[str, Any], where: str) -> str:
-    item = _object(line.get("item"), f"{where}.item")
-    return _text(line.get("source-part-num")) or _text(item.get("item-number")) or _text(item.get("name"))
+    item = object_field(line.get("item"), f"{where}.item")
+    return (
+        text_of(line.get("source-part-num")) or text_of(item.get("item-number")) or text_of(item.get("name"))
+    )
 
 
 def map_line(line: Any, index: int, currency: str) -> POLine:
     """One order-line -> POLine; `index` is its 0-based position (for errors and a missing line-num)."""
     where = f"order-lines[{index}]"
-    data = _object(line, where)
-    line_no = _int(data.get("line-num"), f"{where}.line-num", index + 1)
-    line_currency = _code(data, "currency") or currency
+    data = object_field(line, where)
+    line_no = int_field(data.get("line-num"), f"{where}.line-num", index + 1)
+    line_currency = code_of(data, "currency") or currency
     if line_currency != currency:
         raise CoupaMappingError(
             f"{where}.currency.code", line_currency, f"differs from the PO currency {currency}"
         )
-    price = _decimal(data.get("price"), f"{where}.price")
-    quantity = _decimal(data.get("quantity"), f"{where}.quantity")
-    total = _decimal(data.get("total"), f"{where}.total")
-    is_amount_line = _text(data.get("type")) == "OrderAmountLine"
+    price = decimal_field(data.get("price"), f"{where}.price")
+    quantity = decimal_field(data.get("quantity"), f"{where}.quantity")
+    total = decimal_field(data.get("total"), f"{where}.total")
+    is_amount_line = text_of(data.get("type")) == "OrderAmountLine"
     if quantity is None or (is_amount_line and quantity == 0):
         # An amount line bills a sum, not units: one unit at the line's price (or total).
         quantity = Decimal(1)
@@ -307,18 +203,18 @@ def map_line(line: Any, index: int, currency: str) -> POLine:
         raise CoupaMappingError(f"{where}.price", data.get("price"), "is missing")
     if quantity <= 0:
         raise CoupaMappingError(f"{where}.quantity", data.get("quantity"), "must be greater than zero")
-    item = _object(data.get("item"), f"{where}.item")
+    item = object_field(data.get("item"), f"{where}.item")
     try:
         return POLine(
             line_no=line_no,
             sku=_line_sku(data, where),
-            description=_text(data.get("description")) or _text(item.get("description")),
+            description=text_of(data.get("description")) or text_of(item.get("description")),
             quantity=quantity,
             unit_price=Money(amount=price, currency=currency),
-            unit_of_measure=_code(data, "uom") or "EA",
-            supplier_part_aux_id=_text(data.get("supp-aux-part-num")),
-            service_start=_date(data.get("service-start-date"), f"{where}.service-start-date"),
-            service_end=_date(data.get("service-end-date"), f"{where}.service-end-date"),
+            unit_of_measure=code_of(data, "uom") or "EA",
+            supplier_part_aux_id=text_of(data.get("supp-aux-part-num")),
+            service_start=date_field(data.get("service-start-date"), f"{where}.service-start-date"),
+            service_end=date_field(data.get("service-end-date"), f"{where}.service-end-date"),
         )
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -335,8 +231,8 @@ _LINE_FIELDS = {
 
 
 def _term(data: Mapping[str, Any], lines: tuple[POLine, ...]) -> tuple[date | None, date | None]:
-    start = _date(data.get("start-date"), "start-date")
-    end = _date(data.get("end-date"), "end-date")
+    start = date_field(data.get("start-date"), "start-date")
+    end = date_field(data.get("end-date"), "end-date")
     if (
         start is None
         and end is None
@@ -353,23 +249,23 @@ def _term(data: Mapping[str, Any], lines: tuple[POLine, ...]) -> tuple[date | No
 def _extrinsics(data: Mapping[str, Any], raw_lines: list[Any], lines: tuple[POLine, ...]) -> dict[str, str]:
     """Coupa facts the canonical fields do not hold but invoicing back needs (ids, supplier, dates)."""
     found: dict[str, str] = {}
-    supplier = _object(data.get("supplier"), "supplier")
+    supplier = object_field(data.get("supplier"), "supplier")
     for key in ("id", "number", "name"):
-        if value := _text(supplier.get(key)):
+        if value := text_of(supplier.get(key)):
             found[f"supplier.{key}"] = value
     for key in ("internal-revision", "ship-to-attention"):
-        if value := _text(data.get(key)):
+        if value := text_of(data.get(key)):
             found[key] = value
-    if value := _text(_object(data.get("requester"), "requester").get("login")):
+    if value := text_of(object_field(data.get("requester"), "requester").get("login")):
         found["requester.login"] = value
-    if value := _code(data, "payment-term"):
+    if value := code_of(data, "payment-term"):
         found["payment-term.code"] = value
     for raw, line in zip(raw_lines, lines, strict=True):
         if not isinstance(raw, Mapping):
             continue
-        if value := _text(raw.get("id")):
+        if value := text_of(raw.get("id")):
             found[f"order-line.{line.line_no}.id"] = value
-        if value := _text(raw.get("need-by-date")):
+        if value := text_of(raw.get("need-by-date")):
             found[f"order-line.{line.line_no}.need-by-date"] = value
     return found
 
@@ -383,14 +279,14 @@ def map_purchase_order(
     tenant: str = "default",
 ) -> PurchaseOrder:
     """Map one Coupa PO object; raises CoupaMappingError naming the offending field and value."""
-    po = _object(data, "purchase-order")
-    external_id = _text(po.get("id"))
+    po = object_field(data, "purchase-order")
+    external_id = text_of(po.get("id"))
     if not external_id:
         raise CoupaMappingError("id", po.get("id"), "is missing")
-    po_number = _text(po.get("po-number"))
+    po_number = text_of(po.get("po-number"))
     if not po_number:
         raise CoupaMappingError("po-number", po.get("po-number"), "is missing")
-    currency = _code(po, "currency")
+    currency = code_of(po, "currency")
     if not is_known_currency(currency):
         raise CoupaMappingError("currency.code", currency, "is not an ISO 4217 currency code")
     status, source_status = map_status(po.get("status"))
@@ -407,26 +303,26 @@ def map_purchase_order(
         seen.add(line.line_no)
     updated = po.get("updated-at")
     term_start, term_end = _term(po, lines)
-    payment_term = _object(po.get("payment-term"), "payment-term")
+    payment_term = object_field(po.get("payment-term"), "payment-term")
     try:
         return PurchaseOrder(
             tenant=tenant,
             source=source,
             external_id=external_id,
             po_number=po_number,
-            revision=_int(po.get("version"), "version", 1),
+            revision=int_field(po.get("version"), "version", 1),
             # validated as a number just above; kept as Coupa wrote it
-            source_version=_text(po.get("version")) if po.get("version") not in (None, "") else "",
+            source_version=text_of(po.get("version")) if po.get("version") not in (None, "") else "",
             status=status,
             source_status=source_status,
             buyer_id=buyer_id,
-            bill_to=map_address(_object(po.get("bill-to-address"), "bill-to-address")),
-            ship_to=map_address(_object(po.get("ship-to-address"), "ship-to-address")),
+            bill_to=map_address(object_field(po.get("bill-to-address"), "bill-to-address")),
+            ship_to=map_address(object_field(po.get("ship-to-address"), "ship-to-address")),
             currency=currency,
             payment_terms=map_payment_terms(payment_term) if payment_term else None,
             term_start=term_start,
             term_end=term_end,
-            issued_on=_date(po.get("issued-at"), "issued-at"),
+            issued_on=date_field(po.get("issued-at"), "issued-at"),
             lines=lines,
             source_updated_at=None if updated is None else parse_timestamp(updated, "updated-at"),
             raw_sha256=raw_sha256(raw),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from adapters.cxml_order import Credential, CxmlHeader
+from adapters.cxml_envelope import Credential, CxmlHeader
 from connector.secrets import resolve_secret
 
 

@@ -35,22 +35,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit
 
 import requests
 from pydantic import Field, field_validator, model_validator
 
 from adapters import durable
-from adapters.cxml_invoice_document import (
+from adapters.cxml_invoice_answers import (
     ArchivedInvoice,
-    Credentials,
     is_already_used,
     named_number,
-    payload_id,
     read_archived,
     read_status,
-    render_invoice_request,
 )
+from adapters.cxml_invoice_document import Credentials, payload_id, render_invoice_request
 from adapters.ubl_files import invoice_file_name
 from connector.errors import (
     AuthenticationError,
@@ -65,6 +62,7 @@ from connector.model import InvoicePlan, Party, RemoteRef, utcnow
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.redact import MASK
 from connector.secrets import resolve_secret
+from connector.values import http_url
 
 
 class CxmlInvoiceConfig(AdapterConfig):
@@ -90,12 +88,7 @@ class CxmlInvoiceConfig(AdapterConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                f"must be an http(s) URL such as https://acme.coupahost.com/cxml/invoices, got {value!r}"
-            )
-        return value
+        return http_url(value, example="https://acme.coupahost.com/cxml/invoices", keep_trailing_slash=True)
 
     @model_validator(mode="after")
     def _secret_source(self) -> CxmlInvoiceConfig:

@@ -1,38 +1,49 @@
-"""The cXML InvoiceDetailRequest document: rendering a plan with its tax (valid against the cXML
-InvoiceDetail DTD), and reading the buyer's answer and an archived document back."""
+"""The cXML InvoiceDetailRequest document: a plan rendered with its tax, valid against the cXML
+InvoiceDetail DTD. Reading the buyer's answer and an archived document back is
+`adapters.cxml_invoice_answers`."""
 
 from __future__ import annotations
 
-import contextlib
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import NamedTuple
+from decimal import Decimal
 
 from lxml import etree
 
-from adapters.safe_xml import parse_xml
-from adapters.ubl import format_amount, format_percent, format_price
-from connector.errors import (
-    InputError,
+from adapters.cxml_invoice_answers import (
+    ArchivedInvoice,
+    CxmlStatus,
+    is_already_used,
+    named_number,
+    read_archived,
+    read_status,
 )
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party
 from connector.tax import ZERO_TAX, LineTax, TaxCategory, TaxScheme, TaxSubtotal, line_tax_amounts
+from connector.values import format_amount, format_percent, format_price
+
+__all__ = [
+    "DOCTYPE",
+    "ArchivedInvoice",  # the answer readers are re-exported for this module's importers
+    "Credentials",
+    "CxmlStatus",
+    "describe_tax",
+    "exemption_text",
+    "is_already_used",
+    "named_number",
+    "payload_id",
+    "plan_line_taxes",
+    "read_archived",
+    "read_status",
+    "render_invoice_request",
+    "split_vat_id",
+    "tax_location",
+]
 
 CXML_VERSION = "1.2.037"
 
 
 DOCTYPE = f'<!DOCTYPE cXML SYSTEM "http://xml.cxml.org/schemas/cXML/{CXML_VERSION}/InvoiceDetail.dtd">'
-
-
-# Coupa: "invoice number has already been used for this supplier". The phrase must be about the
-# invoice number itself (adjacent words); a number named in it must be ours (checked by the sink).
-_ALREADY_USED = re.compile(
-    r"\binvoice\s+(?:number|id)(?:\s+(?!has\b|is\b|already\b)(?P<number>[^\s,;:]+))?"
-    r"\s+(?:has\s+already\s+been|is\s+already|already)\s+(?:used|submitted|taken|exists?)\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -47,18 +58,6 @@ class Credentials:
     sender_identity: str
     shared_secret: str
     user_agent: str = "po-connector 0.1"
-
-
-@dataclass(frozen=True)
-class CxmlStatus:
-    """The `Status` of a cXML Response: code, text and the element's own content."""
-
-    code: int
-    text: str
-    detail: str = ""
-
-    def describe(self) -> str:
-        return f"{self.code} {self.text}" + (f": {self.detail}" if self.detail else "")
 
 
 def payload_id(plan: InvoicePlan) -> str:
@@ -361,57 +360,3 @@ def render_invoice_request(
     _money(summary, "DueAmount", total)
     body: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", doctype=DOCTYPE)
     return body
-
-
-def read_status(body: bytes, *, document: str = "buyer response") -> CxmlStatus | None:
-    """The Status of a cXML Response, or None when the body is not one."""
-    try:
-        root = parse_xml(body, source="cxml-invoice", document=document)
-    except InputError:
-        return None
-    status = root.find("Response/Status")
-    if status is None:
-        return None
-    try:
-        code = int(status.get("code", ""))
-    except ValueError:
-        return None
-    return CxmlStatus(
-        code=code, text=status.get("text", ""), detail=" ".join("".join(status.itertext()).split())
-    )
-
-
-def is_already_used(status: CxmlStatus) -> bool:
-    """True when the buyer refuses the invoice number because it already holds it."""
-    return 400 <= status.code < 500 and _ALREADY_USED.search(f"{status.text} {status.detail}") is not None
-
-
-def named_number(status: CxmlStatus) -> str | None:
-    """The invoice number an "already used" answer names, if it names one."""
-    found = _ALREADY_USED.search(f"{status.text} {status.detail}")
-    return found.group("number") if found else None
-
-
-class ArchivedInvoice(NamedTuple):
-    """What an archived InvoiceDetailRequest says: its payloadID, DueAmount (gross) and tax."""
-
-    payload_id: str
-    total: Money | None
-    tax: Money | None
-
-
-def _summary_money(root: etree._Element, path: str) -> Money | None:
-    money = root.find(f"Request/InvoiceDetailRequest/InvoiceDetailSummary/{path}")
-    if money is None:
-        return None
-    with contextlib.suppress(InvalidOperation, ValueError):
-        return Money(amount=Decimal((money.text or "").strip()), currency=money.get("currency", ""))
-    return None
-
-
-def read_archived(data: bytes, *, document: str) -> ArchivedInvoice:
-    """The payloadID, DueAmount and summary Tax of an archived InvoiceDetailRequest."""
-    root = parse_xml(data, source="cxml-invoice", document=document)
-    return ArchivedInvoice(
-        root.get("payloadID", ""), _summary_money(root, "DueAmount/Money"), _summary_money(root, "Tax/Money")
-    )

@@ -42,7 +42,8 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 from lxml import etree
 
 from adapters.cxml_buyers import BuyerCredential, CxmlBuyerConfig
-from adapters.cxml_order import Credential, CxmlHeader, order_request_element, read_header, render_response
+from adapters.cxml_envelope import Credential, CxmlHeader, read_header, render_response
+from adapters.cxml_order import order_request_element
 from adapters.cxml_spool import CxmlSpool
 from adapters.safe_xml import parse_xml
 from adapters.ubl_order import UblOrderKind, ubl_envelope, ubl_input_key

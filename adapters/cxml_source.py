@@ -18,7 +18,8 @@ from wsgiref.types import WSGIApplication
 from pydantic import model_validator
 
 from adapters.cxml_buyers import CxmlBuyerConfig
-from adapters.cxml_order import parse_order_request, stored_text
+from adapters.cxml_envelope import stored_text
+from adapters.cxml_order import parse_order_request
 from adapters.cxml_receiver import app_from_config
 from adapters.cxml_spool import CxmlSpool
 from adapters.safe_xml import parse_xml

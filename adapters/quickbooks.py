@@ -7,24 +7,31 @@ response; because how long QuickBooks remembers a requestid is not documented, a
 `DocNumber` (fault 6140) is also resolved by looking the invoice up, never reported as a failure.
 Lookups are batched (`DocNumber in (...)`), creates can be batched (`/batch`, at most 30 items,
 per-item results matched by `bId`).
+
+This module is the sink's protocol (lookup, create, batch, duplicates); its config is
+`adapters.quickbooks_config`, the invoice JSON `adapters.quickbooks_payload`, and what the
+answers mean (Faults, invoices read back) `adapters.quickbooks_answers`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import requests
-from pydantic import Field, field_validator, model_validator
 
 from adapters.oauth_refresh import RefreshTokenAuth
+from adapters.quickbooks_answers import (
+    DUPLICATE_DOC_NUMBER,
+    classify_answer,
+    fault_error,
+    remote_ref,
+    written,
+)
+from adapters.quickbooks_config import QuickBooksConfig
 from adapters.quickbooks_payload import (
-    MAX_BATCH_ITEMS,
     TAX_CODE_QUERY,
     PayloadError,
-    QuickBooksRefs,
     batch_id,
     check_doc_number,
     doc_number_query,
@@ -34,98 +41,17 @@ from adapters.quickbooks_payload import (
     loads,
     sales_rates,
 )
-from connector.errors import (
-    AuthenticationError,
-    ConfigError,
-    RejectedError,
-    RemoteError,
-    RetryableError,
-    UncertainError,
-)
-from connector.http import HttpClient, RetryPolicy, parse_retry_after
-from connector.model import InvoicePlan, Money, RemoteRef
+from connector.errors import ConfigError, RejectedError, RemoteError, RetryableError, UncertainError
+from connector.http import HttpClient, RetryPolicy
+from connector.model import InvoicePlan, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
 from connector.ratelimit import ConcurrencyLimit, TokenBucket, account_budget
 from connector.secrets import resolve_secret
-from connector.tax import TaxCodeMap
 
-DUPLICATE_DOC_NUMBER = "6140"
-THROTTLE_CODES = frozenset({"3001", "003001"})
+__all__ = ["QuickBooksConfig", "QuickBooksSink", "realm_budget"]
+
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 _LOOKUP_CHUNK = 30
-
-
-class QuickBooksConfig(AdapterConfig):
-    """One QuickBooks Online company (realm) and how our codes map onto its entities."""
-
-    type: str = "quickbooks"
-    base_url: str = "https://quickbooks.api.intuit.com"
-    realm_id: str = Field(min_length=1)
-    token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"  # noqa: S105 - a URL
-    client_id: str = Field(min_length=1)
-    client_secret_env: str | None = None
-    client_secret_file: Path | None = None
-    refresh_token_file: Path
-    refresh_token_env: str | None = None
-    po_custom_field_id: str = "1"
-    po_custom_field_name: str = "PO Number"
-    customer_refs: dict[str, str] = Field(default_factory=dict)
-    item_refs: dict[str, str] = Field(default_factory=dict)
-    default_item_ref: str = "1"
-    terms_refs: dict[str, str] = Field(default_factory=dict)
-    # "us": automated sales tax, lines TAX/NON and the plan's TotalTax stated; "global": a
-    # TaxCode id per line from `tax_codes` (keys "S:20", "S", "AE"...), tax excluded.
-    tax_mode: Literal["none", "us", "global"] = "none"
-    tax_codes: dict[str, str] = Field(default_factory=dict)
-    txn_tax_code: str = ""  # US only: the TxnTaxCodeRef sent beside TotalTax, if any
-    minor_version: int = Field(default=75, ge=1)
-    batch_size: int = Field(default=MAX_BATCH_ITEMS, ge=1, le=MAX_BATCH_ITEMS)
-    concurrency: int = Field(default=10, ge=1)
-    per_minute: int = Field(default=500, ge=1)
-    throttle_wait_seconds: float = Field(default=60.0, ge=0)  # QBO: wait 60 s after a 429
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=60.0, gt=0)
-
-    @field_validator("base_url", "token_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError(f"must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("realm_id")
-    @classmethod
-    def _realm(cls, value: str) -> str:
-        if not value.isdigit():
-            raise ValueError(f"a QuickBooks realm id is numeric, got {value!r}")
-        return value
-
-    @field_validator("tax_codes")
-    @classmethod
-    def _tax_code_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, code in value.items():
-            try:
-                TaxCodeMap.normalise_key(key)
-            except ValueError as exc:
-                raise ValueError(f"tax_codes[{key!r}] = {code!r}: {exc}") from None
-            if not str(code).strip():
-                raise ValueError(f"tax_codes[{key!r}]: the TaxCode id is empty")
-        return value
-
-    @model_validator(mode="after")
-    def _secret_source(self) -> QuickBooksConfig:
-        if not self.client_secret_env and not self.client_secret_file:
-            raise ValueError("set client_secret_env or client_secret_file")
-        if self.tax_mode == "global" and not self.tax_codes:
-            raise ValueError('tax_mode = "global" needs tax_codes (e.g. { "S:20" = "<TaxCode id>" })')
-        if self.tax_codes and self.tax_mode != "global":
-            raise ValueError(
-                f'tax_codes is for tax_mode = "global", not {self.tax_mode!r} '
-                "(US companies mark lines TAX or NON)"
-            )
-        if self.txn_tax_code and self.tax_mode != "us":
-            raise ValueError(f'txn_tax_code {self.txn_tax_code!r} is for tax_mode = "us" only')
-        return self
 
 
 def realm_budget(
@@ -133,58 +59,6 @@ def realm_budget(
 ) -> tuple[ConcurrencyLimit, TokenBucket | None]:
     """The concurrency and rate budget shared by every sink talking to one realm."""
     return account_budget(("quickbooks", base_url, realm_id), concurrency=concurrency, per_minute=per_minute)
-
-
-def _fault_of(response: requests.Response) -> dict[str, Any] | None:
-    """The `Fault` object of an answer, top level or inside `QueryResponse`."""
-    try:
-        body = loads(response.text)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict):
-        return None
-    fault = body.get("Fault")
-    if fault is None and isinstance(body.get("QueryResponse"), dict):
-        fault = body["QueryResponse"].get("Fault")
-    return fault if isinstance(fault, dict) else None
-
-
-def fault_codes(fault: dict[str, Any]) -> list[str]:
-    """The error codes of a Fault, as strings."""
-    return [str(error.get("code", "")) for error in fault.get("Error", []) if isinstance(error, dict)]
-
-
-def fault_text(fault: dict[str, Any]) -> str:
-    """`type: message: detail (code N)` for each error of a Fault."""
-    parts = []
-    for error in fault.get("Error", []):
-        if not isinstance(error, dict):
-            continue
-        text = str(error.get("Message", "")).strip()
-        detail = str(error.get("Detail", "")).strip()
-        if detail and detail != text:
-            text = f"{text}: {detail}" if text else detail
-        element = str(error.get("element", "") or "").strip()
-        if element:
-            text += f" [element {element}]"
-        parts.append(f"{text} (code {error.get('code', '?')})")
-    return f"{fault.get('type', 'Fault')}: " + "; ".join(parts or ["no error detail"])
-
-
-def _money(raw: Any, currency: str) -> Money | None:
-    """An amount of an answer as exact Money; None when absent or not a number."""
-    if raw is None or isinstance(raw, float | bool):
-        return None
-    try:
-        return Money(amount=Decimal(str(raw)), currency=currency)
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _is_throttle(fault: dict[str, Any]) -> bool:
-    if THROTTLE_CODES.intersection(fault_codes(fault)):
-        return True
-    return "ThrottleExceeded" in str(fault.get("Error", ""))
 
 
 class QuickBooksSink:
@@ -207,17 +81,7 @@ class QuickBooksSink:
         self.name = config.name
         self.config = config
         self._log = context.logger
-        self.refs = QuickBooksRefs(
-            customer_refs=dict(config.customer_refs),
-            item_refs=dict(config.item_refs),
-            default_item_ref=config.default_item_ref,
-            terms_refs=dict(config.terms_refs),
-            po_field_id=config.po_custom_field_id,
-            po_field_name=config.po_custom_field_name,
-            tax_mode=config.tax_mode,
-            tax_codes=TaxCodeMap(config.tax_codes),
-            txn_tax_code=config.txn_tax_code,
-        )
+        self.refs = config.refs()
         self._tax_rates: dict[str, str] | None = None
         secret = resolve_secret(
             env=config.client_secret_env,
@@ -260,51 +124,12 @@ class QuickBooksSink:
     # -- error shape --------------------------------------------------------------------
     def classify(self, response: requests.Response) -> RemoteError | None:
         """Map a QuickBooks `Fault` onto the error tree; None leaves it to the generic rules."""
-        status = response.status_code
-        if status in (401, 403):
-            return None  # generic: one token refresh, then AuthenticationError
-        tid = response.headers.get("intuit_tid", "")
-        fault = _fault_of(response) if status >= 400 or "Fault" in response.text[:200] else None
-        if status == 429 or (fault is not None and _is_throttle(fault)):
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            if wait is None:
-                wait = self.config.throttle_wait_seconds
-            text = fault_text(fault) if fault else "429 Too Many Requests"
-            return RetryableError(
-                f"{self.name}: QuickBooks throttled the request: {text} (intuit_tid {tid or '-'})",
-                retry_after=wait,
-                park=wait > self.client.retry.max_wait,
-                status=status,
-                provider_code=",".join(fault_codes(fault)) if fault else "",
-                correlation_id=tid,
-            )
-        if status >= 500 or fault is None:
-            return None
-        write = response.request.method not in ("GET", "HEAD") if response.request else True
-        return self.fault_error(fault, tid, status=status, write=write)
-
-    def fault_error(
-        self, fault: dict[str, Any], tid: str, *, status: int | None = None, write: bool = True
-    ) -> RemoteError:
-        """The error a Fault stands for (also used for one item of a batch)."""
-        codes = fault_codes(fault)
-        message = f"{self.name}: QuickBooks {fault_text(fault)} (intuit_tid {tid or '-'})"
-        kind = str(fault.get("type", ""))
-        code = ",".join(codes)
-        if _is_throttle(fault):
-            return RetryableError(
-                message,
-                retry_after=self.config.throttle_wait_seconds,
-                status=status,
-                provider_code=code,
-                correlation_id=tid,
-            )
-        if kind in ("AuthenticationFault", "AuthorizationFault"):
-            raise AuthenticationError(f"{self.name}: QuickBooks refused our credentials: {kind}")
-        if kind == "SystemFault":
-            error_type = UncertainError if write else RetryableError
-            return error_type(message, status=status, provider_code=code, correlation_id=tid)
-        return RejectedError(message, status=status, provider_code=code, correlation_id=tid)
+        return classify_answer(
+            response,
+            name=self.name,
+            throttle_wait=self.config.throttle_wait_seconds,
+            max_wait=self.client.retry.max_wait,
+        )
 
     # -- lookup -------------------------------------------------------------------------
     def check_ready(self) -> None:
@@ -384,7 +209,7 @@ class QuickBooksSink:
             for invoice in invoices:
                 for plan in by_number.get(str(invoice.get("DocNumber", "")), []):
                     if self._belongs_to(plan, invoice):
-                        found[plan.idempotency_key] = self._ref(invoice, plan, tid, already_existed=True)
+                        found[plan.idempotency_key] = remote_ref(invoice, plan, tid, already_existed=True)
         return found
 
     def _belongs_to(self, plan: InvoicePlan, invoice: dict[str, Any]) -> bool:
@@ -422,8 +247,8 @@ class QuickBooksSink:
                 return self._existing_after_duplicate(plan, exc)
             raise
         tid = response.headers.get("intuit_tid", "")
-        invoice = self._decoded(response, "Invoice", plan.invoice_number, tid)
-        ref = self._ref(invoice, plan, tid, already_existed=False)
+        invoice = written(response, "Invoice", plan.invoice_number, tid, name=self.name)
+        ref = remote_ref(invoice, plan, tid, already_existed=False)
         self._log_created(plan, ref)
         return ref
 
@@ -465,7 +290,7 @@ class QuickBooksSink:
                 headers=_JSON,
             )
             tid = response.headers.get("intuit_tid", "")
-            results = self._decoded(response, "BatchItemResponse", f"batch of {len(items)}", tid)
+            results = written(response, "BatchItemResponse", f"batch of {len(items)}", tid, name=self.name)
         except RemoteError as exc:
             for _, plan in sent:
                 outcomes[plan.idempotency_key] = PushOutcome(plan.idempotency_key, error=exc)
@@ -476,11 +301,13 @@ class QuickBooksSink:
             key = plan.idempotency_key
             item = by_bid.get(bid)
             if item is not None and isinstance(item.get("Invoice"), dict):
-                ref = self._ref(item["Invoice"], plan, tid, already_existed=False)
+                ref = remote_ref(item["Invoice"], plan, tid, already_existed=False)
                 self._log_created(plan, ref)
                 outcomes[key] = PushOutcome(key, ref=ref)
             elif item is not None and isinstance(item.get("Fault"), dict):
-                error = self.fault_error(item["Fault"], tid, write=True)
+                error = fault_error(
+                    item["Fault"], tid, name=self.name, throttle_wait=self.config.throttle_wait_seconds
+                )
                 if error.provider_code == DUPLICATE_DOC_NUMBER:
                     duplicates.append((plan, error))
                     continue
@@ -553,36 +380,6 @@ class QuickBooksSink:
                 f"cannot be sent to QuickBooks: {reason}",
                 provider_code=exc.code,
             ) from None
-
-    def _decoded(self, response: requests.Response, field: str, what: str, tid: str) -> Any:
-        """The `field` of a write's answer; a 2xx we cannot read leaves the outcome uncertain."""
-        try:
-            value = loads(response.text)[field]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            value = None
-        if value is None:
-            raise UncertainError(
-                f"{self.name}: QuickBooks answered {response.status_code} to the write of {what} "
-                f"without {field} (intuit_tid {tid or '-'})",
-                status=response.status_code,
-                correlation_id=tid,
-            )
-        return value
-
-    def _ref(
-        self, invoice: dict[str, Any], plan: InvoicePlan, tid: str, *, already_existed: bool
-    ) -> RemoteRef:
-        currency = str((invoice.get("CurrencyRef") or {}).get("value") or plan.currency)
-        detail = invoice.get("TxnTaxDetail")
-        raw_tax = detail.get("TotalTax") if isinstance(detail, dict) else None
-        return RemoteRef(
-            remote_id=str(invoice.get("Id", "")),
-            invoice_number=str(invoice.get("DocNumber", plan.invoice_number)),
-            total=_money(invoice.get("TotalAmt"), currency),
-            tax=_money(raw_tax, currency),
-            correlation_id=tid,
-            already_existed=already_existed,
-        )
 
     def _log_created(self, plan: InvoicePlan, ref: RemoteRef) -> None:
         self._log.info(

@@ -14,7 +14,8 @@ instance with `GET /v1/tax_rates/{id}` (through the same HTTP client and rate bu
 Stripe refuses (404 for an unknown id) quarantines the invoices naming it, with the line, field
 and id; a TaxRate that cannot be read for now (429, 5xx after retries) stops the pull, so the
 cursor stays and the invoices come again. `tax_reasons` maps Stripe taxability reasons to tax
-categories on top of `adapters.stripe_fields.DEFAULT_TAX_REASONS`.
+categories on top of `adapters.stripe_fields.DEFAULT_TAX_REASONS`. The config is
+`adapters.stripe_config`; what Stripe's answers mean (version, errors) is `adapters.stripe_errors`.
 
 Cursor: `{"created": unix seconds}`, the newest `created` seen, never past the run's start.
 Because lists come newest first, only the last page's batch carries the new cursor: a run that
@@ -26,28 +27,21 @@ drops unchanged records by content hash. Later changes of older invoices need a 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import quote, urlencode
 
 import requests
-from pydantic import Field, field_validator, model_validator
 
-from adapters.stripe_fields import DEFAULT_TAX_REASONS, MappingOptions, StripeMappingError, TaxTreatment
+from adapters.stripe_config import StripeBillingConfig
+from adapters.stripe_errors import StripeClassifier
+from adapters.stripe_fields import StripeMappingError
 from adapters.stripe_mapping import map_invoice
 from adapters.stripe_tax import TaxRates, tax_rate_ids
-from connector.errors import (
-    AuthenticationError,
-    ConfigError,
-    InputProblem,
-    RejectedError,
-    RemoteError,
-    RetryableError,
-)
-from connector.http import HttpClient, RetryPolicy, parse_retry_after
+from connector.errors import ConfigError, InputProblem, RejectedError, RetryableError
+from connector.http import HttpClient, RetryPolicy
 from connector.ports import (
     AdapterConfig,
     AdapterContext,
@@ -60,146 +54,10 @@ from connector.ratelimit import ConcurrencyLimit, TokenBucket
 from connector.redact import GLOBAL_REDACTOR
 from connector.secrets import resolve_secret
 
-PINNED_API_VERSION = "2025-03-31.basil"
-FIRST_BASIL_DAY = "2025-03-31"
+__all__ = ["StripeBillingConfig", "StripeBillingSource"]
+
 TEST_MODE_RATE = 25.0  # Stripe's global limit in test mode (live: 100)
-INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 PREVIEWED_SUBSCRIPTIONS = frozenset({"active", "trialing", "past_due"})
-_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
-
-
-class StripeBillingConfig(AdapterConfig):
-    """A Stripe account read with a secret (or restricted read-only) key."""
-
-    type: str = "stripe"
-    base_url: str = "https://api.stripe.com"
-    api_key_env: str | None = None
-    api_key_file: str | None = None
-    api_version: str = PINNED_API_VERSION
-    po_number_source: Literal["custom_field", "metadata"] = "custom_field"
-    po_custom_field: str = Field(default="PO Number", min_length=1, max_length=40)
-    po_metadata_key: str = Field(default="po_number", min_length=1, max_length=40)
-    customer_ref_source: str = "customer_id"
-    sku_source: Literal["lookup_key", "product", "price"] = "product"
-    # taxability reason -> S (at the TaxRate's rate), Z, E, AE or O; merged onto the defaults
-    tax_reasons: dict[str, TaxTreatment] = Field(default_factory=dict)
-    include_upcoming: bool = False
-    statuses: tuple[str, ...] = ("draft", "open", "paid", "uncollectible")
-    page_size: int = Field(default=100, ge=1, le=100)
-    overlap_seconds: int = Field(default=3600, ge=0)
-    start_date: date | None = None
-    rate_per_second: float = Field(default=20.0, gt=0, le=100)
-    burst: int = Field(default=10, ge=1)
-    max_concurrency: int = Field(default=4, ge=1)
-    timeout_connect: float = Field(default=5.0, gt=0)
-    timeout_read: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=5, ge=1)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://api.stripe.com, got {value!r}")
-        return value.strip().rstrip("/")
-
-    @field_validator("api_version")
-    @classmethod
-    def _basil_or_later(cls, value: str) -> str:
-        if not _VERSION.match(value) or value[:10] < FIRST_BASIL_DAY:
-            raise ValueError(
-                f"must be a Stripe API version from {PINNED_API_VERSION} on (the parser reads basil fields)"
-            )
-        return value
-
-    @field_validator("customer_ref_source")
-    @classmethod
-    def _customer_source(cls, value: str) -> str:
-        if value == "customer_id" or (value.startswith("metadata:") and len(value) > len("metadata:")):
-            return value
-        raise ValueError("must be 'customer_id' or 'metadata:<key>'")
-
-    @field_validator("statuses")
-    @classmethod
-    def _known_statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(INVOICE_STATUSES))
-        if unknown or not value:
-            raise ValueError(f"invoice statuses must be some of {', '.join(INVOICE_STATUSES)}; got {unknown}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_key(self) -> StripeBillingConfig:
-        if not self.api_key_env and not self.api_key_file:
-            raise ValueError("set api_key_env or api_key_file")
-        return self
-
-    def mapping_options(self) -> MappingOptions:
-        """The mapping rules this config selects."""
-        key = None
-        if self.customer_ref_source.startswith("metadata:"):
-            key = self.customer_ref_source.split(":", 1)[1]
-        return MappingOptions(
-            po_number_source=self.po_number_source,
-            po_custom_field=self.po_custom_field,
-            po_metadata_key=self.po_metadata_key,
-            customer_metadata_key=key,
-            sku_source=self.sku_source,
-            tax_reasons={**DEFAULT_TAX_REASONS, **self.tax_reasons},
-        )
-
-
-def _error_of(response: requests.Response) -> Mapping[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
-class StripeClassifier:
-    """Maps Stripe's answers onto the error tree: version check, `{"error": {...}}`, Should-Retry."""
-
-    def __init__(self, name: str, api_version: str, max_wait: float) -> None:
-        self.name = name
-        self.api_version = api_version
-        self.max_wait = max_wait
-
-    def __call__(self, response: requests.Response) -> RemoteError | None:
-        request_id = response.headers.get("Request-Id", "")
-        status = response.status_code
-        if status < 400:
-            answered = response.headers.get("Stripe-Version")
-            if answered and answered != self.api_version:
-                raise ConfigError(
-                    f"{self.name}: Stripe answered with API version {answered}, not the pinned "
-                    f"{self.api_version} (request {request_id})"
-                )
-            return None
-        error = _error_of(response)
-        kind = str(error.get("type") or "")
-        code = str(error.get("code") or kind)
-        message = GLOBAL_REDACTOR(str(error.get("message") or response.reason or ""))
-        text = f"{self.name}: Stripe {status} {code or 'error'}: {message} (request {request_id or '-'})"
-        should_retry = response.headers.get("Stripe-Should-Retry", "").lower()
-        if status in (401, 403):
-            raise AuthenticationError(text)
-        if "api version" in message.lower():
-            raise ConfigError(text)
-        if status == 429 or should_retry == "true":
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            park = should_retry == "false" or (wait is not None and wait > self.max_wait)
-            return RetryableError(
-                text,
-                retry_after=wait,
-                park=park,
-                status=status,
-                provider_code=code,
-                correlation_id=request_id,
-            )
-        if status >= 500 and should_retry != "false":
-            return None  # the generic rule: retryable for reads
-        return RejectedError(text, status=status, provider_code=code, correlation_id=request_id)
 
 
 def _list_data(body: Any, what: str) -> tuple[list[Any], bool]:

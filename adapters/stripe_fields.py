@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
 
 from connector.currency import minor_unit_exponent
+from connector.values import finite_decimal
 
 # Stripe's currency page: zero-decimal and three-decimal currencies as its API writes them.
 STRIPE_ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
@@ -155,9 +156,6 @@ def decimal_field(value: Any, field: str, line_id: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise StripeMappingError(field, value, "must be an integer or a decimal string", line_id=line_id)
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise StripeMappingError(field, value, "is not a decimal number", line_id=line_id) from None
-    if not number.is_finite():
-        raise StripeMappingError(field, value, "is not a finite number", line_id=line_id)
-    return number
+        return finite_decimal(value)
+    except ValueError as exc:
+        raise StripeMappingError(field, value, str(exc), line_id=line_id) from None

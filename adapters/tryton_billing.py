@@ -1,27 +1,9 @@
 """The `tryton-billing` billing source: billing periods from Tryton `sale.subscription` records.
 
-Tryton does not store billing periods; it stores what was consumed. Each run of its
-consumption job gives a subscription line a `sale.subscription.line.consumption` (its `date`
-is the first day of one consumed service period, its `quantity` the line's quantity then) and
-moves the line's `next_consumption_date` and `consumed_until` on. Tryton's own invoicing then
-puts every not yet invoiced consumption dated on or before an invoice date of the
-subscription's `invoice_recurrence` onto that invoice. This source derives the same grouping:
-
-1. The invoice dates d0 < d1 < ... are the occurrences of the invoice recurrence anchored at
-   the subscription's `invoice_start_date`, else its `start_date` (as Tryton computes
-   `next_invoice_date`). Rules by frequency and interval are evaluated here (RFC 5545
-   semantics: a monthly rule anchored on the 31st skips shorter months); a rule set that uses
-   BY... parts or exclusion rules is reported as a rejection, not guessed.
-2. A consumption belongs to the first invoice date on or after its date: the period of d_k
-   holds the consumptions dated in (d_{k-1}, d_k].
-3. A consumption covers its date up to the day before the line's next consumption, or up to
-   the line's `consumed_until` for its latest one, never past the line's or the
-   subscription's end date. The period runs from its earliest consumption date to its latest
-   covered day; its invoice date is d_k.
-4. A period is emitted only once it is complete: every line of the subscription has been
-   consumed past d_k (`next_consumption_date` empty or after d_k).
-5. Each subscription line gives one billing line: sku = product code, quantity = the sum of its
-   consumptions in the period, unit price = the line's unit price (as Tryton invoices it).
+Tryton does not store billing periods; it stores what was consumed (`sale.subscription.line.
+consumption`) and invoices the consumptions dated up to each date of a subscription's invoice
+recurrence. This source reads subscriptions, their lines, consumptions and recurrence rules,
+and `adapters.tryton_periods` derives the periods Tryton's own invoicing would make of them.
 
 Only running and closed subscriptions are read. `subscription_id` is the subscription number,
 `customer_ref` the party field `customer_field` (its code by default), `po_number` the
@@ -34,28 +16,24 @@ layer de-duplicates by content. A change on the party alone (e.g. a new code) ne
 
 from __future__ import annotations
 
-import calendar
-import heapq
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 
+from adapters.tryton_periods import BY_PARTS, UnsupportedSubscription, derive_periods, invoice_dates
 from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig
 from connector.errors import InputProblem
 from connector.http import RetryPolicy
-from connector.model import BillingLine, BillingPeriod, Money
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, BillingBatch, Capability, PullContext
+
+__all__ = ["TrytonBillingConfig", "TrytonBillingSource", "UnsupportedSubscription", "invoice_dates"]
 
 SUBSCRIPTION = "sale.subscription"
 LINE = "sale.subscription.line"
 CONSUMPTION = "sale.subscription.line.consumption"
 RULE = "sale.subscription.recurrence.rule"
-_BY_PARTS = ("byweekday", "bymonthday", "byyearday", "byweekno", "bymonth", "bysetpos")
-_MAX_SKIPS = 400  # a rule that yields nothing this many steps in a row yields nothing more
 
 
 class TrytonBillingConfig(TrytonServerConfig):
@@ -66,108 +44,6 @@ class TrytonBillingConfig(TrytonServerConfig):
     since: date | None = None
     overlap_seconds: int = Field(default=300, ge=0)
     batch_size: int = Field(default=100, ge=1)
-
-
-class UnsupportedSubscription(Exception):
-    """A subscription this source cannot turn into billing periods; reported as a rejection."""
-
-    def __init__(self, field: str, value: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.value = value
-        self.reason = reason
-
-
-def _add_months(anchor: date, months: int) -> date | None:
-    year, month = divmod(anchor.month - 1 + months, 12)
-    year += anchor.year
-    if anchor.day > calendar.monthrange(year, month + 1)[1]:
-        return None
-    return date(year, month + 1, anchor.day)
-
-
-def _rule_dates(freq: str, interval: int, anchor: date) -> Iterator[date]:
-    """Occurrences of one FREQ/INTERVAL rule from its anchor, ascending, endless."""
-    skipped = 0
-    for step in range(10**6):
-        if freq == "daily":
-            yield anchor + timedelta(days=step * interval)
-            continue
-        if freq == "weekly":
-            yield anchor + timedelta(weeks=step * interval)
-            continue
-        months = step * interval * (12 if freq == "yearly" else 1)
-        found = _add_months(anchor, months)
-        if found is None:
-            skipped += 1
-            if skipped > _MAX_SKIPS:
-                return
-            continue
-        skipped = 0
-        yield found
-
-
-def invoice_dates(rules: Sequence[dict[str, Any]], anchor: date) -> Iterator[date]:
-    """The invoice dates of a recurrence rule set anchored at `anchor`, ascending, de-duplicated."""
-    if not rules:
-        raise UnsupportedSubscription("invoice_recurrence", "", "the recurrence rule set has no rule")
-    generators = []
-    for rule in rules:
-        used = [part for part in _BY_PARTS if rule.get(part)]
-        if rule.get("exclusive") or used:
-            what = "an exclusion rule" if rule.get("exclusive") else ", ".join(used)
-            raise UnsupportedSubscription(
-                "invoice_recurrence",
-                str(rule.get("set_", "")),
-                f"the rule set uses {what}, not evaluated here",
-            )
-        freq, interval = rule.get("freq"), rule.get("interval")
-        if (
-            freq not in {"daily", "weekly", "monthly", "yearly"}
-            or not isinstance(interval, int)
-            or interval < 1
-        ):
-            raise UnsupportedSubscription(
-                "invoice_recurrence", f"{freq}/{interval}", "unknown frequency or interval"
-            )
-        generators.append(_rule_dates(freq, interval, anchor))
-    previous: date | None = None
-    for found in heapq.merge(*generators):
-        if found != previous:
-            previous = found
-            yield found
-
-
-@dataclass(frozen=True)
-class _Consumed:
-    line_id: int
-    start: date
-    end: date
-    quantity: Decimal
-
-
-def _covered(
-    line: dict[str, Any], dates: list[date], subscription_end: date | None
-) -> list[tuple[date, date]]:
-    """(start, end) service spans of one line's consumption dates, sorted ascending."""
-    ends = [d for d in (line.get("end_date"), subscription_end) if d]
-    spans = []
-    distinct = sorted(set(dates))
-    for index, start in enumerate(distinct):
-        if index + 1 < len(distinct):
-            end = distinct[index + 1] - timedelta(days=1)
-        else:
-            end = line.get("consumed_until") or line.get("end_date") or subscription_end or start
-        end = min([end, *ends])
-        spans.append((start, max(start, end)))
-    return spans
-
-
-def _tidy(quantity: Decimal) -> Decimal:
-    """Tryton quantities are floats: 10.0 reads as 10, 2.5 stays 2.5."""
-    if quantity == quantity.to_integral_value():
-        return quantity.quantize(Decimal(1))
-    return quantity.normalize()
 
 
 def _timestamp(row: dict[str, Any]) -> datetime | None:
@@ -287,7 +163,7 @@ class TrytonBillingSource:
         )
         rule_sets = sorted({s["invoice_recurrence"] for s in subscriptions if s.get("invoice_recurrence")})
         rules = self.rpc.search_read(
-            RULE, [("set_", "in", rule_sets)], ["set_", "freq", "interval", "exclusive", *_BY_PARTS]
+            RULE, [("set_", "in", rule_sets)], ["set_", "freq", "interval", "exclusive", *BY_PARTS]
         )
         stamps = [_timestamp(row) for row in (*subscriptions, *lines, *consumptions)]
         seen = max((s for s in stamps if s is not None), default=None)
@@ -303,11 +179,15 @@ class TrytonBillingSource:
         for subscription in subscriptions:
             document = f"{SUBSCRIPTION} {subscription.get('number') or subscription['id']}"
             try:
-                periods = self._periods(
+                periods = derive_periods(
                     subscription,
                     by_subscription.get(subscription["id"], []),
                     by_line,
                     by_set.get(subscription.get("invoice_recurrence") or 0, []),
+                    source=self.name,
+                    tenant=self._tenant,
+                    customer_field=self.config.customer_field,
+                    since=self.config.since,
                 )
                 batch.records.extend(periods)
             except UnsupportedSubscription as exc:
@@ -325,111 +205,4 @@ class TrytonBillingSource:
     def _problem(self, document: str, location: str, field: str, value: str, reason: str) -> InputProblem:
         return InputProblem(
             source=self.name, document=document, location=location, field=field, value=value, reason=reason
-        )
-
-    # -- derivation -----------------------------------------------------------------------
-    def _periods(
-        self,
-        subscription: dict[str, Any],
-        lines: list[dict[str, Any]],
-        consumptions_by_line: dict[int, list[dict[str, Any]]],
-        rules: list[dict[str, Any]],
-    ) -> list[BillingPeriod]:
-        party = subscription.get("party.") or {}
-        customer_ref = party.get(self.config.customer_field)
-        if customer_ref in (None, "", False):
-            raise UnsupportedSubscription(
-                f"party.{self.config.customer_field}", "", "the customer has no value here"
-            )
-        currency = (subscription.get("currency.") or {}).get("code") or ""
-        consumed: list[_Consumed] = []
-        by_id = {line["id"]: line for line in lines}
-        for line in lines:
-            rows = consumptions_by_line.get(line["id"], [])
-            if not rows:
-                continue
-            if not (line.get("service.") or {}).get("product.", {}).get("code"):
-                raise UnsupportedSubscription(
-                    "service.product.code", str(line["id"]), "the line's product has no code"
-                )
-            spans = dict(_covered(line, [row["date"] for row in rows], subscription.get("end_date")))
-            consumed.extend(
-                _Consumed(line["id"], row["date"], spans[row["date"]], Decimal(row["quantity"]))
-                for row in rows
-            )
-        if not consumed:
-            return []
-        anchor = subscription.get("invoice_start_date") or subscription["start_date"]
-        last = max(c.start for c in consumed)
-        groups: dict[date, list[_Consumed]] = {}
-        pending = sorted(consumed, key=lambda c: c.start)
-        for invoice_date in invoice_dates(rules, anchor):
-            while pending and pending[0].start <= invoice_date:
-                groups.setdefault(invoice_date, []).append(pending.pop(0))
-            if invoice_date >= last:
-                break
-        if pending:
-            raise UnsupportedSubscription(
-                "invoice_recurrence",
-                str(subscription.get("invoice_recurrence")),
-                f"the recurrence has no invoice date on or after {pending[0].start}",
-            )
-        periods = []
-        for invoice_date, members in sorted(groups.items()):
-            if not self._complete(lines, invoice_date):
-                continue
-            period = self._period(subscription, str(customer_ref), currency, invoice_date, members, by_id)
-            if period is not None and (self.config.since is None or period.period_end >= self.config.since):
-                periods.append(period)
-        return periods
-
-    @staticmethod
-    def _complete(lines: Iterable[dict[str, Any]], invoice_date: date) -> bool:
-        return all(
-            line.get("next_consumption_date") is None or line["next_consumption_date"] > invoice_date
-            for line in lines
-        )
-
-    def _period(
-        self,
-        subscription: dict[str, Any],
-        customer_ref: str,
-        currency: str,
-        invoice_date: date,
-        members: list[_Consumed],
-        lines: dict[int, dict[str, Any]],
-    ) -> BillingPeriod | None:
-        quantities: dict[int, Decimal] = {}
-        for member in members:
-            quantities[member.line_id] = quantities.get(member.line_id, Decimal(0)) + member.quantity
-        billing_lines = []
-        for line_id in sorted(quantities):
-            quantity = quantities[line_id]
-            if quantity <= 0:
-                continue
-            line = lines[line_id]
-            product = line["service."]["product."]
-            billing_lines.append(
-                BillingLine(
-                    sku=product["code"],
-                    description=line.get("description") or product.get("name") or "",
-                    quantity=_tidy(quantity),
-                    unit_price=Money(amount=Decimal(line.get("unit_price") or 0), currency=currency),
-                )
-            )
-        if not billing_lines:
-            return None
-        party = subscription.get("party.") or {}
-        return BillingPeriod(
-            tenant=self._tenant,
-            billing_source=self.name,
-            subscription_id=str(subscription.get("number") or subscription["id"]),
-            period_start=min(m.start for m in members),
-            period_end=max(m.end for m in members),
-            customer_ref=customer_ref,
-            customer_name=party.get("name") or "",
-            po_number=subscription.get("reference") or None,
-            currency=currency,
-            lines=tuple(billing_lines),
-            invoice_date=invoice_date,
         )

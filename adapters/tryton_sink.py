@@ -16,14 +16,9 @@ a crash or a timeout in between) is posted by the next `push` instead of created
 `find` does not report drafts while `post` is on, so the core sends that push. Cancelled
 invoices count as existing: someone decided about them in Tryton.
 
-Raw RPC `create` runs no on_change, so everything Tryton would fill in is resolved here: the
-party by `party_field`, its invoice address (the first one flagged for invoices, else the
-first), the receivable account (the party's, else the accounting configuration's default, or
-`receivable_account` by code), the revenue journal (`journal` by name or code, else the first
-revenue journal), the currency by ISO code, each product by code with its category's revenue
-account (or `revenue_account` by code), and the payment term: `payment_terms` maps our terms
-code to a Tryton payment term name, else one named like the code or "Net N days" is used,
-else none.
+Raw RPC `create` runs no on_change, so everything Tryton would fill in (party, invoice
+address, receivable and revenue accounts, journal, currency, products, payment term) is
+resolved by `adapters.tryton_records`.
 
 Tax: `taxes` maps our treatment (`"S:19"`, `"S"`, `"AE"`, `"SALES_TAX:US-NY"`, `"SALES_TAX"`, as
 `connector.tax.TaxCodeMap` reads them) to the name of a Tryton sale tax (`account.tax`, top
@@ -59,6 +54,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from adapters.tryton_records import TrytonRecords
 from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig, TrytonWarning
 from adapters.tryton_tax import TrytonTaxes
 from connector.errors import ConfigError, RejectedError, RemoteError, UncertainError
@@ -66,6 +62,7 @@ from connector.http import RetryPolicy
 from connector.model import InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.tax import TaxCodeMap
+from connector.values import tax_table_key
 
 INVOICE = "account.invoice"
 _INVOICE_FIELDS = ["description", "state", "total_amount", "tax_amount", "currency.code", "number"]
@@ -97,10 +94,7 @@ class TrytonSinkConfig(TrytonServerConfig):
     @classmethod
     def _tax_keys(cls, value: dict[str, str]) -> dict[str, str]:
         for key, name in value.items():
-            try:
-                TaxCodeMap.normalise_key(key)
-            except ValueError as exc:
-                raise ValueError(f"taxes[{key!r}] = {name!r}: {exc}") from None
+            tax_table_key("taxes", key, name)
             if not name.strip():
                 raise ValueError(f"taxes[{key!r}]: name a Tryton sale tax")
         return value
@@ -132,7 +126,15 @@ class TrytonSink:
         self._log = context.logger
         self._sleep = sleep
         self.rpc = rpc or TrytonRpc.from_config(config, retry=retry, base_dir=context.base_dir)
-        self._cache: dict[tuple[str, str], Any] = {}
+        self.records = TrytonRecords(
+            config.name,
+            self.rpc,
+            party_field=config.party_field,
+            journal=config.journal,
+            receivable_account=config.receivable_account,
+            revenue_account=config.revenue_account,
+            payment_terms=config.payment_terms,
+        )
         self.taxes = TrytonTaxes(config.name, self.rpc, TaxCodeMap(config.taxes), self._log)
 
     # -- lookup ---------------------------------------------------------------------------
@@ -267,9 +269,9 @@ class TrytonSink:
 
     # -- values ---------------------------------------------------------------------------
     def _invoice_values(self, plan: InvoicePlan) -> dict[str, Any]:
-        party = self._party(plan.customer_ref)
-        products = self._products(plan)
-        currency = self._currency(plan.currency)
+        party = self.records.party(plan.customer_ref)
+        products = self.records.products(plan)
+        currency = self.records.currency(plan.currency)
         taxes = self.taxes.line_taxes(plan)
         lines = []
         for line in plan.lines:
@@ -282,7 +284,7 @@ class TrytonSink:
                     "currency": currency,
                     "product": product["id"],
                     "unit": product["default_uom"],
-                    "account": self._revenue_account(product, line.sku),
+                    "account": self.records.revenue_account(product, line.sku),
                     "description": line.description or product.get("name") or line.sku,
                     "quantity": line.quantity,
                     "unit_price": line.unit_price.amount,
@@ -294,132 +296,14 @@ class TrytonSink:
         return {
             "type": "out",
             "party": party["id"],
-            "invoice_address": self._address(party, plan.customer_ref),
-            "account": self._receivable(party),
-            "journal": self._journal(),
+            "invoice_address": self.records.address(party, plan.customer_ref),
+            "account": self.records.receivable(party),
+            "journal": self.records.journal(),
             "currency": currency,
             "reference": plan.po_number,
             "description": memo,
             "invoice_date": plan.issue_date,
-            "payment_term": self._payment_term(plan),
+            "payment_term": self.records.payment_term(plan),
             "comment": plan.memo or None,
             "lines": [("create", lines)],
         }
-
-    def _one(
-        self, kind: str, key: str, model: str, domain: list[Any], fields: list[str]
-    ) -> dict[str, Any] | None:
-        if (kind, key) not in self._cache:
-            rows = self.rpc.search_read(model, domain, fields, limit=1)
-            self._cache[(kind, key)] = rows[0] if rows else None
-        value: dict[str, Any] | None = self._cache[(kind, key)]
-        return value
-
-    def _party(self, customer_ref: str) -> dict[str, Any]:
-        rows = self.rpc.search_read(
-            "party.party",
-            [(self.config.party_field, "=", customer_ref)],
-            ["name", "addresses", "account_receivable"],
-        )
-        if not rows:
-            raise RejectedError(
-                f"{self.name}: Tryton has no party whose {self.config.party_field} is {customer_ref!r}",
-                provider_code="party-not-found",
-            )
-        if len(rows) > 1:
-            raise RejectedError(
-                f"{self.name}: {len(rows)} Tryton parties have {self.config.party_field} {customer_ref!r}",
-                provider_code="party-ambiguous",
-            )
-        return rows[0]
-
-    def _address(self, party: dict[str, Any], customer_ref: str) -> int:
-        addresses = self.rpc.search_read(
-            "party.address", [("party", "=", party["id"])], ["invoice", "sequence"]
-        )
-        if not addresses:
-            raise RejectedError(f"{self.name}: Tryton party {customer_ref!r} has no address to invoice")
-        flagged = [a for a in addresses if a.get("invoice")]
-        return int((flagged or addresses)[0]["id"])
-
-    def _receivable(self, party: dict[str, Any]) -> int:
-        if self.config.receivable_account:
-            return self._account(self.config.receivable_account, "receivable_account")
-        if party.get("account_receivable"):
-            return int(party["account_receivable"])
-        configuration = self._one(
-            "configuration", "1", "account.configuration", [], ["default_account_receivable"]
-        )
-        if not configuration or not configuration.get("default_account_receivable"):
-            raise RejectedError(
-                f"{self.name}: Tryton has no default receivable account; set receivable_account"
-            )
-        return int(configuration["default_account_receivable"])
-
-    def _account(self, code: str, key: str) -> int:
-        row = self._one(
-            "account", code, "account.account", [("code", "=", code), ("closed", "!=", True)], ["code"]
-        )
-        if row is None:
-            raise RejectedError(f"{self.name}: {key}: Tryton has no open account with code {code!r}")
-        return int(row["id"])
-
-    def _journal(self) -> int:
-        wanted = self.config.journal
-        domain: list[Any] = [("type", "=", "revenue")]
-        if wanted:
-            domain.append(["OR", ("name", "=", wanted), ("code", "=", wanted)])
-        row = self._one("journal", wanted or "", "account.journal", domain, ["name"])
-        if row is None:
-            raise RejectedError(f"{self.name}: Tryton has no revenue journal {wanted or ''}".strip())
-        return int(row["id"])
-
-    def _currency(self, code: str) -> int:
-        row = self._one("currency", code, "currency.currency", [("code", "=", code)], ["code"])
-        if row is None:
-            raise RejectedError(f"{self.name}: Tryton has no currency {code}")
-        return int(row["id"])
-
-    def _payment_term(self, plan: InvoicePlan) -> int | None:
-        terms = plan.payment_terms
-        if terms is None:
-            return None
-        names = [self.config.payment_terms.get(terms.code), terms.code, f"Net {terms.net_days} days"]
-        for name in (n for n in names if n):
-            row = self._one(
-                "payment_term", name, "account.invoice.payment_term", [("name", "=", name)], ["name"]
-            )
-            if row is not None:
-                return int(row["id"])
-        if terms.code in self.config.payment_terms:
-            raise RejectedError(
-                f"{self.name}: payment_terms[{terms.code!r}]: Tryton has no payment term "
-                f"{self.config.payment_terms[terms.code]!r}"
-            )
-        return None
-
-    def _products(self, plan: InvoicePlan) -> dict[str, dict[str, Any]]:
-        skus = sorted({line.sku for line in plan.lines})
-        rows = self.rpc.search_read(
-            "product.product",
-            [("code", "in", skus)],
-            ["code", "name", "default_uom", "template.account_category.account_revenue"],
-        )
-        products = {row["code"]: row for row in rows}
-        missing = [sku for sku in skus if sku not in products]
-        if missing:
-            raise RejectedError(
-                f"{self.name}: Tryton has no product with code {', '.join(repr(s) for s in missing)}",
-                provider_code="product-not-found",
-            )
-        return products
-
-    def _revenue_account(self, product: dict[str, Any], sku: str) -> int:
-        category = (product.get("template.") or {}).get("account_category.") or {}
-        if category.get("account_revenue"):
-            return int(category["account_revenue"])
-        if self.config.revenue_account:
-            return self._account(self.config.revenue_account, "revenue_account")
-        raise RejectedError(
-            f"{self.name}: product {sku!r} has no revenue account in Tryton; set revenue_account"
-        )

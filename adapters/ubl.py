@@ -20,35 +20,47 @@ tax was charged: the breakdown cannot carry them, as BR-S-10 forbids an exemptio
 seller then needs a VAT id or a tax registration id (BR-S-02): a US vendor's EIN as
 `tax_registration_id` (BT-32) does. Groups are merged by category and rate only, as BR-S-08
 sums lines by rate: two jurisdictions at one rate are one BG-23.
+
+The parties (seller, buyer, delivery, payment means) are written by `adapters.ubl_parties`, with
+the element builders of `adapters.ubl_xml`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 from pydantic import ValidationError
 
-from connector.currency import minor_unit
+from adapters.ubl_parties import customer_party, delivery, payment_means, supplier_party
+from adapters.ubl_xml import CAC_NS, CBC_NS, INVOICE_NS, NSMAP, amount, cac, cbc, period
 from connector.errors import InputError, InputProblem
-from connector.model import Address, InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
+from connector.model import InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
 from connector.tax import LineTax, TaxCategory, TaxScheme
+from connector.values import format_amount, format_percent, format_price
 
-INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
-CAC_NS = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
-CBC_NS = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-_NSMAP = {None: INVOICE_NS, "cac": CAC_NS, "cbc": CBC_NS}
+__all__ = [
+    "CAC_NS",  # the namespaces and the amount writer are re-exported for this module's importers
+    "CBC_NS",
+    "CUSTOMIZATION_ID",
+    "PROFILE_ID",
+    "InvoiceTotals",
+    "NotAnEinvoice",
+    "format_amount",
+    "format_price",
+    "read_total",
+    "read_totals",
+    "render_invoice",
+    "unit_code",
+]
 
 CUSTOMIZATION_ID = "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
 PROFILE_ID = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
-CREDIT_TRANSFER = "30"  # UNCL4461
 
 # UN/ECE Recommendation 20 codes for the units our POs use most; others pass through.
 _UNIT_CODES = {"EA": "C62", "MON": "MON", "": "C62"}
-_ALPHA2 = re.compile(r"^[A-Za-z]{2}$")
 
 
 class NotAnEinvoice(ValueError):
@@ -84,186 +96,11 @@ def unit_code(unit_of_measure: str) -> str:
     return _UNIT_CODES.get(unit, unit)
 
 
-def format_amount(money: Money) -> str:
-    """A final amount with exactly the currency's minor-unit digits (JPY 0, USD 2, KWD 3)."""
-    quantum = minor_unit(money.currency)
-    return f"{money.amount.quantize(quantum, ROUND_HALF_UP):f}"
-
-
-def format_price(money: Money) -> str:
-    """A unit price: at least the currency's digits, more when the price has them (never rounded)."""
-    quantum = minor_unit(money.currency)
-    quantized = money.amount.quantize(quantum, ROUND_HALF_UP)
-    if quantized == money.amount:
-        return f"{quantized:f}"
-    return f"{money.amount.normalize():f}"
-
-
-def format_percent(rate: Decimal) -> str:
-    """A rate as the rules compare it: 19 for 19.00, 8.875 as is."""
-    return f"{rate.normalize():f}" if rate else "0"
-
-
-def _cac(parent: etree._Element, tag: str) -> etree._Element:
-    return etree.SubElement(parent, f"{{{CAC_NS}}}{tag}")
-
-
-def _cbc(parent: etree._Element, tag: str, text: str, **attributes: str) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{CBC_NS}}}{tag}", attributes)
-    element.text = text
-    return element
-
-
-def _amount(parent: etree._Element, tag: str, money: Money) -> None:
-    _cbc(parent, tag, format_amount(money), currencyID=money.currency)
-
-
-def _period(parent: etree._Element, tag: str, start: date | None, end: date | None) -> None:
-    period = _cac(parent, tag)
-    if start is not None:
-        _cbc(period, "StartDate", start.isoformat())
-    if end is not None:
-        _cbc(period, "EndDate", end.isoformat())
-
-
-def _country(parent: etree._Element, country: str) -> None:
-    country = country.strip()
-    if not country:
-        return
-    element = _cac(parent, "Country")
-    if _ALPHA2.match(country):
-        _cbc(element, "IdentificationCode", country.upper())
-    else:
-        _cbc(element, "Name", country)
-
-
-def _address(parent: etree._Element, tag: str, address: Address) -> None:
-    element = _cac(parent, tag)
-    lines = [line for line in address.lines if line.strip()]
-    if lines:
-        _cbc(element, "StreetName", lines[0])
-    if len(lines) > 1:
-        _cbc(element, "AdditionalStreetName", lines[1])
-    if address.city:
-        _cbc(element, "CityName", address.city)
-    if address.postal_code:
-        _cbc(element, "PostalZone", address.postal_code)
-    if address.region:
-        _cbc(element, "CountrySubentity", address.region)
-    if len(lines) > 2:
-        # Peppol carries one address line (BT-162/BT-165); the rest of the street joins it.
-        _cbc(_cac(element, "AddressLine"), "Line", ", ".join(lines[2:]))
-    _country(element, address.country)
-
-
-def _endpoint(party: etree._Element, who: Party | None) -> None:
-    if who is not None and who.endpoint_id:
-        _cbc(party, "EndpointID", who.endpoint_id, schemeID=who.endpoint_scheme)
-
-
-def _tax_scheme(party: etree._Element, company_id: str, scheme: str) -> None:
-    if company_id:
-        element = _cac(party, "PartyTaxScheme")
-        _cbc(element, "CompanyID", company_id)
-        _cbc(_cac(element, "TaxScheme"), "ID", scheme)
-
-
-def _legal_entity(party: etree._Element, name: str, registration_id: str) -> None:
-    legal = _cac(party, "PartyLegalEntity")
-    _cbc(legal, "RegistrationName", name)
-    if registration_id:
-        _cbc(legal, "CompanyID", registration_id)
-
-
-def _contact(party: etree._Element, name: str, telephone: str, email: str) -> None:
-    if name or telephone or email:
-        contact = _cac(party, "Contact")
-        if name:
-            _cbc(contact, "Name", name)
-        if telephone:
-            _cbc(contact, "Telephone", telephone)
-        if email:
-            _cbc(contact, "ElectronicMail", email)
-
-
-def _supplier(root: etree._Element, supplier: Party) -> None:
-    party = _cac(_cac(root, "AccountingSupplierParty"), "Party")
-    _endpoint(party, supplier)
-    _cbc(_cac(party, "PartyName"), "Name", supplier.legal_name)
-    if supplier.address is not None:
-        _address(party, "PostalAddress", supplier.address)
-    _tax_scheme(party, supplier.vat_id, "VAT")
-    _tax_scheme(party, supplier.tax_registration_id, "TAX")
-    _legal_entity(party, supplier.legal_name, supplier.legal_registration_id)
-    _contact(party, supplier.contact_name, supplier.contact_telephone, supplier.contact_email)
-
-
-def customer_address(plan: InvoicePlan) -> Address | None:
-    """The buyer's postal address: the PO's bill-to where there is one, its country from the master."""
-    master = plan.buyer.address if plan.buyer is not None else None
-    bill_to = plan.bill_to
-    if bill_to is None:
-        return master
-    if not bill_to.country.strip() and master is not None and master.country:
-        return bill_to.model_copy(update={"country": master.country})
-    return bill_to
-
-
-def customer_name(plan: InvoicePlan) -> str:
-    """The buyer's legal name from the master, else the plan's customer name, else its reference."""
-    if plan.buyer is not None and plan.buyer.legal_name:
-        return plan.buyer.legal_name
-    return plan.customer_name or plan.customer_ref
-
-
-def _customer(root: etree._Element, plan: InvoicePlan) -> None:
-    buyer = plan.buyer
-    party = _cac(_cac(root, "AccountingCustomerParty"), "Party")
-    _endpoint(party, buyer)
-    _cbc(_cac(party, "PartyIdentification"), "ID", plan.customer_ref)
-    name = customer_name(plan)
-    _cbc(_cac(party, "PartyName"), "Name", name)
-    address = customer_address(plan)
-    if address is not None:
-        _address(party, "PostalAddress", address)
-    if buyer is not None:
-        _tax_scheme(party, buyer.vat_id, "VAT")
-    _legal_entity(party, name, buyer.legal_registration_id if buyer is not None else "")
-    email = (buyer.contact_email if buyer is not None else "") or (plan.bill_to.email if plan.bill_to else "")
-    _contact(party, "", "", email)
-
-
-def _delivery(root: etree._Element, ship_to: Address) -> None:
-    # A deliver-to address needs its country (BR-57); without one only the name is stated.
-    if not ship_to.country.strip() and not ship_to.name:
-        return
-    delivery = _cac(root, "Delivery")
-    if ship_to.country.strip():
-        _address(_cac(delivery, "DeliveryLocation"), "Address", ship_to)
-    if ship_to.name:
-        _cbc(_cac(_cac(delivery, "DeliveryParty"), "PartyName"), "Name", ship_to.name)
-
-
-def _payment_means(root: etree._Element, plan: InvoicePlan, supplier: Party) -> None:
-    # A credit transfer must name the account (BR-61): without one, no payment means is stated.
-    if not supplier.payment_account_id:
-        return
-    means = _cac(root, "PaymentMeans")
-    _cbc(means, "PaymentMeansCode", CREDIT_TRANSFER, name="Credit transfer")
-    _cbc(means, "PaymentID", plan.invoice_number)
-    account = _cac(means, "PayeeFinancialAccount")
-    _cbc(account, "ID", supplier.payment_account_id)
-    if supplier.payment_account_name:
-        _cbc(account, "Name", supplier.payment_account_name)
-    if supplier.payment_bank_id:
-        _cbc(_cac(account, "FinancialInstitutionBranch"), "ID", supplier.payment_bank_id)
-
-
 def _payment_terms(root: etree._Element, terms: PaymentTerms, due: date) -> None:
     note = f"{terms.code}: net {terms.net_days} days, due {due.isoformat()}"
     if terms.discount_percent is not None and terms.discount_days is not None:
         note += f"; {terms.discount_percent:f}% discount if paid within {terms.discount_days} days"
-    _cbc(_cac(root, "PaymentTerms"), "Note", note)
+    cbc(cac(root, "PaymentTerms"), "Note", note)
 
 
 def _groups(plan: InvoicePlan) -> list[_Group]:
@@ -297,27 +134,27 @@ def _groups(plan: InvoicePlan) -> list[_Group]:
 def _tax_category(
     parent: etree._Element, tag: str, category: TaxCategory, rate: Decimal | None
 ) -> etree._Element:
-    element = _cac(parent, tag)
-    _cbc(element, "ID", category.value)
+    element = cac(parent, tag)
+    cbc(element, "ID", category.value)
     if category is not TaxCategory.OUTSIDE_SCOPE:
-        _cbc(element, "Percent", format_percent(rate or Decimal(0)))
+        cbc(element, "Percent", format_percent(rate or Decimal(0)))
     return element
 
 
 def _tax_total(root: etree._Element, plan: InvoicePlan) -> None:
     currency = plan.currency
-    total = _cac(root, "TaxTotal")
-    _amount(total, "TaxAmount", plan.tax_total)
+    total = cac(root, "TaxTotal")
+    amount(total, "TaxAmount", plan.tax_total)
     for group in _groups(plan):
-        subtotal = _cac(total, "TaxSubtotal")
-        _amount(subtotal, "TaxableAmount", Money(amount=group.taxable, currency=currency))
-        _amount(subtotal, "TaxAmount", Money(amount=group.tax, currency=currency))
+        subtotal = cac(total, "TaxSubtotal")
+        amount(subtotal, "TaxableAmount", Money(amount=group.taxable, currency=currency))
+        amount(subtotal, "TaxAmount", Money(amount=group.tax, currency=currency))
         category = _tax_category(subtotal, "TaxCategory", group.category, group.rate)
         if group.reason_code:
-            _cbc(category, "TaxExemptionReasonCode", group.reason_code)
+            cbc(category, "TaxExemptionReasonCode", group.reason_code)
         if group.reason:
-            _cbc(category, "TaxExemptionReason", group.reason)
-        _cbc(_cac(category, "TaxScheme"), "ID", "VAT")
+            cbc(category, "TaxExemptionReason", group.reason)
+        cbc(cac(category, "TaxScheme"), "ID", "VAT")
 
 
 def _note(plan: InvoicePlan) -> str:
@@ -340,26 +177,26 @@ def _note(plan: InvoicePlan) -> str:
 
 
 def _line(root: etree._Element, line: InvoiceLine, tax: LineTax) -> None:
-    element = _cac(root, "InvoiceLine")
-    _cbc(element, "ID", str(line.line_no))
-    _cbc(element, "InvoicedQuantity", f"{line.quantity:f}", unitCode=unit_code(line.unit_of_measure))
-    _amount(element, "LineExtensionAmount", line.amount)
+    element = cac(root, "InvoiceLine")
+    cbc(element, "ID", str(line.line_no))
+    cbc(element, "InvoicedQuantity", f"{line.quantity:f}", unitCode=unit_code(line.unit_of_measure))
+    amount(element, "LineExtensionAmount", line.amount)
     if line.service_start is not None or line.service_end is not None:
-        _period(element, "InvoicePeriod", line.service_start, line.service_end)
+        period(element, "InvoicePeriod", line.service_start, line.service_end)
     if line.po_line_no is not None:
-        _cbc(_cac(element, "OrderLineReference"), "LineID", str(line.po_line_no))
-    item = _cac(element, "Item")
+        cbc(cac(element, "OrderLineReference"), "LineID", str(line.po_line_no))
+    item = cac(element, "Item")
     if line.description:
-        _cbc(item, "Description", line.description)
-    _cbc(item, "Name", line.description or line.sku)
+        cbc(item, "Description", line.description)
+    cbc(item, "Name", line.description or line.sku)
     if line.supplier_part_id:
-        _cbc(_cac(item, "BuyersItemIdentification"), "ID", line.supplier_part_id)
-    _cbc(_cac(item, "SellersItemIdentification"), "ID", line.sku)
+        cbc(cac(item, "BuyersItemIdentification"), "ID", line.supplier_part_id)
+    cbc(cac(item, "SellersItemIdentification"), "ID", line.sku)
     rate = None if tax.category is TaxCategory.OUTSIDE_SCOPE else tax.percent
     category = _tax_category(item, "ClassifiedTaxCategory", tax.category, rate)
-    _cbc(_cac(category, "TaxScheme"), "ID", "VAT")
-    price = _cac(element, "Price")
-    _cbc(price, "PriceAmount", format_price(line.unit_price), currencyID=line.unit_price.currency)
+    cbc(cac(category, "TaxScheme"), "ID", "VAT")
+    price = cac(element, "Price")
+    cbc(price, "PriceAmount", format_price(line.unit_price), currencyID=line.unit_price.currency)
 
 
 def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
@@ -374,35 +211,35 @@ def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
             "the plan carries no tax on its lines; an EN 16931 invoice needs the tax category and "
             "rate of every line",
         )
-    root = etree.Element(f"{{{INVOICE_NS}}}Invoice", nsmap=_NSMAP)
-    _cbc(root, "CustomizationID", CUSTOMIZATION_ID)
-    _cbc(root, "ProfileID", PROFILE_ID)
-    _cbc(root, "ID", plan.invoice_number)
-    _cbc(root, "IssueDate", plan.issue_date.isoformat())
-    _cbc(root, "DueDate", plan.due_date.isoformat())
-    _cbc(root, "InvoiceTypeCode", "380")
+    root = etree.Element(f"{{{INVOICE_NS}}}Invoice", nsmap=NSMAP)
+    cbc(root, "CustomizationID", CUSTOMIZATION_ID)
+    cbc(root, "ProfileID", PROFILE_ID)
+    cbc(root, "ID", plan.invoice_number)
+    cbc(root, "IssueDate", plan.issue_date.isoformat())
+    cbc(root, "DueDate", plan.due_date.isoformat())
+    cbc(root, "InvoiceTypeCode", "380")
     note = _note(plan)
     if note:
-        _cbc(root, "Note", note)
-    _cbc(root, "DocumentCurrencyCode", plan.currency)
+        cbc(root, "Note", note)
+    cbc(root, "DocumentCurrencyCode", plan.currency)
     if plan.buyer is not None and plan.buyer.buyer_reference:
-        _cbc(root, "BuyerReference", plan.buyer.buyer_reference)
-    _period(root, "InvoicePeriod", plan.period_start, plan.period_end)
+        cbc(root, "BuyerReference", plan.buyer.buyer_reference)
+    period(root, "InvoicePeriod", plan.period_start, plan.period_end)
     if plan.po_number:  # an invoice made without a PO names none (BuyerReference routes it)
-        _cbc(_cac(root, "OrderReference"), "ID", plan.po_number)
-    _supplier(root, supplier)
-    _customer(root, plan)
+        cbc(cac(root, "OrderReference"), "ID", plan.po_number)
+    supplier_party(root, supplier)
+    customer_party(root, plan)
     if plan.ship_to is not None:
-        _delivery(root, plan.ship_to)
-    _payment_means(root, plan, supplier)
+        delivery(root, plan.ship_to)
+    payment_means(root, plan, supplier)
     if plan.payment_terms is not None:
         _payment_terms(root, plan.payment_terms, plan.due_date)
     _tax_total(root, plan)
-    totals = _cac(root, "LegalMonetaryTotal")
-    _amount(totals, "LineExtensionAmount", plan.net_total)
-    _amount(totals, "TaxExclusiveAmount", plan.net_total)
-    _amount(totals, "TaxInclusiveAmount", plan.total)
-    _amount(totals, "PayableAmount", plan.total)
+    totals = cac(root, "LegalMonetaryTotal")
+    amount(totals, "LineExtensionAmount", plan.net_total)
+    amount(totals, "TaxExclusiveAmount", plan.net_total)
+    amount(totals, "TaxInclusiveAmount", plan.total)
+    amount(totals, "PayableAmount", plan.total)
     for line in plan.lines:
         if line.tax is not None:  # every line has it: is_taxed above
             _line(root, line, line.tax)

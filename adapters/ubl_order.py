@@ -19,6 +19,9 @@ The buyer is the `cac:BuyerCustomerParty` endpoint ID (else its party identifica
 identity is buyer + order number, as for cXML. A bad field is an InputProblem naming the document,
 the `OrderLine N`, the field and the value, and no PO is made (half an order invoices the wrong
 thing). Parsing goes through `adapters.safe_xml` (no DTD, no entities, no network).
+
+This module knows the three documents, their identity and the revisions they make; the order's
+content (parties, lines, terms) is read by `adapters.ubl_order_content`.
 """
 
 from __future__ import annotations
@@ -27,28 +30,17 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Context, Inexact
 from hashlib import sha256
 
 from lxml import etree
-from pydantic import ValidationError
 
-# The cXML mapper's typed-field reader (problems named by location, field and value) is shared
-# rather than copied; it moves with the other shared adapter pieces.
-from adapters.cxml_order import _Fields as FieldReader
-from adapters.cxml_order import document_text
+from adapters.cxml_envelope import document_text
 from adapters.safe_xml import parse_xml
-from connector.currency import is_known_currency
+from adapters.ubl_order_content import NS, party_id, read_purchase_order, ubl_text
+from adapters.xml_fields import FieldReader
 from connector.errors import InputError, InputProblem
-from connector.model import Address, Money, PaymentTerms, POLine, POStatus, PurchaseOrder
+from connector.model import POStatus, PurchaseOrder
 from connector.ports import SourceBatch, SourceRecord
-from mappings.csv_mapping import parse_payment_terms
-
-CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
-_NS = {"cbc": CBC, "cac": CAC}
-_EXACT = Context(prec=28, traps=[Inexact])
-_CANCELLED_LINE_CODES = frozenset({"4", "cancelled", "deleted"})
 
 
 class UblOrderKind(enum.StrEnum):
@@ -93,7 +85,7 @@ def ubl_envelope(root: etree._Element) -> tuple[UblOrderKind, str, str] | None:
     kind = ubl_kind(root)
     if kind is None:
         return None
-    return kind, _text(root, "cbc:ID"), _party_id(root.find("cac:BuyerCustomerParty/cac:Party", _NS))
+    return kind, ubl_text(root, "cbc:ID"), party_id(root.find("cac:BuyerCustomerParty/cac:Party", NS))
 
 
 def ubl_kind(root: etree._Element) -> UblOrderKind | None:
@@ -177,22 +169,22 @@ def read_ubl_order(
             )
         )
     fields = FieldReader(source, document)
-    document_id = _text(root, "cbc:ID")
+    document_id = ubl_text(root, "cbc:ID")
     if not document_id:
         fields.problem("", "cbc:ID", "", "is required")
     if kind is UblOrderKind.ORDER:
         order_id = document_id
     else:
-        order_id = _text(root, "cac:OrderReference/cbc:ID")
+        order_id = ubl_text(root, "cac:OrderReference/cbc:ID")
         if not order_id:
             fields.problem(
                 "", "cac:OrderReference/cbc:ID", "", "is required: the order this document changes"
             )
-    buyer = buyer_id or _party_id(root.find("cac:BuyerCustomerParty/cac:Party", _NS))
+    buyer = buyer_id or party_id(root.find("cac:BuyerCustomerParty/cac:Party", NS))
     if not buyer:
         fields.problem("", "cac:BuyerCustomerParty/cac:Party/cbc:EndpointID", "", "is required")
     external_id = f"{buyer}/{order_id}" if buyer else order_id
-    issued = fields.date("", "cbc:IssueDate", _text(root, "cbc:IssueDate"), required=True)
+    issued = fields.date("", "cbc:IssueDate", ubl_text(root, "cbc:IssueDate"), required=True)
     updated_at = _issued_at(fields, root, issued)
 
     def done(po: PurchaseOrder | None) -> UblOrderDoc:
@@ -209,7 +201,7 @@ def read_ubl_order(
                 "", "cac:OrderReference/cbc:ID", order_id, "cancels an order this source has not read"
             )
             return done(None)
-        note = _text(root, "cbc:CancellationNote")
+        note = ubl_text(root, "cbc:CancellationNote")
         return done(
             prior.model_copy(
                 update={
@@ -225,14 +217,16 @@ def read_ubl_order(
         )
     revision, source_version = 1, ""
     if kind is UblOrderKind.ORDER_CHANGE:
-        sequence = fields.integer("", "cbc:SequenceNumberID", _text(root, "cbc:SequenceNumberID"), minimum=1)
+        sequence = fields.integer(
+            "", "cbc:SequenceNumberID", ubl_text(root, "cbc:SequenceNumberID"), minimum=1
+        )
         revision = sequence + 1 if sequence is not None else 2
         source_version = str(sequence) if sequence is not None else ""
     return done(
-        _purchase_order(
+        read_purchase_order(
             fields,
             root,
-            kind=kind,
+            kind=kind.value,
             order_id=order_id,
             external_id=external_id,
             buyer_id=buyer,
@@ -246,202 +240,10 @@ def read_ubl_order(
     )
 
 
-def _purchase_order(
-    fields: FieldReader,
-    root: etree._Element,
-    *,
-    kind: UblOrderKind,
-    order_id: str,
-    external_id: str,
-    buyer_id: str,
-    revision: int,
-    source_version: str,
-    tenant: str,
-    issued: date | None,
-    updated_at: datetime | None,
-    raw_sha256: str,
-) -> PurchaseOrder | None:
-    currency = fields.currency("", "cbc:DocumentCurrencyCode", _text(root, "cbc:DocumentCurrencyCode"))
-    extrinsics = {
-        name: value
-        for name, path in (
-            ("CustomerReference", "cbc:CustomerReference"),
-            ("AccountingCost", "cbc:AccountingCost"),
-            ("QuotationReference", "cac:QuotationDocumentReference/cbc:ID"),
-            ("ContractReference", "cac:Contract/cbc:ID"),
-        )
-        if (value := _text(root, path))
-    }
-    lines: list[POLine] = []
-    for position, line in enumerate(root.iterfind("cac:OrderLine", _NS), start=1):
-        item = line.find("cac:LineItem", _NS)
-        if item is None:
-            fields.problem(f"OrderLine #{position}", "cac:LineItem", "", "is required")
-            continue
-        if _text(item, "cbc:LineStatusCode").casefold() in _CANCELLED_LINE_CODES:
-            continue
-        if (po_line := _line(fields, item, position, currency)) is not None:
-            lines.append(po_line)
-    if not lines and not fields.problems:
-        fields.problem("", "cac:OrderLine", "", f"an {kind} needs at least one line")
-    period = "cac:Delivery/cac:RequestedDeliveryPeriod"
-    term_start = fields.date("", f"{period}/cbc:StartDate", _text(root, f"{period}/cbc:StartDate"))
-    term_end = fields.date("", f"{period}/cbc:EndDate", _text(root, f"{period}/cbc:EndDate"))
-    starts = [line.service_start for line in lines if line.service_start]
-    ends = [line.service_end for line in lines if line.service_end]
-    buyer_party = root.find("cac:BuyerCustomerParty/cac:Party", _NS)
-    billing_party = root.find("cac:AccountingCustomerParty/cac:Party", _NS)
-    values = {
-        "tenant": tenant,
-        "source": fields.source,
-        "external_id": external_id,
-        "po_number": order_id,
-        "revision": revision,
-        "source_version": source_version,
-        "status": POStatus.OPEN,
-        "source_status": kind.value,
-        "buyer_id": buyer_id,
-        "buyer_name": _party_name(buyer_party),
-        "bill_to": _address(fields, billing_party if billing_party is not None else buyer_party, "BillTo"),
-        "ship_to": _address(
-            fields, root.find("cac:Delivery/cac:DeliveryLocation", _NS), "ShipTo", "cac:Address"
-        ),
-        "currency": currency,
-        "payment_terms": _payment_terms(root, extrinsics),
-        "term_start": term_start or (min(starts) if starts else None),
-        "term_end": term_end or (max(ends) if ends else None),
-        "issued_on": issued,
-        "lines": tuple(lines),
-        "comments": "\n".join(_text(note) for note in root.iterfind("cbc:Note", _NS) if _text(note)),
-        "source_updated_at": updated_at,
-        "raw_sha256": raw_sha256,
-        "extrinsics": extrinsics,
-    }
-    return fields.purchase_order(values, whole=kind.value)
-
-
-def _line(fields: FieldReader, item: etree._Element, position: int, currency: str) -> POLine | None:
-    number_text = _text(item, "cbc:ID")
-    line_no = fields.integer(f"OrderLine #{position}", "cac:LineItem/cbc:ID", number_text, minimum=1)
-    where = f"OrderLine {number_text or f'#{position}'}"
-    before = len(fields.problems)
-    quantity_element = item.find("cbc:Quantity", _NS)
-    quantity = fields.decimal(where, "cbc:Quantity", _text(quantity_element), required=True, positive=True)
-    unit = (quantity_element.get("unitCode", "") if quantity_element is not None else "").strip() or "EA"
-    sku = _text(item, "cac:Item/cac:SellersItemIdentification/cbc:ID") or _text(
-        item, "cac:Item/cac:StandardItemIdentification/cbc:ID"
-    )
-    if not sku:
-        fields.problem(where, "cac:Item/cac:SellersItemIdentification/cbc:ID", "", "is required")
-    price_element = item.find("cac:Price/cbc:PriceAmount", _NS)
-    price = fields.decimal(where, "cac:Price/cbc:PriceAmount", _text(price_element), required=True)
-    price_currency = price_element.get("currencyID", "") if price_element is not None else ""
-    # A bad order currency is reported once, not again on every line.
-    if price_element is not None and is_known_currency(currency) and price_currency != currency:
-        fields.problem(
-            where,
-            "cac:Price/cbc:PriceAmount@currencyID",
-            price_currency,
-            f"differs from the order currency {currency!r}",
-        )
-    base = fields.decimal(
-        where, "cac:Price/cbc:BaseQuantity", _text(item, "cac:Price/cbc:BaseQuantity"), positive=True
-    )
-    if price is not None and base is not None and base != 1:
-        try:
-            price = _EXACT.divide(price, base)
-        except Inexact:  # a price per base quantity that is no exact unit price
-            fields.problem(
-                where, "cac:Price/cbc:BaseQuantity", str(base), f"{price} per {base} is no exact unit price"
-            )
-            price = None
-    period = "cac:Delivery/cac:RequestedDeliveryPeriod"
-    start = fields.date(where, f"{period}/cbc:StartDate", _text(item, f"{period}/cbc:StartDate"))
-    end = fields.date(where, f"{period}/cbc:EndDate", _text(item, f"{period}/cbc:EndDate"))
-    if len(fields.problems) > before or line_no is None or quantity is None or price is None:
-        return None
-    if not is_known_currency(currency):
-        return None  # reported once for the order
-    try:
-        return POLine(
-            line_no=line_no,
-            sku=sku,
-            description=" ".join(
-                (_text(item, "cac:Item/cbc:Name") or _text(item, "cac:Item/cbc:Description")).split()
-            ),
-            quantity=quantity,
-            unit_price=Money(amount=price, currency=currency),
-            unit_of_measure=unit,
-            supplier_part_aux_id=_text(item, "cac:Item/cac:BuyersItemIdentification/cbc:ID"),
-            service_start=start,
-            service_end=end,
-        )
-    except ValidationError as exc:
-        for error in exc.errors():
-            fields.problem(
-                where, ".".join(str(p) for p in error["loc"]), str(error.get("input", ""))[:200], error["msg"]
-            )
-        return None
-
-
 def _issued_at(fields: FieldReader, root: etree._Element, issued: date | None) -> datetime | None:
     """IssueDate + IssueTime as UTC, when the time carries its offset (else unknown, not guessed)."""
-    time_text = _text(root, "cbc:IssueTime")
+    time_text = ubl_text(root, "cbc:IssueTime")
     if issued is None or not time_text:
         return None
     moment = fields.timestamp("", "cbc:IssueTime", f"{issued.isoformat()}T{time_text}")
     return moment.astimezone(UTC) if moment is not None else None
-
-
-def _payment_terms(root: etree._Element, extrinsics: dict[str, str]) -> PaymentTerms | None:
-    note = _text(root, "cac:PaymentTerms/cbc:Note")
-    if not note:
-        return None
-    try:
-        return parse_payment_terms(note)
-    except ValueError:  # free text ("within a month of delivery") is kept, not refused
-        extrinsics["PaymentTerms"] = note
-        return None
-
-
-def _party_id(party: etree._Element | None) -> str:
-    if party is None:
-        return ""
-    return _text(party, "cbc:EndpointID") or _text(party, "cac:PartyIdentification/cbc:ID")
-
-
-def _party_name(party: etree._Element | None) -> str:
-    if party is None:
-        return ""
-    return _text(party, "cac:PartyLegalEntity/cbc:RegistrationName") or _text(party, "cac:PartyName/cbc:Name")
-
-
-def _address(
-    fields: FieldReader, holder: etree._Element | None, role: str, path: str = "cac:PostalAddress"
-) -> Address | None:
-    postal = holder.find(path, _NS) if holder is not None else None
-    if holder is None or postal is None:
-        return None
-    country = _text(postal, "cac:Country/cbc:IdentificationCode").upper()
-    if country and (len(country) != 2 or not country.isalpha() or not country.isascii()):
-        fields.problem(
-            "", f"{role} cac:Country/cbc:IdentificationCode", country, "not an ISO 3166-1 alpha-2 code"
-        )
-    lines = [_text(postal, "cbc:StreetName"), _text(postal, "cbc:AdditionalStreetName")]
-    lines += [_text(line, "cbc:Line") for line in postal.iterfind("cac:AddressLine", _NS)]
-    return Address(
-        name=_party_name(holder) or _text(holder, "cbc:Name"),
-        lines=tuple(line for line in lines if line),
-        city=_text(postal, "cbc:CityName"),
-        region=_text(postal, "cbc:CountrySubentity"),
-        postal_code=_text(postal, "cbc:PostalZone"),
-        country=country,
-        email=_text(holder, "cac:Contact/cbc:ElectronicMail"),
-    )
-
-
-def _text(element: etree._Element | None, path: str = "") -> str:
-    if element is None:
-        return ""
-    found = element.find(path, _NS) if path else element
-    return (found.text or "").strip() if found is not None else ""

@@ -13,12 +13,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from connector.model import InvoicePlan, Money
 from connector.tax import TaxCodeMap, TaxProblem
 from connector.tax import line_tax_amounts as shared_line_tax_amounts
+from connector.values import answer_money
 
 MAX_INVOICE_NUMBER = 255  # Xero's InvoiceNumber and Reference field length
 MAX_DESCRIPTION = 4000
@@ -193,24 +194,14 @@ def element_total(element: Mapping[str, Any]) -> Money | None:
     """The Total Xero computed for an invoice element, as exact Money, if present."""
     total = element.get("Total")
     currency = element.get("CurrencyCode")
-    if total is None or not isinstance(currency, str) or isinstance(total, bool):
-        return None
-    try:
-        return Money(amount=Decimal(str(total)), currency=currency)
-    except (InvalidOperation, ValueError):
-        return None
+    return answer_money(total, currency) if isinstance(currency, str) else None
 
 
 def element_tax(element: Mapping[str, Any]) -> Money | None:
     """The TotalTax Xero computed for an invoice element, as exact Money, if present."""
     tax = element.get("TotalTax")
     currency = element.get("CurrencyCode")
-    if tax is None or not isinstance(currency, str) or isinstance(tax, bool | float):
-        return None
-    try:
-        return Money(amount=Decimal(str(tax)), currency=currency)
-    except (InvalidOperation, ValueError):
-        return None
+    return answer_money(tax, currency) if isinstance(currency, str) else None
 
 
 def _own_messages(element: Any) -> list[str]:

@@ -1,8 +1,8 @@
 """The report as one self-contained HTML page for a finance lead: inline CSS and SVG, no scripts.
 
 Sections, in order: Action needed, Invoiced totals (per currency), PO balances, PO policy per
-customer, Statuses, and every billing period and PO. Everything shown is HTML-escaped; dates, PO numbers and amounts
-never wrap mid-value.
+customer, Statuses, and every billing period and PO. Everything shown is HTML-escaped; dates,
+PO numbers and amounts never wrap mid-value.
 """
 
 from __future__ import annotations

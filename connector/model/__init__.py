@@ -1,0 +1,42 @@
+"""The canonical model every adapter maps into: purchase orders, billing periods, matches, plans.
+
+All models are frozen pydantic v2 models. Money is always `Decimal` plus an ISO 4217 code;
+datetimes are timezone-aware UTC. One module a concept, every public name importable from here:
+
+- `base`: the frozen base model, currency codes, UTC datetimes, `Money`, `utcnow`;
+- `parties`: `Address`, `Party` (buyer or seller on an invoice), `PaymentTerms`;
+- `orders`: `PurchaseOrder`, its `POLine`s and `POStatus`;
+- `billing`: `BillingPeriod` and its `BillingLine`s;
+- `matching`: `MatchResult`, `MatchStatus` and the `Reason`s of an outcome;
+- `invoices`: `InvoicePlan`, its `InvoiceLine`s, and the `RemoteRef` a sink reports.
+"""
+
+from connector.model.base import CurrencyCode, Frozen, Money, UtcDateTime, utcnow
+from connector.model.billing import BillingLine, BillingPeriod
+from connector.model.invoices import InvoiceLine, InvoicePlan, RemoteRef
+from connector.model.matching import MatchResult, MatchStatus, Reason
+from connector.model.orders import POLine, POStatus, PurchaseOrder, po_key
+from connector.model.parties import Address, Party, PaymentTerms
+
+__all__ = [
+    "Address",
+    "BillingLine",
+    "BillingPeriod",
+    "CurrencyCode",
+    "Frozen",
+    "InvoiceLine",
+    "InvoicePlan",
+    "MatchResult",
+    "MatchStatus",
+    "Money",
+    "POLine",
+    "POStatus",
+    "Party",
+    "PaymentTerms",
+    "PurchaseOrder",
+    "Reason",
+    "RemoteRef",
+    "UtcDateTime",
+    "po_key",
+    "utcnow",
+]
