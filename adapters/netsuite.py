@@ -27,7 +27,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -36,7 +36,6 @@ import requests
 from pydantic import Field, field_validator, model_validator
 
 from adapters.netsuite_tax import check_tax_codes, line_reference, tax_code_keys, tax_details
-from adapters.ubl import format_amount, format_price
 from connector.errors import (
     RejectedError,
     RemoteError,
@@ -44,11 +43,12 @@ from connector.errors import (
     UncertainError,
 )
 from connector.http import HttpClient, RetryPolicy
-from connector.model import InvoiceLine, InvoicePlan, Money, RemoteRef
+from connector.model import InvoiceLine, InvoicePlan, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
 from connector.tax import TaxCodeMap
+from connector.values import answer_money, format_amount, format_price, http_url
 
 INVOICE_PATH = "record/v1/invoice"
 SUITEQL_PATH = "query/v1/suiteql"
@@ -79,13 +79,7 @@ class NetSuiteConfig(AdapterConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(
-                "must be an http(s) URL such as "
-                f"https://1234.suitetalk.api.netsuite.com/services/rest, got {value!r}"
-            )
-        return value.rstrip("/")
+        return http_url(value, example="https://1234.suitetalk.api.netsuite.com/services/rest")
 
     @field_validator("tax_codes")
     @classmethod
@@ -167,15 +161,6 @@ def _read_json(response: requests.Response) -> Any:
     return json.loads(response.text, parse_float=Decimal)
 
 
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
 class NetSuiteSink:
     """Upserts each plan as a NetSuite invoice keyed by external id = our invoice number."""
 
@@ -228,11 +213,10 @@ class NetSuiteSink:
                 plan = by_number.get(str(row.get("externalid", "")))
                 if plan is None:
                     continue
-                total = _decimal(row.get("foreigntotal"))
                 found[plan.idempotency_key] = RemoteRef(
                     remote_id=str(row.get("id", "")),
                     invoice_number=plan.invoice_number,
-                    total=Money(amount=total, currency=plan.currency) if total is not None else None,
+                    total=answer_money(row.get("foreigntotal"), plan.currency),
                     already_existed=True,
                 )
         return found
@@ -289,8 +273,8 @@ class NetSuiteSink:
         try:
             response = self.client.request("GET", f"{INVOICE_PATH}/eid:{plan.invoice_number}")
             record = _read_json(response)
-            total = _decimal(record.get("total"))
-            tax = _decimal(record.get("taxTotal"))
+            total = answer_money(record.get("total"), plan.currency)
+            tax = answer_money(record.get("taxTotal"), plan.currency)
         except (RemoteError, ValueError, AttributeError) as exc:
             # The upsert was acknowledged; only the confirmation is missing.
             raise UncertainError(
@@ -300,8 +284,8 @@ class NetSuiteSink:
         return RemoteRef(
             remote_id=remote_id,
             invoice_number=plan.invoice_number,
-            total=Money(amount=total, currency=plan.currency) if total is not None else None,
-            tax=Money(amount=tax, currency=plan.currency) if tax is not None and plan.is_taxed else None,
+            total=total,
+            tax=tax if plan.is_taxed else None,
         )
 
     def invoice_body(self, plan: InvoicePlan) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from connector.errors import ConfigError, RejectedError
 from connector.http import HttpClient
 from connector.model import InvoiceLine, InvoicePlan
 from connector.tax import TaxCodeMap, TaxProblem, line_tax_amounts
+from connector.values import tax_table_key
 
 TAX_CODE_PATH = "record/v1/salesTaxItem"
 
@@ -34,10 +35,7 @@ def tax_code_keys(codes: Mapping[str, str]) -> dict[str, str]:
     """Checks a `tax_codes` table (key -> internal id); raises ValueError naming the entry."""
     checked: dict[str, str] = {}
     for key, code in codes.items():
-        try:
-            normal = TaxCodeMap.normalise_key(key)
-        except ValueError as exc:
-            raise ValueError(f"tax_codes[{key!r}] = {code!r}: {exc}") from None
+        normal = tax_table_key("tax_codes", key, code)
         if not code.strip().isdigit():
             raise ValueError(
                 f"tax_codes[{key!r}] = {code!r}: a NetSuite tax code is the internal id of a "
