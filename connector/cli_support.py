@@ -210,12 +210,12 @@ def quarantine_group() -> None:
 @pass_options
 def quarantine_list(options: Options, status: str) -> None:
     """Quarantined records with where they came from and why."""
-    from state import ingest
+    from state import quarantine_store
 
     with handled():
         app = load(options)
         with app.connect() as conn:
-            rows = ingest.list_quarantine(conn, app.tenant, None if status == "all" else status)
+            rows = quarantine_store.list_quarantine(conn, app.tenant, None if status == "all" else status)
     for row in rows:
         if options.json_output:
             click.echo(json.dumps({k: _jsonable(v) for k, v in row.items()}))
@@ -243,22 +243,24 @@ def _chosen_ids(app_rows: list[dict[str, Any]], ids: tuple[int, ...], every: boo
 def quarantine_retry(options: Options, ids: tuple[int, ...], every: bool) -> None:
     """Process the inputs of these records again (after fixing a mapping, a map or the file)."""
     from connector import jobs
-    from state import ingest
+    from state import ingest, quarantine_store
 
     with handled():
         app = load(options)
         with app.connect() as conn:
-            rows = ingest.list_quarantine(conn, app.tenant, "open")
+            rows = quarantine_store.list_quarantine(conn, app.tenant, "open")
         chosen = _chosen_ids(rows, ids, every)
         with app.engine.begin() as conn:
-            taken = ingest.set_quarantine_status(conn, app.tenant, chosen, "retried")
+            taken = quarantine_store.set_quarantine_status(conn, app.tenant, chosen, "retried")
             for row in taken:
                 if row["input_key"]:
                     ingest.forget_processed(conn, app.tenant, row["source"], row["input_key"])
         sources = sorted({row["source"] for row in taken} & set(app.sources))
         data = jobs.pull(app, sources) if sources else jobs.pull(app)
         with app.connect() as conn:
-            still = [r for r in ingest.list_quarantine(conn, app.tenant, "open") if r["id"] in chosen]
+            still = [
+                r for r in quarantine_store.list_quarantine(conn, app.tenant, "open") if r["id"] in chosen
+            ]
     data["retried"] = len(chosen)
     data["still_quarantined"] = len(still)
     emit(options, data, human_summary)
@@ -272,16 +274,16 @@ def quarantine_retry(options: Options, ids: tuple[int, ...], every: bool) -> Non
 @pass_options
 def quarantine_discard(options: Options, ids: tuple[int, ...], every: bool, yes: bool) -> None:
     """Mark records as handled by a person; they are not reported again."""
-    from state import ingest
+    from state import quarantine_store
 
     with handled():
         app = load(options)
         with app.connect() as conn:
-            rows = ingest.list_quarantine(conn, app.tenant, "open")
+            rows = quarantine_store.list_quarantine(conn, app.tenant, "open")
         chosen = _chosen_ids(rows, ids, every)
         confirm(f"Discard {len(chosen)} quarantined record(s)?", yes)
         with app.engine.begin() as conn:
-            ingest.set_quarantine_status(conn, app.tenant, chosen, "discarded")
+            quarantine_store.set_quarantine_status(conn, app.tenant, chosen, "discarded")
     click.echo(f"discarded {len(chosen)}")
 
 

@@ -17,7 +17,7 @@ from connector.model import PurchaseOrder
 from connector.ports import BillingSource, POSource, PullContext, SourceBatch, SourceRecord
 from connector.progress import progress
 from connector.runtime import Connector, RunContext
-from state import ingest, po_changes
+from state import billing_store, ingest, po_changes, quarantine_store
 
 log = logging.getLogger("po_connector.intake")
 
@@ -49,7 +49,7 @@ def commit_source_batch(
             _store(conn, app, run, record, force=force)
         run.add(
             "quarantined",
-            ingest.quarantine_problems(
+            quarantine_store.quarantine_problems(
                 conn, app.tenant, source, batch.rejections, now, run.run_id, batch.input_key
             ),
         )
@@ -135,12 +135,12 @@ def _pull_billing_one(app: Connector, run: RunContext, name: str, source: Billin
                     else period.model_copy(update={"tenant": app.tenant})
                     for period in batch.records
                 ]
-                ingest.store_billing_periods(conn, periods, run.started_at)
+                billing_store.store_billing_periods(conn, periods, run.started_at)
                 if periods:
                     run.add("billing_fetched", len(periods))
                 run.add(
                     "quarantined",
-                    ingest.quarantine_problems(
+                    quarantine_store.quarantine_problems(
                         conn, app.tenant, name, batch.rejections, run.started_at, run.run_id
                     ),
                 )

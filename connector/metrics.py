@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from sqlalchemy import Connection
 
 from connector.model import MatchStatus, utcnow
-from state import ingest, outbox, outbox_queries, results, runs
+from state import outbox, outbox_queries, quarantine_store, results, runs
 
 PREFIX = "po_connector"
 SUCCESS = "ok"  # the status of a run that finished with exit code 0
@@ -108,7 +108,7 @@ class TenantMetrics:
             self.oldest_unsent_age.labels(tenant, sink).set(age)
             if since is not None:  # grows between runs too: `time() - it` is the age at any moment
                 self.oldest_unsent_time.labels(tenant, sink).set(since.timestamp())
-        quarantine = ingest.count_quarantine(conn, tenant)
+        quarantine = quarantine_store.count_quarantine(conn, tenant)
         for source in dict.fromkeys([*sources, *quarantine]):
             self.quarantined.labels(tenant, source).set(quarantine.get(source, 0))
         return self

@@ -18,7 +18,7 @@ from connector.model import MatchStatus
 from connector.report_html import render_html
 from connector.runtime import Connector
 from connector.status import flag_text, flag_view
-from state import ingest, outbox, outbox_queries, results
+from state import ingest, outbox, outbox_queries, quarantine_store, results
 
 COLUMNS = (
     "status",
@@ -47,7 +47,7 @@ def build_report(app: Connector) -> dict[str, Any]:
         invoices = outbox_queries.list_rows(conn, app.tenant)
         pos = ingest.load_pos(conn, app.tenant)
         drawn = outbox_queries.consumption(conn, app.tenant)
-        quarantined = ingest.list_quarantine(conn, app.tenant)
+        quarantined = quarantine_store.list_quarantine(conn, app.tenant)
     consumed: dict[str, Decimal] = {}
     seen: set[tuple[str, str]] = set()
     for draw in drawn:  # one draw per (PO, period), however many sinks the invoice goes to

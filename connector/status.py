@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from connector.runtime import Connector
-from state import ingest, outbox, outbox_queries, results, runs
+from state import ingest, outbox, outbox_queries, quarantine_store, results, runs
 
 
 def collect_status(app: Connector) -> dict[str, Any]:
     """Cursors, last runs, outbox counts per state, quarantine, dead letters, flags, warnings."""
     with app.connect() as conn:
         cursors = {(c["source"], c["stream"]): c for c in ingest.list_cursors(conn, app.tenant)}
-        quarantine = ingest.count_quarantine(conn, app.tenant)
+        quarantine = quarantine_store.count_quarantine(conn, app.tenant)
         outbox_counts = outbox_queries.count_by_state(conn, app.tenant)
         dead = outbox_queries.list_rows(conn, app.tenant, state=outbox.DEAD)
         flagged = outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=False)

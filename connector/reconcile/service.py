@@ -32,7 +32,7 @@ from connector.reconcile import (
 )
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
-from state import ingest, outbox, outbox_queries, results
+from state import billing_store, ingest, outbox, outbox_queries, results
 
 log = logging.getLogger("po_connector.reconcile")
 
@@ -76,7 +76,7 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
     now = run.started_at
     with app.engine.begin() as conn:
         pos = ingest.load_pos(conn, app.tenant)
-        periods = ingest.load_billing_periods(conn, app.tenant)
+        periods = billing_store.load_billing_periods(conn, app.tenant)
         sent = outbox_queries.sent_rows(conn, app.tenant)
         locked = {row["billing_key"] for row in sent}
         open_periods = [p for p in periods if p.key not in locked]

@@ -23,7 +23,7 @@ from connector.config import load_config
 from connector.errors import AuthenticationError, ConfigError, RetryableError
 from connector.ports import AdapterContext, PullContext, SourceBatch
 from connector.runtime import Connector
-from state import ingest
+from state import ingest, quarantine_store
 from state.tables import po_records, po_revisions, processed_inputs
 from tests.support.cli import run_cli
 from tests.support.dovecot import DovecotServer, dovecot, free_port  # noqa: F401  (dovecot: the fixture)
@@ -278,7 +278,7 @@ def test_a_bad_row_is_quarantined_and_the_good_pos_of_the_message_kept(
     assert (summary["pos_fetched"], summary["quarantined"], summary["exit_code"]) == (2, 1, 0)
     assert sorted(stored(state)) == ["G-1", "G-3"]
     with state() as conn:
-        [problem] = ingest.list_quarantine(conn, "default")
+        [problem] = quarantine_store.list_quarantine(conn, "default")
     assert (problem["location"], problem["field"], problem["value"]) == ("row 3", "Quantity", "ten")
     assert problem["document"].endswith(f"/{mailbox};UID=1#mixed.csv")
     assert dovecot.search(mailbox, "UNSEEN") == []
@@ -296,7 +296,7 @@ def test_a_message_without_an_order_attachment_is_quarantined_once_and_marked_do
     config = write_config(tmp_path, imap_block(dovecot, mailbox))
     assert pull(config)["quarantined"] == 1
     with state() as conn:
-        [problem] = ingest.list_quarantine(conn, "default")
+        [problem] = quarantine_store.list_quarantine(conn, "default")
     assert problem["reason"] == "no CSV or cXML attachment"
     assert dovecot.search(mailbox, "UNSEEN") == []
 

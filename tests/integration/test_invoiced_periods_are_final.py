@@ -13,7 +13,7 @@ from connector.config import load_config
 from connector.model import BillingLine, BillingPeriod, Money, POLine, POStatus, PurchaseOrder
 from connector.runtime import Connector
 from connector.tax import LineTax, TaxCategory, TaxScheme
-from state import ingest, outbox_queries
+from state import billing_store, ingest, outbox_queries
 from tests.support.cli import copy_example
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -78,7 +78,7 @@ def store(app: Connector, *items: PurchaseOrder | BillingPeriod) -> None:
             if isinstance(item, PurchaseOrder):
                 ingest.store_po(conn, item, "{}", "test", NOW, None)
             else:
-                ingest.store_billing_period(conn, item, NOW)
+                billing_store.store_billing_period(conn, item, NOW)
 
 
 def invoice_files(app: Connector) -> list[Path]:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from connector.errors import InputProblem, RejectedError
 from connector.model import BillingPeriod, Money, POStatus, RemoteRef
-from state import ingest, outbox, outbox_queries, runs
+from state import billing_store, ingest, outbox, outbox_queries, quarantine_store, runs
 from state.db import current_revision, ensure_schema, head_revision, make_engine
 from state.tables import invoice_outbox, po_records, po_revisions
 from tests.support.factories import make_plan, make_po
@@ -149,9 +149,9 @@ def test_an_older_message_does_not_overwrite_a_newer_revision(engine: Engine) ->
 def test_same_quarantine_problem_is_stored_once(engine: Engine) -> None:
     problem = InputProblem("billing", "billing.csv", "row 3", "quantity", "x", "not a number")
     with engine.begin() as conn:
-        assert ingest.quarantine_problems(conn, "default", "billing", [problem], NOW, None) == 1
-        assert ingest.quarantine_problems(conn, "default", "billing", [problem], NOW, None) == 0
-        assert ingest.count_quarantine(conn, "default") == {"billing": 1}
+        assert quarantine_store.quarantine_problems(conn, "default", "billing", [problem], NOW, None) == 1
+        assert quarantine_store.quarantine_problems(conn, "default", "billing", [problem], NOW, None) == 0
+        assert quarantine_store.count_quarantine(conn, "default") == {"billing": 1}
 
 
 def test_plan_is_stored_once_per_idempotency_key(engine: Engine) -> None:
@@ -282,15 +282,15 @@ def test_billing_periods_are_stored_in_batches_with_each_outcome(engine: Engine)
     first = [period(f"SUB-{n}", "1") for n in range(1200)]  # more than one IN list's worth
     t1 = datetime(2026, 11, 1, tzinfo=UTC)
     with engine.begin() as conn:
-        assert set(ingest.store_billing_periods(conn, first, t1)) == {"new"}
+        assert set(billing_store.store_billing_periods(conn, first, t1)) == {"new"}
     second = [period("SUB-0", "2"), period("SUB-1", "1"), period("SUB-NEW", "1"), period("SUB-NEW", "3")]
     t2 = t1 + timedelta(days=1)
     with engine.begin() as conn:
-        outcomes = ingest.store_billing_periods(conn, second, t2)
+        outcomes = billing_store.store_billing_periods(conn, second, t2)
     assert outcomes == ["changed", "unchanged", "new", "changed"]
     with engine.connect() as conn:
         rows = {row.billing_key.split("/")[2]: row for row in conn.execute(select(billing_records)).all()}
-        stored = {p.subscription_id: p for p in ingest.load_billing_periods(conn, "default")}
+        stored = {p.subscription_id: p for p in billing_store.load_billing_periods(conn, "default")}
     assert len(rows) == 1201
     assert stored["SUB-0"].lines[0].quantity == 2 and stored["SUB-NEW"].lines[0].quantity == 3
     assert rows["SUB-1"].last_seen_at == t2 and rows["SUB-2"].last_seen_at == t1

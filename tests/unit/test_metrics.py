@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from connector.errors import InputProblem, RejectedError
 from connector.metrics import TenantMetrics, write_textfile
 from connector.model import MatchResult, MatchStatus
-from state import ingest, outbox, results, runs
+from state import outbox, quarantine_store, results, runs
 from state.db import open_state
 from tests.support.factories import make_plan
 
@@ -89,7 +89,7 @@ def fill_state(engine: Engine) -> None:
         outbox.upsert_plan(conn, make_plan(1, sink="books"), NOW - timedelta(hours=2))
         outbox.upsert_plan(conn, make_plan(2, sink="books"), NOW - timedelta(minutes=30))
         problem = InputProblem("inbox", "po.eml", "row 4", "Quantity", "ten", "not a number")
-        ingest.quarantine_problems(conn, "default", "inbox", [problem], NOW, None)
+        quarantine_store.quarantine_problems(conn, "default", "inbox", [problem], NOW, None)
 
 
 def test_metrics_are_read_from_the_state_and_written_in_prometheus_text_format(
