@@ -11,13 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.email_csv import (
-    EmailCsvConfig,
-    EmailCsvSource,
-    buyer_for,
-    parse_csv_file,
-    parse_message_file,
-)
+from adapters.email_csv import EmailCsvConfig, EmailCsvSource
+from adapters.email_csv_parsing import buyer_for, parse_csv_file, parse_message_file
 from connector.errors import ConfigError
 from connector.model import PaymentTerms
 from connector.ports import AdapterContext, POSource, PullContext, SourceBatch
@@ -402,7 +397,7 @@ def test_a_from_header_in_broken_group_syntax_is_quarantined_naming_it_and_the_n
 def test_a_message_read_whole_is_skipped_next_time_without_parsing_it(
     inbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import adapters.email_csv as email_csv
+    import adapters.email_csv_parsing as email_csv
 
     source = make_source(inbox)
     first = pull(source, markers=True)

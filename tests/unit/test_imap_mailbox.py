@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from adapters.email_csv import EmailCsvConfig, message_batches
+from adapters.email_csv import EmailCsvConfig
+from adapters.email_csv_parsing import message_batches
 from adapters.imap_mailbox import ImapConfig, ImapMailbox, is_loopback, quote_mailbox
 from connector.errors import AuthenticationError, ConfigError, RetryableError
 from connector.ports import SourceBatch

@@ -24,7 +24,7 @@ from adapters.billing_csv import CsvBillingConfig, CsvBillingSource
 from adapters.coupa_mapping import CoupaMappingError, map_purchase_order
 from adapters.cxml_order import parse_order_request
 from adapters.cxml_receiver import make_app
-from adapters.email_csv import message_batches
+from adapters.email_csv_parsing import message_batches
 from adapters.stripe_fields import MappingOptions, StripeMappingError
 from adapters.stripe_mapping import map_invoice
 from adapters.stripe_tax import TaxRates
