@@ -1,17 +1,23 @@
-"""Engine creation, SQLite tuning and Alembic migrations for the state database."""
+"""Engine creation, SQLite tuning and Alembic migrations for the state database.
+
+Alembic is imported only to migrate: which revision the code ships and which one a database is
+at are read without it (the migration files' `revision` lines, the `alembic_version` table), so
+a verb that only reads the state (`status`, `report`) does not pay for loading it.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -145,6 +151,8 @@ def _tune_sqlite(engine: Engine) -> None:
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -152,22 +160,41 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     return config
 
 
+_REVISION = re.compile(r'^(down_revision|revision)\s*=\s*(?:"([^"]+)"|None)\s*$', re.M)
+
+
+@functools.cache
+def _shipped() -> dict[str, str | None]:
+    """revision -> down revision, read from the migration files."""
+    chain: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found = {match[1]: match[2] for match in _REVISION.finditer(path.read_text(encoding="utf-8"))}
+        if found.get("revision"):
+            chain[str(found["revision"])] = found.get("down_revision")
+    return chain
+
+
 def head_revision() -> str:
-    """The newest migration revision this code knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest migration revision this code knows (the one no other revision follows)."""
+    chain = _shipped()
+    heads = set(chain) - {down for down in chain.values() if down}
+    if len(heads) != 1:
+        raise RuntimeError(f"state/migrations has {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def known_revisions() -> set[str]:
     """Every migration revision this code ships."""
-    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return set(_shipped())
 
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+        return None if row is None else str(row[0])
 
 
 MIGRATION_LOCK_ID = 0x706F636F  # any constant shared by every po-connector process
@@ -182,6 +209,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
+        from alembic import command
+
         command.upgrade(alembic_config(connection), revision)
 
 

@@ -295,3 +295,17 @@ def test_billing_periods_are_stored_in_batches_with_each_outcome(engine: Engine)
     assert stored["SUB-0"].lines[0].quantity == 2 and stored["SUB-NEW"].lines[0].quantity == 3
     assert rows["SUB-1"].last_seen_at == t2 and rows["SUB-2"].last_seen_at == t1
     assert rows["SUB-0"].first_seen_at == t1 and rows["SUB-NEW"].first_seen_at == t2
+
+
+def test_revisions_read_without_alembic_agree_with_alembic(engine: Engine, tmp_path: Path) -> None:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from state.db import alembic_config, known_revisions
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == scripts.get_current_head()
+    assert known_revisions() == {script.revision for script in scripts.walk_revisions()}
+    with engine.connect() as conn:
+        assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision()
+    assert current_revision(make_engine(f"sqlite:///{tmp_path / 'empty.db'}")) is None

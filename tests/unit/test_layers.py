@@ -100,3 +100,20 @@ def test_the_command_line_loads_no_database_or_model_library_to_print_help() -> 
     probe = f"import sys, connector.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]", loaded
+
+
+def test_reading_the_state_of_a_migrated_database_loads_no_migration_library(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from state.db import open_state
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    open_state(url).dispose()  # migrated here; the probe only reads
+    probe = (
+        "import sys; from state.db import make_engine, current_revision, head_revision; "
+        f"engine = make_engine({url!r}); assert current_revision(engine) == head_revision(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded
