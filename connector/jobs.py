@@ -7,7 +7,7 @@ the summary the CLI prints with `--json`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from connector.errors import NotFoundError
@@ -18,7 +18,7 @@ from connector.preview import preview, rolled_back
 from connector.pushing import push_all
 from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector, RunContext
-from state import outbox, outbox_queries
+from state import outbox, outbox_queries, quarantine_store
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TEMPFAIL", "EXIT_USAGE", "finish", "sync"]
 
@@ -43,12 +43,14 @@ SUMMARY_KEYS = (
 def exit_code_for(run: RunContext) -> int:
     """2 when credentials or config were refused, 1 when anything failed or went dead.
 
-    Mismatches and quarantined input are reported, not failures. The other sources and sinks
+    Mismatches and quarantined input are reported, not failures (except input a person retried
+    that is still quarantined). The other sources and sinks
     still ran: one refused account does not stop the rest of the job.
     """
     if run.counts.get("config_errors") or run.counts.get("not_found"):
         return EXIT_USAGE
-    failed = sum(run.counts.get(k, 0) for k in ("dead", "invoices_failed", "sources_failed", "sinks_failed"))
+    failing = ("dead", "invoices_failed", "sources_failed", "sinks_failed", "still_quarantined")
+    failed = sum(run.counts.get(k, 0) for k in failing)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -89,13 +91,24 @@ def sync(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
         return finish(run)
 
 
-def pull(app: Connector, sources: Sequence[str] = ()) -> dict[str, Any]:
-    """Pull PO sources (all or the named ones) and billing sources."""
+def pull(app: Connector, sources: Sequence[str] = (), *, retried: Collection[int] = ()) -> dict[str, Any]:
+    """Pull PO sources (all or the named ones) and billing sources; with `retried` (quarantine
+    ids read again), the run fails (exit 1, recorded so) while any of them is still open."""
     app.validate_adapters()
     with app.run("pull") as run:
         pull_pos(app, run, sources or None)
         if not sources:
             pull_billing(app, run)
+        if retried:
+            with app.connect() as conn:
+                still = [
+                    r
+                    for r in quarantine_store.list_quarantine(conn, app.tenant, "open")
+                    if r["id"] in retried
+                ]
+            run.counts["still_quarantined"] = len(still)
+            if still:
+                run.errors.append(f"{len(still)} of {len(retried)} retried record(s) are still quarantined")
         return finish(run)
 
 

@@ -120,6 +120,12 @@ def test_quarantine_retry_reprocesses_records_after_the_mapping_is_fixed(example
     globex = [row for row in rows if "globex" in row["document"]]
     assert globex, rows  # Globex's German "Menge" column is unknown to the broken profile
 
+    ids = [str(r["id"]) for r in globex]
+    unfixed = run_cli("quarantine", "retry", "--config", str(example), "--json", *ids)
+    assert unfixed.code == 1 and unfixed.json()["still_quarantined"] == len(globex), unfixed.stdout
+    runs = json.loads(run_cli("runs", "list", "--config", str(example), "--json").stdout)
+    assert (runs[0]["command"], runs[0]["exit_code"]) == ("pull", 1)  # recorded as it exited
+
     mapping.write_text(profile, encoding="utf-8")
     retried = run_cli(
         "quarantine", "retry", "--config", str(example), "--json", *[str(r["id"]) for r in globex]
