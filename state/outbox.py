@@ -8,6 +8,10 @@
 
 A row is created in the same transaction as the match that justifies it, keyed by a UNIQUE
 idempotency key, so a re-run finds it instead of planning a second invoice.
+
+One module because it is one state machine: every transition above is a write here, each
+guarded by the state it leaves, and they are checked against each other when read together
+(what status and reports read of the outbox is in `state.outbox_queries`).
 """
 
 from __future__ import annotations
