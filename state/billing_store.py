@@ -93,34 +93,8 @@ def _store_chunk(conn: Connection, periods: list[BillingPeriod], now: datetime) 
 
 
 def store_billing_period(conn: Connection, period: BillingPeriod, now: datetime) -> str:
-    """Insert or update a billing period by key; returns 'new', 'changed' or 'unchanged'."""
-    digest = content_hash(period, ignore=frozenset())
-    existing = conn.execute(
-        select(billing_records.c.id, billing_records.c.content_hash).where(
-            billing_records.c.tenant == period.tenant, billing_records.c.billing_key == period.key
-        )
-    ).first()
-    values = {
-        "customer_ref": period.customer_ref,
-        "period_start": period.period_start,
-        "period_end": period.period_end,
-        "content_hash": digest,
-        "canonical_json": canonical_json(period),
-        "last_seen_at": now,
-    }
-    if existing is None:
-        conn.execute(
-            insert(billing_records).values(
-                tenant=period.tenant,
-                billing_source=period.billing_source,
-                billing_key=period.key,
-                first_seen_at=now,
-                **values,
-            )
-        )
-        return "new"
-    conn.execute(update(billing_records).where(billing_records.c.id == existing.id).values(**values))
-    return "unchanged" if existing.content_hash == digest else "changed"
+    """Insert or update one billing period by key; returns 'new', 'changed' or 'unchanged'."""
+    return store_billing_periods(conn, [period], now)[0]
 
 
 def load_billing_periods(conn: Connection, tenant: str) -> list[BillingPeriod]:
