@@ -214,7 +214,7 @@ class _Run:
         known = self._accepted
         accepted_lines = [known.get(billed.sku) or self.accepted(billed.sku) for billed in period.lines]
         currency = period.currency
-        policy = self._policies.get(period.customer_ref) or self.policy(period.customer_ref)
+        policy = self.policy(period.customer_ref)
         candidates: list[PoFacts]
         if period.po_number:
             if policy.po_pattern and not policy.po_number_follows_pattern(period.po_number):
