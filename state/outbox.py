@@ -17,6 +17,7 @@ guarded by the state it leaves, and they are checked against each other when rea
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,8 +52,17 @@ class OutboxItem:
     uncertain: bool
 
 
+# Fields added to plans later, hashed only when set: a stored invoice keeps the hash it had.
+_HASHED_WHEN_SET = ("document_type", "credits")
+
+
 def _plan_hash(plan: InvoicePlan) -> str:
-    return hashlib.sha256(canonical_json(plan).encode("utf-8")).hexdigest()
+    data = plan.model_dump(mode="json")
+    if not plan.is_credit_note:
+        for name in _HASHED_WHEN_SET:
+            data.pop(name, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:

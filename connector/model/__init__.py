@@ -8,12 +8,13 @@ datetimes are timezone-aware UTC. One module a concept, every public name import
 - `orders`: `PurchaseOrder`, its `POLine`s and `POStatus`;
 - `billing`: `BillingPeriod` and its `BillingLine`s;
 - `matching`: `MatchResult`, `MatchStatus` and the `Reason`s of an outcome;
-- `invoices`: `InvoicePlan`, its `InvoiceLine`s, and the `RemoteRef` a sink reports.
+- `invoices`: `InvoicePlan` (an invoice or a `DocumentType.CREDIT_NOTE` naming the
+  `CreditedInvoice`), its `InvoiceLine`s, and the `RemoteRef` a sink reports.
 """
 
 from connector.model.base import CurrencyCode, Frozen, Money, UtcDateTime, utcnow
 from connector.model.billing import BillingLine, BillingPeriod
-from connector.model.invoices import InvoiceLine, InvoicePlan, RemoteRef
+from connector.model.invoices import CreditedInvoice, DocumentType, InvoiceLine, InvoicePlan, RemoteRef
 from connector.model.matching import MatchResult, MatchStatus, Reason
 from connector.model.orders import POLine, POStatus, PurchaseOrder, po_key
 from connector.model.parties import Address, Party, PaymentTerms
@@ -22,7 +23,9 @@ __all__ = [
     "Address",
     "BillingLine",
     "BillingPeriod",
+    "CreditedInvoice",
     "CurrencyCode",
+    "DocumentType",
     "Frozen",
     "InvoiceLine",
     "InvoicePlan",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Mapping
 from datetime import date
@@ -39,8 +40,33 @@ class InvoiceLine(Frozen):
         return self.unit_price.times(self.quantity).quantized()
 
 
+class DocumentType(enum.StrEnum):
+    """What an outgoing plan is: an invoice, or a credit note that corrects one."""
+
+    INVOICE = "invoice"  # UBL Invoice 380, cXML standard invoice, QuickBooks Invoice, Xero ACCREC
+    CREDIT_NOTE = "credit_note"  # UBL CreditNote 381, cXML creditMemo, CreditMemo, ACCRECCREDIT
+
+
+class CreditedInvoice(Frozen):
+    """The invoice a credit note corrects (UBL BillingReference: BT-25 number, BT-26 date).
+
+    `remote_id` is the sink's own id of that invoice, for sinks that link or allocate a credit
+    to it (Xero, NetSuite, Tryton); `reason` is what support gave (`credit --reason`).
+    """
+
+    invoice_number: str = Field(min_length=1)
+    issue_date: date
+    remote_id: str = ""
+    reason: str = Field(min_length=1)
+
+
 class InvoicePlan(Frozen):
-    """An invoice to create in one sink, exactly once, identified by its idempotency key."""
+    """An invoice (or a credit note) to create in one sink, exactly once, by its idempotency key.
+
+    A credit note carries the lines of the invoice it credits, with the same positive amounts
+    (sinks that sign credits negative, as cXML and Tryton do, negate them when they write), and
+    `credits` names that invoice.
+    """
 
     idempotency_key: str
     invoice_number: str
@@ -63,6 +89,20 @@ class InvoicePlan(Frozen):
     period_end: date
     memo: str = ""
     buyer: Party | None = None
+    document_type: DocumentType = DocumentType.INVOICE
+    credits: CreditedInvoice | None = None
+
+    @model_validator(mode="after")
+    def _credit_note_names_its_invoice(self) -> InvoicePlan:
+        if self.is_credit_note and self.credits is None:
+            raise ValueError("a credit note must name the invoice it credits")
+        if not self.is_credit_note and self.credits is not None:
+            raise ValueError("only a credit note names an invoice it credits")
+        return self
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.document_type is DocumentType.CREDIT_NOTE
 
     @model_validator(mode="after")
     def _tax_on_every_line_or_none(self) -> InvoicePlan:

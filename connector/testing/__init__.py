@@ -18,7 +18,7 @@ from connector.testing.fixtures import (
     SourceFixture,
     not_applicable,
 )
-from connector.testing.samples import sample_plan
+from connector.testing.samples import sample_credit_note, sample_plan
 from connector.testing.sink_checks import SINK_CHECKS, deliver, run_sink_check
 from connector.testing.sink_kit import SinkKit, sink_conformance
 from connector.testing.source_checks import SOURCE_CHECKS, run_source_check
@@ -41,6 +41,7 @@ __all__ = [
     "not_applicable",
     "run_sink_check",
     "run_source_check",
+    "sample_credit_note",
     "sample_plan",
     "sink_conformance",
     "source_conformance",

@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 from connector.model import Address, InvoiceLine, InvoicePlan, Money, PaymentTerms
-from connector.planning import idempotency_key, invoice_number
+from connector.planning import idempotency_key, invoice_number, plan_credit_note
 
 
 def sample_plan(
@@ -58,3 +58,15 @@ def sample_plan(
         period_start=date(2026, 1, 1),
         period_end=date(2026, 1, 31),
     )
+
+
+def sample_credit_note(
+    n: int, *, remote_id: str = "", reason: str = "billed seats were cancelled", **plan_options: object
+) -> InvoicePlan:
+    """The credit note of `sample_plan(n, ...)`, as `po-connector credit` plans it.
+
+    `remote_id` is the sink's id of the credited invoice (what the outbox recorded when it was
+    pushed); sinks that link a credit to its invoice need it.
+    """
+    invoice = sample_plan(n, **plan_options)  # type: ignore[arg-type]
+    return plan_credit_note(invoice, reason=reason, issue_date=date(2026, 2, 20), remote_id=remote_id)
