@@ -1,4 +1,5 @@
-"""Render an invoice plan as a Peppol BIS Billing 3.0 UBL Invoice, and read its totals back.
+"""Render an invoice plan as a Peppol BIS Billing 3.0 UBL Invoice (a credit note as a UBL
+CreditNote), and read its totals back.
 
 Pure functions: no files, no network. The document follows EN 16931 in its Peppol BIS Billing
 3.0 syntax (CustomizationID and ProfileID below, element order of the UBL 2.1 schemas); which
@@ -35,7 +36,18 @@ from lxml import etree
 from pydantic import ValidationError
 
 from adapters.ubl_parties import customer_party, delivery, payment_means, supplier_party
-from adapters.ubl_xml import CAC_NS, CBC_NS, INVOICE_NS, NSMAP, amount, cac, cbc, period
+from adapters.ubl_xml import (
+    CAC_NS,
+    CBC_NS,
+    CREDIT_NOTE_NS,
+    CREDIT_NOTE_NSMAP,
+    INVOICE_NS,
+    NSMAP,
+    amount,
+    cac,
+    cbc,
+    period,
+)
 from connector.errors import InputError, InputProblem
 from connector.model import InvoiceLine, InvoicePlan, Money, Party, PaymentTerms
 from connector.tax import LineTax, TaxCategory, TaxScheme
@@ -176,10 +188,11 @@ def _note(plan: InvoicePlan) -> str:
     return "; ".join(parts)
 
 
-def _line(root: etree._Element, line: InvoiceLine, tax: LineTax) -> None:
-    element = cac(root, "InvoiceLine")
+def _line(root: etree._Element, line: InvoiceLine, tax: LineTax, *, credit: bool) -> None:
+    element = cac(root, "CreditNoteLine" if credit else "InvoiceLine")
     cbc(element, "ID", str(line.line_no))
-    cbc(element, "InvoicedQuantity", f"{line.quantity:f}", unitCode=unit_code(line.unit_of_measure))
+    quantity = "CreditedQuantity" if credit else "InvoicedQuantity"
+    cbc(element, quantity, f"{line.quantity:f}", unitCode=unit_code(line.unit_of_measure))
     amount(element, "LineExtensionAmount", line.amount)
     if line.service_start is not None or line.service_end is not None:
         period(element, "InvoicePeriod", line.service_start, line.service_end)
@@ -200,7 +213,12 @@ def _line(root: etree._Element, line: InvoiceLine, tax: LineTax) -> None:
 
 
 def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
-    """The plan as a Peppol BIS Billing 3.0 UBL Invoice (UTF-8 bytes with an XML declaration).
+    """The plan as a Peppol BIS Billing 3.0 UBL Invoice, or CreditNote for a credit note (UTF-8
+    bytes with an XML declaration).
+
+    A credit note (type 381) keeps the invoice's amounts and signs, names the invoice it credits
+    in BillingReference (BT-25, BT-26), states no due date (nothing is due to the seller) and
+    says in its payment terms how the credit is settled (BR-CO-25).
 
     Raises NotAnEinvoice (`tax_unknown`) for a plan without tax, and ValueError when a text
     field holds characters XML cannot carry.
@@ -211,13 +229,20 @@ def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
             "the plan carries no tax on its lines; an EN 16931 invoice needs the tax category and "
             "rate of every line",
         )
-    root = etree.Element(f"{{{INVOICE_NS}}}Invoice", nsmap=NSMAP)
+    credit = plan.credits if plan.is_credit_note else None
+    if credit is None:
+        root = etree.Element(f"{{{INVOICE_NS}}}Invoice", nsmap=NSMAP)
+    else:
+        root = etree.Element(f"{{{CREDIT_NOTE_NS}}}CreditNote", nsmap=CREDIT_NOTE_NSMAP)
     cbc(root, "CustomizationID", CUSTOMIZATION_ID)
     cbc(root, "ProfileID", PROFILE_ID)
     cbc(root, "ID", plan.invoice_number)
     cbc(root, "IssueDate", plan.issue_date.isoformat())
-    cbc(root, "DueDate", plan.due_date.isoformat())
-    cbc(root, "InvoiceTypeCode", "380")
+    if credit is None:
+        cbc(root, "DueDate", plan.due_date.isoformat())
+        cbc(root, "InvoiceTypeCode", "380")
+    else:
+        cbc(root, "CreditNoteTypeCode", "381")
     note = _note(plan)
     if note:
         cbc(root, "Note", note)
@@ -227,13 +252,21 @@ def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
     period(root, "InvoicePeriod", plan.period_start, plan.period_end)
     if plan.po_number:  # an invoice made without a PO names none (BuyerReference routes it)
         cbc(cac(root, "OrderReference"), "ID", plan.po_number)
+    if credit is not None:
+        invoice = cac(cac(root, "BillingReference"), "InvoiceDocumentReference")
+        cbc(invoice, "ID", credit.invoice_number)
+        cbc(invoice, "IssueDate", credit.issue_date.isoformat())
     supplier_party(root, supplier)
     customer_party(root, plan)
     if plan.ship_to is not None:
         delivery(root, plan.ship_to)
-    payment_means(root, plan, supplier)
-    if plan.payment_terms is not None:
-        _payment_terms(root, plan.payment_terms, plan.due_date)
+    payment_means(root, plan, supplier)  # a credit note states them too (German rules: DE-R-001)
+    if credit is None:
+        if plan.payment_terms is not None:
+            _payment_terms(root, plan.payment_terms, plan.due_date)
+    else:
+        settled = f"Credit for invoice {credit.invoice_number}: offset against open invoices or refunded"
+        cbc(cac(root, "PaymentTerms"), "Note", settled)
     _tax_total(root, plan)
     totals = cac(root, "LegalMonetaryTotal")
     amount(totals, "LineExtensionAmount", plan.net_total)
@@ -242,7 +275,7 @@ def render_invoice(plan: InvoicePlan, supplier: Party) -> bytes:
     amount(totals, "PayableAmount", plan.total)
     for line in plan.lines:
         if line.tax is not None:  # every line has it: is_taxed above
-            _line(root, line, line.tax)
+            _line(root, line, line.tax, credit=credit is not None)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 
@@ -251,7 +284,7 @@ def _safe_parser() -> etree.XMLParser:
 
 
 def read_total(xml: bytes, *, document: str = "") -> Money:
-    """The PayableAmount of a UBL Invoice with its currencyID, for read-after-write checks.
+    """The PayableAmount of a UBL Invoice or CreditNote with its currencyID, for read-after-write checks.
 
     Raises InputError naming the document and what is wrong when the total cannot be read.
     """
@@ -259,7 +292,7 @@ def read_total(xml: bytes, *, document: str = "") -> Money:
 
 
 def read_totals(xml: bytes, *, document: str = "") -> InvoiceTotals:
-    """The PayableAmount (gross) and the TaxTotal's TaxAmount of a UBL Invoice.
+    """The PayableAmount (gross) and the TaxTotal's TaxAmount of a UBL Invoice or CreditNote.
 
     The tax is None for a document without a TaxTotal (files written before tax was carried).
     Raises InputError naming the document and what is wrong when an amount cannot be read.

@@ -98,7 +98,7 @@ class UblFilesSink:
     """Writes each invoice plan as `{invoice_number}.xml`, exactly once, in one directory."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
     Config: ClassVar[type[AdapterConfig]] = UblFilesConfig
 
     def __init__(self, config: UblFilesConfig, context: AdapterContext) -> None:

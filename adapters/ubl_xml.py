@@ -1,4 +1,4 @@
-"""Building a UBL 2.1 Invoice: its namespaces and the element builders every part of it uses."""
+"""Building a UBL 2.1 Invoice or CreditNote: their namespaces and the element builders they use."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ INVOICE_NS = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
 CAC_NS = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 CBC_NS = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
 NSMAP = {None: INVOICE_NS, "cac": CAC_NS, "cbc": CBC_NS}
+CREDIT_NOTE_NS = "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2"
+CREDIT_NOTE_NSMAP = {None: CREDIT_NOTE_NS, "cac": CAC_NS, "cbc": CBC_NS}
 
 
 def cac(parent: etree._Element, tag: str) -> etree._Element:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import cli_flags, cli_po, cli_support, exits
+from connector import cli_credit, cli_flags, cli_po, cli_support, exits
 from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.errors import ConfigError
 
-__all__ = ["cli", "cli_flags", "cli_po", "cli_support", "main"]
+__all__ = ["cli", "cli_credit", "cli_flags", "cli_po", "cli_support", "main"]
 
 if TYPE_CHECKING:
     from connector.config import LoadedConfig

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from connector import exits
-from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError
+from connector.errors import ConfigError, LeaseHeldError, NotFoundError, RefusedError, UnavailableError
 
 log = logging.getLogger("po_connector.cli")
 
@@ -60,6 +60,8 @@ def handled() -> Iterator[None]:
         fail(f"unavailable: {exc}", exits.EXIT_TEMPFAIL)
     except NotFoundError as exc:
         fail(f"not found: {exc}", exits.EXIT_USAGE)
+    except RefusedError as exc:
+        fail(f"refused: {exc}", exits.EXIT_USAGE)
     except ConfigError as exc:
         fail(f"configuration error: {exc}", exits.EXIT_USAGE)
 

@@ -59,6 +59,10 @@ class NotFoundError(ConnectorError):
     """A verb was told to act on something (run, PO, key, cursor, source, sink) that is not there (exit 2)."""
 
 
+class RefusedError(ConnectorError):
+    """A verb was asked for what the state does not allow now (crediting an unsent invoice): exit 2."""
+
+
 class UnavailableError(ConnectorError):
     """A service the run cannot do without (the state database) is down: try later (exit 75)."""
 
@@ -122,6 +126,6 @@ def exit_code_for(error: BaseException) -> int:
 
     if isinstance(error, LeaseHeldError | UnavailableError):
         return exits.EXIT_TEMPFAIL
-    if isinstance(error, ConfigError | NotFoundError):
+    if isinstance(error, ConfigError | NotFoundError | RefusedError):
         return exits.EXIT_USAGE
     return exits.EXIT_FAILED

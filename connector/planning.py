@@ -17,6 +17,7 @@ from connector.model import (
     InvoicePlan,
     Party,
     PaymentTerms,
+    Reissue,
 )
 from connector.reconcile import Allocation
 
@@ -93,7 +94,7 @@ def plan_invoice(
     customer_name: str,
     default_net_days: int = 30,
     buyer: Party | None = None,
-    issue: int = 0,
+    reissue: Reissue | None = None,
 ) -> InvoicePlan:
     """The invoice for one matched period: billed quantities, prices and tax on the PO's lines.
 
@@ -101,8 +102,9 @@ def plan_invoice(
     customer master's legal entity. The PO's bill-to stays the invoice address where it has one.
 
     When the PO has no payment terms, NET`default_net_days` is used and stated on the plan,
-    so the due date and the terms shown always agree. `issue` counts the period's invoices
-    credited and reissued before: the reissue gets a new key and number.
+    so the due date and the terms shown always agree. `reissue` is set when the period's
+    earlier invoices were credited to be invoiced again: the reissue gets a new key and number
+    (from its ordinal) and is dated the day of the credit.
     """
     if allocation.billing_key != period.key:
         raise ValueError(f"allocation is for {allocation.billing_key}, period is {period.key}")
@@ -110,6 +112,9 @@ def plan_invoice(
     po_terms = po.payment_terms if po is not None else None
     terms = po_terms or PaymentTerms(code=f"NET{default_net_days}", net_days=default_net_days)
     issue_date = period.invoice_date or period.period_start
+    issue = 0
+    if reissue is not None:
+        issue, issue_date = reissue.issue, max(issue_date, reissue.issued_on)
     lines = tuple(
         InvoiceLine(
             line_no=number,

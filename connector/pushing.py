@@ -127,18 +127,31 @@ class SinkPusher:
         crash_point(BEFORE_REMOTE_CREATE)
         self.sent = True
         if Capability.BATCH_PUSH in self.capabilities and isinstance(self.sink, BatchInvoiceSink):
-            self._push_batch(to_send)
+            # A batch call creates invoices; credit notes go one by one through push().
+            invoices = [item for item in to_send if not item.plan.is_credit_note]
+            if invoices:
+                self._push_batch(invoices)
+            self._push_each([item for item in to_send if item.plan.is_credit_note])
         else:
-            for index, item in enumerate(to_send):
-                if self.parked or self.run.lease_lost.is_set():
-                    self._release(to_send[index:])
-                    return
-                try:
-                    ref = self.sink.push(item.plan)
-                except RemoteError as exc:
-                    self._failed(item, exc)
-                    continue
-                self._pushed(item, ref)
+            self._push_each(to_send)
+
+    def _push_each(self, to_send: list[OutboxItem]) -> None:
+        for index, item in enumerate(to_send):
+            if self.parked or self.run.lease_lost.is_set():
+                self._release(to_send[index:])
+                return
+            if item.plan.is_credit_note and Capability.CREDIT_NOTES not in self.capabilities:
+                self._failed(
+                    item,
+                    RejectedError(f"{self.name} cannot take credit notes", provider_code="no_credit_notes"),
+                )
+                continue
+            try:
+                ref = self.sink.push(item.plan)
+            except RemoteError as exc:
+                self._failed(item, exc)
+                continue
+            self._pushed(item, ref)
 
     def _read_back_totals(self) -> None:
         """Read-after-write for sinks whose create does not report a total: one batched lookup."""

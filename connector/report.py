@@ -104,6 +104,48 @@ def build_report(app: Connector) -> dict[str, Any]:
     return assemble_report(app.tenant, stored, invoices, extra)
 
 
+def _invoice_state(invoice: dict[str, Any] | None) -> str:
+    if invoice is None:
+        return ""
+    return "credited" if invoice.get("credited_by") else str(invoice["state"])
+
+
+def _current_invoices(invoices: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """billing key -> the invoice that stands for it: the one not credited, else the latest."""
+    current: dict[str, dict[str, Any]] = {}
+    for row in invoices:
+        if row.get("document_type", "invoice") != "invoice":
+            continue
+        seen = current.get(row["billing_key"])
+        if seen is None or seen.get("credited_by") is not None:
+            current[row["billing_key"]] = row
+    return current
+
+
+def _chains(invoices: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """billing key -> its invoices and credit notes in order, for periods that had a credit note
+    (one entry per document number, whatever sinks hold it)."""
+    numbers = {row["idempotency_key"]: row["invoice_number"] for row in invoices}
+    credited = {row["billing_key"] for row in invoices if row.get("document_type") == "credit_note"}
+    chains: dict[str, dict[str, dict[str, str]]] = {}
+    for row in invoices:
+        if row["billing_key"] not in credited:
+            continue
+        chains.setdefault(row["billing_key"], {}).setdefault(
+            row["invoice_number"],
+            {
+                "document_type": row["document_type"],
+                "number": row["invoice_number"],
+                "state": row["state"],
+                "gross": str(row["gross_amount"] if row["gross_amount"] is not None else row["amount"]),
+                "currency": row["currency"],
+                "credits": numbers.get(row.get("credits_key") or "", ""),
+                "credited_by": numbers.get(row.get("credited_by") or "", ""),
+            },
+        )
+    return {key: list(documents.values()) for key, documents in chains.items()}
+
+
 def assemble_report(
     tenant: str,
     stored: list[dict[str, Any]],
@@ -116,9 +158,8 @@ def assemble_report(
     """
     extra = extra or {}
     names: dict[str, str] = extra.get("customers", {})
-    by_billing: dict[str, dict[str, Any]] = {}
-    for row in invoices:
-        by_billing.setdefault(row["billing_key"], row)
+    by_billing = _current_invoices(invoices)
+    chains = _chains(invoices)
     rows = []
     invoiced: dict[str, dict[str, Decimal]] = defaultdict(
         lambda: {"net": Decimal(0), "tax": Decimal(0), "gross": Decimal(0)}
@@ -139,7 +180,10 @@ def assemble_report(
             **_invoice_amounts(invoice),
             "currency": result["currency"] or "",
             "invoice_number": invoice["invoice_number"] if invoice else "",
-            "invoice_state": invoice["state"] if invoice else "",
+            "invoice_state": ("credited" if invoice.get("credited_by") else invoice["state"])
+            if invoice
+            else "",
+            "documents": chains.get(result["billing_key"] or "", []),
             "reasons": result["reasons"],
             "warnings": result["warnings"],
             "subject": result["subject_key"],
@@ -167,7 +211,7 @@ def assemble_report(
         bucket["count"] += 1
         if result["amount"] is not None:
             bucket["amounts"][result["currency"]] += result["amount"]
-        if row["gross"]:
+        if row["gross"] and row["invoice_state"] != "credited":
             invoiced[result["currency"]]["net"] += Decimal(row["net"])
             invoiced[result["currency"]]["tax"] += Decimal(row["tax"] or 0)
             invoiced[result["currency"]]["gross"] += Decimal(row["gross"])

@@ -164,6 +164,15 @@ def _statuses(report: dict[str, Any]) -> str:
     )
 
 
+def _chain_word(doc: dict[str, str]) -> str:
+    """One document of a credited period: "INV-… credited by CN-…", "CN-… credits INV-…"."""
+    if doc["document_type"] == "credit_note":
+        return f"{doc['number']} credits {doc['credits']} ({doc['state']}, {doc['gross']} {doc['currency']})"
+    if doc["credited_by"]:
+        return f"{doc['number']} credited by {doc['credited_by']}"
+    return f"{doc['number']} ({doc['state']})"
+
+
 def _rows(report: dict[str, Any]) -> str:
     body = []
     for row in report["rows"]:
@@ -174,6 +183,9 @@ def _rows(report: dict[str, Any]) -> str:
             for item in [*row["reasons"], *row["warnings"]]
         )
         invoice = f"{row['invoice_number']} ({row['invoice_state']})" if row["invoice_number"] else ""
+        chain = "".join(
+            f'<div class="chain">{_e(_chain_word(doc))}</div>' for doc in row.get("documents", [])
+        )
         amount = f"{row['amount']} {row['currency']}" if row["amount"] else ""
         body.append(
             f'<tr data-status="{_e(row["status"])}" data-currency="{_e(row["currency"])}">'
@@ -183,7 +195,7 @@ def _rows(report: dict[str, Any]) -> str:
             f'<td class="num">{_e(amount)}</td><td class="num" data-part="net">{_e(row["net"])}</td>'
             f'<td class="num" data-part="tax">{_e(row["tax"])}</td>'
             f'<td class="num" data-part="gross">{_e(row["gross"])}</td>'
-            f'<td>{_nw(invoice)}</td><td class="wrap">{notes}</td></tr>'
+            f'<td>{_nw(invoice)}{chain}</td><td class="wrap">{notes}</td></tr>'
         )
     headers = [("Status", False), ("Customer", False), ("PO", False), ("Period", False), ("Amount", True)]
     headers += [

@@ -56,7 +56,7 @@ class OutboxItem:
 _HASHED_WHEN_SET = ("document_type", "credits")
 
 
-def _plan_hash(plan: InvoicePlan) -> str:
+def plan_hash(plan: InvoicePlan) -> str:
     data = plan.model_dump(mode="json")
     if not plan.is_credit_note:
         for name in _HASHED_WHEN_SET:
@@ -72,7 +72,7 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
     once anything may have been sent (pushing, pushed, or an uncertain attempt), the row is never
     rewritten: it is flagged `amended_after_push` for a person to review.
     """
-    digest = _plan_hash(plan)
+    digest = plan_hash(plan)
     existing = conn.execute(
         select(
             invoice_outbox.c.id,
@@ -365,12 +365,14 @@ def still_held(conn: Connection, keys: Sequence[str], owner: str, now: datetime)
 
 
 def withdraw_unjustified(conn: Connection, tenant: str, keep: set[str], now: datetime, why: str) -> list[str]:
-    """Withdraw planned rows never sent whose match is gone (not in `keep`)."""
+    """Withdraw planned invoices never sent whose match is gone (not in `keep`); credit notes
+    are kept: they were asked for, not matched."""
     rows = conn.execute(
         select(invoice_outbox.c.idempotency_key).where(
             invoice_outbox.c.tenant == tenant,
             invoice_outbox.c.state.in_((PLANNED, RETRY, DEAD)),
             invoice_outbox.c.uncertain.is_(False),
+            invoice_outbox.c.document_type == "invoice",  # a credit note is justified by support
         )
     ).all()
     gone = [row.idempotency_key for row in rows if row.idempotency_key not in keep]

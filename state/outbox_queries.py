@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, update
 
 from connector.model import InvoicePlan
+from state.credits import HOLDING, STANDING
 from state.outbox import DEAD, PUSHED, PUSHING, UNSENT, WITHDRAWN
 from state.tables import invoice_outbox
 
@@ -31,10 +32,12 @@ class Consumption:
 
 
 def sent_rows(conn: Connection, tenant: str) -> list[dict[str, Any]]:
-    """Rows whose invoice exists or may exist remotely (pushed, pushing, or uncertain)."""
+    """Invoice rows that exist or may exist remotely (pushed, pushing, or uncertain) and hold
+    their billing period: not credited, or credited without a reissue (`state.credits`)."""
     query = select(*[c for c in invoice_outbox.c]).where(
         invoice_outbox.c.tenant == tenant,
         or_(invoice_outbox.c.state.in_((PUSHING, PUSHED)), invoice_outbox.c.uncertain.is_(True)),
+        HOLDING,
     )
     return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
 
@@ -109,7 +112,8 @@ def states_named(conn: Connection, tenant: str, keys: Sequence[str]) -> dict[str
 
 
 def consumption(conn: Connection, tenant: str) -> list[Consumption]:
-    """Every live plan's draw on its PO (dead rows consume nothing)."""
+    """Every live invoice's draw on its PO (dead rows, credited invoices and credit notes draw
+    nothing: a credit note gives its invoice's draw back)."""
     rows = conn.execute(
         select(
             invoice_outbox.c.po_key,
@@ -119,7 +123,11 @@ def consumption(conn: Connection, tenant: str) -> list[Consumption]:
             invoice_outbox.c.state,
             invoice_outbox.c.po_revision,
             invoice_outbox.c.plan_json,
-        ).where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.state.notin_((DEAD, WITHDRAWN)))
+        ).where(
+            invoice_outbox.c.tenant == tenant,
+            invoice_outbox.c.state.notin_((DEAD, WITHDRAWN)),
+            STANDING,
+        )
     )
     return [
         Consumption(

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from state.types import DecimalText, UtcDateTime
@@ -168,6 +169,12 @@ invoice_outbox = Table(
     # support marked the flag handled (flags ack); a later, different change flags it again
     Column("flag_acked_at", UtcDateTime),
     Column("flag_ack_note", Text),
+    # "invoice" or "credit_note"; a credit note row names the invoice row it credits, and the
+    # invoice row names its credit note and whether the period is to be invoiced again.
+    Column("document_type", String(16), nullable=False, default="invoice", server_default="invoice"),
+    Column("credits_key", String(64)),
+    Column("credited_by", String(64)),
+    Column("reissue", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_invoice_outbox_due", "state", "next_attempt_at"),

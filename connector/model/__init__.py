@@ -14,7 +14,14 @@ datetimes are timezone-aware UTC. One module a concept, every public name import
 
 from connector.model.base import CurrencyCode, Frozen, Money, UtcDateTime, utcnow
 from connector.model.billing import BillingLine, BillingPeriod
-from connector.model.invoices import CreditedInvoice, DocumentType, InvoiceLine, InvoicePlan, RemoteRef
+from connector.model.invoices import (
+    CreditedInvoice,
+    DocumentType,
+    InvoiceLine,
+    InvoicePlan,
+    Reissue,
+    RemoteRef,
+)
 from connector.model.matching import MatchResult, MatchStatus, Reason
 from connector.model.orders import POLine, POStatus, PurchaseOrder, po_key
 from connector.model.parties import Address, Party, PaymentTerms
@@ -38,6 +45,7 @@ __all__ = [
     "PaymentTerms",
     "PurchaseOrder",
     "Reason",
+    "Reissue",
     "RemoteRef",
     "UtcDateTime",
     "po_key",

@@ -60,6 +60,14 @@ class CreditedInvoice(Frozen):
     reason: str = Field(min_length=1)
 
 
+class Reissue(Frozen):
+    """How a billing period is invoiced again after its invoice was credited: the issue ordinal
+    (1 for the first reissue) and the day it is issued."""
+
+    issue: int = Field(ge=1)
+    issued_on: date
+
+
 class InvoicePlan(Frozen):
     """An invoice (or a credit note) to create in one sink, exactly once, by its idempotency key.
 

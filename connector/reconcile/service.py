@@ -21,6 +21,7 @@ from connector.model import (
     Money,
     PurchaseOrder,
     Reason,
+    Reissue,
 )
 from connector.planning import NO_PO_KEY, idempotency_key, plan_invoice
 from connector.reconcile import (
@@ -32,7 +33,7 @@ from connector.reconcile import (
 )
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
-from state import billing_store, ingest, outbox, outbox_queries, results
+from state import billing_store, credits, ingest, outbox, outbox_queries, results
 
 log = logging.getLogger("po_connector.reconcile")
 
@@ -81,6 +82,7 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
         locked = {row["billing_key"] for row in sent}
         open_periods = [p for p in periods if p.key not in locked]
         prior = _prior_invoices(outbox_queries.consumption(conn, app.tenant))
+        issues = credits.reissues(conn, app.tenant)
         open_periods, held_for_tax = _resolve_tax(app, open_periods)
         outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior)
         outcome = _hold_for_tax(outcome, held_for_tax)
@@ -108,11 +110,12 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
                     customer_name=app.customer_map.name_of(period.customer_ref) or period.customer_name,
                     default_net_days=app.settings.default_net_days,
                     buyer=customer.party() if customer is not None else None,
+                    reissue=issues.get(billing_key),
                 )
                 kept.add(plan.idempotency_key)
                 if outbox.upsert_plan(conn, plan, now) == "planned":
                     run.add("invoices_planned")
-        locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept)
+        locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept, issues)
         locked_results = _with_renewal_warnings(locked_results, pos, prior, settings)
         withdrawn = outbox.withdraw_unjustified(
             conn, app.tenant, kept, now, "withdrawn: the billing period no longer matches this PO"
@@ -193,8 +196,13 @@ def _keep_sent(
     periods: dict[str, BillingPeriod],
     pos: dict[str, PurchaseOrder],
     kept: set[str],
+    issues: dict[str, Reissue],
 ) -> list[MatchResult]:
-    """Matched results for periods already invoiced; flag changes; plan them for new sinks."""
+    """Matched results for periods already invoiced; flag changes; plan them for new sinks.
+
+    A period whose invoice was credited without a reissue is settled: it stays matched, with a
+    `credited` warning, and nothing more is planned or flagged for it.
+    """
     by_period: dict[str, list[dict[str, Any]]] = {}
     for row in sent:
         by_period.setdefault(row["billing_key"], []).append(row)
@@ -204,6 +212,7 @@ def _keep_sent(
         period = periods.get(billing_key)
         without_po = first["po_key"] == NO_PO_KEY
         po = pos.get(first["po_key"])
+        settled = first["credited_by"] is not None
         found.append(
             MatchResult(
                 status=MatchStatus.MATCHED,
@@ -212,15 +221,24 @@ def _keep_sent(
                 po_number=None if without_po else first["po_number"],
                 customer_ref=first["customer_ref"],
                 amount=Money(amount=first["amount"], currency=first["currency"]),
+                warnings=(
+                    (Reason(code="credited", detail=f"invoice {first['invoice_number']} was credited"),)
+                    if settled
+                    else ()
+                ),
             )
         )
+        if settled:
+            kept.update(row["idempotency_key"] for row in rows)
+            continue
         changes = _changes_after_sending(first, period, po, conn)
         for row in rows:
             kept.add(row["idempotency_key"])
             if changes and outbox_queries.flag_amended(conn, row["idempotency_key"], changes, run.started_at):
                 run.add("amended_after_push")
                 log.warning("invoice %s: %s; flagged for review", row["invoice_number"], changes)
-        _plan_for_new_sinks(conn, app, run, rows, kept)
+        reissue = issues.get(billing_key)
+        _plan_for_new_sinks(conn, app, run, rows, kept, reissue.issue if reissue else 0)
     return found
 
 
@@ -246,9 +264,9 @@ def _changes_after_sending(
 
 
 def _plan_for_new_sinks(
-    conn: Connection, app: Connector, run: RunContext, rows: list[dict[str, Any]], kept: set[str]
+    conn: Connection, app: Connector, run: RunContext, rows: list[dict[str, Any]], kept: set[str], issue: int
 ) -> None:
-    """A sink added after the invoice went out gets the same invoice (same number)."""
+    """A sink added after the invoice went out gets the same invoice (same number and issue)."""
     have = {row["sink"] for row in rows}
     template = outbox_queries.plan_json_of(conn, rows[0]["idempotency_key"])
     if template is None:
@@ -261,7 +279,7 @@ def _plan_for_new_sinks(
             update={
                 "sink": sink,
                 "idempotency_key": idempotency_key(
-                    app.tenant, sink, plan.customer_ref, plan.po_key, plan.billing_key
+                    app.tenant, sink, plan.customer_ref, plan.po_key, plan.billing_key, issue
                 ),
             }
         )
