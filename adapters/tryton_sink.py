@@ -40,6 +40,16 @@ Tryton's warning that a line's taxes are not its product's default taxes (`invoi
 confirmed for taxed plans. `check()` lists the company's sale taxes and names the configured
 ones missing or at another rate.
 
+Credit notes: Tryton's credit note is an `out` invoice with the credited invoice's lines at
+negative quantities, each line's `origin` the line it credits (`adapters.tryton_credit` says
+why the sink makes it with one `create` rather than Tryton's credit wizard). It carries our CN-
+number first in the description (then "credits INV-...", the PO and the period), the PO as
+`reference` and the credit reason as `comment`, so it is found, finished after a crash and
+posted exactly as an invoice; its tax is held at the plan's, negated. Tryton reports its
+amounts negative; the RemoteRef reports them positive. The credited invoice stays posted with
+its amount to pay: Tryton reconciles the two only when a person does (or credits "with refund"
+in the wizard, which cancels the invoice).
+
 Posting may raise Tryton warnings; those named in `accept_warnings` are confirmed
 (as the Tryton client does, through `res.user.warning`), others reject the invoice. When the
 post is refused, the draft is deleted and the error carries Tryton's message.
@@ -54,6 +64,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from adapters.tryton_credit import TrytonCredits, our_number
 from adapters.tryton_records import TrytonRecords
 from adapters.tryton_rpc import TrytonRpc, TrytonServerConfig, TrytonWarning
 from adapters.tryton_tax import TrytonTaxes
@@ -100,16 +111,11 @@ class TrytonSinkConfig(TrytonServerConfig):
         return value
 
 
-def _our_number(description: Any) -> str:
-    words = str(description or "").split()
-    return words[0] if words else ""
-
-
 class TrytonSink:
     """Creates (and posts) `out` invoices in one Tryton database, each exactly once."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
     Config: ClassVar[type[AdapterConfig]] = TrytonSinkConfig
 
     def __init__(
@@ -136,6 +142,7 @@ class TrytonSink:
             payment_terms=config.payment_terms,
         )
         self.taxes = TrytonTaxes(config.name, self.rpc, TaxCodeMap(config.taxes), self._log)
+        self.credits = TrytonCredits(config.name, self.rpc)
 
     # -- lookup ---------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
@@ -150,28 +157,39 @@ class TrytonSink:
         return found
 
     def _invoices_of(self, plans: Sequence[InvoicePlan]) -> list[tuple[InvoicePlan, dict[str, Any]]]:
-        """Each plan paired with the invoice carrying its number, if any (lowest id first)."""
+        """Each plan paired with the invoice (or credit note) carrying its number, if any."""
         if not plans:
             return []
+        by_number = self._by_number({(plan.po_number, plan.customer_ref) for plan in plans})
+        return [(plan, by_number[plan.invoice_number]) for plan in plans if plan.invoice_number in by_number]
+
+    def _by_number(self, keys: set[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        """The `out` invoices of these (PO number, customer) pairs by our number (lowest id first).
+
+        A credit note carries its invoice's PO and customer, so one search finds both."""
         domain = [
             ("type", "=", "out"),
-            ("reference", "in", sorted({plan.po_number for plan in plans})),
-            (f"party.{self.config.party_field}", "in", sorted({plan.customer_ref for plan in plans})),
+            ("reference", "in", sorted({po for po, _ in keys})),
+            (f"party.{self.config.party_field}", "in", sorted({customer for _, customer in keys})),
         ]
         rows = self.rpc.search_read(INVOICE, domain, [*_INVOICE_FIELDS, "reference"])
         by_number: dict[str, dict[str, Any]] = {}
         for row in rows:
-            by_number.setdefault(_our_number(row.get("description")), row)
-        return [(plan, by_number[plan.invoice_number]) for plan in plans if plan.invoice_number in by_number]
+            by_number.setdefault(our_number(row.get("description")), row)
+        return by_number
 
     def _ref(self, plan: InvoicePlan, row: dict[str, Any], *, existed: bool) -> RemoteRef:
         currency = (row.get("currency.") or {}).get("code") or plan.currency
-        total, tax = row.get("total_amount"), row.get("tax_amount")
+        sign = -1 if plan.is_credit_note else 1  # Tryton signs a credit note's amounts negative
+
+        def money(value: Any) -> Money | None:
+            return None if value is None else Money(amount=sign * Decimal(value), currency=currency)
+
         return RemoteRef(
             remote_id=str(row["id"]),
             invoice_number=plan.invoice_number,
-            total=Money(amount=Decimal(total), currency=currency) if total is not None else None,
-            tax=Money(amount=Decimal(tax), currency=currency) if tax is not None else None,
+            total=money(row.get("total_amount")),
+            tax=money(row.get("tax_amount")),
             already_existed=existed,
         )
 
@@ -268,31 +286,57 @@ class TrytonSink:
             raise ConfigError(f"{self.name}: " + "; ".join(problems))
 
     # -- values ---------------------------------------------------------------------------
+    def _credited_id(self, plan: InvoicePlan) -> int:
+        """The Tryton id of the invoice a credit note credits: as recorded, else by its number."""
+        assert plan.credits is not None
+        recorded = plan.credits.remote_id.strip()
+        if recorded.isdigit():
+            return int(recorded)
+        if recorded:
+            raise RejectedError(
+                f"{self.name}: credit note {plan.invoice_number}: {recorded!r} is no Tryton invoice id",
+                provider_code="credited_invoice_not_found",
+            )
+        row = self._by_number({(plan.po_number, plan.customer_ref)}).get(plan.credits.invoice_number)
+        if row is None:
+            raise RejectedError(
+                f"{self.name}: credit note {plan.invoice_number}: Tryton has no invoice "
+                f"{plan.credits.invoice_number} to credit",
+                provider_code="credited_invoice_not_found",
+            )
+        return int(row["id"])
+
     def _invoice_values(self, plan: InvoicePlan) -> dict[str, Any]:
         party = self.records.party(plan.customer_ref)
         products = self.records.products(plan)
         currency = self.records.currency(plan.currency)
         taxes = self.taxes.line_taxes(plan)
+        credited = self.credits.credited_lines(plan, self._credited_id(plan)) if plan.credits else {}
         lines = []
         for line in plan.lines:
             product = products[line.sku]
             tax = taxes.get(line.line_no)
-            lines.append(
-                {
-                    "type": "line",
-                    # Tryton defaults a line to the company's currency; it must be the invoice's.
-                    "currency": currency,
-                    "product": product["id"],
-                    "unit": product["default_uom"],
-                    "account": self.records.revenue_account(product, line.sku),
-                    "description": line.description or product.get("name") or line.sku,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price.amount,
-                    # Raw create runs no on_change: without this the line carries no tax.
-                    **({"taxes": [("add", [tax.id])]} if tax else {}),
-                }
-            )
-        memo = f"{plan.invoice_number} PO {plan.po_number} {plan.period_start}/{plan.period_end}"
+            values = {
+                "type": "line",
+                # Tryton defaults a line to the company's currency; it must be the invoice's.
+                "currency": currency,
+                "product": product["id"],
+                "unit": product["default_uom"],
+                "account": self.records.revenue_account(product, line.sku),
+                "description": line.description or product.get("name") or line.sku,
+                "quantity": -line.quantity if plan.is_credit_note else line.quantity,
+                "unit_price": line.unit_price.amount,
+                # Raw create runs no on_change: without this the line carries no tax.
+                **({"taxes": [("add", [tax.id])]} if tax else {}),
+            }
+            if line.line_no in credited:  # linked and taxed as Tryton's own credit wizard does
+                values["origin"] = credited[line.line_no].origin
+                values["taxes_date"] = credited[line.line_no].tax_date
+            lines.append(values)
+        number = plan.invoice_number
+        if plan.credits:
+            number = f"{number} credits {plan.credits.invoice_number}"
+        memo = f"{number} PO {plan.po_number} {plan.period_start}/{plan.period_end}"
         return {
             "type": "out",
             "party": party["id"],

@@ -155,8 +155,10 @@ class TrytonTaxes:
         return taxes
 
     def hold_plan_tax(self, invoice_id: int, plan: InvoicePlan) -> None:
-        """Give the draft's computed tax lines the plan's tax, per Tryton tax."""
+        """Give the draft's computed tax lines the plan's tax, per Tryton tax (negated on a
+        credit note, whose lines and tax Tryton signs negative)."""
         taxes = self.line_taxes(plan)
+        sign = -1 if plan.is_credit_note else 1
         by_group: dict[tuple[str, str, Decimal | None, str], int] = {}
         lines_of: dict[int, int] = {}
         for line in plan.lines:
@@ -168,7 +170,7 @@ class TrytonTaxes:
         for group in plan.tax_breakdown:
             rate = None if group.rate is None else group.rate.normalize()
             tax_id = by_group[(group.scheme.value, group.category.value, rate, group.jurisdiction)]
-            wanted[tax_id] = wanted.get(tax_id, Decimal(0)) + group.tax_amount
+            wanted[tax_id] = wanted.get(tax_id, Decimal(0)) + sign * group.tax_amount
         rows = self.rpc.search_read(
             INVOICE_TAX, [("invoice", "=", invoice_id), ("manual", "=", False)], ["tax", "base", "amount"]
         )
