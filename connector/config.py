@@ -100,6 +100,16 @@ class MetricsSettings(BaseModel):
     textfile: Path | None = None
 
 
+class CreditSettings(BaseModel):
+    """What becomes of a sent invoice whose PO or billing period changed after it was sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "flag": flagged `amended_after_push` for a person (`flags list`, `credit INVOICE`);
+    # "credit_and_reissue": credited, and the period invoiced again as it now reconciles.
+    on_amended: Literal["flag", "credit_and_reissue"] = "flag"
+
+
 class ServeSettings(BaseModel):
     """The cXML receiver (`po-connector serve`)."""
 
@@ -205,6 +215,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     serve: ServeSettings = ServeSettings()
+    credit: CreditSettings = CreditSettings()
     supplier: SupplierSettings | None = None
     tax: TaxSettings = TaxSettings()
     default_net_days: int = Field(default=30, ge=0, le=365)

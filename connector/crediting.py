@@ -16,8 +16,8 @@ from connector.errors import RefusedError
 from connector.jobs import finish
 from connector.model import InvoicePlan
 from connector.planning import plan_credit_note
-from connector.ports import Capability
 from connector.pushing import push_all
+from connector.reconcile.amending import sinks_without_credit_notes
 from connector.reconcile.service import reconcile_and_plan
 from connector.runtime import Connector
 from state import credits
@@ -41,13 +41,11 @@ def _sinks_of(app: Connector, name: str) -> list[str]:
 
 def _check_sinks_credit(app: Connector, sinks: list[str]) -> None:
     """Every sink the invoice went to must be configured and able to take a credit note."""
-    configured = app.sinks
-    for sink in sinks:
-        adapter = configured.get(sink)
-        if adapter is None:
-            raise RefusedError(f"the invoice went to sink {sink!r}, which is no longer configured")
-        if Capability.CREDIT_NOTES not in frozenset(getattr(type(adapter), "capabilities", ())):
-            raise RefusedError(f"sink {sink!r} ({type(adapter).__name__}) cannot take credit notes")
+    refusing = sinks_without_credit_notes(app, sinks)
+    if refusing:
+        raise RefusedError(
+            f"sink(s) {', '.join(map(repr, refusing))} are not configured or cannot take credit notes"
+        )
 
 
 def credit(app: Connector, name: str, *, reason: str, reissue: bool) -> dict[str, Any]:

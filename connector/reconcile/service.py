@@ -31,6 +31,7 @@ from connector.reconcile import (
     reconcile,
     renewal_warnings,
 )
+from connector.reconcile.amending import changes_after_sending, credit_amended
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
 from state import billing_store, credits, ingest, outbox, outbox_queries, results
@@ -75,6 +76,8 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
     if settings.as_of is None:
         settings = settings.model_copy(update={"as_of": as_of or run.started_at.date()})
     now = run.started_at
+    if app.settings.credit.on_amended == "credit_and_reissue":
+        credit_amended(app, run)
     with app.engine.begin() as conn:
         pos = ingest.load_pos(conn, app.tenant)
         periods = billing_store.load_billing_periods(conn, app.tenant)
@@ -231,7 +234,7 @@ def _keep_sent(
         if settled:
             kept.update(row["idempotency_key"] for row in rows)
             continue
-        changes = _changes_after_sending(first, period, po, conn)
+        changes = changes_after_sending(first, period, po, conn)
         for row in rows:
             kept.add(row["idempotency_key"])
             if changes and outbox_queries.flag_amended(conn, row["idempotency_key"], changes, run.started_at):
@@ -240,27 +243,6 @@ def _keep_sent(
         reissue = issues.get(billing_key)
         _plan_for_new_sinks(conn, app, run, rows, kept, reissue.issue if reissue else 0)
     return found
-
-
-def _changes_after_sending(
-    row: dict[str, Any], period: BillingPeriod | None, po: PurchaseOrder | None, conn: Any
-) -> str:
-    notes = []
-    if row["po_key"] == NO_PO_KEY:
-        pass  # invoiced without a PO: only its period can change
-    elif po is None:
-        notes.append(f"PO {row['po_number']} is no longer stored")
-    elif po.revision != row["po_revision"]:
-        what = ingest.po_changes_since(conn, po, row["po_revision"])
-        shown = f": {'; '.join(what)}" if what else ""
-        notes.append(
-            f"PO {row['po_number']} is at revision {po.revision}, invoiced at {row['po_revision']}{shown}"
-        )
-    if period is None:
-        notes.append("the billing period is gone from billing")
-    elif period.total.quantized().amount != row["amount"] or period.currency != row["currency"]:
-        notes.append(f"the period now bills {period.total}, invoiced {row['amount']} {row['currency']}")
-    return "; ".join(notes)
 
 
 def _plan_for_new_sinks(

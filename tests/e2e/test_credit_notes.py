@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,46 @@ def test_credit_refuses_what_it_cannot_credit(example: Path) -> None:
     assert of_a_credit.code == 2 and "is a credit note" in of_a_credit.stderr
     blank = credit(example, invoice, "--reason", "  ")
     assert blank.code == 2 and "--reason" in blank.stderr
+
+
+def _bill_acme_october_at(config: Path, seats: int) -> None:
+    billing = config.parent / "examples" / "billing.csv"
+    old = (
+        "SUB-ACME-PRO,2026-10-01,2026-10-31,PLAN-PRO,Pro plan seats,50,40.00,USD,ACME-PO-1001,"
+        "2026-10-01,S,8.875,177.50"
+    )
+    tax = str((Decimal(seats * 40) * Decimal("0.08875")).quantize(Decimal("0.01")))
+    new = old.replace(",50,", f",{seats},").replace(",177.50", f",{tax}")
+    text = billing.read_text(encoding="utf-8")
+    assert old in text
+    billing.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_an_amended_invoice_is_flagged_by_default(example: Path) -> None:
+    _bill_acme_october_at(example, 45)
+    synced = run_cli("sync", "--config", str(example), "--json")
+    assert synced.code == 0, synced.stderr
+    assert synced.json()["amended_after_push"] == 1
+    assert files(example, "CN") == []
+
+
+def test_credit_and_reissue_policy_corrects_an_amended_invoice_in_one_sync(example: Path) -> None:
+    config = example.read_text(encoding="utf-8")
+    example.write_text(config + '\n[credit]\non_amended = "credit_and_reissue"\n', encoding="utf-8")
+    _bill_acme_october_at(example, 45)
+    synced = run_cli("sync", "--config", str(example), "--json")
+    assert synced.code == 0, synced.stderr
+    summary = synced.json()
+    assert summary["invoices_credited"] == 1 and summary.get("amended_after_push", 0) == 0
+    [note] = files(example, "CN")
+    assert_passes_rules(note.read_bytes())
+    assert len(files(example, "INV")) == EXAMPLE_INVOICES + 1
+    october = [row for row in report(example)["rows"] if row["subject"].endswith("SUB-ACME-PRO/2026-10-01")]
+    assert [row["net"] for row in october] == ["1800.00"]
+    assert [doc["document_type"] for doc in october[0]["documents"]] == ["invoice", "credit_note", "invoice"]
+    again = run_cli("sync", "--config", str(example), "--json")
+    assert (
+        again.code == 0
+        and again.json()["invoices_pushed"] == 0
+        and again.json().get("invoices_credited", 0) == 0
+    )
