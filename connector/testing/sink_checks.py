@@ -13,6 +13,7 @@ from typing import Any
 
 from connector.errors import AuthenticationError, RejectedError, RemoteError, UncertainError
 from connector.model import InvoicePlan, RemoteRef
+from connector.planning import plan_credit_note
 from connector.ports import (
     AdapterKind,
     BatchInvoiceSink,
@@ -122,6 +123,35 @@ def check_same_plan_twice_yields_one_invoice(fixture: SinkFixture[Any], path: Pa
         )
         _total_matches(first, plan)
         _total_matches(second, plan)
+
+
+def check_credit_note_of_a_pushed_invoice_is_created_once(fixture: SinkFixture[Any], path: Path) -> None:
+    """A credit note for a pushed invoice, delivered twice, is one credit with the invoice's total;
+    a lookup of both finds both (fixture `count` counts documents of either kind by number)."""
+    if Capability.CREDIT_NOTES not in capabilities_of(fixture):
+        raise SkipCheck("no CREDIT_NOTES capability")
+    with running(fixture, path) as rig:
+        invoice = _plan(fixture, rig, 1)
+        ref = deliver(_build(fixture, rig), invoice)
+        credit = plan_credit_note(
+            invoice, reason="conformance", issue_date=invoice.issue_date, remote_id=ref.remote_id
+        )
+        first = deliver(_build(fixture, rig), credit)
+        second = deliver(_build(fixture, rig), credit)
+        count = _count(fixture, rig, credit)
+        expect(count == 1, f"the remote holds {count} credit notes numbered {credit.invoice_number}, not 1")
+        expect(
+            second.remote_id == first.remote_id,
+            f"the two deliveries name different credit notes: {first.remote_id} and {second.remote_id}",
+        )
+        _total_matches(first, credit)
+        _one_invoice(fixture, rig, invoice, "after crediting it")
+        if Capability.LOOKUP in capabilities_of(fixture):
+            found = _build(fixture, rig).find([invoice, credit])
+            expect(
+                set(found) == {invoice.idempotency_key, credit.idempotency_key},
+                f"find() of an invoice and its credit note found {len(found)} of 2",
+            )
 
 
 def check_uncertain_outcome_is_resolved_by_lookup(fixture: SinkFixture[Any], path: Path) -> None:
@@ -285,6 +315,7 @@ SINK_CHECKS: dict[str, SinkCheck] = {
         check_registered_under_its_entry_point,
         check_find_reports_nothing_for_a_plan_never_pushed,
         check_same_plan_twice_yields_one_invoice,
+        check_credit_note_of_a_pushed_invoice_is_created_once,
         check_uncertain_outcome_is_resolved_by_lookup,
         check_rate_limited_create_is_retried,
         check_rejected_plan_is_a_rejected_error_with_the_providers_message,

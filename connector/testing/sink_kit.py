@@ -32,6 +32,10 @@ class SinkKit(ConformanceKit):
         """Delivering a plan twice, the second time from a new sink instance, creates one invoice."""
         self._check("same_plan_twice_yields_one_invoice", tmp_path)
 
+    def test_credit_note_of_a_pushed_invoice_is_created_once(self, tmp_path: Path) -> None:
+        """A credit note delivered twice is one credit with the invoice's total; lookup finds both."""
+        self._check("credit_note_of_a_pushed_invoice_is_created_once", tmp_path)
+
     def test_uncertain_outcome_is_resolved_by_lookup(self, tmp_path: Path) -> None:
         """A create whose answer is lost raises UncertainError; lookup-then-push ends with one invoice."""
         self._check("uncertain_outcome_is_resolved_by_lookup", tmp_path)

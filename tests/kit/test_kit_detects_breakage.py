@@ -77,6 +77,11 @@ class FindsNothing(ToySink):
         return {}
 
 
+class FindsNoCreditNotes(ToySink):
+    def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
+        return super().find([plan for plan in plans if not plan.is_credit_note])
+
+
 class FailsTheWholeBatch(ToySink):
     def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
         outcomes = super().push_batch(plans)
@@ -218,6 +223,13 @@ def test_every_check_runs_on_the_unbroken_toys(tmp_path: Path) -> None:
 
 
 # -- each break is caught ---------------------------------------------------------------------
+
+
+def test_a_sink_that_cannot_find_its_credit_notes_fails_the_credit_check(tmp_path: Path) -> None:
+    with pytest.raises(ConformanceFailure, match="holds 2 credit notes"):
+        run_sink_check(
+            sink_fixture(FindsNoCreditNotes), "credit_note_of_a_pushed_invoice_is_created_once", tmp_path
+        )
 
 
 def test_a_sink_whose_find_never_finds_fails_same_plan_twice(tmp_path: Path) -> None:

@@ -91,7 +91,9 @@ class ToySink:
     """An in-memory accounting system that refuses the customer NOBODY."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP, Capability.BATCH_PUSH})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.CREDIT_NOTES}
+    )
     Config: ClassVar[type[AdapterConfig]] = ToySinkConfig
 
     def __init__(self, config: AdapterConfig, context: AdapterContext, ledger: Ledger | None = None) -> None:
