@@ -17,6 +17,15 @@ in the archive; re-sending it is safe because the buyer answers the duplicate nu
 The buyer reports no invoice id or total, so a RemoteRef carries the document's payloadID, the
 DueAmount (gross) and the summary Tax as sent.
 
+Credit notes: a credit note is an InvoiceDetailRequest with `purpose="creditMemo"` under its own
+number, naming the invoice it credits in `InvoiceIDInfo` (number and date) and, when the outbox
+recorded the invoice's payloadID as its id, in `DocumentReference`. It carries the invoice's PO
+lines with their quantities and unit prices positive and every amount negative (cXML: "negative
+amounts are credit given back to the buyer"; its DueAmount must be negative). Coupa takes a
+credit memo this way, with positive quantities and prices and the original invoice named; it
+refuses one without the original invoice. It is archived and found like an invoice, by its
+number; its RemoteRef reports the credited gross and tax positive.
+
 Tax: a taxed plan goes out with line-level tax (`InvoiceDetailLineIndicator isTaxInLine="yes"`):
 each InvoiceDetailItem has a `Tax` with one `TaxDetail` (category "vat" or "sales", the rate as
 percentageRate, TaxableAmount, TaxAmount, the state as TaxLocation for US sales tax, and for
@@ -107,10 +116,11 @@ class DuplicateInvoiceAnswer(RejectedError):
 
 
 class CxmlInvoiceSink:
-    """Posts each plan to the buyer as a cXML InvoiceDetailRequest, exactly once per number."""
+    """Posts each plan (invoice or credit memo) to the buyer as a cXML InvoiceDetailRequest,
+    exactly once per number."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
     Config: ClassVar[type[AdapterConfig]] = CxmlInvoiceConfig
 
     def __init__(

@@ -1,5 +1,6 @@
 """Reading cXML invoicing back: the Status of the buyer's Response (and whether it says our
-invoice number is already used), and what an archived InvoiceDetailRequest states."""
+invoice number is already used), and what an archived InvoiceDetailRequest (an invoice or a
+credit memo) states."""
 
 from __future__ import annotations
 
@@ -65,23 +66,34 @@ def named_number(status: CxmlStatus) -> str | None:
 
 
 class ArchivedInvoice(NamedTuple):
-    """What an archived InvoiceDetailRequest says: its payloadID, DueAmount (gross) and tax."""
+    """What an archived InvoiceDetailRequest says: its payloadID, DueAmount (gross) and tax,
+    positive for a credit memo too (whose document signs them negative)."""
 
     payload_id: str
     total: Money | None
     tax: Money | None
 
 
-def _summary_money(root: etree._Element, path: str) -> Money | None:
+_CREDITS = frozenset({"creditMemo", "lineLevelCreditMemo"})
+
+
+def _summary_money(root: etree._Element, path: str, *, credit: bool) -> Money | None:
     money = root.find(f"Request/InvoiceDetailRequest/InvoiceDetailSummary/{path}")
     if money is None:
         return None
-    return answer_money((money.text or "").strip(), money.get("currency", ""))
+    amount = answer_money((money.text or "").strip(), money.get("currency", ""))
+    if amount is None or not credit:
+        return amount
+    return Money(amount=-amount.amount, currency=amount.currency)
 
 
 def read_archived(data: bytes, *, document: str) -> ArchivedInvoice:
     """The payloadID, DueAmount and summary Tax of an archived InvoiceDetailRequest."""
     root = parse_xml(data, source="cxml-invoice", document=document)
+    head = root.find("Request/InvoiceDetailRequest/InvoiceDetailRequestHeader")
+    credit = head is not None and head.get("purpose") in _CREDITS
     return ArchivedInvoice(
-        root.get("payloadID", ""), _summary_money(root, "DueAmount/Money"), _summary_money(root, "Tax/Money")
+        root.get("payloadID", ""),
+        _summary_money(root, "DueAmount/Money", credit=credit),
+        _summary_money(root, "Tax/Money", credit=credit),
     )

@@ -1,4 +1,5 @@
-"""The `netsuite` invoice sink: SuiteTalk REST record upsert by external id.
+"""The `netsuite` invoice sink: SuiteTalk REST record upsert by external id, credit memos by
+transforming the invoice they credit.
 
 Each plan becomes `PUT /record/v1/invoice/eid:{invoice number}?replace=item`. The external id
 makes the upsert idempotent by construction; `replace=item` is what keeps a re-sent upsert from
@@ -16,6 +17,21 @@ A taxed plan is written with its tax stated (SuiteTax Tax Details with the overr
 `adapters.netsuite_tax`), so NetSuite's tax engine does not add a tax of its own; `read_back`
 then reports NetSuite's `taxTotal` beside the total.
 
+A credit note becomes a credit memo by the record transform NetSuite documents for making one
+record from another: `POST /record/v1/invoice/{id}/!transform/creditMemo`, `{id}` being the
+internal id the outbox recorded for the invoice (`credits.remote_id`; its `eid:` when there is
+none). NetSuite copies the invoice into the credit memo, sets `createdFrom` to it and applies the
+credit to it (the invoice's amount remaining drops by the credit). The body adds the credit note's
+number as `externalId` and `tranId`, its date and memo, its lines with `replace=item` (a
+transformed record starts with the invoice's lines, and a create appends non-keyed lines to the
+ones it starts with) and, when taxed, the same Tax Details override as the invoice, with
+`replace=item,taxDetails`. A transform is a create, not an upsert: a lost answer is reported as
+uncertain and the core looks the credit memo up (SuiteQL, type `CustCred`, by external id) before
+anything is sent again; NetSuite refuses a second record with the same external id, and that
+refusal is resolved by the same lookup. `find()` looks each plan up where it lives (invoices as
+`CustInvc`, credit notes as `CustCred`) in the same batched query, and reports a credit memo's
+total positive (SuiteQL signs credit transactions negative).
+
 Authentication is an OAuth 2.0 bearer token read from `access_token_env` / `access_token_file`
 (re-read once when NetSuite answers 401, so a token file rotated by another process is picked
 up). Token-based authentication (TBA, OAuth 1.0 request signing) is not supported.
@@ -24,8 +40,6 @@ up). Token-based authentication (TBA, OAuth 1.0 request signing) is not supporte
 from __future__ import annotations
 
 import json
-import re
-import secrets
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +49,8 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import Field, field_validator, model_validator
 
-from adapters.netsuite_tax import check_tax_codes, line_reference, tax_code_keys, tax_details
+from adapters.netsuite_payload import EXTERNAL_ID, RecordMapping, decimal_json
+from adapters.netsuite_tax import check_tax_codes, document_name, tax_code_keys
 from connector.errors import (
     RejectedError,
     RemoteError,
@@ -43,17 +58,21 @@ from connector.errors import (
     UncertainError,
 )
 from connector.http import HttpClient, RetryPolicy
-from connector.model import InvoiceLine, InvoicePlan, RemoteRef
+from connector.model import DocumentType, InvoicePlan, Money, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
 from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
 from connector.tax import TaxCodeMap
-from connector.values import answer_money, format_amount, format_price, http_url
+from connector.values import answer_money, http_url
+
+__all__ = ["BearerToken", "NetSuiteConfig", "NetSuiteSink", "decimal_json"]
 
 INVOICE_PATH = "record/v1/invoice"
+CREDIT_MEMO_PATH = "record/v1/creditMemo"
 SUITEQL_PATH = "query/v1/suiteql"
 LOOKUP_BATCH = 100  # external ids per SuiteQL query: one short IN list, far below the 1000-row page
-_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+# SuiteQL's transaction type of each document: where find() looks a plan up.
+TRANSACTION_TYPES = {DocumentType.INVOICE: "CustInvc", DocumentType.CREDIT_NOTE: "CustCred"}
 _CONCURRENCY_CODES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "SSS_REQUEST_LIMIT_EXCEEDED"})
 
 
@@ -112,19 +131,6 @@ class BearerToken(requests.auth.AuthBase):
         self._token = None
 
 
-def decimal_json(payload: Any) -> str:
-    """JSON text in which every Decimal is written as a JSON number, digit for digit."""
-    nonce = secrets.token_hex(8)
-
-    def encode(value: Any) -> str:
-        if isinstance(value, Decimal):
-            return f"{nonce}:{value:f}"
-        raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-    text = json.dumps(payload, default=encode, ensure_ascii=False)
-    return re.sub(rf'"{nonce}:(-?[0-9.]+)"', r"\1", text)
-
-
 def error_details(response: requests.Response) -> tuple[str, str]:
     """The `detail` texts and the first `o:errorCode` of a NetSuite error body, if it has one."""
     try:
@@ -162,10 +168,13 @@ def _read_json(response: requests.Response) -> Any:
 
 
 class NetSuiteSink:
-    """Upserts each plan as a NetSuite invoice keyed by external id = our invoice number."""
+    """Upserts each invoice as a NetSuite invoice keyed by external id = our invoice number, and
+    makes each credit note a credit memo transformed from the invoice it credits."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP, Capability.NATIVE_UPSERT})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOOKUP, Capability.NATIVE_UPSERT, Capability.CREDIT_NOTES}
+    )
     Config: ClassVar[type[AdapterConfig]] = NetSuiteConfig
 
     def __init__(
@@ -180,6 +189,7 @@ class NetSuiteSink:
         self.config = config
         self._log = context.logger
         self.tax_codes = TaxCodeMap(config.tax_codes)
+        self.records = RecordMapping(config, self.tax_codes)
         token_file = context.resolve(config.access_token_file) if config.access_token_file else None
         self.client = HttpClient(
             config.base_url,
@@ -200,33 +210,40 @@ class NetSuiteSink:
         if self.tax_codes:
             check_tax_codes(self.client, self.tax_codes, self.name)
         else:
-            self._query_invoices([])
+            self._query_transactions([], {"CustInvc"})
 
     # -- lookup ------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
-        """Invoices already in NetSuite for these plans: one SuiteQL query per 100 plans."""
-        by_number = {p.invoice_number: p for p in plans if _EXTERNAL_ID.match(p.invoice_number)}
+        """Invoices and credit memos already in NetSuite for these plans, each looked up as its
+        own transaction type: one SuiteQL query per 100 plans."""
+        by_number = {p.invoice_number: p for p in plans if EXTERNAL_ID.match(p.invoice_number)}
         numbers = sorted(by_number)
         found: dict[str, RemoteRef] = {}
         for start in range(0, len(numbers), LOOKUP_BATCH):
-            for row in self._query_invoices(numbers[start : start + LOOKUP_BATCH]):
+            batch = numbers[start : start + LOOKUP_BATCH]
+            types = {TRANSACTION_TYPES[by_number[n].document_type] for n in batch}
+            for row in self._query_transactions(batch, types):
                 plan = by_number.get(str(row.get("externalid", "")))
-                if plan is None:
+                if plan is None or not _of_type(row, TRANSACTION_TYPES[plan.document_type], types):
                     continue
+                total = answer_money(row.get("foreigntotal"), plan.currency)
                 found[plan.idempotency_key] = RemoteRef(
                     remote_id=str(row.get("id", "")),
                     invoice_number=plan.invoice_number,
-                    total=answer_money(row.get("foreigntotal"), plan.currency),
+                    # SuiteQL signs a credit memo's total negative; a credit is reported positive.
+                    total=Money(amount=abs(total.amount), currency=total.currency) if total else None,
                     already_existed=True,
                 )
         return found
 
-    def _query_invoices(self, numbers: Sequence[str]) -> list[Mapping[str, Any]]:
-        # Only numbers matching _EXTERNAL_ID (letters, digits, '_', '-') reach this query.
+    def _query_transactions(self, numbers: Sequence[str], types: set[str]) -> list[Mapping[str, Any]]:
+        # Only numbers matching EXTERNAL_ID (letters, digits, '_', '-') reach this query.
         quoted = ", ".join(f"'{n}'" for n in numbers) or "''"
+        kinds = ", ".join(f"'{t}'" for t in sorted(types))
+        of_type = f"type = {kinds}" if len(types) == 1 else f"type IN ({kinds})"
         query = (
-            "SELECT id, externalid, foreigntotal FROM transaction "  # noqa: S608
-            f"WHERE type = 'CustInvc' AND externalid IN ({quoted})"
+            "SELECT id, externalid, type, foreigntotal FROM transaction "  # noqa: S608
+            f"WHERE {of_type} AND externalid IN ({quoted})"
         )
         response = self.client.request(
             "POST",
@@ -245,7 +262,10 @@ class NetSuiteSink:
 
     # -- push ---------------------------------------------------------------------------
     def push(self, plan: InvoicePlan) -> RemoteRef:
-        """Upsert the invoice (one call); with `read_back`, confirm it with a GET."""
+        """Upsert the invoice, or transform the credited invoice into the credit note's credit
+        memo (one call); with `read_back`, confirm it with a GET."""
+        if plan.is_credit_note:
+            return self._push_credit_memo(plan)
         body = self.invoice_body(plan)
         path = f"{INVOICE_PATH}/eid:{plan.invoice_number}"
         response = self.client.request(
@@ -258,27 +278,54 @@ class NetSuiteSink:
             # first, so a 5xx or a timeout is reported, not retried here.
             idempotent=False,
         )
+        return self._written(plan, response, INVOICE_PATH)
+
+    def _push_credit_memo(self, plan: InvoicePlan) -> RemoteRef:
+        body = self.credit_memo_body(plan)
+        source = self.records.transform_source(plan)
+        try:
+            response = self.client.request(
+                "POST",
+                f"{INVOICE_PATH}/{source}/!transform/creditMemo",
+                params={"replace": "item,taxDetails" if plan.is_taxed else "item"},
+                data=decimal_json(body).encode("utf-8"),
+                headers={"Content-Type": "application/json"},
+                idempotent=False,  # a create: an unclear outcome is looked up, never re-sent here
+            )
+        except RejectedError as refused:
+            if refused.status != 400:
+                raise
+            # An earlier attempt may have made it (NetSuite refuses a second record with the
+            # same external id): what is there decides, not the wording of the refusal.
+            existing = self.find([plan]).get(plan.idempotency_key)
+            if existing is None:
+                raise
+            self._log.info("credit memo %s already exists: %s", plan.invoice_number, refused.message)
+            return existing
+        return self._written(plan, response, CREDIT_MEMO_PATH)
+
+    def _written(self, plan: InvoicePlan, response: requests.Response, record_path: str) -> RemoteRef:
         remote_id = _location_id(response)
         if remote_id is None:
             raise UncertainError(
-                f"netsuite: upsert of {plan.invoice_number} answered {response.status_code} "
+                f"netsuite: writing {document_name(plan)} answered {response.status_code} "
                 "without a record Location"
             )
         if self.config.read_back:
-            return self._read_back(plan, remote_id)
+            return self._read_back(plan, remote_id, record_path)
         # NetSuite computes the total; it is read back by the core's batched lookup, never assumed.
         return RemoteRef(remote_id=remote_id, invoice_number=plan.invoice_number, total=None)
 
-    def _read_back(self, plan: InvoicePlan, remote_id: str) -> RemoteRef:
+    def _read_back(self, plan: InvoicePlan, remote_id: str, record_path: str) -> RemoteRef:
         try:
-            response = self.client.request("GET", f"{INVOICE_PATH}/eid:{plan.invoice_number}")
+            response = self.client.request("GET", f"{record_path}/eid:{plan.invoice_number}")
             record = _read_json(response)
             total = answer_money(record.get("total"), plan.currency)
             tax = answer_money(record.get("taxTotal"), plan.currency)
         except (RemoteError, ValueError, AttributeError) as exc:
-            # The upsert was acknowledged; only the confirmation is missing.
+            # The write was acknowledged; only the confirmation is missing.
             raise UncertainError(
-                f"netsuite: invoice {plan.invoice_number} was written (id {remote_id}) "
+                f"netsuite: {document_name(plan)} was written (id {remote_id}) "
                 f"but reading it back failed: {exc}"
             ) from exc
         return RemoteRef(
@@ -290,56 +337,18 @@ class NetSuiteSink:
 
     def invoice_body(self, plan: InvoicePlan) -> dict[str, Any]:
         """The REST record body of the plan's invoice; RejectedError when a ref is not mapped."""
-        if not _EXTERNAL_ID.match(plan.invoice_number):
-            raise RejectedError(
-                f"netsuite: invoice number {plan.invoice_number!r} cannot be an external id "
-                "(letters, digits, '_' and '-' only, at most 100)"
-            )
-        entity = self._mapped(self.config.customer_ids, plan.customer_ref, "customer_ids", plan)
-        body: dict[str, Any] = {
-            "externalId": plan.invoice_number,
-            "tranId": plan.invoice_number,
-            "entity": {"id": entity},
-            "tranDate": plan.issue_date.isoformat(),
-            "dueDate": plan.due_date.isoformat(),
-            "memo": plan.memo,
-            "item": {"items": [self._line(plan, line) for line in plan.lines]},
-        }
-        if plan.po_number:
-            body["otherRefNum"] = plan.po_number
-        if plan.is_taxed:
-            body.update(tax_details(plan, self.tax_codes, self.name))
-        if plan.payment_terms is not None and plan.payment_terms.code in self.config.terms_ids:
-            body["terms"] = {"id": self.config.terms_ids[plan.payment_terms.code]}
-        if self.config.currency_ids:
-            body["currency"] = {
-                "id": self._mapped(self.config.currency_ids, plan.currency, "currency_ids", plan)
-            }
-        if self.config.subsidiary:
-            body["subsidiary"] = {"id": self.config.subsidiary}
-        return body
+        return self.records.invoice_body(plan)
 
-    def _line(self, plan: InvoicePlan, line: InvoiceLine) -> dict[str, Any]:
-        item = self._mapped(self.config.item_ids, line.sku, "item_ids", plan)
-        fields: dict[str, Any] = {
-            "item": {"id": item},
-            "quantity": line.quantity,
-            "rate": Decimal(format_price(line.unit_price)),
-            "amount": Decimal(format_amount(line.amount)),
-            "description": line.description or line.sku,
-        }
-        if line.tax is not None:
-            fields["taxDetailsReference"] = line_reference(line)
-        return fields
+    def credit_memo_body(self, plan: InvoicePlan) -> dict[str, Any]:
+        """The transform body of a credit note's credit memo; RejectedError when a ref is not mapped."""
+        return self.records.credit_memo_body(plan)
 
-    def _mapped(self, table: Mapping[str, str], key: str, field: str, plan: InvoicePlan) -> str:
-        try:
-            return table[key]
-        except KeyError:
-            raise RejectedError(
-                f"netsuite sink {self.name!r}: invoice {plan.invoice_number}: no NetSuite internal id "
-                f"for {key!r}; add it to {field}"
-            ) from None
+
+def _of_type(row: Mapping[str, Any], wanted: str, queried: set[str]) -> bool:
+    """Whether a SuiteQL row is of the transaction type its plan lives as (a row without its
+    type is, when the query asked for that type alone)."""
+    kind = str(row.get("type") or "")
+    return kind == wanted if kind else queried == {wanted}
 
 
 def _location_id(response: requests.Response) -> str | None:

@@ -31,6 +31,11 @@ def line_reference(line: InvoiceLine) -> str:
     return f"L{line.line_no}"
 
 
+def document_name(plan: InvoicePlan) -> str:
+    """The plan as errors name it: "invoice INV-…" or "credit note CN-…"."""
+    return f"{plan.document_type.value.replace('_', ' ')} {plan.invoice_number}"
+
+
 def tax_code_keys(codes: Mapping[str, str]) -> dict[str, str]:
     """Checks a `tax_codes` table (key -> internal id); raises ValueError naming the entry."""
     checked: dict[str, str] = {}
@@ -46,7 +51,8 @@ def tax_code_keys(codes: Mapping[str, str]) -> dict[str, str]:
 
 
 def tax_details(plan: InvoicePlan, codes: TaxCodeMap, sink_name: str) -> dict[str, Any]:
-    """The `taxDetailsOverride` and `taxDetails` fields of a taxed plan's invoice body."""
+    """The `taxDetailsOverride` and `taxDetails` fields of a taxed plan's invoice or credit memo
+    (a credit memo states the tax it credits, the invoice's, as positive amounts)."""
     amounts = line_tax_amounts(
         ((line.line_no, line.amount.amount, line.tax) for line in plan.lines if line.tax is not None),
         plan.tax_breakdown,
@@ -60,7 +66,7 @@ def tax_details(plan: InvoicePlan, codes: TaxCodeMap, sink_name: str) -> dict[st
             code = codes.code_for(line.tax)
         except TaxProblem as exc:
             raise RejectedError(
-                f"netsuite sink {sink_name!r}: invoice {plan.invoice_number}: line {line.line_no}: "
+                f"netsuite sink {sink_name!r}: {document_name(plan)}: line {line.line_no}: "
                 f"{exc.detail}; add it to tax_codes",
                 provider_code=exc.code,
             ) from None

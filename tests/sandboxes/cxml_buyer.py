@@ -11,6 +11,13 @@ Tax must sum to the summary Tax, and SubtotalAmount + Tax must be the DueAmount,
 invoice's currency; 450 for a cXML version other than 1.2.x. The HTTP status mirrors the code
 unless `http_status_mirrors_code` is False, in which case every answer is HTTP 200 and only the
 cXML Status tells.
+
+Credit memos (`purpose="creditMemo"`): 500 "Unexpected server error" for a creditMemo without
+the original invoice (no `InvoiceIDInfo@invoiceID`) or naming an invoice it never received, as
+Coupa answers; 417 "Invalid attributes" unless the DueAmount is negative (the DTD's rule) and
+every line's quantity and unit price are positive (Coupa's rule for a credit memo); its number
+is refused when already used, invoice or credit alike. An accepted credit memo is recorded with
+the invoice it credits, and that invoice lists it in `credit_notes`.
 """
 
 from __future__ import annotations
@@ -83,6 +90,21 @@ def check_amounts(root: etree._Element) -> dict[str, Any]:
     return {"subtotal": subtotal, "tax": tax, "due_amount": due_amount, "currency": currency}
 
 
+def check_credit(root: etree._Element, amounts: dict[str, Any]) -> None:
+    """A creditMemo's signs: a negative DueAmount, positive quantities and unit prices."""
+    if amounts["due_amount"] >= 0:
+        raise AmountProblem(f"A creditMemo's DueAmount must be negative, not {amounts['due_amount']}")
+    for item in root.iterfind(".//InvoiceDetailItem"):
+        number = item.get("invoiceLineNumber")
+        quantity = Decimal(item.get("quantity", "0"))
+        price = _money(item, "UnitPrice/Money", amounts["currency"])
+        if quantity <= 0 or price <= 0:
+            raise AmountProblem(
+                f"Line {number}: a credit memo's quantity and unit price must be positive "
+                f"(quantity {quantity}, unit price {price})"
+            )
+
+
 def cxml_response(code: int, text: str, detail: str = "") -> bytes:
     """A cXML Response document with one Status."""
     root = etree.Element(
@@ -96,7 +118,8 @@ def cxml_response(code: int, text: str, detail: str = "") -> bytes:
 
 
 class CxmlBuyerSandbox(Sandbox):
-    """Accepts InvoiceDetailRequests; `invoices` maps invoiceID -> what the buyer recorded."""
+    """Accepts InvoiceDetailRequests; `invoices` maps invoiceID -> what the buyer recorded
+    (invoices and credit memos alike, as their numbers share one namespace)."""
 
     def __init__(
         self,
@@ -168,8 +191,13 @@ class CxmlBuyerSandbox(Sandbox):
                     "Invalid order/document reference",
                     f"Could not find order header {order_id} {unknown_lines}",
                 )
+        purpose = head.get("purpose", "standard")
+        original = head.find("InvoiceIDInfo")
+        credits = original.get("invoiceID", "").strip() if original is not None else ""
         try:
             amounts = check_amounts(root)
+            if purpose == "creditMemo":
+                check_credit(root, amounts)
         except AmountProblem as problem:
             return self._answer(417, "Invalid attributes", str(problem))
         with self.lock:
@@ -179,7 +207,18 @@ class CxmlBuyerSandbox(Sandbox):
                     "Invalid attributes",
                     f"Invoice number {invoice_id} has already been used for this supplier",
                 )
+            if purpose == "creditMemo" and self.invoices.get(credits, {}).get("purpose") != "standard":
+                named = f" ({credits!r} was never received)" if credits else ""
+                return self._answer(
+                    500, "Unexpected server error", f"creditMemo without the original invoice{named}"
+                )
+            if purpose == "creditMemo":
+                self.invoices[credits]["credit_notes"].append(invoice_id)
             self.invoices[invoice_id] = {
+                "purpose": purpose,
+                "credits": credits if purpose == "creditMemo" else None,
+                "credits_date": original.get("invoiceDate") if original is not None else None,
+                "credit_notes": [],
                 "payload_id": root.get("payloadID"),
                 "po_number": order_id,
                 "deployment_mode": root.find("Request").get("deploymentMode", "production"),

@@ -1,16 +1,29 @@
-"""A NetSuite SuiteTalk REST sandbox: invoice records, external-id upsert, SuiteQL, governance.
+"""A NetSuite SuiteTalk REST sandbox: invoice and credit memo records, external-id upsert, the
+invoice -> credit memo transform, SuiteQL, governance.
 
 Behaves like the real service where the connector depends on it:
 - `PUT /services/rest/record/v1/invoice/eid:{id}` upserts: creates when absent, updates when
   present, answers `204 No Content` with `Location: .../record/v1/invoice/{internal id}`. On an
   update the `item` sublist is APPENDED to the existing lines unless the query says
   `replace=item`, as NetSuite does for non-keyed sublists;
-- `GET .../record/v1/invoice/eid:{id}` or `/{internal id}`: the record with its `total`;
+- `POST .../record/v1/invoice/{id or eid:x}/!transform/creditMemo` creates a credit memo from the
+  invoice: it starts as a copy of the invoice (customer, currency, subsidiary, PO #, its item and
+  tax lines, its tax override), `createdFrom` is the invoice, and the body's fields are set on top.
+  The body's item (and tax) lines are APPENDED to the copied ones unless `replace` names the
+  sublist, as for any create that starts with lines. The credit is applied to the invoice: the
+  credit memo's `apply` names it with the amount applied, and the invoice's `amountRemaining` drops
+  by it. Answers `204` with `Location: .../record/v1/creditMemo/{internal id}`. Refused: an unknown
+  invoice (404 `NONEXISTENT_ID`), another customer than the invoice's, no item line, and an
+  `externalId` another credit memo already has (400 `USER_ERROR`; NetSuite refuses a second record
+  with the same external id with a 400, its exact wording here is not NetSuite's own);
+- `GET .../record/v1/{invoice|creditMemo}/eid:{id}` or `/{internal id}`: the record with its
+  `total`, `taxTotal`, `amountRemaining` (invoice), `createdFrom`, `applied`, `unapplied` (credit);
 - `POST /services/rest/query/v1/suiteql` (header `Prefer: transient`): `SELECT cols FROM
-  transaction WHERE col = 'v' AND col IN ('a', 'b')`, values answered as strings;
+  transaction WHERE col = 'v' AND col IN ('a', 'b')` over invoices (type `CustInvc`) and credit
+  memos (type `CustCred`, `foreigntotal` negative), values answered as strings;
 - errors in NetSuite's shape (`o:errorDetails[].detail`, `o:errorCode`): unknown customer or item
   -> 400 `USER_ERROR`, unknown record -> 404 `NONEXISTENT_ID`, bad token -> 401 `INVALID_LOGIN`;
-- SuiteTax: `GET .../record/v1/salesTaxItem/{id}` reads a tax code; an invoice with
+- SuiteTax: `GET .../record/v1/salesTaxItem/{id}` reads a tax code; a record with
   `taxDetailsOverride: true` keeps the `taxDetails` lines it states (each must name an item
   line's `taxDetailsReference` and an active tax code, else 400 `USER_ERROR`); without the
   override the account's tax engine computes the tax itself, per line at the rate of
@@ -22,48 +35,51 @@ Behaves like the real service where the connector depends on it:
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
 import time
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from tests.sandboxes.base import Reply, Request, Sandbox
+from tests.sandboxes.netsuite_query import CREDIT_MEMO_TYPE, INVOICE_TYPE, select, transaction_row
+from tests.sandboxes.netsuite_records import (
+    TAX_CODES,
+    engine_tax,
+    invalid_value,
+    item_lines,
+    ns_error,
+    number,
+    stated_tax,
+    total_up,
+)
+
+__all__ = ["PREFIX", "TAX_CODES", "NetSuiteSandbox", "ns_error"]
 
 PREFIX = "/services/rest"
-_INVOICE = re.compile(r"^/services/rest/record/v1/invoice/(?:eid:(?P<eid>[^/]+)|(?P<id>\d+))$")
-_SELECT = re.compile(
-    r"^\s*SELECT\s+(?P<cols>.+?)\s+FROM\s+transaction(?:\s+WHERE\s+(?P<where>.+?))?\s*$", re.I | re.S
+_RECORD = re.compile(
+    r"^/services/rest/record/v1/(?P<type>invoice|creditMemo)/(?:eid:(?P<eid>[^/]+)|(?P<id>\d+))$"
 )
-_EQUALS = re.compile(r"^(?P<col>\w+)\s*=\s*'(?P<value>[^']*)'$")
-_IN = re.compile(r"^(?P<col>\w+)\s+IN\s*\((?P<values>.*)\)$", re.I | re.S)
+_TRANSFORM = re.compile(
+    r"^/services/rest/record/v1/invoice/(?:eid:(?P<eid>[^/]+)|(?P<id>\d+))/!transform/creditMemo$"
+)
 _TAX_CODE = re.compile(r"^/services/rest/record/v1/salesTaxItem/(?P<id>\d+)$")
-_TYPE_URL = "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1"
-
-# The tax codes of a SuiteTax account that invoices the example's customers (rates in percent).
-TAX_CODES: dict[str, dict[str, Any]] = {
-    "11": {"name": "US-NY Sales Tax", "rate": Decimal("8.875")},
-    "12": {"name": "US-TX Sales Tax", "rate": Decimal("8.25")},
-    "13": {"name": "US-CA Sales Tax", "rate": Decimal("7.25")},
-    "14": {"name": "US-MA Sales Tax", "rate": Decimal("6.25")},
-    "20": {"name": "UK Standard 20%", "rate": Decimal("20")},
-    "30": {"name": "EU Reverse Charge", "rate": Decimal("0")},
-    "90": {"name": "Retired 17.5%", "rate": Decimal("17.5"), "isInactive": True},
-}
+_SUBLISTS = ("item", "taxDetails", "apply")
 
 
-def ns_error(status: int, title: str, detail: str, code: str, path: str = "") -> Reply:
-    """A reply in NetSuite's REST error shape."""
-    item: dict[str, Any] = {"detail": detail, "o:errorCode": code}
-    if path:
-        item["o:errorPath"] = path
-    body = {"type": _TYPE_URL, "title": title, "status": status, "o:errorDetails": [item]}
-    return Reply(status, body, content_type="application/vnd.oracle.resource+json; type=error")
+def _not_found() -> Reply:
+    return ns_error(
+        404,
+        "Record Not Found",
+        "The record instance does not exist. Provide a valid record instance ID.",
+        "NONEXISTENT_ID",
+    )
 
 
 class NetSuiteSandbox(Sandbox):
-    """In-memory NetSuite account: `invoices` maps internal id -> invoice record."""
+    """In-memory NetSuite account: `invoices` and `credit_memos` map internal id -> record."""
 
     def __init__(
         self,
@@ -83,18 +99,30 @@ class NetSuiteSandbox(Sandbox):
         self.concurrency_limit = concurrency_limit
         self.latency = latency
         self.invoices: dict[str, dict[str, Any]] = {}
+        self.credit_memos: dict[str, dict[str, Any]] = {}
         # salesTaxItem internal id -> {"name", "rate" (percent), "isInactive"}
         self.tax_codes = tax_codes if tax_codes is not None else dict(TAX_CODES)
         self.default_tax_code = default_tax_code
         self.concurrency_rejections = 0
         self._in_flight = 0
-        self._next_id = 1001
+        self._next_id = 1001  # one sequence for every transaction type, as NetSuite numbers them
         self._gate = threading.Lock()
 
     # -- helpers for assertions --------------------------------------------------------
     def by_external_id(self, external_id: str) -> dict[str, Any] | None:
+        """The invoice with this external id."""
         with self.lock:
             return next((r for r in self.invoices.values() if r["externalId"] == external_id), None)
+
+    def credit_memo(self, external_id: str) -> dict[str, Any] | None:
+        """The credit memo with this external id."""
+        with self.lock:
+            return next((r for r in self.credit_memos.values() if r["externalId"] == external_id), None)
+
+    def credits_of(self, invoice_id: str) -> list[dict[str, Any]]:
+        """The credit memos made from the invoice with this internal id."""
+        with self.lock:
+            return [r for r in self.credit_memos.values() if r["createdFrom"]["id"] == invoice_id]
 
     # -- dispatch ------------------------------------------------------------------------
     def handle(self, request: Request) -> Reply:
@@ -125,11 +153,14 @@ class NetSuiteSandbox(Sandbox):
                 self._in_flight -= 1
 
     def _route(self, request: Request) -> Reply:
-        match = _INVOICE.match(request.path)
-        if match and request.method == "PUT" and match["eid"]:
-            return self._upsert(match["eid"], request)
-        if match and request.method == "GET":
-            return self._get(match["eid"], match["id"])
+        record = _RECORD.match(request.path)
+        if record and request.method == "PUT" and record["type"] == "invoice" and record["eid"]:
+            return self._upsert(record["eid"], request)
+        if record and request.method == "GET":
+            return self._get(record["type"], record["eid"], record["id"])
+        transform = _TRANSFORM.match(request.path)
+        if transform and request.method == "POST":
+            return self._transform(transform["eid"], transform["id"], request)
         tax_code = _TAX_CODE.match(request.path)
         if tax_code and request.method == "GET":
             return self._get_tax_code(tax_code["id"])
@@ -145,45 +176,16 @@ class NetSuiteSandbox(Sandbox):
             return ns_error(400, "Bad Request", f"Invalid JSON: {exc}.", "INVALID_CONTENT")
         entity = str((body.get("entity") or {}).get("id", ""))
         if entity not in self.customers:
-            return ns_error(
-                400,
-                "Bad Request",
-                f"Error while accessing a resource. You have entered an Invalid Field Value {entity} "
-                "for the following field: entity",
-                "USER_ERROR",
-                "entity",
-            )
-        lines = []
-        for index, line in enumerate((body.get("item") or {}).get("items", [])):
-            item = str((line.get("item") or {}).get("id", ""))
-            if item not in self.items:
-                return ns_error(
-                    400,
-                    "Bad Request",
-                    f"Error while accessing a resource. You have entered an Invalid Field Value {item} "
-                    "for the following field: item",
-                    "USER_ERROR",
-                    f"item.items[{index}].item",
-                )
-            quantity = Decimal(str(line.get("quantity", "1")))
-            rate = Decimal(str(line.get("rate", "0")))
-            amount = Decimal(str(line["amount"])) if "amount" in line else quantity * rate
-            lines.append(
-                {
-                    "item": item,
-                    "quantity": quantity,
-                    "rate": rate,
-                    "amount": amount,
-                    "description": line.get("description", ""),
-                    "taxDetailsReference": str(line.get("taxDetailsReference", "")),
-                }
-            )
+            return invalid_value(entity, "entity", "entity")
+        lines = item_lines(body, self.items)
+        if isinstance(lines, Reply):
+            return lines
         override = body.get("taxDetailsOverride") is True
-        stated = self._stated_tax(body, lines) if override else []
+        stated = stated_tax(body, lines, self.tax_codes) if override else []
         if isinstance(stated, Reply):
             return stated
-        replace = {name.strip() for value in request.query.get("replace", []) for name in value.split(",")}
-        header = {k: v for k, v in body.items() if k not in ("item", "taxDetails")}
+        replace = _replaced(request)
+        header = {k: v for k, v in body.items() if k not in _SUBLISTS}
         with self.lock:
             record = self.by_external_id(external_id)
             if record is None:
@@ -193,99 +195,110 @@ class NetSuiteSandbox(Sandbox):
             record.update(header)
             record["externalId"] = external_id
             record["lines"] = lines if "item" in replace else record["lines"] + lines
-            record["taxDetails"] = stated if override else self._engine_tax(record["lines"])
-            record["subtotal"] = sum((line["amount"] for line in record["lines"]), Decimal(0))
-            record["taxTotal"] = sum((tax["taxAmount"] for tax in record["taxDetails"]), Decimal(0))
-            record["total"] = record["subtotal"] + record["taxTotal"]
+            record["taxDetails"] = (
+                stated if override else engine_tax(record["lines"], self.tax_codes, self.default_tax_code)
+            )
+            total_up(record)
+            credited = sum((memo["applied"] for memo in self.credits_of(record["id"])), Decimal(0))
+            record["amountRemaining"] = record["total"] - credited
             internal_id = record["id"]
         return Reply(204, b"", {"Location": f"{self.url}{PREFIX}/record/v1/invoice/{internal_id}"})
 
-    # -- SuiteTax -------------------------------------------------------------------------
-    def _stated_tax(self, body: dict[str, Any], lines: list[dict[str, Any]]) -> list[dict[str, Any]] | Reply:
-        """The override's tax lines, checked as NetSuite checks them."""
-        references = {line["taxDetailsReference"] for line in lines if line["taxDetailsReference"]}
-        taxes = []
-        for index, tax in enumerate((body.get("taxDetails") or {}).get("items", [])):
-            path = f"taxDetails.items[{index}]"
-            reference = str(tax.get("taxDetailsReference", ""))
-            if reference not in references:
+    def _transform(self, external_id: str | None, internal_id: str | None, request: Request) -> Reply:
+        try:
+            body = json.loads(request.body.decode("utf-8") or "{}", parse_float=Decimal)
+        except ValueError as exc:
+            return ns_error(400, "Bad Request", f"Invalid JSON: {exc}.", "INVALID_CONTENT")
+        with self.lock:
+            invoice = self._find("invoice", external_id, internal_id)
+            if invoice is None:
+                return _not_found()
+            entity = str((body.get("entity") or {}).get("id", "")) or invoice["entity"]["id"]
+            if entity != invoice["entity"]["id"]:
+                return invalid_value(entity, "entity", "entity")
+            added = item_lines(body, self.items)
+            if isinstance(added, Reply):
+                return added
+            replace = _replaced(request)
+            lines = added if "item" in replace else copy.deepcopy(invoice["lines"]) + added
+            if not lines:
                 return ns_error(
                     400,
                     "Bad Request",
-                    f"Invalid taxDetailsReference {reference!r}: no item line has it.",
+                    "You must enter at least one line item for this transaction.",
                     "USER_ERROR",
-                    f"{path}.taxDetailsReference",
+                    "item",
                 )
-            code = str((tax.get("taxCode") or {}).get("id", ""))
-            known = self.tax_codes.get(code)
-            if known is None or known.get("isInactive"):
+            override = body.get("taxDetailsOverride", invoice.get("taxDetailsOverride")) is True
+            stated = stated_tax(body, lines, self.tax_codes) if override else []
+            if isinstance(stated, Reply):
+                return stated
+            memo_id = str(body.get("externalId") or "")
+            if memo_id and self.credit_memo(memo_id) is not None:
                 return ns_error(
                     400,
                     "Bad Request",
-                    "Error while accessing a resource. You have entered an Invalid Field Value "
-                    f"{code} for the following field: taxCode",
+                    f"A credit memo with external ID {memo_id} already exists.",
                     "USER_ERROR",
-                    f"{path}.taxCode",
+                    "externalId",
                 )
-            try:
-                amount = Decimal(str(tax["taxAmount"]))
-                basis = Decimal(str(tax.get("taxBasis", "0")))
-            except (KeyError, ArithmeticError):
-                return ns_error(400, "Bad Request", f"{path}: taxAmount is required.", "USER_ERROR", path)
-            taxes.append(
-                {
-                    "taxDetailsReference": reference,
-                    "taxCode": code,
-                    "taxBasis": basis,
-                    "taxRate": Decimal(str(tax.get("taxRate", known["rate"]))),
-                    "taxAmount": amount,
-                }
-            )
-        return taxes
+            record = self._credit_memo_from(invoice, body, lines)
+            if override:
+                copied = [] if "taxDetails" in replace else copy.deepcopy(invoice["taxDetails"])
+                record["taxDetails"] = copied + stated
+            else:
+                record["taxDetails"] = engine_tax(lines, self.tax_codes, self.default_tax_code)
+            total_up(record)
+            applied = min(record["total"], invoice["amountRemaining"])
+            record["apply"] = [{"doc": {"id": invoice["id"]}, "apply": True, "amount": applied}]
+            record["applied"] = applied
+            record["unapplied"] = record["total"] - applied
+            invoice["amountRemaining"] -= applied
+            self.credit_memos[record["id"]] = record
+        return Reply(204, b"", {"Location": f"{self.url}{PREFIX}/record/v1/creditMemo/{record['id']}"})
 
-    def _engine_tax(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """What the account's tax engine adds to an invoice that states no tax of its own."""
-        if self.default_tax_code is None:
-            return []
-        rate = Decimal(str(self.tax_codes[self.default_tax_code]["rate"]))
-        return [
+    def _credit_memo_from(
+        self, invoice: dict[str, Any], body: dict[str, Any], lines: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A new credit memo: the invoice's header (not its number, dates or terms), the body's
+        fields on top, created from the invoice."""
+        copied = ("entity", "currency", "subsidiary", "otherRefNum", "memo", "taxDetailsOverride")
+        record: dict[str, Any] = {key: copy.deepcopy(invoice[key]) for key in copied if key in invoice}
+        record.update({k: v for k, v in body.items() if k not in _SUBLISTS})
+        record.update(
             {
-                "taxDetailsReference": line["taxDetailsReference"],
-                "taxCode": self.default_tax_code,
-                "taxBasis": line["amount"],
-                "taxRate": rate,
-                "taxAmount": (line["amount"] * rate / 100).quantize(Decimal("0.01"), ROUND_HALF_UP),
+                "id": str(self._next_id),
+                "externalId": str(body.get("externalId") or ""),
+                "createdFrom": {"id": invoice["id"]},
+                "lines": lines,
             }
-            for line in lines
-        ]
+        )
+        self._next_id += 1
+        return record
+
+    def _find(self, kind: str, external_id: str | None, internal_id: str | None) -> dict[str, Any] | None:
+        records = self.invoices if kind == "invoice" else self.credit_memos
+        if external_id:
+            return next((r for r in records.values() if r["externalId"] == external_id), None)
+        return records.get(internal_id or "")
 
     def _get_tax_code(self, code: str) -> Reply:
         known = self.tax_codes.get(code)
         if known is None:
-            return ns_error(
-                404,
-                "Record Not Found",
-                "The record instance does not exist. Provide a valid record instance ID.",
-                "NONEXISTENT_ID",
-            )
+            return _not_found()
         body = {"id": code, "itemType": "TaxItem", "isInactive": False, **known}
-        return Reply(200, json.dumps(body, default=_number))
+        return Reply(200, json.dumps(body, default=number))
 
-    def _get(self, external_id: str | None, internal_id: str | None) -> Reply:
+    def _get(self, kind: str, external_id: str | None, internal_id: str | None) -> Reply:
         with self.lock:
-            record = self.by_external_id(external_id) if external_id else self.invoices.get(internal_id or "")
+            record = self._find(kind, external_id, internal_id)
             if record is None:
-                return ns_error(
-                    404,
-                    "Record Not Found",
-                    "The record instance does not exist. Provide a valid record instance ID.",
-                    "NONEXISTENT_ID",
-                )
-            body = {k: v for k, v in record.items() if k not in ("lines", "taxDetails")}
-            link = f"{self.url}{PREFIX}/record/v1/invoice/{record['id']}"
+                return _not_found()
+            body = {k: v for k, v in record.items() if k not in ("lines", "taxDetails", "apply")}
+            link = f"{self.url}{PREFIX}/record/v1/{kind}/{record['id']}"
             body["links"] = [{"rel": "self", "href": link}]
             body["item"] = {"links": [{"rel": "self", "href": f"{link}/item"}]}
-        return Reply(200, json.dumps(body, default=_number))
+        return Reply(200, json.dumps(body, default=number))
 
     # -- SuiteQL --------------------------------------------------------------------------
     def _suiteql(self, request: Request) -> Reply:
@@ -297,21 +310,13 @@ class NetSuiteSandbox(Sandbox):
             query = str(request.json()["q"])
         except (ValueError, KeyError, TypeError):
             return ns_error(400, "Bad Request", "The request body must have a 'q' field.", "INVALID_CONTENT")
-        parsed = _SELECT.match(query)
-        if parsed is None:
-            return ns_error(400, "Bad Request", f"Invalid search query: {query}", "INVALID_PARAMETER")
-        columns = [c.strip().lower() for c in parsed["cols"].split(",")]
+        with self.lock:
+            rows = [transaction_row(r, INVOICE_TYPE) for r in self.invoices.values()]
+            rows += [transaction_row(r, CREDIT_MEMO_TYPE) for r in self.credit_memos.values()]
         try:
-            conditions = _conditions(parsed["where"] or "")
+            selected = select(query, rows)
         except ValueError as exc:
             return ns_error(400, "Bad Request", f"Invalid search query: {exc}", "INVALID_PARAMETER")
-        with self.lock:
-            rows = [_transaction_row(r) for r in self.invoices.values()]
-        selected = [
-            {"links": [], **{c: row.get(c) for c in columns}}
-            for row in rows
-            if all(str(row.get(col, "")).lower() in allowed for col, allowed in conditions)
-        ]
         limit = int(request.arg("limit", "1000") or 1000)
         offset = int(request.arg("offset", "0") or 0)
         page = selected[offset : offset + limit]
@@ -328,32 +333,6 @@ class NetSuiteSandbox(Sandbox):
         )
 
 
-def _conditions(where: str) -> list[tuple[str, set[str]]]:
-    conditions = []
-    for part in re.split(r"\s+AND\s+", where.strip(), flags=re.I) if where.strip() else []:
-        if match := _EQUALS.match(part.strip()):
-            conditions.append((match["col"].lower(), {match["value"].lower()}))
-        elif match := _IN.match(part.strip()):
-            values = {v.strip().strip("'").lower() for v in match["values"].split(",")}
-            conditions.append((match["col"].lower(), values))
-        else:
-            raise ValueError(f"unsupported condition {part!r}")
-    return conditions
-
-
-def _transaction_row(record: dict[str, Any]) -> dict[str, str]:
-    # SuiteQL answers every value as a string, the type code of an invoice is CustInvc.
-    return {
-        "id": record["id"],
-        "externalid": record["externalId"],
-        "tranid": str(record.get("tranId", "")),
-        "otherrefnum": str(record.get("otherRefNum", "")),
-        "type": "CustInvc",
-        "foreigntotal": f"{record['total']:f}",
-    }
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(type(value).__name__)
+def _replaced(request: Request) -> set[str]:
+    """The sublists the `replace` query parameter names."""
+    return {name.strip() for value in request.query.get("replace", []) for name in value.split(",")}

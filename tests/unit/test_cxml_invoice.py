@@ -135,11 +135,13 @@ def answer(code: int, text: str, detail: str = "") -> bytes:
     ).encode()
 
 
-def test_sink_declares_the_sink_port_with_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sink_declares_the_sink_port_with_lookup_and_credit_notes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sink = make_sink(tmp_path, monkeypatch)
     assert isinstance(sink, InvoiceSink)
     assert sink.kind is AdapterKind.SINK
-    assert sink.capabilities == frozenset({Capability.LOOKUP})
+    assert sink.capabilities == frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
     assert sink.Config is CxmlInvoiceConfig
 
 

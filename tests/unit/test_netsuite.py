@@ -89,11 +89,15 @@ def ns_error(status: int, detail: str, code: str) -> dict[str, Any]:
     }
 
 
-def test_sink_declares_the_sink_port_with_lookup_and_native_upsert(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sink_declares_the_sink_port_with_lookup_native_upsert_and_credit_notes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sink = make_sink(monkeypatch)
     assert isinstance(sink, InvoiceSink)
     assert sink.kind is AdapterKind.SINK
-    assert sink.capabilities == frozenset({Capability.LOOKUP, Capability.NATIVE_UPSERT})
+    assert sink.capabilities == frozenset(
+        {Capability.LOOKUP, Capability.NATIVE_UPSERT, Capability.CREDIT_NOTES}
+    )
     assert sink.Config is NetSuiteConfig
     assert sink.name == "ns"
 
