@@ -53,7 +53,9 @@ def inject(rig: Rig[NetSuiteSandbox], fault: InjectedFault) -> None:
 
 
 def count(rig: Rig[NetSuiteSandbox], plan: InvoicePlan) -> int:
-    return sum(1 for record in rig.env.invoices.values() if record["externalId"] == plan.invoice_number)
+    """Invoices, or credit memos for a credit note, numbered as the plan."""
+    records = rig.env.credit_memos if plan.is_credit_note else rig.env.invoices
+    return sum(1 for record in records.values() if record["externalId"] == plan.invoice_number)
 
 
 class TestNetSuiteConformance(SinkKit):
