@@ -1,16 +1,20 @@
 """The `quickbooks` invoice sink: QuickBooks Online Accounting API v3 invoices, exactly once.
 
 Our invoice number is the invoice's `DocNumber` (unique in QuickBooks, at most 21 characters)
-and the customer's PO number goes in a string custom field. Every write carries a `requestid`
-derived from the plan's idempotency key, so a retried request is answered with the original
-response; because how long QuickBooks remembers a requestid is not documented, a duplicate
-`DocNumber` (fault 6140) is also resolved by looking the invoice up, never reported as a failure.
+and the customer's PO number goes in a string custom field. A credit note is a `CreditMemo`
+written, looked up and de-duplicated the same way under its own number (QuickBooks has no link
+from a credit memo to an invoice: the credited invoice's number is in its memo fields).
+
+Every write carries a `requestid` (one UUID per call, reused by the retries inside it), so a
+retried request is answered with the original response; because how long QuickBooks remembers a
+requestid is not documented, a duplicate `DocNumber` (fault 6140) is also resolved by looking
+the document up, never reported as a failure.
 Lookups are batched (`DocNumber in (...)`), creates can be batched (`/batch`, at most 30 items,
 per-item results matched by `bId`).
 
 This module is the sink's protocol (lookup, create, batch, duplicates); its config is
-`adapters.quickbooks_config`, the invoice JSON `adapters.quickbooks_payload`, and what the
-answers mean (Faults, invoices read back) `adapters.quickbooks_answers`.
+`adapters.quickbooks_config`, the Invoice and CreditMemo JSON `adapters.quickbooks_payload`, and
+what the answers mean (Faults, documents read back) `adapters.quickbooks_answers`.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from adapters.quickbooks_answers import (
 )
 from adapters.quickbooks_config import QuickBooksConfig
 from adapters.quickbooks_payload import (
+    ENTITIES,
     TAX_CODE_QUERY,
     PayloadError,
     batch_id,
     check_doc_number,
+    credit_memo_payload,
     doc_number_query,
     dumps,
+    entity_of,
     fresh_request_id,
     invoice_payload,
     loads,
@@ -62,11 +69,11 @@ def realm_budget(
 
 
 class QuickBooksSink:
-    """Creates QuickBooks Online invoices from invoice plans, each exactly once."""
+    """Creates QuickBooks Online invoices and credit memos from plans, each exactly once."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY}
+        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY, Capability.CREDIT_NOTES}
     )
     Config: ClassVar[type[AdapterConfig]] = QuickBooksConfig
 
@@ -155,21 +162,26 @@ class QuickBooksSink:
             )
 
     def _tax_code_list(self) -> list[dict[str, Any]]:
+        codes, _ = self._query("TaxCode", TAX_CODE_QUERY)
+        return codes
+
+    def _query(self, entity: str, statement: str) -> tuple[list[dict[str, Any]], str]:
+        """The `entity` rows a query answers, and the answer's intuit_tid."""
         response = self.client.request(
             "GET",
             f"{self._company}/query",
-            params={"query": TAX_CODE_QUERY, "minorversion": self.config.minor_version},
+            params={"query": statement, "minorversion": self.config.minor_version},
         )
+        tid = response.headers.get("intuit_tid", "")
         try:
-            codes = loads(response.text)["QueryResponse"].get("TaxCode", [])
+            rows = loads(response.text)["QueryResponse"].get(entity, [])
         except (ValueError, KeyError, TypeError, AttributeError):
-            tid = response.headers.get("intuit_tid", "")
             raise RetryableError(
-                f"{self.name}: the TaxCode list answered {response.status_code} without a "
+                f"{self.name}: the {entity} query answered {response.status_code} without a "
                 f"QueryResponse (intuit_tid {tid or '-'})",
                 correlation_id=tid,
             ) from None
-        return [code for code in codes if isinstance(code, dict)]
+        return [row for row in rows if isinstance(row, dict)], tid
 
     def tax_rates(self) -> dict[str, str]:
         """TaxCode id -> sales TaxRate id, read once from the company (global tax mode only)."""
@@ -180,47 +192,37 @@ class QuickBooksSink:
         return self._tax_rates
 
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
-        """Invoices already in QuickBooks for these plans, by `DocNumber in (...)` lookups."""
-        by_number: dict[str, list[InvoicePlan]] = {}
+        """Invoices and credit memos already in QuickBooks for these plans (a list may mix
+        both), by `DocNumber in (...)` lookups of each entity."""
+        wanted: dict[tuple[str, str], list[InvoicePlan]] = {}
         for plan in plans:
             try:
                 check_doc_number(plan.invoice_number)
             except PayloadError:
                 continue  # a number QuickBooks cannot hold cannot exist there
-            by_number.setdefault(plan.invoice_number, []).append(plan)
-        numbers = sorted(by_number)
+            wanted.setdefault((entity_of(plan), plan.invoice_number), []).append(plan)
         found: dict[str, RemoteRef] = {}
-        for start in range(0, len(numbers), _LOOKUP_CHUNK):
-            chunk = numbers[start : start + _LOOKUP_CHUNK]
-            response = self.client.request(
-                "GET",
-                f"{self._company}/query",
-                params={"query": doc_number_query(chunk), "minorversion": self.config.minor_version},
-            )
-            tid = response.headers.get("intuit_tid", "")
-            try:
-                invoices = loads(response.text)["QueryResponse"].get("Invoice", [])
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise RetryableError(
-                    f"{self.name}: invoice lookup answered {response.status_code} without a "
-                    f"QueryResponse (intuit_tid {tid or '-'})",
-                    correlation_id=tid,
-                ) from None
-            for invoice in invoices:
-                for plan in by_number.get(str(invoice.get("DocNumber", "")), []):
-                    if self._belongs_to(plan, invoice):
-                        found[plan.idempotency_key] = remote_ref(invoice, plan, tid, already_existed=True)
+        for entity in ENTITIES:
+            numbers = sorted(number for kind, number in wanted if kind == entity)
+            for start in range(0, len(numbers), _LOOKUP_CHUNK):
+                chunk = numbers[start : start + _LOOKUP_CHUNK]
+                rows, tid = self._query(entity, doc_number_query(chunk, entity))
+                for row in rows:
+                    for plan in wanted.get((entity, str(row.get("DocNumber", ""))), []):
+                        if self._belongs_to(plan, row):
+                            found[plan.idempotency_key] = remote_ref(row, plan, tid, already_existed=True)
         return found
 
-    def _belongs_to(self, plan: InvoicePlan, invoice: dict[str, Any]) -> bool:
-        customer = str((invoice.get("CustomerRef") or {}).get("value", ""))
+    def _belongs_to(self, plan: InvoicePlan, row: dict[str, Any]) -> bool:
+        customer = str((row.get("CustomerRef") or {}).get("value", ""))
         expected = self.refs.customer_id(plan.customer_ref)
         if customer == expected:
             return True
         self._log.warning(
-            "QuickBooks invoice %s (Id %s) carries our number but belongs to customer %s, not %s",
+            "QuickBooks %s %s (Id %s) carries our number but belongs to customer %s, not %s",
+            entity_of(plan),
             plan.invoice_number,
-            invoice.get("Id"),
+            row.get("Id"),
             customer,
             expected,
             extra={"adapter": self.name},
@@ -229,12 +231,13 @@ class QuickBooksSink:
 
     # -- create -------------------------------------------------------------------------
     def push(self, plan: InvoicePlan) -> RemoteRef:
-        """Create the invoice; a duplicate DocNumber resolves to the existing invoice."""
+        """Create the invoice or credit memo; a duplicate DocNumber resolves to the existing one."""
         body = dumps(self._payload(plan, self._rates_for([plan])))
+        entity = entity_of(plan)
         try:
             response = self.client.request(
                 "POST",
-                f"{self._company}/invoice",
+                f"{self._company}/{entity.lower()}",
                 params={
                     "requestid": fresh_request_id(),
                     "minorversion": self.config.minor_version,
@@ -247,13 +250,14 @@ class QuickBooksSink:
                 return self._existing_after_duplicate(plan, exc)
             raise
         tid = response.headers.get("intuit_tid", "")
-        invoice = written(response, "Invoice", plan.invoice_number, tid, name=self.name)
-        ref = remote_ref(invoice, plan, tid, already_existed=False)
+        created = written(response, entity, plan.invoice_number, tid, name=self.name)
+        ref = remote_ref(created, plan, tid, already_existed=False)
         self._log_created(plan, ref)
         return ref
 
     def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
-        """Create invoices in `/batch` calls of at most `batch_size`; errors stay per item."""
+        """Create invoices and credit memos in `/batch` calls of at most `batch_size` items;
+        errors stay per item."""
         unique = list({plan.idempotency_key: plan for plan in plans}.values())
         outcomes: dict[str, PushOutcome] = {}
         size = self.config.batch_size
@@ -276,7 +280,7 @@ class QuickBooksSink:
                 outcomes[plan.idempotency_key] = PushOutcome(plan.idempotency_key, error=exc)
                 continue
             bid = batch_id(len(items))
-            items.append({"bId": bid, "operation": "create", "Invoice": payload})
+            items.append({"bId": bid, "operation": "create", entity_of(plan): payload})
             sent.append((bid, plan))
         if not items:
             return outcomes
@@ -300,8 +304,8 @@ class QuickBooksSink:
         for bid, plan in sent:
             key = plan.idempotency_key
             item = by_bid.get(bid)
-            if item is not None and isinstance(item.get("Invoice"), dict):
-                ref = remote_ref(item["Invoice"], plan, tid, already_existed=False)
+            if item is not None and isinstance(item.get(entity_of(plan)), dict):
+                ref = remote_ref(item[entity_of(plan)], plan, tid, already_existed=False)
                 self._log_created(plan, ref)
                 outcomes[key] = PushOutcome(key, ref=ref)
             elif item is not None and isinstance(item.get("Fault"), dict):
@@ -316,7 +320,7 @@ class QuickBooksSink:
                 outcomes[key] = PushOutcome(
                     key,
                     error=UncertainError(
-                        f"{self.name}: the batch answer has no result for invoice "
+                        f"{self.name}: the batch answer has no result for {entity_of(plan)} "
                         f"{plan.invoice_number} (bId {bid}, intuit_tid {tid or '-'})",
                         correlation_id=tid,
                     ),
@@ -337,7 +341,7 @@ class QuickBooksSink:
                 outcomes[plan.idempotency_key] = PushOutcome(
                     plan.idempotency_key,
                     error=UncertainError(
-                        f"{self.name}: invoice {plan.invoice_number} already exists but the "
+                        f"{self.name}: {entity_of(plan)} {plan.invoice_number} already exists but the "
                         f"lookup failed: {exc.message}",
                         correlation_id=exc.correlation_id,
                     ),
@@ -359,7 +363,7 @@ class QuickBooksSink:
 
     def _foreign_duplicate(self, plan: InvoicePlan, error: RemoteError) -> RejectedError:
         return RejectedError(
-            f"{error.message}; no invoice {plan.invoice_number} of customer "
+            f"{error.message}; no {entity_of(plan)} {plan.invoice_number} of customer "
             f"{self.refs.customer_id(plan.customer_ref)} holds that number",
             status=error.status,
             provider_code=error.provider_code,
@@ -371,19 +375,21 @@ class QuickBooksSink:
         return self.tax_rates() if any(plan.is_taxed for plan in plans) else {}
 
     def _payload(self, plan: InvoicePlan, rates: dict[str, str]) -> dict[str, Any]:
+        write = credit_memo_payload if plan.is_credit_note else invoice_payload
         try:
-            return invoice_payload(plan, self.refs, rates)
+            return write(plan, self.refs, rates)
         except PayloadError as exc:
             reason = f"{exc.code}: {exc}" if exc.code else str(exc)
             raise RejectedError(
-                f"{self.name}: invoice {plan.invoice_number!r} (plan {plan.idempotency_key}) "
+                f"{self.name}: {entity_of(plan)} {plan.invoice_number!r} (plan {plan.idempotency_key}) "
                 f"cannot be sent to QuickBooks: {reason}",
                 provider_code=exc.code,
             ) from None
 
     def _log_created(self, plan: InvoicePlan, ref: RemoteRef) -> None:
         self._log.info(
-            "QuickBooks invoice %s created with Id %s (plan %s, intuit_tid %s)",
+            "QuickBooks %s %s created with Id %s (plan %s, intuit_tid %s)",
+            entity_of(plan),
             plan.invoice_number,
             ref.remote_id,
             plan.idempotency_key,

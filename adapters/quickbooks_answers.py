@@ -147,7 +147,8 @@ def written(response: requests.Response, field: str, what: str, tid: str, *, nam
 
 
 def remote_ref(invoice: dict[str, Any], plan: InvoicePlan, tid: str, *, already_existed: bool) -> RemoteRef:
-    """What an Invoice element of an answer says of the plan's invoice: its Id, number and amounts."""
+    """What an Invoice or CreditMemo element of an answer says of the plan's document: its Id,
+    number and amounts (a credit memo's are positive, as the plan's)."""
     currency = str((invoice.get("CurrencyRef") or {}).get("value") or plan.currency)
     detail = invoice.get("TxnTaxDetail")
     raw_tax = detail.get("TotalTax") if isinstance(detail, dict) else None

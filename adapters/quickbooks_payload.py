@@ -1,4 +1,4 @@
-"""Pure QuickBooks Online mapping: invoice plan -> Invoice JSON, lookup queries, request ids.
+"""Pure QuickBooks Online mapping: plan -> Invoice or CreditMemo JSON, lookup queries, request ids.
 
 Nothing here does I/O. Amounts are written as JSON numbers straight from the Decimal's digits
 (`dumps`) and read back as Decimals (`loads`), so no amount ever passes through a float.
@@ -21,6 +21,10 @@ MAX_BATCH_ID = 10  # bId when the batch carries a requestid
 MAX_BATCH_ITEMS = 30
 MAX_ADDRESS_LINES = 5  # PhysicalAddress Line1..Line5
 MAX_PRIVATE_NOTE = 4000
+MAX_CUSTOMER_MEMO = 1000
+INVOICE = "Invoice"
+CREDIT_MEMO = "CreditMemo"
+ENTITIES = (INVOICE, CREDIT_MEMO)  # the sales transactions a plan becomes
 US_TAXABLE = "TAX"  # the US model's line tax codes: taxable or not
 US_NON_TAXABLE = "NON"
 TAX_MODES = ("none", "us", "global")
@@ -69,6 +73,11 @@ def check_doc_number(number: str) -> None:
         )
 
 
+def entity_of(plan: InvoicePlan) -> str:
+    """The QuickBooks entity a plan is written as: a CreditMemo for a credit note, else an Invoice."""
+    return CREDIT_MEMO if plan.is_credit_note else INVOICE
+
+
 def invoice_payload(
     plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -77,15 +86,49 @@ def invoice_payload(
     `tax_rates` maps a TaxCode id onto the id of its sales TaxRate (from the company's TaxCode
     list); a non-US invoice states its tax per rate only where the rate's id is known.
     """
+    invoice = _sales_transaction(plan, refs, tax_rates or {})
+    invoice["DueDate"] = plan.due_date.isoformat()
+    if plan.payment_terms is not None:
+        term = refs.terms_refs.get(plan.payment_terms.code)
+        if term:
+            invoice["SalesTermRef"] = {"value": term}
+    note = plan.memo or f"PO {plan.po_number}, period {plan.period_start} to {plan.period_end}"
+    invoice["PrivateNote"] = note[:MAX_PRIVATE_NOTE]
+    return invoice
+
+
+def credit_memo_payload(
+    plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The QuickBooks CreditMemo entity for a credit note: the credited invoice's lines and tax.
+
+    Amounts stay positive, as QuickBooks keeps a credit memo's. A credit memo has no link to an
+    invoice in QuickBooks (nor a due date or terms), so the credited invoice's number is written
+    where people read it: the CustomerMemo printed on the credit memo, and the PrivateNote.
+    """
+    if plan.credits is None:
+        raise PayloadError(f"CreditMemo: {plan.invoice_number} is not a credit note")
+    memo = _sales_transaction(plan, refs, tax_rates or {})
+    credited = plan.credits.invoice_number
+    said = f"Credit note for invoice {credited}: {plan.credits.reason}"
+    memo["CustomerMemo"] = {"value": said[:MAX_CUSTOMER_MEMO]}
+    note = plan.memo if credited in plan.memo else "; ".join(t for t in (said, plan.memo) if t)
+    memo["PrivateNote"] = note[:MAX_PRIVATE_NOTE]
+    return memo
+
+
+def _sales_transaction(
+    plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str]
+) -> dict[str, Any]:
+    """What an Invoice and a CreditMemo share: number, customer, date, currency, PO, lines, tax."""
     check_doc_number(plan.invoice_number)
     customer = refs.customer_id(plan.customer_ref)
     if not customer:
         raise PayloadError(f"CustomerRef: customer {plan.customer_ref!r} maps to an empty id")
-    invoice: dict[str, Any] = {
+    entity: dict[str, Any] = {
         "DocNumber": plan.invoice_number,
         "CustomerRef": {"value": customer},
         "TxnDate": plan.issue_date.isoformat(),
-        "DueDate": plan.due_date.isoformat(),
         "CurrencyRef": {"value": plan.currency},
         "CustomField": [
             {
@@ -100,20 +143,14 @@ def invoice_payload(
         "Line": [_line(plan, line, refs) for line in plan.lines],
     }
     if plan.is_taxed:
-        _add_tax(invoice, plan, refs, tax_rates or {})
+        _add_tax(entity, plan, refs, tax_rates)
     if plan.customer_name:
-        invoice["CustomerRef"]["name"] = plan.customer_name
-    if plan.payment_terms is not None:
-        term = refs.terms_refs.get(plan.payment_terms.code)
-        if term:
-            invoice["SalesTermRef"] = {"value": term}
+        entity["CustomerRef"]["name"] = plan.customer_name
     if plan.bill_to is not None:
-        invoice["BillAddr"] = physical_address(plan.bill_to)
+        entity["BillAddr"] = physical_address(plan.bill_to)
     if plan.ship_to is not None:
-        invoice["ShipAddr"] = physical_address(plan.ship_to)
-    note = plan.memo or f"PO {plan.po_number}, period {plan.period_start} to {plan.period_end}"
-    invoice["PrivateNote"] = note[:MAX_PRIVATE_NOTE]
-    return invoice
+        entity["ShipAddr"] = physical_address(plan.ship_to)
+    return entity
 
 
 def _line(plan: InvoicePlan, line: InvoiceLine, refs: QuickBooksRefs) -> dict[str, Any]:
@@ -163,7 +200,7 @@ def _is_taxable(tax: LineTax) -> bool:
 
 
 def _add_tax(
-    invoice: dict[str, Any], plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str]
+    txn: dict[str, Any], plan: InvoicePlan, refs: QuickBooksRefs, tax_rates: Mapping[str, str]
 ) -> None:
     """State the plan's tax, so QuickBooks (automated sales tax, or per-line VAT) keeps it."""
     total_tax = plan.tax_total.amount
@@ -172,9 +209,9 @@ def _add_tax(
         if refs.txn_tax_code:
             detail["TxnTaxCodeRef"] = {"value": refs.txn_tax_code}
         detail["TotalTax"] = total_tax
-        invoice["TxnTaxDetail"] = detail
+        txn["TxnTaxDetail"] = detail
         return
-    invoice["GlobalTaxCalculation"] = "TaxExcluded"
+    txn["GlobalTaxCalculation"] = "TaxExcluded"
     tax_lines = []
     for group in plan.tax_breakdown:
         sample = next(line.tax for line in plan.lines if line.tax and _same_group(line.tax, group))
@@ -197,7 +234,7 @@ def _add_tax(
         # Every rate stated: QuickBooks keeps these amounts instead of rounding per line.
         detail["TotalTax"] = total_tax
         detail["TaxLine"] = tax_lines
-        invoice["TxnTaxDetail"] = detail
+        txn["TxnTaxDetail"] = detail
 
 
 def _same_group(tax: LineTax, group: TaxSubtotal) -> bool:
@@ -258,15 +295,17 @@ def sales_rates(tax_codes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return rates
 
 
-def doc_number_query(numbers: Iterable[str]) -> str:
-    """`select * from Invoice where DocNumber in (...)` for the given numbers."""
+def doc_number_query(numbers: Iterable[str], entity: str = INVOICE) -> str:
+    """`select * from <entity> where DocNumber in (...)` for the given numbers."""
+    if entity not in ENTITIES:
+        raise ValueError(f"{entity!r} is not one of {ENTITIES}")
     values = sorted(set(numbers))
     if not values:
-        raise ValueError("no invoice numbers to look up")
+        raise ValueError("no document numbers to look up")
     if len(values) == 1:
-        return f"select * from Invoice where DocNumber = {quote(values[0])}"  # noqa: S608 - quoted
+        return f"select * from {entity} where DocNumber = {quote(values[0])}"  # noqa: S608 - quoted
     listed = ",".join(quote(v) for v in values)
-    return f"select * from Invoice where DocNumber in ({listed})"  # noqa: S608 - every value quoted
+    return f"select * from {entity} where DocNumber in ({listed})"  # noqa: S608 - every value quoted
 
 
 def dumps(value: Any) -> str:

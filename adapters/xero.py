@@ -8,20 +8,23 @@ InvoiceNumbers=…`) is the lasting guard: it resolves uncertain outcomes and "m
 answers into the invoice that already exists. Rate limits follow Xero's per-tenant budgets
 (60 calls a minute, 5 at once); a minute-limit 429 is waited out, a daily-limit 429 parks.
 
-The config and the credentials it selects are `adapters.xero_config`; the invoice JSON and the
-readers of answer elements are `adapters.xero_payload`.
+Credit notes (`adapters.xero_credit_notes`) are ACCRECCREDIT credit notes allocated to the
+invoice they credit. The config and the credentials it selects are `adapters.xero_config`; the
+JSON and the readers of answer elements are `adapters.xero_payload`, and what an answer means
+(budgets, 429, ValidationException) `adapters.xero_answers`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
 
 from adapters.oauth_refresh import RefreshTokenAuth
+from adapters.xero_answers import RateLimits, classify_answer, correlation_of, elements_of
 from adapters.xero_config import BearerToken, XeroConfig, auth_from
+from adapters.xero_credit_notes import XeroCreditNotes
 from adapters.xero_payload import (
     PayloadProblem,
     dumps_exact,
@@ -36,7 +39,7 @@ from adapters.xero_payload import (
     validation_messages,
 )
 from connector.errors import ConfigError, RejectedError, RemoteError, RetryableError, UncertainError
-from connector.http import HttpClient, RetryPolicy, parse_retry_after
+from connector.http import HttpClient, RetryPolicy
 from connector.model import InvoicePlan, RemoteRef
 from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
 from connector.ratelimit import account_budget
@@ -45,36 +48,15 @@ __all__ = ["BearerToken", "RateLimits", "XeroConfig", "XeroSink"]
 
 PAGE_SIZE = 100  # GET /Invoices?page=N answers up to 100 invoices
 LOOKUP_CHUNK = 50  # invoice numbers per lookup call, keeps the URL short
-CORRELATION_HEADER = "Xero-Correlation-Id"
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """What Xero says is left of its budgets after a call (None when the header was absent)."""
-
-    minute_remaining: int | None = None
-    day_remaining: int | None = None
-    app_minute_remaining: int | None = None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> RateLimits:
-        def number(name: str) -> int | None:
-            value = headers.get(name, "")
-            return int(value) if value.strip().isdigit() else None
-
-        return cls(
-            minute_remaining=number("X-MinLimit-Remaining"),
-            day_remaining=number("X-DayLimit-Remaining"),
-            app_minute_remaining=number("X-AppMinLimit-Remaining"),
-        )
 
 
 class XeroSink:
-    """Creates ACCREC invoices in one Xero organisation, each exactly once."""
+    """Creates ACCREC invoices, and credit notes allocated to them, in one Xero organisation,
+    each exactly once."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY}
+        {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY, Capability.CREDIT_NOTES}
     )
     Config: ClassVar[type[AdapterConfig]] = XeroConfig
 
@@ -110,6 +92,9 @@ class XeroSink:
             headers={"xero-tenant-id": config.tenant_id, "Accept": "application/json"},
             classify=self._classify,
         )
+        self.credit_notes = XeroCreditNotes(
+            name=self.name, client=self.client, config=config, log=self._log, invoice_ids=self._invoice_ids
+        )
 
     def check_ready(self) -> None:
         """With OAuth, the token file can be read and its folder written (before any claim)."""
@@ -144,12 +129,14 @@ class XeroSink:
 
     # -- lookup -------------------------------------------------------------------------
     def find(self, plans: Sequence[InvoicePlan]) -> dict[str, RemoteRef]:
-        """ACCREC invoices already holding these plans' numbers, keyed by idempotency key."""
+        """ACCREC invoices already holding these plans' numbers, and credit notes already
+        allocated (a list may mix both), keyed by idempotency key."""
+        found = self.credit_notes.find([plan for plan in plans if plan.is_credit_note])
         by_number: dict[str, list[InvoicePlan]] = {}
         for plan in plans:
-            by_number.setdefault(plan.invoice_number.casefold(), []).append(plan)
-        numbers = list(dict.fromkeys(plan.invoice_number for plan in plans))
-        found: dict[str, RemoteRef] = {}
+            if not plan.is_credit_note:
+                by_number.setdefault(plan.invoice_number.casefold(), []).append(plan)
+        numbers = list(dict.fromkeys(plan.invoice_number for plan in plans if not plan.is_credit_note))
         for start in range(0, len(numbers), LOOKUP_CHUNK):
             for element, correlation in self._invoices_numbered(numbers[start : start + LOOKUP_CHUNK]):
                 if element.get("Type") != "ACCREC":
@@ -172,13 +159,22 @@ class XeroSink:
                     "page": str(page),
                 },
             )
-            elements = self._invoices_of(response, written=False)
-            correlation = response.headers.get(CORRELATION_HEADER, "")
+            elements = elements_of(response, "Invoices", name=self.name, written=False)
+            correlation = correlation_of(response)
             for element in elements:
                 yield element, correlation
             if len(elements) < PAGE_SIZE:
                 return
             page += 1
+
+    def _invoice_ids(self, numbers: Sequence[str]) -> dict[str, str]:
+        """Our invoice number (casefolded) -> its InvoiceID, for ACCREC invoices that can be credited."""
+        ids: dict[str, str] = {}
+        for start in range(0, len(numbers), LOOKUP_CHUNK):
+            for element, _ in self._invoices_numbered(numbers[start : start + LOOKUP_CHUNK]):
+                if element.get("Type") == "ACCREC" and element.get("Status") not in ("VOIDED", "DELETED"):
+                    ids[str(element.get("InvoiceNumber", "")).casefold()] = str(element.get("InvoiceID", ""))
+        return ids
 
     def _warn_if_dated_otherwise(self, plan: InvoicePlan, element: Mapping[str, Any]) -> None:
         dated = element_date(element)
@@ -201,11 +197,12 @@ class XeroSink:
         return outcome.ref
 
     def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
-        """Create invoices, up to `batch_size` per call; one outcome per plan, in order."""
+        """Create invoices and credit notes, up to `batch_size` per call; one outcome per plan,
+        in order."""
         outcomes: dict[str, PushOutcome] = {}
         ready: list[tuple[InvoicePlan, dict[str, Any]]] = []
         numbers: dict[str, str] = {}
-        for plan in plans:
+        for plan in (plan for plan in plans if not plan.is_credit_note):
             key = plan.idempotency_key
             other = numbers.setdefault(plan.invoice_number.casefold(), key)
             if other != key:
@@ -221,6 +218,8 @@ class XeroSink:
         size = self.config.batch_size
         for start in range(0, len(ready), size):
             outcomes.update(self._put(ready[start : start + size]))
+        # After the invoices: a credit note is allocated to an invoice that must exist first.
+        outcomes.update(self.credit_notes.push([plan for plan in plans if plan.is_credit_note]))
         return [outcomes[plan.idempotency_key] for plan in plans]
 
     def _rejected(self, plan: InvoicePlan, why: str, **details: Any) -> PushOutcome:
@@ -242,10 +241,10 @@ class XeroSink:
                 },
                 idempotent=False,
             )
-            elements = self._invoices_of(response, written=True)
+            elements = elements_of(response, "Invoices", name=self.name, written=True)
         except RemoteError as exc:
             return {plan.idempotency_key: PushOutcome(plan.idempotency_key, error=exc) for plan in plans}
-        correlation = response.headers.get(CORRELATION_HEADER, "")
+        correlation = correlation_of(response)
         if len(elements) != len(plans):
             error = UncertainError(
                 f"{self.name}: Xero answered {len(elements)} invoices for {len(plans)} sent",
@@ -312,23 +311,6 @@ class XeroSink:
         return outcomes
 
     # -- answers ------------------------------------------------------------------------
-    def _invoices_of(self, response: requests.Response, *, written: bool) -> list[dict[str, Any]]:
-        """The `Invoices` array of an answer; a body we cannot read is uncertain after a write."""
-        try:
-            document = loads_exact(response.content)
-            invoices = document["Invoices"]
-            if not isinstance(invoices, list) or not all(isinstance(i, dict) for i in invoices):
-                raise TypeError("Invoices is not a list of objects")
-        except (ValueError, KeyError, TypeError) as exc:
-            message = f"{self.name}: unreadable Xero answer ({response.status_code}): {exc}"
-            correlation = response.headers.get(CORRELATION_HEADER, "")
-            if written:
-                raise UncertainError(
-                    message, status=response.status_code, correlation_id=correlation
-                ) from None
-            raise RetryableError(message, status=response.status_code, correlation_id=correlation) from None
-        return invoices
-
     def _ref(
         self, element: Mapping[str, Any], plan: InvoicePlan, correlation: str, *, existed: bool
     ) -> RemoteRef:
@@ -348,7 +330,7 @@ class XeroSink:
         )
 
     def _classify(self, response: requests.Response) -> RemoteError | None:
-        """Xero's own error shapes: 429 with X-Rate-Limit-Problem, 400 ValidationException."""
+        """Xero's own error shapes (`adapters.xero_answers`), after noting the budget left."""
         self.limits = RateLimits.from_headers(response.headers)
         self._log.debug(
             "%s: Xero budget left: minute %s, day %s, app minute %s",
@@ -357,39 +339,4 @@ class XeroSink:
             self.limits.day_remaining,
             self.limits.app_minute_remaining,
         )
-        status = response.status_code
-        correlation = response.headers.get(CORRELATION_HEADER, "")
-        if status == 429:
-            problem = response.headers.get("X-Rate-Limit-Problem", "").strip().lower()
-            wait = parse_retry_after(response.headers.get("Retry-After"))
-            daily = problem in ("day", "daily")
-            park = daily or (wait is not None and wait > self.client.retry.max_wait)
-            return RetryableError(
-                f"{self.name}: Xero {problem or 'rate'} limit reached, retry after {wait} s",
-                retry_after=wait,
-                park=park,
-                status=status,
-                provider_code=problem,
-                correlation_id=correlation,
-            )
-        if status == 400:
-            return self._validation_error(response, correlation)
-        return None
-
-    def _validation_error(self, response: requests.Response, correlation: str) -> RejectedError | None:
-        try:
-            document = loads_exact(response.content)
-        except ValueError:
-            return None
-        if not isinstance(document, dict) or "Message" not in document:
-            return None
-        messages = [str(document["Message"])]
-        for element in document.get("Elements") or []:
-            if isinstance(element, dict):
-                messages.extend(validation_messages(element))
-        return RejectedError(
-            f"{self.name}: Xero refused the request: {'; '.join(messages)}",
-            status=400,
-            provider_code=str(document.get("Type", "")),
-            correlation_id=correlation,
-        )
+        return classify_answer(response, name=self.name, max_wait=self.client.retry.max_wait)

@@ -1,8 +1,10 @@
 """Pure mapping between invoice plans and the Xero Accounting API's JSON.
 
-No I/O here: `invoice_payload` turns a plan into one element of `PUT /Invoices`, `dumps_exact`
-writes JSON with every Decimal as an exact number (never through float), and the readers turn
-Xero's answer elements back into what the sink reports.
+No I/O here: `invoice_payload` turns a plan into one element of `PUT /Invoices`,
+`credit_note_payload` a credit note into one of `PUT /CreditNotes` and `allocation_payload`
+sets it against its invoice; `dumps_exact` writes JSON with every Decimal as an exact number
+(never through float), and the readers turn Xero's answer elements back into what the sink
+reports.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from connector.values import answer_money
 MAX_INVOICE_NUMBER = 255  # Xero's InvoiceNumber and Reference field length
 MAX_DESCRIPTION = 4000
 MAX_PLACES = 4  # Xero keeps Quantity and UnitAmount to 4 decimals (with unitdp=4)
-UNIQUE_NUMBER_MARKER = "must be unique"
+UNIQUE_NUMBER_MARKER = "must be unique"  # "Invoice # must be unique.", "Credit Note # must be unique."
+CREDIT_NOTE_TYPE = "ACCRECCREDIT"  # a sales credit note (ACCPAYCREDIT is a supplier's)
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
 
@@ -87,16 +90,80 @@ def contact_of(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, str]:
     return {"ContactNumber": plan.customer_ref}
 
 
+def _check_number(field_name: str, number: str) -> None:
+    if not number or len(number) > MAX_INVOICE_NUMBER:
+        raise PayloadProblem(f"{field_name} {number!r} must be 1 to {MAX_INVOICE_NUMBER} characters")
+
+
 def invoice_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any]:
     """One ACCREC invoice element for `PUT /Invoices`; raises PayloadProblem when impossible."""
     number = plan.invoice_number
-    if not number or len(number) > MAX_INVOICE_NUMBER:
-        raise PayloadProblem(f"InvoiceNumber {number!r} must be 1 to {MAX_INVOICE_NUMBER} characters")
+    _check_number("InvoiceNumber", number)
     if "," in number:
         # GET /Invoices?InvoiceNumbers= is a comma list, so such a number could never be found.
         raise PayloadProblem(f"InvoiceNumber {number!r} contains a comma")
     if len(plan.po_number) > MAX_INVOICE_NUMBER:
         raise PayloadProblem(f"Reference (PO number) {plan.po_number!r} is longer than {MAX_INVOICE_NUMBER}")
+    return {
+        "Type": "ACCREC",
+        "InvoiceNumber": number,
+        "Reference": plan.po_number,
+        "Contact": contact_of(plan, mapping),
+        "Date": plan.issue_date.isoformat(),
+        "DueDate": plan.due_date.isoformat(),
+        "CurrencyCode": plan.currency,
+        "Status": mapping.status,
+        # Plan amounts are net: a taxed plan's lines are tax exclusive whatever the default.
+        "LineAmountTypes": "Exclusive" if plan.is_taxed else mapping.line_amount_types,
+        "LineItems": _line_items(plan, mapping),
+    }
+
+
+def credit_note_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any]:
+    """One ACCRECCREDIT element for `PUT /CreditNotes`: the credited invoice's lines and tax.
+
+    Amounts stay positive (the type makes it a credit). It is AUTHORISED whatever status
+    invoices are sent in, as only an authorised credit note can be allocated; `Reference`
+    names the credited invoice (and the PO), the allocation links it.
+    """
+    if plan.credits is None:
+        raise PayloadProblem(f"CreditNoteNumber {plan.invoice_number!r} is not a credit note")
+    number = plan.invoice_number
+    _check_number("CreditNoteNumber", number)
+    if '"' in number:
+        raise PayloadProblem(f"CreditNoteNumber {number!r} contains a double quote")  # see the where filter
+    credited = plan.credits.invoice_number
+    reference = f"{credited} PO {plan.po_number}" if plan.po_number else credited
+    return {
+        "Type": CREDIT_NOTE_TYPE,
+        "CreditNoteNumber": number,
+        "Reference": reference[:MAX_INVOICE_NUMBER],
+        "Contact": contact_of(plan, mapping),
+        "Date": plan.issue_date.isoformat(),
+        "CurrencyCode": plan.currency,
+        "Status": "AUTHORISED",
+        "LineAmountTypes": "Exclusive" if plan.is_taxed else mapping.line_amount_types,
+        "LineItems": _line_items(plan, mapping),
+    }
+
+
+def allocation_payload(amount: Decimal, invoice_id: str, day: date) -> dict[str, Any]:
+    """The body of `PUT /CreditNotes/{CreditNoteID}/Allocations`: `amount` set against one invoice."""
+    return {
+        "Allocations": [{"Amount": amount, "Invoice": {"InvoiceID": invoice_id}, "Date": day.isoformat()}]
+    }
+
+
+def credit_note_where(numbers: Sequence[str]) -> str:
+    """The `where` filter of `GET /CreditNotes` for these numbers (the endpoint has no optimised
+    number filter as `InvoiceNumbers` is for invoices)."""
+    if not numbers:
+        raise ValueError("no credit note numbers to look up")
+    listed = " OR ".join(f'CreditNoteNumber=="{number}"' for number in numbers)
+    return f'Type=="{CREDIT_NOTE_TYPE}" AND ({listed})'
+
+
+def _line_items(plan: InvoicePlan, mapping: InvoiceMapping) -> list[dict[str, Any]]:
     lines = []
     taxes = line_tax_amounts(plan) if plan.is_taxed else {}
     for line in plan.lines:
@@ -128,19 +195,7 @@ def invoice_payload(plan: InvoicePlan, mapping: InvoiceMapping) -> dict[str, Any
                 raise PayloadProblem(f"line {line.line_no}: {exc.detail}", code=exc.code) from None
             element["TaxAmount"] = taxes[line.line_no]
         lines.append(element)
-    return {
-        "Type": "ACCREC",
-        "InvoiceNumber": number,
-        "Reference": plan.po_number,
-        "Contact": contact_of(plan, mapping),
-        "Date": plan.issue_date.isoformat(),
-        "DueDate": plan.due_date.isoformat(),
-        "CurrencyCode": plan.currency,
-        "Status": mapping.status,
-        # Plan amounts are net: a taxed plan's lines are tax exclusive whatever the default.
-        "LineAmountTypes": "Exclusive" if plan.is_taxed else mapping.line_amount_types,
-        "LineItems": lines,
-    }
+    return lines
 
 
 def line_tax_amounts(plan: InvoicePlan) -> dict[int, Decimal]:
@@ -202,6 +257,28 @@ def element_tax(element: Mapping[str, Any]) -> Money | None:
     tax = element.get("TotalTax")
     currency = element.get("CurrencyCode")
     return answer_money(tax, currency) if isinstance(currency, str) else None
+
+
+def remaining_credit(element: Mapping[str, Any]) -> Money | None:
+    """What is left to allocate of a credit note element (`RemainingCredit`), if present."""
+    left = element.get("RemainingCredit")
+    currency = element.get("CurrencyCode")
+    return answer_money(left, currency) if isinstance(currency, str) else None
+
+
+def allocated_to(element: Mapping[str, Any], invoice_id: str, invoice_number: str) -> bool:
+    """True when a credit note element carries an allocation to this invoice (by id or number)."""
+    allocations = element.get("Allocations")
+    for allocation in allocations if isinstance(allocations, list) else []:
+        invoice = allocation.get("Invoice") if isinstance(allocation, Mapping) else None
+        if not isinstance(invoice, Mapping) or is_error_element(allocation):
+            continue
+        if invoice_id and invoice.get("InvoiceID") == invoice_id:
+            return True
+        number = str(invoice.get("InvoiceNumber") or "")
+        if number and number.casefold() == invoice_number.casefold():
+            return True
+    return False
 
 
 def _own_messages(element: Any) -> list[str]:

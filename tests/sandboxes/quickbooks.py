@@ -1,10 +1,13 @@
-"""A QuickBooks Online sandbox: OAuth with rotating refresh tokens, invoices, query, batch.
+"""A QuickBooks Online sandbox: OAuth with rotating refresh tokens, invoices, credit memos, query, batch.
 
 Behaves like the Accounting API v3 as far as the sink needs it: `Fault` error bodies
 (ValidationFault / AuthenticationFault / SystemFault, throttle code 003001), an `intuit_tid`
 header on every answer, `DocNumber` uniqueness (6140), unknown references (2500), the
 `requestid` replay window, `select * from Invoice where DocNumber in (...) | = '...'`, and
-`/batch` with per-item results and injectable per-item faults. Transport faults come from the
+`/batch` with per-item results and injectable per-item faults. Credit memos (`/creditmemo`,
+`select * from CreditMemo ...`, batch items `"CreditMemo"`) are validated, taxed and numbered
+as invoices are, DocNumber unique among credit memos, and stored with `RemainingCredit`; like
+QuickBooks they link to no invoice. Transport faults come from the
 base `FaultPlan`; status faults are answered with QuickBooks-shaped bodies.
 
 Tax, as a company of either model has it (`tax_mode`):
@@ -68,6 +71,8 @@ UK_TAX_RATES: dict[str, Decimal] = {
     "12": Decimal(0),
     "16": Decimal(0),
 }
+_ENTITIES = {"invoice": "Invoice", "creditmemo": "CreditMemo"}  # URL entity -> entity name
+_TXN_TYPES = {"Invoice": "Invoice", "CreditMemo": "Credit Memo"}
 _WHERE_EQ = re.compile(r"^DocNumber\s*=\s*(?P<value>'(?:[^'\\]|\\.)*')$", re.IGNORECASE | re.DOTALL)
 
 
@@ -210,6 +215,8 @@ class QuickBooksSandbox(Sandbox):
         self.issued_tokens: list[str] = []  # every access and refresh token handed out
         self._access: dict[str, float] = {}
         self._invoices: dict[str, dict[str, Any]] = {}
+        self._credit_memos: dict[str, dict[str, Any]] = {}
+        self._documents = {"Invoice": self._invoices, "CreditMemo": self._credit_memos}
         self._next_id = 100
         self._replies: dict[tuple[str, str], tuple[float, int, bytes]] = {}
         self.replayed = 0
@@ -221,6 +228,12 @@ class QuickBooksSandbox(Sandbox):
         """Every stored invoice (copies), in creation order."""
         with self.lock:
             return [json.loads(_encode(inv), parse_float=Decimal) for inv in self._invoices.values()]
+
+    @property
+    def credit_memos(self) -> list[dict[str, Any]]:
+        """Every stored credit memo (copies), in creation order."""
+        with self.lock:
+            return [json.loads(_encode(memo), parse_float=Decimal) for memo in self._credit_memos.values()]
 
     def doc_number_counts(self) -> collections.Counter[str]:
         """How many stored invoices carry each DocNumber."""
@@ -300,16 +313,17 @@ class QuickBooksSandbox(Sandbox):
             statement = request.arg("query") if method == "GET" else request.body.decode("utf-8")
             status, body = self._query(statement or "")
             return _reply(status, body)
-        if entity == "invoice" and method == "GET" and match["id"]:
+        kind = _ENTITIES.get(entity)
+        if kind is not None and method == "GET" and match["id"]:
             with self.lock:
-                invoice = self._invoices.get(match["id"])
-            if invoice is None:
-                return _reply(400, validation_fault("610", "Object Not Found", f"Invoice {match['id']}"))
-            return _reply(200, {"Invoice": invoice, "time": _now()})
+                document = self._documents[kind].get(match["id"])
+            if document is None:
+                return _reply(400, validation_fault("610", "Object Not Found", f"{kind} {match['id']}"))
+            return _reply(200, {kind: document, "time": _now()})
         if entity == "companyinfo" and method == "GET" and match["id"] == self.realm_id:
             country = "US" if self.tax_mode in ("us", "none") else "GB"
             return _reply(200, {"CompanyInfo": {"Id": "1", "Country": country}, "time": _now()})
-        if entity in ("invoice", "batch") and method == "POST" and not match["id"]:
+        if entity in ("invoice", "creditmemo", "batch") and method == "POST" and not match["id"]:
             return self._write(request, entity)
         return _reply(400, validation_fault("2010", "Unsupported Operation", f"{method} {request.path}"))
 
@@ -376,8 +390,9 @@ class QuickBooksSandbox(Sandbox):
             allow_dup = "allowduplicatedocnum" in (request.arg("include") or "")
             if not isinstance(body, dict):
                 status, answer = 400, validation_fault("2010", "Request has invalid or unsupported property")
-            elif entity == "invoice":
-                status, answer = self._create(body.get("Invoice", body), allow_dup)
+            elif entity in _ENTITIES:
+                kind = _ENTITIES[entity]
+                status, answer = self._create(body.get(kind, body), allow_dup, kind)
             else:
                 status, answer = self._batch(body, with_requestid=bool(rid), allow_dup=allow_dup)
             payload = _encode(answer).encode("utf-8")
@@ -406,12 +421,14 @@ class QuickBooksSandbox(Sandbox):
         for bid, item in zip(bids, items, strict=True):
             if "Query" in item:
                 _, answer = self._query(str(item["Query"]))
-            elif item.get("operation") == "create" and isinstance(item.get("Invoice"), dict):
-                fault = self.item_faults.pick(item["Invoice"])
+            elif item.get("operation") == "create" and (
+                kind := next((k for k in self._documents if isinstance(item.get(k), dict)), None)
+            ):
+                fault = self.item_faults.pick(item[kind])
                 if fault is not None:
                     results.append({"bId": bid, "Fault": fault["Fault"]})
                     continue
-                _, answer = self._create(item["Invoice"], allow_dup)
+                _, answer = self._create(item[kind], allow_dup, kind)
             else:
                 answer = validation_fault("2010", "Unsupported batch operation", str(bid))
             entry = {"bId": bid}
@@ -419,16 +436,16 @@ class QuickBooksSandbox(Sandbox):
             results.append(entry)
         return 200, {"BatchItemResponse": results, "time": _now()}
 
-    def _create(self, invoice: Any, allow_dup: bool) -> tuple[int, dict[str, Any]]:
-        problem = self._invalid(invoice, allow_dup)
+    def _create(self, invoice: Any, allow_dup: bool, kind: str = "Invoice") -> tuple[int, dict[str, Any]]:
+        problem = self._invalid(invoice, allow_dup, kind)
         if problem is not None:
             return 400, problem
-        stored = self._store(invoice)
-        return 200, {"Invoice": stored, "time": _now()}
+        stored = self._store(invoice, kind)
+        return 200, {kind: stored, "time": _now()}
 
-    def _invalid(self, invoice: Any, allow_dup: bool) -> dict[str, Any] | None:
+    def _invalid(self, invoice: Any, allow_dup: bool, kind: str = "Invoice") -> dict[str, Any] | None:
         if not isinstance(invoice, dict):
-            return validation_fault("2010", "Request has invalid or unsupported property", "Invoice")
+            return validation_fault("2010", "Request has invalid or unsupported property", kind)
         customer = (invoice.get("CustomerRef") or {}).get("value")
         if not customer:
             return validation_fault("6560", "CustomerRef is missing", "An invoice needs a customer")
@@ -449,14 +466,15 @@ class QuickBooksSandbox(Sandbox):
                 "DocNumber",
             )
         if doc and not allow_dup:
-            for existing in self._invoices.values():
+            # Numbers are unique per transaction type: an invoice and a credit memo may share one.
+            for existing in self._documents[kind].values():
                 if existing.get("DocNumber") == doc:
                     return validation_fault(
                         "6140",
                         "Duplicate Document Number Error",
                         "Duplicate Document Number Error : You must specify a different number. This number "
-                        f"has already been used. DocNumber={doc} is assigned to TxnType=Invoice with "
-                        f"TxnId={existing['Id']}",
+                        f"has already been used. DocNumber={doc} is assigned to TxnType={_TXN_TYPES[kind]} "
+                        f"with TxnId={existing['Id']}",
                     )
         lines = invoice.get("Line")
         if not isinstance(lines, list) or not lines:
@@ -581,7 +599,7 @@ class QuickBooksSandbox(Sandbox):
         total = sum((t["Amount"] for t in tax_lines), Decimal(0))
         return {"TotalTax": _cents(total), "TaxLine": tax_lines}
 
-    def _store(self, invoice: dict[str, Any]) -> dict[str, Any]:
+    def _store(self, invoice: dict[str, Any], kind: str = "Invoice") -> dict[str, Any]:
         self._next_id += 1
         stored = dict(invoice)
         stored["Id"] = str(self._next_id)
@@ -606,6 +624,8 @@ class QuickBooksSandbox(Sandbox):
         stored["Line"] = lines
         stored["TotalAmt"] = total + tax
         stored["Balance"] = total + tax
+        if kind == "CreditMemo":
+            stored["RemainingCredit"] = total + tax  # applied to no invoice yet
         stored["CustomField"] = [
             {
                 "DefinitionId": str(f.get("DefinitionId")),
@@ -615,16 +635,17 @@ class QuickBooksSandbox(Sandbox):
             }
             for f in invoice.get("CustomField") or []
         ]
-        self._invoices[stored["Id"]] = stored
+        self._documents[kind][stored["Id"]] = stored
         return stored
 
     # -- query ----------------------------------------------------------------------------
     def _query(self, statement: str) -> tuple[int, dict[str, Any]]:
         match = _SELECT.match(statement)
-        if match is None or match["entity"] not in ("Invoice", "TaxCode", "TaxRate"):
+        if match is None or match["entity"] not in ("Invoice", "CreditMemo", "TaxCode", "TaxRate"):
             return 400, self._parse_error(statement)
         where = (match["where"] or "").strip()
-        if match["entity"] != "Invoice":
+        kind = match["entity"]
+        if kind not in self._documents:
             if where:
                 return 400, self._parse_error(statement)
             listed = self._tax_entities(match["entity"])
@@ -649,12 +670,14 @@ class QuickBooksSandbox(Sandbox):
         limit = min(int(match["max"] or 100), 1000)
         with self.lock:
             rows = [
-                inv for inv in self._invoices.values() if wanted is None or inv.get("DocNumber") in wanted
+                row
+                for row in self._documents[kind].values()
+                if wanted is None or row.get("DocNumber") in wanted
             ]
         page = rows[start - 1 : start - 1 + limit]
         response: dict[str, Any] = {}
         if page:
-            response = {"Invoice": page, "startPosition": start, "maxResults": len(page)}
+            response = {kind: page, "startPosition": start, "maxResults": len(page)}
         return 200, {"QueryResponse": response, "time": _now()}
 
     def _tax_entities(self, entity: str) -> list[dict[str, Any]]:

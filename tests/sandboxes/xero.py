@@ -19,7 +19,10 @@ What it models, from the reference notes on Xero:
   TaxAmount, which is kept ("The tax amount cannot be greater than the line amount" past it);
   TotalTax is the sum of the lines' tax, Total = SubTotal + TotalTax; an unknown TaxType is the
   line's validation error; `GET /TaxRates` lists the organisation's tax rates;
-- `rerounds_tax`: stated TaxAmounts are ignored and every line re-rounded (to test read-back).
+- `rerounds_tax`: stated TaxAmounts are ignored and every line re-rounded (to test read-back);
+- credit notes (`tests.sandboxes.xero_credit_notes`): `PUT /CreditNotes` validated and taxed as
+  invoices are, CreditNoteNumber unique among ACCRECCREDIT ("Credit Note # must be unique."),
+  `GET /CreditNotes?where=...`, and allocations to invoices that lower both documents' balance.
 """
 
 from __future__ import annotations
@@ -32,15 +35,24 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from adapters.xero_payload import dumps_exact
 from tests.sandboxes.base import Reply, Request, Sandbox
+from tests.sandboxes.xero_credit_notes import CreditNotes
+from tests.sandboxes.xero_wire import (
+    API,
+    PAGE_SIZE,
+    VALIDATION_EXCEPTION,
+    day_of,
+    exact_reply,
+    invalid_json,
+    ms_date,
+    not_found,
+    validation_reply,
+)
 
-API = "/api.xro/2.0"
-PAGE_SIZE = 100
 CENT = Decimal("0.01")
 UK_TAX_RATES: tuple[dict[str, Any], ...] = (
     {"Name": "20% (VAT on Income)", "TaxType": "OUTPUT2", "EffectiveRate": Decimal("20.0000")},
@@ -59,26 +71,24 @@ UK_TAX_RATES: tuple[dict[str, Any], ...] = (
 )
 
 
-def ms_date(moment: datetime) -> str:
-    """Xero's JSON date form: `/Date(milliseconds since the epoch+0000)/`."""
-    millis = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    return f"/Date({millis}+0000)/"
-
-
-def _reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
-    """An answer whose Decimals are written as exact JSON numbers, as Xero writes amounts."""
-    return Reply(status, dumps_exact(body), headers or {})
-
-
-def _day(value: str) -> datetime:
-    return datetime.combine(date.fromisoformat(value[:10]), datetime.min.time(), tzinfo=UTC)
-
-
 def _money(value: Decimal) -> Decimal:
     return value.quantize(CENT, ROUND_HALF_UP)
 
 
-class XeroSandbox(Sandbox):
+# What tells an invoice from a credit note: its number field, its types, the sales type whose
+# numbers are unique, and the message a taken number gets.
+DOCUMENTS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
+    "Invoice": ("InvoiceNumber", ("ACCREC", "ACCPAY"), "ACCREC", "Invoice # must be unique."),
+    "CreditNote": (
+        "CreditNoteNumber",
+        ("ACCRECCREDIT", "ACCPAYCREDIT"),
+        "ACCRECCREDIT",
+        "Credit Note # must be unique.",
+    ),
+}
+
+
+class XeroSandbox(CreditNotes, Sandbox):
     """One Xero organisation (tenant) on 127.0.0.1; `invoices` holds what was created."""
 
     def __init__(
@@ -123,6 +133,7 @@ class XeroSandbox(Sandbox):
         self.latency = latency
         self.clock = clock
         self._invoices: list[dict[str, Any]] = []
+        self._credit_notes: list[dict[str, Any]] = []
         self._calls_minute: deque[float] = deque()
         self._calls_day: deque[float] = deque()
         self._in_flight = 0
@@ -241,13 +252,13 @@ class XeroSandbox(Sandbox):
         if not key or request.method not in ("PUT", "POST", "PATCH"):
             return self._route(request)
         if len(key) > 128:
-            return _validation_reply(["Idempotency-Key must be at most 128 characters"])
+            return validation_reply(["Idempotency-Key must be at most 128 characters"])
         fingerprint = (request.method, request.path, sorted(request.query.items()), request.body)
         now = self.clock()
         stored = self._replays.get(key)
         if stored is not None and stored[2] > now - self.idempotency_window:
             if stored[0] != fingerprint:
-                return _validation_reply(["The Idempotency-Key was already used with a different request"])
+                return validation_reply(["The Idempotency-Key was already used with a different request"])
             self.replayed += 1
             return Reply(stored[1].status, stored[1].body, dict(stored[1].headers))
         reply = self._route(request)
@@ -257,11 +268,11 @@ class XeroSandbox(Sandbox):
     def _route(self, request: Request) -> Reply:
         if request.path.rstrip("/") == f"{API}/TaxRates" and request.method == "GET":
             envelope = {k: v for k, v in self._envelope([]).items() if k != "Invoices"}
-            return _reply(200, {**envelope, "TaxRates": copy.deepcopy(self.tax_rates)})
+            return exact_reply(200, {**envelope, "TaxRates": copy.deepcopy(self.tax_rates)})
+        if request.path.startswith(f"{API}/CreditNotes"):
+            return self._route_credit_notes(request)
         if request.path.rstrip("/") != f"{API}/Invoices":
-            return Reply(
-                404, {"Title": "Not Found", "Status": 404, "Detail": "The resource could not be found"}
-            )
+            return not_found()
         if request.method == "PUT":
             return self._put_invoices(request)
         if request.method == "GET":
@@ -272,9 +283,7 @@ class XeroSandbox(Sandbox):
         try:
             document = json.loads(request.body, parse_float=Decimal)
         except ValueError:
-            return Reply(
-                400, {"ErrorNumber": 14, "Type": "PostDataInvalidException", "Message": "Invalid JSON"}
-            )
+            return invalid_json()
         elements = document.get("Invoices", [document]) if isinstance(document, dict) else document
         results: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
@@ -288,31 +297,33 @@ class XeroSandbox(Sandbox):
         summarize = (request.arg("summarizeErrors") or "true").lower() != "false"
         if summarize and failed:
             # The real quirk: the valid elements were created, yet the answer is a 400 without them.
-            return _reply(400, {**_VALIDATION_EXCEPTION, "Elements": failed})
-        return _reply(200, self._envelope(results))
+            return exact_reply(400, {**VALIDATION_EXCEPTION, "Elements": failed})
+        return exact_reply(200, self._envelope(results))
 
-    def _validate(self, element: dict[str, Any]) -> dict[str, Any] | None:
+    def _validate(self, element: dict[str, Any], document: str = "Invoice") -> dict[str, Any] | None:
         """The element marked ERROR with its ValidationErrors, or None when it may be created."""
         errors: list[str] = []
         contact_errors: list[str] = []
+        number_field, kinds, sales, taken = DOCUMENTS[document]
+        label = "Credit Note" if document == "CreditNote" else "Invoice"
         kind = element.get("Type")
-        if kind not in ("ACCREC", "ACCPAY"):
-            errors.append("Invoice Type must be specified")
+        if kind not in kinds:
+            errors.append(f"{label} Type must be specified")
         contact = element.get("Contact") or {}
         if self._contact_id(contact) is None:
             if contact.get("ContactID"):
                 contact_errors.append(f"The Contact with ContactID {contact['ContactID']} could not be found")
             else:
                 contact_errors.append("Contact Name cannot be empty.")
-        number = element.get("InvoiceNumber")
-        if kind == "ACCREC" and number and self._numbered(number):
-            errors.append("Invoice # must be unique.")
+        number = element.get(number_field)
+        if kind == sales and number and self._numbered(number, document):
+            errors.append(taken)
         if element.get("CurrencyCode", "EUR") not in self.currencies:
             errors.append(
                 f"The currency {element.get('CurrencyCode')} is not subscribed to in this organisation"
             )
         if element.get("Status", "DRAFT") not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
-            errors.append(f"Invoice status {element.get('Status')} is not valid for a new invoice")
+            errors.append(f"{label} status {element.get('Status')} is not valid for a new {label.lower()}")
         lines = element.get("LineItems") or []
         if not lines:
             errors.append("At least one line item is required")
@@ -383,16 +394,14 @@ class XeroSandbox(Sandbox):
         number = contact.get("ContactNumber")
         return next((cid for cid, n in self.contacts.items() if number and n == number), None)
 
-    def _numbered(self, number: str) -> bool:
+    def _numbered(self, number: str, document: str = "Invoice") -> bool:
+        number_field, _, sales, _ = DOCUMENTS[document]
+        store = self._invoices if document == "Invoice" else self._credit_notes
         wanted = number.casefold()
-        return any(i["Type"] == "ACCREC" and i["InvoiceNumber"].casefold() == wanted for i in self._invoices)
+        return any(d["Type"] == sales and d[number_field].casefold() == wanted for d in store)
 
-    def _create(self, element: dict[str, Any]) -> dict[str, Any]:
-        kind = element.get("Type", "ACCREC")
-        number = element.get("InvoiceNumber") or ""
-        if kind == "ACCREC" and not number:
-            number = f"INV-{self._next_number:04d}"
-            self._next_number += 1
+    def _priced(self, element: dict[str, Any]) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
+        """The stored lines (each with its LineAmount and TaxAmount), the SubTotal and the TotalTax."""
         kind_of_amounts = element.get("LineAmountTypes", "Exclusive")
         lines = []
         for line in element.get("LineItems") or []:
@@ -405,11 +414,20 @@ class XeroSandbox(Sandbox):
             )
         amounts = sum((line["LineAmount"] for line in lines), Decimal(0))
         tax = sum((line["TaxAmount"] for line in lines), Decimal(0))
-        subtotal = amounts - tax if kind_of_amounts == "Inclusive" else amounts
+        return lines, amounts - tax if kind_of_amounts == "Inclusive" else amounts, tax
+
+    def _create(self, element: dict[str, Any]) -> dict[str, Any]:
+        kind = element.get("Type", "ACCREC")
+        number = element.get("InvoiceNumber") or ""
+        if kind == "ACCREC" and not number:
+            number = f"INV-{self._next_number:04d}"
+            self._next_number += 1
+        kind_of_amounts = element.get("LineAmountTypes", "Exclusive")
+        lines, subtotal, tax = self._priced(element)
         contact = element.get("Contact") or {}
         contact_id = self._contact_id(contact) or contact.get("ContactID") or str(uuid.uuid4())
-        issued = _day(str(element.get("Date") or "2024-01-01"))
-        due = _day(str(element.get("DueDate") or element.get("Date") or "2024-01-01"))
+        issued = day_of(str(element.get("Date") or "2024-01-01"))
+        due = day_of(str(element.get("DueDate") or element.get("Date") or "2024-01-01"))
         stored = {
             "Type": kind,
             "InvoiceID": str(uuid.uuid4()),
@@ -452,26 +470,14 @@ class XeroSandbox(Sandbox):
         if page is not None:
             start = (int(page) - 1) * PAGE_SIZE
             selected = selected[start : start + PAGE_SIZE]
-        return _reply(200, self._envelope(selected))
+        return exact_reply(200, self._envelope(selected))
 
     @staticmethod
-    def _envelope(invoices: list[dict[str, Any]]) -> dict[str, Any]:
+    def _envelope(elements: list[dict[str, Any]], key: str = "Invoices") -> dict[str, Any]:
         return {
             "Id": str(uuid.uuid4()),
             "Status": "OK",
             "ProviderName": "po-connector sandbox",
             "DateTimeUTC": ms_date(datetime.now(UTC)),
-            "Invoices": invoices,
+            key: elements,
         }
-
-
-_VALIDATION_EXCEPTION = {
-    "ErrorNumber": 10,
-    "Type": "ValidationException",
-    "Message": "A validation exception occurred",
-}
-
-
-def _validation_reply(messages: list[str]) -> Reply:
-    elements = [{"ValidationErrors": [{"Message": m} for m in messages]}]
-    return _reply(400, {**_VALIDATION_EXCEPTION, "Elements": elements})

@@ -241,7 +241,12 @@ def test_config_refuses_batches_over_30_and_non_numeric_realms(tmp_path: Path) -
 
 def test_sink_declares_its_port_and_shares_one_budget_per_realm(sink: QuickBooksSink) -> None:
     assert sink.kind is AdapterKind.SINK
-    assert sink.capabilities == {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY}
+    assert sink.capabilities == {
+        Capability.LOOKUP,
+        Capability.BATCH_PUSH,
+        Capability.NATIVE_IDEMPOTENCY,
+        Capability.CREDIT_NOTES,
+    }
     concurrency, rate = realm_budget(BASE, REALM, 10, 500)
     assert concurrency is realm_budget(BASE, REALM, 10, 500)[0]
     assert concurrency.limit == 10

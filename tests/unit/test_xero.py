@@ -219,7 +219,12 @@ def test_sink_declares_its_port_and_capabilities() -> None:
     sink = make_sink()
 
     assert isinstance(sink, BatchInvoiceSink)
-    assert XeroSink.capabilities == {Capability.LOOKUP, Capability.BATCH_PUSH, Capability.NATIVE_IDEMPOTENCY}
+    assert XeroSink.capabilities == {
+        Capability.LOOKUP,
+        Capability.BATCH_PUSH,
+        Capability.NATIVE_IDEMPOTENCY,
+        Capability.CREDIT_NOTES,
+    }
 
 
 # -- push -------------------------------------------------------------------------------
