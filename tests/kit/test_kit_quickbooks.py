@@ -82,7 +82,11 @@ class TestQuickBooksConformance(SinkKit):
         start=start,
         build=build,
         plan=lambda rig, n: sample_plan(n, sink="qbo"),
-        count=lambda rig, plan: rig.env.doc_number_counts()[plan.invoice_number],
+        count=lambda rig, plan: (
+            sum(1 for memo in rig.env.credit_memos if memo["DocNumber"] == plan.invoice_number)
+            if plan.is_credit_note
+            else rig.env.doc_number_counts()[plan.invoice_number]
+        ),
         rejected_plan=lambda rig: sample_plan(99, sink="qbo", customer_ref="999"),
         rejection_text="CustomerRef 999 does not exist",
         inject=inject,

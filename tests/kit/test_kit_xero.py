@@ -55,6 +55,9 @@ def inject(rig: Rig[XeroSandbox], fault: InjectedFault) -> None:
 
 
 def count(rig: Rig[XeroSandbox], plan: InvoicePlan) -> int:
+    """Sales invoices, or ACCRECCREDIT credit notes for a credit note, numbered as the plan."""
+    if plan.is_credit_note:
+        return sum(1 for note in rig.env.credit_notes if note["CreditNoteNumber"] == plan.invoice_number)
     return sum(
         1 for i in rig.env.invoices if i["InvoiceNumber"] == plan.invoice_number and i["Type"] == "ACCREC"
     )
