@@ -1,5 +1,8 @@
 """The jobs a cron entry or a person starts: sync, pull, reconcile, push, replay.
 
+`sync` is pull, deciding each new PO revision's acknowledgement, reconcile, push, and sending
+the acknowledgements; `pull` decides, `push` also sends the acknowledgements.
+
 Each job runs inside `Connector.run` (a recorded run holding the partition lease) and returns
 the summary the CLI prints with `--json`.
 """
@@ -10,6 +13,7 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from connector.acknowledging import record_acknowledgements, send_acknowledgements
 from connector.errors import NotFoundError
 from connector.exits import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, EXIT_USAGE
 from connector.intake import pull_billing, pull_pos
@@ -49,7 +53,14 @@ def exit_code_for(run: RunContext) -> int:
     """
     if run.counts.get("config_errors") or run.counts.get("not_found"):
         return EXIT_USAGE
-    failing = ("dead", "invoices_failed", "sources_failed", "sinks_failed", "still_quarantined")
+    failing = (
+        "dead",
+        "invoices_failed",
+        "sources_failed",
+        "sinks_failed",
+        "still_quarantined",
+        "acknowledgements_failed",
+    )
     failed = sum(run.counts.get(k, 0) for k in failing)
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -80,14 +91,17 @@ def sync(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
             with app.run("sync") as run:
                 pull_pos(app, run)
                 pull_billing(app, run)
+                record_acknowledgements(app, run)
                 reconcile_and_plan(app, run)
                 data = finish(run)
             return {**data, **preview(app)}
     with app.run("sync") as run:
         pull_pos(app, run)
         pull_billing(app, run)
+        record_acknowledgements(app, run)
         reconcile_and_plan(app, run)
         push_all(app, run)
+        send_acknowledgements(app, run)
         return finish(run)
 
 
@@ -99,6 +113,7 @@ def pull(app: Connector, sources: Sequence[str] = (), *, retried: Collection[int
         pull_pos(app, run, sources or None)
         if not sources:
             pull_billing(app, run)
+        record_acknowledgements(app, run)
         if retried:
             with app.connect() as conn:
                 still = [
@@ -131,6 +146,8 @@ def push(app: Connector, sinks: Sequence[str] = ()) -> dict[str, Any]:
     app.chosen("sink", app.sinks, sinks)
     with app.run("push") as run:
         push_all(app, run, sinks or None)
+        if not sinks:
+            send_acknowledgements(app, run)
         return finish(run)
 
 

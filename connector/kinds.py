@@ -23,5 +23,6 @@ class Capability(enum.StrEnum):
     NATIVE_UPSERT = "native-upsert"  # create-or-replace by our key
     LOOKUP = "lookup"  # find(plans) finds invoices already created
     CREDIT_NOTES = "credit-notes"  # push/find also take credit notes (plan.is_credit_note)
+    ACKNOWLEDGE = "acknowledge"  # a source that tells the buyer a PO revision was accepted/rejected
     INSPECT = "inspect"  # a source class that parses one local file (`inspect FILE`): FileInspector
     RECEIVE = "receive"  # a source class that builds an HTTP receiver (`serve`): Receivable

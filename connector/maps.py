@@ -317,6 +317,14 @@ class SkuMap:
         """The SKU's tax override (e.g. an exempt service); None when it has none."""
         return self._taxes.get(billing_sku.strip())
 
+    def knows_po_sku(self, code: str) -> bool:
+        """True when a PO line's SKU (or part id) is one of ours or mapped to one; with no map
+        (the identity map) every SKU is taken as ours."""
+        if not self._accepted:
+            return True
+        code = code.strip()
+        return any(code in accepted for accepted in self._accepted.values())
+
     def po_skus_for(self, billing_sku: str) -> frozenset[str]:
         """The PO SKUs accepted for `billing_sku`, which always include the SKU itself."""
         sku = billing_sku.strip()

@@ -364,3 +364,21 @@ def po_revision_history(conn: Connection, tenant: str, po_number: str) -> list[d
         }
         for row in conn.execute(query)
     ]
+
+
+def po_at_revision(conn: Connection, po_key: str, revision: int) -> PurchaseOrder | None:
+    """The PO keyed `po_key` as it was at `revision` (its latest record of that revision)."""
+    tenant, source, external_id = po_key.split("/", 2)
+    recorded = conn.execute(
+        select(po_revisions.c.canonical_json)
+        .join(po_records, po_revisions.c.po_record_id == po_records.c.id)
+        .where(
+            po_records.c.tenant == tenant,
+            po_records.c.source == source,
+            po_records.c.external_id == external_id,
+            po_revisions.c.revision == revision,
+        )
+        .order_by(po_revisions.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return None if recorded is None else PurchaseOrder.model_validate_json(recorded)

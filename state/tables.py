@@ -181,6 +181,37 @@ invoice_outbox = Table(
     Index("ix_invoice_outbox_po", "tenant", "po_key"),
 )
 
+po_acknowledgements = Table(
+    "po_acknowledgements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(64), nullable=False),
+    Column("po_key", String(600), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("source", String(128), nullable=False),
+    Column("po_number", String(128), nullable=False),
+    # pending (waits for support), accept or reject; who decided: "auto" or "support"
+    Column("decision", String(16), nullable=False),
+    Column("decided_by", String(16)),
+    Column("reason", Text, nullable=False, default=""),
+    Column("ack_id", String(32)),
+    # waiting (no decision yet), planned, sending, sent, retry, dead, unsupported
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime),
+    Column("lease_owner", String(36)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("uncertain", Boolean, nullable=False, default=False),
+    Column("remote_ref", String(256)),
+    Column("last_error", Text),
+    Column("decided_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant", "po_key", "revision", name="uq_po_acknowledgements_revision"),
+    Index("ix_po_acknowledgements_due", "tenant", "state", "next_attempt_at"),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,

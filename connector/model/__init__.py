@@ -3,6 +3,7 @@
 All models are frozen pydantic v2 models. Money is always `Decimal` plus an ISO 4217 code;
 datetimes are timezone-aware UTC. One module a concept, every public name importable from here:
 
+- `acknowledgements`: the `PoAcknowledgement` (accept or reject) we send a buyer;
 - `base`: the frozen base model, currency codes, UTC datetimes, `Money`, `utcnow`;
 - `parties`: `Address`, `Party` (buyer or seller on an invoice), `PaymentTerms`;
 - `orders`: `PurchaseOrder`, its `POLine`s and `POStatus`;
@@ -12,6 +13,7 @@ datetimes are timezone-aware UTC. One module a concept, every public name import
   `CreditedInvoice`), its `InvoiceLine`s, and the `RemoteRef` a sink reports.
 """
 
+from connector.model.acknowledgements import AckDecision, PoAcknowledgement, acknowledgement_id
 from connector.model.base import CurrencyCode, Frozen, Money, UtcDateTime, utcnow
 from connector.model.billing import BillingLine, BillingPeriod
 from connector.model.invoices import (
@@ -27,6 +29,7 @@ from connector.model.orders import POLine, POStatus, PurchaseOrder, po_key
 from connector.model.parties import Address, Party, PaymentTerms
 
 __all__ = [
+    "AckDecision",
     "Address",
     "BillingLine",
     "BillingPeriod",
@@ -43,11 +46,13 @@ __all__ = [
     "POStatus",
     "Party",
     "PaymentTerms",
+    "PoAcknowledgement",
     "PurchaseOrder",
     "Reason",
     "Reissue",
     "RemoteRef",
     "UtcDateTime",
+    "acknowledgement_id",
     "po_key",
     "utcnow",
 ]

@@ -34,7 +34,7 @@ from connector.reconcile import (
 from connector.reconcile.amending import changes_after_sending, credit_amended
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
-from state import billing_store, credits, ingest, outbox, outbox_queries, results
+from state import acks, billing_store, credits, ingest, outbox, outbox_queries, results
 
 log = logging.getLogger("po_connector.reconcile")
 
@@ -79,7 +79,8 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
     if app.settings.credit.on_amended == "credit_and_reissue":
         credit_amended(app, run)
     with app.engine.begin() as conn:
-        pos = ingest.load_pos(conn, app.tenant)
+        rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
+        pos = [po for po in ingest.load_pos(conn, app.tenant) if po.key not in rejected]
         periods = billing_store.load_billing_periods(conn, app.tenant)
         sent = outbox_queries.sent_rows(conn, app.tenant)
         locked = {row["billing_key"] for row in sent}

@@ -13,7 +13,7 @@ from tests.support.cli import EXAMPLE_INVOICES, copy_example, run_cli
 from tests.support.einvoice import assert_passes_rules
 from tests.support.shared import shared_fixture
 
-REVISED_PO = "4500012345"  # Globex's annual order, changed after it was first sent (globex-aenderung)
+REVISED_PO = "4500012399"  # Globex's SSO order, at revision 2 after its change order (globex-aenderung)
 NS = {
     "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",
     "cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2",
@@ -60,7 +60,7 @@ def test_credit_writes_one_credit_note_that_passes_the_rules_and_gives_the_balan
     example: Path,
 ) -> None:
     invoice = revised_row(example)["invoice_number"]
-    assert balance(example)["consumed"] == "24000.00"
+    assert balance(example)["consumed"] == "100.00"
 
     result = credit(example, invoice, "--reason", "annual seats invoiced before the PO change")
     assert result.code == 0, result.stderr
@@ -76,7 +76,7 @@ def test_credit_writes_one_credit_note_that_passes_the_rules_and_gives_the_balan
     assert_passes_rules(document)
     assert root.findtext("cbc:CreditNoteTypeCode", namespaces=NS) == "381"
     assert root.findtext("cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID", namespaces=NS) == invoice
-    assert root.findtext("cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "24000.00"
+    assert root.findtext("cac:LegalMonetaryTotal/cbc:PayableAmount", namespaces=NS) == "100.00"
 
     assert balance(example)["consumed"] == "0.00"
     row = revised_row(example)
@@ -110,7 +110,7 @@ def test_reissue_invoices_the_period_again_under_a_new_number(example: Path) -> 
     reissued = row["invoice_number"]
     assert reissued != invoice and row["invoice_state"] == "pushed"
     assert [doc["number"] for doc in row["documents"]] == [invoice, files(example, "CN")[0].stem, reissued]
-    assert balance(example)["consumed"] == "24000.00"  # the reissue draws what the credit gave back
+    assert balance(example)["consumed"] == "100.00"  # the reissue draws what the credit gave back
     assert len(files(example, "INV")) == EXAMPLE_INVOICES + 1
     synced = run_cli("sync", "--config", str(example), "--json")
     assert (
@@ -168,7 +168,9 @@ def test_an_amended_invoice_is_flagged_by_default(example: Path) -> None:
 
 def test_credit_and_reissue_policy_corrects_an_amended_invoice_in_one_sync(example: Path) -> None:
     config = example.read_text(encoding="utf-8")
-    example.write_text(config + '\n[credit]\non_amended = "credit_and_reissue"\n', encoding="utf-8")
+    policy = config.replace('on_amended = "flag"', 'on_amended = "credit_and_reissue"')
+    assert policy != config
+    example.write_text(policy, encoding="utf-8")
     _bill_acme_october_at(example, 45)
     synced = run_cli("sync", "--config", str(example), "--json")
     assert synced.code == 0, synced.stderr

@@ -1,0 +1,176 @@
+"""Telling buyers we accepted (or rejected) their POs: deciding, then sending exactly once.
+
+The acceptance rule: a PO revision is accepted automatically when it maps to a known customer
+and every line's SKU (or part id) is one of ours; otherwise it waits for support
+(`po accept|reject PO --reason ...`). Every revision is decided and answered on its own, so a
+revision is acknowledged again. The answer goes back through the source the PO came from
+(capability `acknowledge`): a cXML ConfirmationRequest, a Coupa `exported` flag, a reply e-mail.
+
+Delivery follows the invoice outbox's rules: claim with a lease, send, record each outcome in
+its own transaction; a retryable failure waits with backoff, a refusal goes dead. Each
+acknowledgement carries an id derived from the PO revision and decision, so sending it again
+after a lost answer gives the buyer a duplicate it recognises, never a second answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from connector.errors import ConfigError, RejectedError, RemoteError, RetryableError
+from connector.model import AckDecision, PoAcknowledgement, PurchaseOrder, utcnow
+from connector.ports import Capability
+from connector.pushing import backoff
+from connector.runtime import Connector, RunContext
+from state import acks, ingest
+
+log = logging.getLogger("po_connector.acknowledge")
+
+LEASE_SECONDS = 300
+BATCH = 50
+
+
+def acceptance(app: Connector, po: PurchaseOrder) -> tuple[AckDecision | None, str]:
+    """Accept when the customer and every SKU are known; otherwise (None) support decides."""
+    problems = []
+    if app.customer_map.customer_for(po) is None:
+        problems.append(f"buyer {po.buyer_id or po.buyer_name or '?'} is no customer in the customer master")
+    unknown = [
+        line
+        for line in po.lines
+        if not app.sku_map.knows_po_sku(line.sku)
+        and not (line.supplier_part_aux_id and app.sku_map.knows_po_sku(line.supplier_part_aux_id))
+    ]
+    problems += [f"line {line.line_no}: SKU {line.sku!r} is not ours" for line in unknown]
+    if problems:
+        return None, "; ".join(problems)
+    return AckDecision.ACCEPT, "customer and every SKU known"
+
+
+def _answering_sources(app: Connector) -> dict[str, Any]:
+    return {
+        name: source
+        for name, source in app.sources.items()
+        if Capability.ACKNOWLEDGE in frozenset(getattr(type(source), "capabilities", ()))
+    }
+
+
+def record_acknowledgements(app: Connector, run: RunContext) -> None:
+    """Decide every PO revision not decided yet; count what waits for support."""
+    answering = _answering_sources(app)
+    with app.engine.begin() as conn:
+        revisions = []
+        for po in ingest.load_pos(conn, app.tenant):
+            decision, reason = acceptance(app, po)
+            revisions.append(
+                acks.Revision(
+                    po.key, po.revision, po.source, po.po_number, decision, reason, po.source in answering
+                )
+            )
+        created = acks.record_revisions(conn, app.tenant, revisions, run.started_at)
+        waiting = acks.count_by_state(conn, app.tenant).get(acks.WAITING, 0)
+    run.add("acknowledgements_decided", created)
+    run.counts["acknowledgements_waiting"] = waiting
+
+
+def send_acknowledgements(app: Connector, run: RunContext, sources: list[str] | None = None) -> None:
+    """Send every due acknowledgement through the source it answers."""
+    for name, source in sorted(_answering_sources(app).items()):
+        if sources is not None and name not in sources:
+            continue
+        while not run.lease_lost.is_set():
+            with app.engine.begin() as conn:
+                rows = acks.claim_due(conn, app.tenant, name, run.run_id, utcnow(), LEASE_SECONDS, BATCH)
+            if not rows:
+                break
+            for row in rows:
+                _send_one(app, run, source, row)
+
+
+def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any]) -> None:
+    with app.connect() as conn:
+        po = ingest.po_at_revision(conn, row["po_key"], row["revision"])
+    now = utcnow()
+    if po is None:
+        with app.engine.begin() as conn:
+            acks.mark_failed(
+                conn, row["id"], run.run_id, "the PO revision is no longer stored", now, retry_at=None
+            )
+        run.add("acknowledgements_failed")
+        return
+    ack = PoAcknowledgement(
+        ack_id=row["ack_id"],
+        po=po,
+        decision=AckDecision(row["decision"]),
+        reason=row["reason"],
+        decided_at=row["decided_at"] or now,
+    )
+    try:
+        remote_ref = source.acknowledge(ack)
+    except (RejectedError, ConfigError) as exc:
+        _failed(app, run, row, str(exc), retry=False)
+        return
+    except RetryableError as exc:
+        _failed(app, run, row, str(exc), retry=True)
+        return
+    except RemoteError as exc:  # the answer was lost: sent again later under the same id
+        _failed(app, run, row, str(exc), retry=True, uncertain=True)
+        return
+    with app.engine.begin() as conn:
+        recorded = acks.mark_sent(conn, row["id"], run.run_id, str(remote_ref or ""), utcnow())
+    if recorded:
+        run.add("acknowledgements_sent")
+        log.info(
+            "PO %s revision %s: %s sent to the buyer (%s)",
+            row["po_number"],
+            row["revision"],
+            row["decision"],
+            row["source"],
+            extra={"po_number": row["po_number"]},
+        )
+
+
+def _failed(
+    app: Connector, run: RunContext, row: dict[str, Any], error: str, *, retry: bool, uncertain: bool = False
+) -> None:
+    now = utcnow()
+    retry_at = now + backoff(app.settings.push, int(row["attempts"]) + 1) if retry else None
+    with app.engine.begin() as conn:
+        acks.mark_failed(conn, row["id"], run.run_id, error, now, retry_at=retry_at, uncertain=uncertain)
+    run.add("acknowledgements_failed" if retry_at is None else "acknowledgements_waiting_retry")
+    log.warning(
+        "PO %s revision %s: acknowledgement not sent: %s",
+        row["po_number"],
+        row["revision"],
+        error,
+        extra={"po_number": row["po_number"]},
+    )
+
+
+def decide_po(app: Connector, po_number: str, decision: AckDecision, reason: str) -> dict[str, Any]:
+    """Support's decision on the newest revision of the PO(s) numbered `po_number`, sent at once."""
+    from connector.errors import NotFoundError
+    from connector.jobs import finish
+
+    app.validate_adapters()
+    answering = _answering_sources(app)
+    with app.run(f"po-{decision.value}") as run:
+        record_acknowledgements(app, run)
+        with app.engine.begin() as conn:
+            rows = acks.latest(conn, app.tenant, po_number)
+            if not rows:
+                raise NotFoundError(f"no PO {po_number!r} in the state (pull it first, or check the number)")
+            changed = [
+                row
+                for row in rows
+                if acks.decide(
+                    conn, row, decision, reason, run.started_at, can_acknowledge=row["source"] in answering
+                )
+            ]
+        run.add("acknowledgements_decided", len(changed))
+        send_acknowledgements(app, run, sorted({row["source"] for row in changed}))
+        data = finish(run)
+    data["po_number"] = po_number
+    data["decision"] = decision.value
+    data["revisions"] = [{"source": row["source"], "revision": row["revision"]} for row in rows]
+    return data
