@@ -24,11 +24,13 @@ from urllib.parse import urlsplit
 import requests
 from pydantic import Field, field_validator, model_validator
 
+from adapters.coupa_acknowledge import PO_PATH, mark_exported
 from adapters.coupa_auth import CoupaAuth, classify_token_answer
 from adapters.coupa_fields import CoupaMappingError, parse_timestamp, split_array
 from adapters.coupa_mapping import fields_param, map_purchase_order
 from connector.errors import ConfigError, InputError, InputProblem, RemoteError, RetryableError
 from connector.http import HttpClient, RetryPolicy
+from connector.model import PoAcknowledgement
 from connector.ports import (
     AdapterConfig,
     AdapterContext,
@@ -42,7 +44,6 @@ from connector.ratelimit import TokenBucket
 from connector.secrets import resolve_secret
 from connector.values import http_url
 
-PO_PATH = "/api/purchase_orders"
 MAX_PAGE = 50  # Coupa returns at most 50 objects per request
 
 
@@ -140,7 +141,9 @@ class CoupaSource:
     """Pulls POs changed since the cursor from a Coupa instance; fetches one PO by number."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.INCREMENTAL, Capability.FETCH_ONE})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INCREMENTAL, Capability.FETCH_ONE, Capability.ACKNOWLEDGE}
+    )
     Config: ClassVar[type[AdapterConfig]] = CoupaConfig
 
     def __init__(
@@ -272,6 +275,10 @@ class CoupaSource:
             if record is not None:
                 records.append(record)
         return records
+
+    def acknowledge(self, ack: PoAcknowledgement) -> str:
+        """Tell Coupa the PO revision was accepted: see `adapters.coupa_acknowledge`."""
+        return mark_exported(self.http, self.config.scopes, self.name, ack)
 
     # -- paging -------------------------------------------------------------------------
     def _list(self, anchor: datetime | None, offset: int, limit: int) -> _Page:

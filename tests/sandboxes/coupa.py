@@ -54,7 +54,11 @@ class CoupaSandbox(Sandbox):
         *,
         client_id: str = "po-connector",
         client_secret: str = "sandbox-client-secret-7f3a9c",
-        scopes: tuple[str, ...] = ("core.purchase_order.read", "core.common.read"),
+        scopes: tuple[str, ...] = (
+            "core.purchase_order.read",
+            "core.purchase_order.write",
+            "core.common.read",
+        ),
         token_ttl: int = 86400,
         clock: Callable[[], float] = time.time,
         zone: tzinfo = PACIFIC,
@@ -68,6 +72,8 @@ class CoupaSandbox(Sandbox):
         self.zone = zone
         self.pos: dict[int, dict[str, Any]] = {}
         self.tokens: dict[str, float] = {}
+        self.token_scopes: dict[str, set[str]] = {}
+        self.exports: list[tuple[int, int]] = []  # (PO id, version) each PUT exported=true marked
         self.tokens_issued = 0
         self.pages_served = 0
         self.rejected_401 = 0
@@ -186,6 +192,7 @@ class CoupaSandbox(Sandbox):
             moment = self.stamp()
             if bump_version:
                 po["version"] += 1
+                po["exported"] = False  # a new version is sent again: Coupa resets the flag
             po["internal-revision"] += 1
             po["updated-at"] = self.text_time(moment)
             self._updated[ident] = moment
@@ -228,6 +235,8 @@ class CoupaSandbox(Sandbox):
             return self._list(request)
         if request.path.startswith("/api/purchase_orders/") and request.method == "GET":
             return self._show(request)
+        if request.path.startswith("/api/purchase_orders/") and request.method == "PUT":
+            return self._put(request)
         return _errors(f"no route {request.method} {request.path}", 404)
 
     def _token(self, request: Request) -> Reply:
@@ -248,6 +257,7 @@ class CoupaSandbox(Sandbox):
         token = secrets.token_urlsafe(32)
         with self.lock:
             self.tokens[token] = self.clock() + self.token_ttl
+            self.token_scopes[token] = set(scope.split())
             self.tokens_issued += 1
         return Reply(
             200, {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl, "scope": scope}
@@ -282,6 +292,23 @@ class CoupaSandbox(Sandbox):
             po = self.pos.get(int(tail)) if tail.isdigit() else None
             if po is None:
                 return _errors("No results match your search criteria.", 404)
+            return Reply(200, json.loads(json.dumps(po)))
+
+    def _put(self, request: Request) -> Reply:
+        """`PUT /api/purchase_orders/:id?exported=true`: a request of its own, write scope needed."""
+        token = request.header("authorization")[7:]
+        with self.lock:
+            if "core.purchase_order.write" not in self.token_scopes.get(token, set()):
+                return _errors("Access denied: the token lacks the core.purchase_order.write scope", 403)
+            tail = request.path.rsplit("/", 1)[1]
+            po = self.pos.get(int(tail)) if tail.isdigit() else None
+            if po is None:
+                return _errors("No results match your search criteria.", 404)
+            if request.query.get("exported", [""])[0] != "true" or request.body.strip():
+                return _errors("Mark exported requires its own request: ?exported=true and no body", 400)
+            po["exported"] = True
+            po["last-exported-at"] = self.text_time(self.stamp())
+            self.exports.append((po["id"], po["version"]))
             return Reply(200, json.loads(json.dumps(po)))
 
     def _list(self, request: Request) -> Reply:
