@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.support.cli import EXAMPLE_INVOICES, run_cli
+from tests.support.cli import EXAMPLE_INVOICES, REPO, run_cli
 from tests.support.shared import require_service
 from tests.support.tenants import write_tenants
 
@@ -111,4 +113,20 @@ def test_a_broker_that_cannot_be_reached_exits_75_naming_it_without_its_password
     named = "unavailable: celery.broker_url amqp://po:***@127.0.0.1:1//: cannot send to the broker"
     assert named in result.stderr
     assert "Broker-Secret-77" not in result.stderr + result.stdout
+    assert invoices(tmp_path, "t01") == []
+
+
+def test_without_the_celery_extra_the_celery_verbs_say_how_to_install_it(tmp_path: Path) -> None:
+    control = tmp_path / "control.toml"
+    control.write_text("[celery]\n", encoding="utf-8")
+    folder = write_tenants(tmp_path, 1)
+    # As if celery were not installed: importing it fails the way a missing package does.
+    probe = "import sys; sys.modules['celery'] = None; from connector.cli import main; main()"
+    for args in (["worker"], ["schedule"], ["sync", "--tenants", str(folder), "--via", "celery"]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args, "--config", str(control)],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert "celery is not installed: pip install 'po-connector[celery]'" in done.stderr
     assert invoices(tmp_path, "t01") == []
