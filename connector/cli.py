@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import cli_credit, cli_flags, cli_po, cli_support, exits
+from connector import cli_celery, cli_credit, cli_flags, cli_po, cli_support, exits
 from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.errors import ConfigError
 
-__all__ = ["cli", "cli_credit", "cli_flags", "cli_po", "cli_support", "main"]
+__all__ = ["cli", "cli_celery", "cli_credit", "cli_flags", "cli_po", "cli_support", "main"]
 
 if TYPE_CHECKING:
     from connector.config import LoadedConfig
@@ -29,12 +29,39 @@ DRY_RUN_HELP = "Roll every write back, send nothing; print what would be invoice
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
+@click.option(
+    "--tenants",
+    "tenants",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Sync every tenant config (*.toml) in DIR instead of --config: one run per partition.",
+)
+@click.option(
+    "--via",
+    type=click.Choice(["local", "celery"]),
+    default="local",
+    show_default=True,
+    help="With --tenants: one after another here, or one Celery task each (broker: [celery] of --config).",
+)
+@click.option(
+    "--wait",
+    "wait",
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="With --via celery: how long to wait for the outcomes (default [celery] wait_timeout_seconds).",
+)
 @pass_options
-def sync(options: Options, dry_run: bool) -> None:
+def sync(options: Options, dry_run: bool, tenants: Path | None, via: str, wait: int | None) -> None:
     """Pull every source, reconcile, and push due invoices (the cron job)."""
     from connector import jobs
     from connector.preview import human_preview
 
+    if tenants is None and (via != "local" or wait is not None):
+        fail("--via and --wait go with --tenants DIR", exits.EXIT_USAGE)
+    if tenants is not None:
+        if dry_run:
+            fail("--dry-run previews one config: use --config, not --tenants", exits.EXIT_USAGE)
+        cli_celery.sync_tenants(options, tenants, via, wait)
     human = human_preview if dry_run else None
     run_job(options, lambda app: jobs.sync(app, dry_run=dry_run), human)
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from connector import exits
-from connector.errors import ConfigError, LeaseHeldError, NotFoundError, RefusedError, UnavailableError
+from connector.errors import ENDS_A_COMMAND, describe, exit_code_for
 
 log = logging.getLogger("po_connector.cli")
 
@@ -54,16 +53,8 @@ def handled() -> Iterator[None]:
     """Turn the error tree into exit codes with one line on stderr."""
     try:
         yield
-    except LeaseHeldError as exc:
-        fail(str(exc), exits.EXIT_TEMPFAIL)
-    except UnavailableError as exc:
-        fail(f"unavailable: {exc}", exits.EXIT_TEMPFAIL)
-    except NotFoundError as exc:
-        fail(f"not found: {exc}", exits.EXIT_USAGE)
-    except RefusedError as exc:
-        fail(f"refused: {exc}", exits.EXIT_USAGE)
-    except ConfigError as exc:
-        fail(f"configuration error: {exc}", exits.EXIT_USAGE)
+    except ENDS_A_COMMAND as exc:
+        fail(describe(exc), exit_code_for(exc))
 
 
 def load(options: Options, *, migrate: bool = True) -> Connector:
@@ -71,22 +62,28 @@ def load(options: Options, *, migrate: bool = True) -> Connector:
     from connector.runtime import Connector
 
     loaded = load_config(options.config)
-    _configure_logging(options, loaded)
+    configure_logging(options, loaded)
     return Connector(loaded, migrate=migrate)
 
 
-def _configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
-    from connector import progress
-    from connector.logs import setup_logging
-
-    progress.ENABLED = options.verbosity >= 0 and not options.json_output
+def log_settings(options: Options, loaded: LoadedConfig | None) -> tuple[str, str]:
+    """Level and format of the logs: the config's `[log]` (defaults without one), shifted by -v and -q."""
     level = loaded.settings.log.level if loaded else "INFO"
     fmt = loaded.settings.log.format if loaded else "auto"
     if options.verbosity > 0:
         level = "DEBUG"
     elif options.verbosity < 0:
         level = "ERROR"
-    setup_logging(level, fmt)
+    return level, fmt
+
+
+def configure_logging(options: Options, loaded: LoadedConfig | None) -> None:
+    """Logs (and the progress bar) as `log_settings` and the options say."""
+    from connector import progress
+    from connector.logs import setup_logging
+
+    progress.ENABLED = options.verbosity >= 0 and not options.json_output
+    setup_logging(*log_settings(options, loaded))
 
 
 def emit(

@@ -17,10 +17,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connector.celery_config import CelerySettings, refuse_passwords_in_file
 from connector.errors import ConfigError
 from connector.model import Address, Party
 from connector.reconcile import ReconcileSettings
-from connector.redact import MASK, is_sensitive_key
+from connector.redact import MASK, is_sensitive_key, mask_url_passwords
 
 ENV_PREFIX = "PO_CONNECTOR__"
 CONFIG_ENV = "PO_CONNECTOR_CONFIG"
@@ -218,6 +219,7 @@ class Settings(BaseSettings):
     credit: CreditSettings = CreditSettings()
     supplier: SupplierSettings | None = None
     tax: TaxSettings = TaxSettings()
+    celery: CelerySettings = CelerySettings()
     default_net_days: int = Field(default=30, ge=0, le=365)
 
     @classmethod
@@ -257,7 +259,7 @@ def config_path(explicit: str | Path | None) -> Path:
 def _show(key: str, value: Any) -> str:
     if is_sensitive_key(key.rsplit(".", 1)[-1]) and not key.endswith(("_env", "_file")):
         return MASK
-    text = repr(value)
+    text = mask_url_passwords(repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -301,6 +303,7 @@ def load_config(explicit: str | Path | None = None) -> LoadedConfig:
         blocks = raw.get(section, [])
         if isinstance(blocks, list):
             _refuse_inline_secrets([b for b in blocks if isinstance(b, dict)], section)
+    refuse_passwords_in_file(raw, path)
     try:
         settings = Settings(**raw)
     except ValidationError as exc:

@@ -129,3 +129,20 @@ def exit_code_for(error: BaseException) -> int:
     if isinstance(error, ConfigError | NotFoundError | RefusedError):
         return exits.EXIT_USAGE
     return exits.EXIT_FAILED
+
+
+# The errors that end a command with one line on stderr instead of a traceback.
+ENDS_A_COMMAND = (LeaseHeldError, UnavailableError, NotFoundError, RefusedError, ConfigError)
+
+
+def describe(error: BaseException) -> str:
+    """The one line a command that ends on `error` prints, prefixed with what kind of end it is."""
+    if isinstance(error, UnavailableError):
+        return f"unavailable: {error}"
+    if isinstance(error, NotFoundError):
+        return f"not found: {error}"
+    if isinstance(error, RefusedError):
+        return f"refused: {error}"
+    if isinstance(error, ConfigError):
+        return f"configuration error: {error}"
+    return str(error)

@@ -13,6 +13,7 @@ _SENSITIVE_KEY = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/:@\s]*:)[^/@\s]+@")
 
 
 class Redactor:
@@ -45,6 +46,11 @@ class Redactor:
             for key, value in parse_qsl(parts.query, keep_blank_values=True)
         ]
         return self(urlunsplit(parts._replace(query=urlencode(query, safe="[]:,"))))
+
+
+def mask_url_passwords(text: str) -> str:
+    """`text` with the password of every `scheme://user:password@` in it masked."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", text)
 
 
 def is_sensitive_key(key: str) -> bool:

@@ -60,6 +60,16 @@ def _anchor_sqlite(url: str, base_dir: Path) -> str:
     return url
 
 
+def state_url(loaded: LoadedConfig) -> str:
+    """The state database URL a config names, a relative SQLite path anchored at the config."""
+    return _anchor_sqlite(loaded.settings.state.url, loaded.base_dir)
+
+
+def partition_lease(tenant: str) -> str:
+    """The partition lease of a tenant: one run at a time works on it (in its state database)."""
+    return f"sync:{tenant}"
+
+
 class Connector:
     """One configured installation: state engine, adapters by name, and run bookkeeping."""
 
@@ -70,9 +80,7 @@ class Connector:
         # True while a `--dry-run` holds every write in a transaction it rolls back.
         self.dry_run = False
         try:
-            self.engine: Engine = open_state(
-                _anchor_sqlite(self.settings.state.url, loaded.base_dir), migrate=migrate, probe=probe
-            )
+            self.engine: Engine = open_state(state_url(loaded), migrate=migrate, probe=probe)
         except StateUrlError as exc:
             raise ConfigError(f"state.url: {exc}") from None
         except StateUnavailableError as exc:
@@ -147,7 +155,7 @@ class Connector:
     # -- runs ----------------------------------------------------------------------------
     @property
     def lease_name(self) -> str:
-        return f"sync:{self.tenant}"
+        return partition_lease(self.tenant)
 
     @contextmanager
     def run(self, command: str, *, lease: bool = True) -> Iterator[RunContext]:

@@ -12,6 +12,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
@@ -42,14 +43,27 @@ def this_host() -> str:
 
 
 def process_alive(pid: int) -> bool:
-    """True when a process with this pid exists on this host."""
+    """True when a process with this pid runs on this host.
+
+    A killed process whose parent has not reaped it yet (a zombie: a worker's pool process
+    killed with its worker) still answers signal 0, but will never renew its lease.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:  # no procfs (not Linux), or it ended just now
+        return False
+    # "pid (comm) state ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def start_run(

@@ -96,7 +96,7 @@ def test_the_command_line_loads_no_database_or_model_library_to_print_help() -> 
     import subprocess
     import sys
 
-    heavy = "{'sqlalchemy', 'alembic', 'pydantic', 'adapters', 'rich'}"
+    heavy = "{'sqlalchemy', 'alembic', 'pydantic', 'adapters', 'rich', 'celery', 'kombu'}"
     probe = f"import sys, connector.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]", loaded

@@ -106,3 +106,39 @@ def test_the_alert_rules_name_only_metrics_the_connector_emits() -> None:
     assert named and named <= emitted, named - emitted
     # The doc's own mentions of metrics are real ones too.
     assert set(re.findall(r"\bpo_connector_[a-z_]+", doc())) <= emitted
+
+
+CELERY_UNITS = ("po-connector-worker@.service", "po-connector-schedule.service")
+
+
+def test_the_celery_units_are_in_the_doc_and_run_the_verbs() -> None:
+    text = section("Scaling out on Celery")
+    for name, verb in zip(CELERY_UNITS, ("worker", "schedule"), strict=True):
+        body = (SYSTEMD / name).read_text(encoding="utf-8")
+        assert body in text, f"{name} is included verbatim"
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(body)
+        assert parser["Service"]["ExecStart"].split()[:2] == [EXEC, verb]
+        assert parser["Service"]["Restart"] == "on-failure"
+        assert parser["Install"]["WantedBy"] == "multi-user.target"
+    worker = (SYSTEMD / CELERY_UNITS[0]).read_text(encoding="utf-8")
+    # Celery's own %h would be systemd's home directory here: the node name takes systemd's %H.
+    assert "--name worker%i@%H" in worker and "KillMode=mixed" in worker
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verifies_the_celery_units(tmp_path: Path) -> None:
+    program = tmp_path / "po-connector"
+    program.write_text("#!/bin/sh\n", encoding="utf-8")
+    program.chmod(0o755)
+    for name in CELERY_UNITS:
+        text = (SYSTEMD / name).read_text(encoding="utf-8").replace(EXEC, str(program))
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", *(str(tmp_path / name) for name in CELERY_UNITS)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (verified.returncode, verified.stderr) == (0, "")
