@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from adapters.cxml_envelope import Credential, CxmlHeader
 from connector.secrets import resolve_secret
+from connector.values import http_url
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class CxmlBuyerConfig(BaseModel):
     sender_identity: str = ""
     shared_secret_env: str | None = None
     shared_secret_file: Path | None = None
+    # The buyer's cXML endpoint for ConfirmationRequests (PO acknowledgements); empty: none sent.
+    confirmation_url: str = ""
+
+    @field_validator("confirmation_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value, example="https://buyer.example/cxml") if value else value
 
     def credential(self, base_dir: Path = Path(".")) -> BuyerCredential:
         """The credential with its shared secret resolved (and registered for redaction)."""

@@ -18,6 +18,7 @@ from wsgiref.types import WSGIApplication
 from pydantic import model_validator
 
 from adapters.cxml_buyers import CxmlBuyerConfig
+from adapters.cxml_confirmation import Confirmer, order_seen, route_of
 from adapters.cxml_envelope import stored_text
 from adapters.cxml_order import parse_order_request
 from adapters.cxml_receiver import app_from_config
@@ -25,7 +26,7 @@ from adapters.cxml_spool import CxmlSpool
 from adapters.safe_xml import parse_xml
 from adapters.ubl_order import PreviousLookup, ubl_batch, ubl_kind
 from connector.errors import ConfigError, InputError, InputProblem
-from connector.model import POStatus, PurchaseOrder
+from connector.model import PoAcknowledgement, POStatus, PurchaseOrder
 from connector.ports import (
     AdapterConfig,
     AdapterContext,
@@ -112,7 +113,7 @@ class CxmlSource:
 
     kind: ClassVar[AdapterKind] = AdapterKind.SOURCE
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE}
+        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE, Capability.ACKNOWLEDGE}
     )
     Config: ClassVar[type[AdapterConfig]] = CxmlSourceConfig
     inspect_suffixes: ClassVar[frozenset[str]] = frozenset({".xml", ".cxml"})
@@ -143,6 +144,21 @@ class CxmlSource:
         self.folder = context.resolve(config.folder) if config.folder else None
         if self.folder is not None and not self.folder.is_dir():
             raise ConfigError(f"source {config.name!r}: folder {str(self.folder)!r} is not a directory")
+        self._confirmers = {
+            buyer.from_identity.casefold(): Confirmer(
+                f"{config.name}:{buyer.name}", route_of(buyer, context.base_dir)
+            )
+            for buyer in config.buyers
+            if buyer.confirmation_url
+        }
+
+    def acknowledge(self, ack: PoAcknowledgement) -> str:
+        """A ConfirmationRequest (accept, or reject with the reason) to the PO's buyer, when the
+        buyer has a `confirmation_url`; otherwise nothing is sent, and the record says so."""
+        confirmer = self._confirmers.get(ack.po.buyer_id.casefold())
+        if confirmer is None:
+            return f"not sent: buyer {ack.po.buyer_id!r} has no confirmation_url"
+        return confirmer.send(ack, order_seen(ack.raw))
 
     def documents(self) -> list[Path]:
         """Every document of the spool and the folder, oldest first."""

@@ -90,6 +90,10 @@ def send_acknowledgements(app: Connector, run: RunContext, sources: list[str] | 
 def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any]) -> None:
     with app.connect() as conn:
         po = ingest.po_at_revision(conn, row["po_key"], row["revision"])
+        stored = ingest.stored_payload(conn, row["po_key"])
+    raw, document = (
+        (stored[1], stored[2]) if stored is not None and stored[0] == row["revision"] else ("", "")
+    )
     now = utcnow()
     if po is None:
         with app.engine.begin() as conn:
@@ -104,6 +108,8 @@ def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any])
         decision=AckDecision(row["decision"]),
         reason=row["reason"],
         decided_at=row["decided_at"] or now,
+        raw=raw,
+        document=document,
     )
     try:
         remote_ref = source.acknowledge(ack)
@@ -134,7 +140,9 @@ def _failed(
     app: Connector, run: RunContext, row: dict[str, Any], error: str, *, retry: bool, uncertain: bool = False
 ) -> None:
     now = utcnow()
-    retry_at = now + backoff(app.settings.push, int(row["attempts"]) + 1) if retry else None
+    attempts = int(row["attempts"]) + 1  # the claim counted this attempt in the row, not in `row`
+    retry = retry and attempts < app.settings.push.max_attempts
+    retry_at = now + backoff(app.settings.push, attempts) if retry else None
     with app.engine.begin() as conn:
         acks.mark_failed(conn, row["id"], run.run_id, error, now, retry_at=retry_at, uncertain=uncertain)
     run.add("acknowledgements_failed" if retry_at is None else "acknowledgements_waiting_retry")

@@ -382,3 +382,16 @@ def po_at_revision(conn: Connection, po_key: str, revision: int) -> PurchaseOrde
         .limit(1)
     ).scalar_one_or_none()
     return None if recorded is None else PurchaseOrder.model_validate_json(recorded)
+
+
+def stored_payload(conn: Connection, po_key: str) -> tuple[int, str, str] | None:
+    """The revision, raw payload and document name the PO keyed `po_key` was last stored with."""
+    tenant, source, external_id = po_key.split("/", 2)
+    row = conn.execute(
+        select(po_records.c.revision, po_records.c.raw_payload, po_records.c.document).where(
+            po_records.c.tenant == tenant,
+            po_records.c.source == source,
+            po_records.c.external_id == external_id,
+        )
+    ).first()
+    return None if row is None else (int(row.revision), str(row.raw_payload), str(row.document or ""))

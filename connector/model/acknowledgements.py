@@ -31,6 +31,10 @@ class PoAcknowledgement(Frozen):
     decision: AckDecision
     reason: str = Field(default="", max_length=2000)
     decided_at: UtcDateTime
+    # The PO as it arrived (the stored raw payload and document name), when this revision is the
+    # one last stored: a cXML answer names the OrderRequest's payloadID, an e-mail its Message-ID.
+    raw: str = ""
+    document: str = ""
 
 
 def acknowledgement_id(po_key: str, revision: int, decision: AckDecision) -> str:
