@@ -153,6 +153,13 @@ def _human_status(data: dict[str, Any]) -> str:
         )
     for warning in data["renewal_warnings"]:
         lines.append(f"RENEW PO {warning['po_number']}: {warning['detail']}")
+    if data["acknowledgements"]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(data["acknowledgements"].items()))
+        lines.append(f"PO acknowledgements: {counts}")
+    for ack in data["acknowledgements_open"]:
+        what = "WAITING (po accept|reject)" if ack["state"] == "waiting" else "ACK DEAD"
+        why = ack["error"] or ack["reason"]
+        lines.append(f"{what} PO {ack['po_number']} rev {ack['revision']} ({ack['source']}): {why}")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from connector.runtime import Connector
-from state import ingest, outbox, outbox_queries, quarantine_store, results, runs
+from state import acks, ingest, outbox, outbox_queries, quarantine_store, results, runs
 
 
 def collect_status(app: Connector) -> dict[str, Any]:
@@ -20,6 +20,8 @@ def collect_status(app: Connector) -> dict[str, Any]:
         last = runs.last_run(conn, app.tenant)
         stored = results.load_results(conn, app.tenant)
         statuses = results.count_by_status(conn, app.tenant)
+        ack_counts = acks.count_by_state(conn, app.tenant)
+        ack_open = acks.list_acks(conn, app.tenant, states=(acks.WAITING, acks.DEAD))
     names = [b["name"] for b in app.settings.sources] + [b["name"] for b in app.settings.billing]
     sources = []
     for name in names:
@@ -62,6 +64,19 @@ def collect_status(app: Connector) -> dict[str, Any]:
         "flagged": [flag_view(row) for row in flagged],
         "flags_acknowledged": acknowledged,
         "renewal_warnings": list(warnings.values()),
+        "acknowledgements": ack_counts,
+        # PO revisions waiting for support's decision, and answers the buyer refused or never got
+        "acknowledgements_open": [
+            {
+                "po_number": row["po_number"],
+                "revision": row["revision"],
+                "source": row["source"],
+                "state": row["state"],
+                "reason": row["reason"],
+                "error": row["last_error"] or "",
+            }
+            for row in ack_open
+        ],
     }
 
 

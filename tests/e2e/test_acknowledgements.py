@@ -105,6 +105,10 @@ def test_an_unknown_sku_waits_for_support_who_accepts_or_rejects(
     assert sandbox.exports == []
     [waiting] = _cli(config, sandbox, "po", "acks", "--waiting").json()
     assert waiting["po_number"] == "PO-9" and "HARDWARE-1" in waiting["reason"]
+    status = _cli(config, sandbox, "status").json()
+    assert [(row["po_number"], row["state"]) for row in status["acknowledgements_open"]] == [
+        ("PO-9", "waiting")
+    ]
 
     rejected = _cli(config, sandbox, "po", "reject", "PO-9", "--reason", "hardware is not sold by us")
     assert rejected.code == 0, rejected.stderr
