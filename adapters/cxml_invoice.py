@@ -93,6 +93,8 @@ class CxmlInvoiceConfig(AdapterConfig):
     language: str = "en-US"
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
+    # Invoices posted at once (the core keeps up to this many in flight); 1 posts one at a time.
+    concurrency: int = Field(default=4, ge=1, le=32)
 
     @field_validator("url")
     @classmethod
@@ -133,6 +135,7 @@ class CxmlInvoiceSink:
     ) -> None:
         self.name = config.name
         self.config = config
+        self.push_concurrency = config.concurrency
         self._log = context.logger
         # The seller: its VAT id goes on the remitTo partner (Coupa compliant invoicing).
         self.supplier: Party | None = context.supplier
@@ -282,7 +285,8 @@ class CxmlInvoiceSink:
     def _archive(self, plan: InvoicePlan, document: bytes) -> None:
         path = self.archive_path(plan)
         try:
-            durable.replace(path, document, prefix=f".{path.stem}.")
+            # Not fsynced: an archive a crash loses is covered by the buyer's duplicate answer.
+            durable.replace(path, document, prefix=f".{path.stem}.", sync=False)
         except OSError as exc:
             # Delivery is what counts; without the archive a later find() misses the invoice
             # and a re-send is answered as a duplicate number, which resolves the same way.

@@ -34,7 +34,7 @@ def parse_file_mode(value: str | int) -> int:
     return mode
 
 
-def _write_temp(directory: Path, data: bytes, *, prefix: str, mode: int | None) -> Path:
+def _write_temp(directory: Path, data: bytes, *, prefix: str, mode: int | None, sync: bool = True) -> Path:
     fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
     temp = Path(name)
     try:
@@ -42,7 +42,8 @@ def _write_temp(directory: Path, data: bytes, *, prefix: str, mode: int | None) 
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
@@ -66,16 +67,22 @@ def publish_new(final: Path, data: bytes, *, prefix: str = ".incoming-", mode: i
     return True
 
 
-def replace(path: Path, data: bytes, *, prefix: str | None = None, mode: int | None = None) -> None:
-    """Replace `path` with a file holding `data`, atomically, and make the new name durable."""
-    temp = _write_temp(path.parent, data, prefix=prefix or f".{path.name}.", mode=mode)
+def replace(
+    path: Path, data: bytes, *, prefix: str | None = None, mode: int | None = None, sync: bool = True
+) -> None:
+    """Replace `path` with a file holding `data`, atomically, and make the new name durable.
+
+    `sync=False` keeps the replace atomic (never a torn file) but skips both fsyncs: for a copy
+    that a crash may lose without harm (an archive whose loss a lookup elsewhere covers)."""
+    temp = _write_temp(path.parent, data, prefix=prefix or f".{path.name}.", mode=mode, sync=sync)
     try:
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-    sync_directory(path.parent)
+    if sync:
+        sync_directory(path.parent)
 
 
 def sync_directory(directory: Path) -> None:

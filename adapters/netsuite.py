@@ -187,6 +187,9 @@ class NetSuiteSink:
     ) -> None:
         self.name = config.name
         self.config = config
+        # Creates in flight at once: the account's budget the client also holds (it waits for
+        # a slot), so several sinks on one account never exceed it together.
+        self.push_concurrency = config.concurrency
         self._log = context.logger
         self.tax_codes = TaxCodeMap(config.tax_codes)
         self.records = RecordMapping(config, self.tax_codes)

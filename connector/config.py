@@ -58,6 +58,9 @@ class PushSettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1, le=100)
     retry_base_seconds: int = Field(default=60, ge=1)
     retry_max_seconds: int = Field(default=6 * 3600, ge=1)
+    # Creates in flight at once per sink, at most: a sink takes up to what it declares
+    # (`push_concurrency`, its account's budget); 1 sends one at a time.
+    concurrency: int = Field(default=8, ge=1, le=64)
 
 
 class MappingSettings(BaseModel):

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from connector.errors import RemoteError
 from connector.model import InvoicePlan, Money, RemoteRef
 from state.outbox import DEAD, PLANNED, PUSHED, PUSHING, RETRY, OutboxItem
+from state.outbox_store import RemoteTotal
 
 
 @dataclass
@@ -127,6 +128,9 @@ class MemoryOutbox:
         row.remote_total, row.remote_tax = total, tax
         row.total_mismatch = self._differs(row, total, tax)
         return row.total_mismatch
+
+    def record_remote_totals(self, found: Sequence[RemoteTotal], now: datetime) -> set[str]:
+        return {key for key, total, tax in found if self.record_remote_total(key, total, now, tax)}
 
     @staticmethod
     def _differs(row: MemoryRow, total: Money | None, tax: Money | None) -> bool:

@@ -19,6 +19,9 @@ from connector.model import Money, RemoteRef
 from state import outbox, outbox_queries
 from state.outbox import OutboxItem
 
+# (idempotency key, the total a sink reports, its tax): a read-back after the create
+RemoteTotal = tuple[str, Money, Money | None]
+
 
 class OutboxStore(Protocol):
     """What pushing needs of the outbox; every method is one atomic step."""
@@ -40,6 +43,10 @@ class OutboxStore(Protocol):
 
     def record_remote_total(self, key: str, total: Money, now: datetime, tax: Money | None = None) -> bool:
         """Store a total read back later; True when it (or the tax) differs from the plan."""
+        ...
+
+    def record_remote_totals(self, found: Sequence[RemoteTotal], now: datetime) -> set[str]:
+        """`record_remote_total` for several invoices in one step; the keys whose totals differ."""
         ...
 
     def mark_failed(
@@ -93,6 +100,12 @@ class SqlOutboxStore:
     def record_remote_total(self, key: str, total: Money, now: datetime, tax: Money | None = None) -> bool:
         with self._engine().begin() as conn:
             return outbox.record_remote_total(conn, key, total, now, tax)
+
+    def record_remote_totals(self, found: Sequence[RemoteTotal], now: datetime) -> set[str]:
+        with self._engine().begin() as conn:
+            return {
+                key for key, total, tax in found if outbox.record_remote_total(conn, key, total, now, tax)
+            }
 
     def mark_failed(
         self,

@@ -219,3 +219,27 @@ def test_an_unreadable_token_file_fails_with_exit_2_before_any_row_is_claimed(tm
         assert again.code == 0, again.stderr
         assert outbox_counts(setup.config) == {"pushed": EXAMPLE_MATCHED}
         assert_each_invoice_once(setup)
+
+
+@pytest.mark.parametrize("concurrent_kind", ["netsuite", "cxml-invoice"])
+def test_crash_with_creates_in_flight_finds_every_one_that_reached_the_sink(
+    concurrent_kind: str, tmp_path: Path
+) -> None:
+    # The whole example in one claim, up to four creates in flight: the crash after the first
+    # recorded outcome leaves others created remotely but not recorded; each is found, not re-sent.
+    with sink_setup(concurrent_kind, tmp_path, push={"concurrency": 4}) as setup:
+        assert sync(setup, PO_CONNECTOR_CRASH_AT="after-remote-create").code == 137
+        reached = len(setup.harness.stored())
+        assert 1 <= reached <= EXAMPLE_MATCHED
+        writes = setup.harness.writes()
+
+        recovered = sync(setup)
+        assert recovered.code == 0, recovered.stderr
+        assert recovered.json()["invoices_existing"] == reached
+        assert recovered.json()["invoices_pushed"] == EXAMPLE_MATCHED - reached
+        if concurrent_kind == "netsuite":  # its lookup asks NetSuite: nothing found is re-sent
+            assert setup.harness.writes() == writes + EXAMPLE_MATCHED - reached
+        # The cXML sink's lookup is its archive, which a create in flight may not have reached:
+        # such an invoice is posted again and the buyer's duplicate-number answer resolves it.
+        assert_each_invoice_once(setup)
+        assert outbox_counts(setup.config) == {"pushed": EXAMPLE_MATCHED}

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from connector import pushing
+from connector import sink_pusher
 from connector.config import PushSettings
 from connector.errors import (
     AuthenticationError,
@@ -122,7 +122,7 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, store: MemoryOutbox, point: str) -
             store.crash()
             raise Crash(name)
 
-    monkeypatch.setattr(pushing, "crash_point", crash_point)
+    monkeypatch.setattr(sink_pusher, "crash_point", crash_point)
 
 
 def test_every_planned_invoice_is_created_once_and_recorded() -> None:
@@ -145,7 +145,7 @@ def test_a_crash_at_either_side_of_the_create_ends_with_one_invoice(
         run(store, sink)
     [row] = store.rows.values()
     assert row.state == PUSHING  # as the dead run left it
-    monkeypatch.setattr(pushing, "crash_point", lambda name: None)
+    monkeypatch.setattr(sink_pusher, "crash_point", lambda name: None)
     store.restart()
     run(store, sink, run_id="run-2")  # the claim has not expired: nothing happens yet
     assert row.state == PUSHING
@@ -213,7 +213,7 @@ def test_a_sink_without_lookup_never_resends_an_uncertain_row(monkeypatch: pytes
     crash_at(monkeypatch, store, AFTER_REMOTE_CREATE)
     with pytest.raises(Crash):
         run(store, sink)
-    monkeypatch.setattr(pushing, "crash_point", lambda name: None)
+    monkeypatch.setattr(sink_pusher, "crash_point", lambda name: None)
     store.restart()
     later(store)
     run(store, sink, run_id="run-2")
