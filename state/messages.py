@@ -163,15 +163,10 @@ def withdraw_unjustified(
     return gone
 
 
-def claim_next(
-    conn: Connection, *, tenant: str, owner: str, now: datetime, lease_seconds: int
-) -> ClaimedMessage | None:
-    """Claim the oldest due planned row for `owner`.
-
-    First, rows left `sending` by a sender whose lease expired become uncertain: it may have
-    handed the message to the server before it stopped.
-    """
-    conn.execute(
+def expire_stale(conn: Connection, tenant: str, now: datetime) -> int:
+    """Rows left `sending` by a sender whose lease expired become uncertain: it may have handed
+    the message to the server before it stopped."""
+    return conn.execute(
         update(outgoing_messages)
         .where(_rows.tenant == tenant, _rows.state == SENDING, _rows.lease_expires_at < now)
         .values(
@@ -181,7 +176,14 @@ def claim_next(
             last_error="the run sending it stopped before it recorded the outcome",
             updated_at=now,
         )
-    )
+    ).rowcount
+
+
+def claim_next(
+    conn: Connection, *, tenant: str, owner: str, now: datetime, lease_seconds: int
+) -> ClaimedMessage | None:
+    """Claim the oldest due planned row for `owner` (after `expire_stale`)."""
+    expire_stale(conn, tenant, now)
     query = (
         select(_rows.id, _rows.dedupe_key, _rows.message_id, _rows.recipient, _rows.message, _rows.attempts)
         .where(_rows.tenant == tenant, _rows.state == PLANNED, _rows.next_attempt_at <= now)
