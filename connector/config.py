@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
+from connector.mail_settings import MailSettings
 from connector.model import Address, Party
 from connector.reconcile import ReconcileSettings
 from connector.redact import MASK, is_sensitive_key
@@ -206,6 +207,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     serve: ServeSettings = ServeSettings()
     supplier: SupplierSettings | None = None
+    mail: MailSettings | None = None
     tax: TaxSettings = TaxSettings()
     default_net_days: int = Field(default=30, ge=0, le=365)
 
