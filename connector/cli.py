@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import cli_credit, cli_flags, cli_po, cli_support, exits
+from connector import cli_credit, cli_flags, cli_mail, cli_po, cli_support, exits
 from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.errors import ConfigError
 
-__all__ = ["cli", "cli_credit", "cli_flags", "cli_po", "cli_support", "main"]
+__all__ = ["cli", "cli_credit", "cli_flags", "cli_mail", "cli_po", "cli_support", "main"]
 
 if TYPE_CHECKING:
     from connector.config import LoadedConfig
@@ -126,6 +126,10 @@ def _human_status(data: dict[str, Any]) -> str:
         )
     for warning in data["renewal_warnings"]:
         lines.append(f"RENEW PO {warning['po_number']}: {warning['detail']}")
+    if data.get("mail"):
+        from connector.mail_views import human_mail_status
+
+        lines.extend(human_mail_status(data["mail"]))
     return "\n".join(lines)
 
 
