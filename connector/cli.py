@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from connector import cli_celery, cli_credit, cli_flags, cli_po, cli_support, exits
+from connector import cli_celery, cli_credit, cli_flags, cli_mail, cli_po, cli_support, exits
 from connector.cli_base import Options, cli, emit, fail, handled, load, pass_options, run_job
 from connector.errors import ConfigError
 
-__all__ = ["cli", "cli_celery", "cli_credit", "cli_flags", "cli_po", "cli_support", "main"]
+__all__ = ["cli", "cli_celery", "cli_credit", "cli_flags", "cli_mail", "cli_po", "cli_support", "main"]
 
 if TYPE_CHECKING:
     from connector.config import LoadedConfig
@@ -160,6 +160,10 @@ def _human_status(data: dict[str, Any]) -> str:
         what = "WAITING (po accept|reject)" if ack["state"] == "waiting" else "ACK DEAD"
         why = ack["error"] or ack["reason"]
         lines.append(f"{what} PO {ack['po_number']} rev {ack['revision']} ({ack['source']}): {why}")
+    if data.get("mail"):
+        from connector.mail_views import human_mail_status
+
+        lines.extend(human_mail_status(data["mail"]))
     return "\n".join(lines)
 
 

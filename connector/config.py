@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from connector.celery_config import CelerySettings, refuse_passwords_in_file
 from connector.errors import ConfigError
+from connector.mail_settings import MailSettings
 from connector.model import Address, Party
 from connector.reconcile import ReconcileSettings
 from connector.redact import MASK, is_sensitive_key, mask_url_passwords
@@ -221,6 +222,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     credit: CreditSettings = CreditSettings()
     supplier: SupplierSettings | None = None
+    mail: MailSettings | None = None
     tax: TaxSettings = TaxSettings()
     celery: CelerySettings = CelerySettings()
     default_net_days: int = Field(default=30, ge=0, le=365)

@@ -21,6 +21,7 @@ from connector.model import MatchStatus, utcnow
 from connector.preview import preview, rolled_back
 from connector.pushing import push_all
 from connector.reconcile.service import reconcile_and_plan
+from connector.renewals import request_renewals
 from connector.runtime import Connector, RunContext
 from state import outbox, outbox_queries, quarantine_store
 
@@ -93,6 +94,7 @@ def sync(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
                 pull_billing(app, run)
                 record_acknowledgements(app, run)
                 reconcile_and_plan(app, run)
+                request_renewals(app, run)
                 data = finish(run)
             return {**data, **preview(app)}
     with app.run("sync") as run:
@@ -100,6 +102,7 @@ def sync(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
         pull_billing(app, run)
         record_acknowledgements(app, run)
         reconcile_and_plan(app, run)
+        request_renewals(app, run)
         push_all(app, run)
         send_acknowledgements(app, run)
         return finish(run)
@@ -134,10 +137,12 @@ def reconcile(app: Connector, *, dry_run: bool = False) -> dict[str, Any]:
         with rolled_back(app):
             with app.run("reconcile") as run:
                 reconcile_and_plan(app, run)
+                request_renewals(app, run, send=False)
                 data = finish(run)
             return {**data, **preview(app)}
     with app.run("reconcile") as run:
         reconcile_and_plan(app, run)
+        request_renewals(app, run, send=False)
         return finish(run)
 
 

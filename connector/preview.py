@@ -15,9 +15,10 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine
 
+from connector.mail_views import request_line, request_view
 from connector.model import MatchStatus
 from connector.runtime import Connector
-from state import outbox, outbox_queries, results
+from state import messages, outbox, outbox_queries, results
 
 HELD = (MatchStatus.MISMATCH.value, MatchStatus.MISSING_PO.value, MatchStatus.AMBIGUOUS.value)
 
@@ -101,7 +102,14 @@ def preview(app: Connector) -> dict[str, Any]:
         for row in stored
         if row["status"] in HELD
     ]
-    return {"dry_run": True, "would_invoice": invoices, "would_hold": held}
+    data: dict[str, Any] = {"dry_run": True, "would_invoice": invoices, "would_hold": held}
+    if app.settings.mail is not None:
+        with app.connect() as conn:
+            planned = messages.list_messages(conn, app.tenant, (messages.PLANNED, messages.UNADDRESSED))
+        shown = [request_view(row) for row in planned]
+        data["would_request"] = [r for r in shown if r["state"] == messages.PLANNED]
+        data["would_not_mail"] = [r for r in shown if r["state"] == messages.UNADDRESSED]
+    return data
 
 
 def _day(value: Any) -> str | None:
@@ -133,5 +141,13 @@ def human_preview(data: dict[str, Any]) -> str:
             f"  {h['status']:<10} {h['customer_ref']}  {po}  {h['period_start']}..{h['period_end']}  "
             f"{h['amount']} {h['currency']}: {'; '.join(h['reasons'])}"
         )
+    if "would_request" in data:
+        lines.append(f"would request a PO by e-mail: {len(data['would_request'])}")
+        lines.extend(f"  {request_line(r)}  to {r['recipient']}" for r in data["would_request"])
+        if data["would_not_mail"]:
+            lines.append(
+                f"would not mail (no AP e-mail in the customer master): {len(data['would_not_mail'])}"
+            )
+            lines.extend(f"  {request_line(r)}" for r in data["would_not_mail"])
     lines.extend(f"  ! {error}" for error in data.get("errors", []))
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from connector.mail_views import renewal_requests, request_actions
 from connector.model import MatchStatus
 from connector.report_html import render_html
 from connector.runtime import Connector
@@ -46,14 +47,8 @@ def build_report(app: Connector) -> dict[str, Any]:
         stored = results.load_results(conn, app.tenant)
         invoices = outbox_queries.list_rows(conn, app.tenant)
         pos = ingest.load_pos(conn, app.tenant)
-        drawn = outbox_queries.consumption(conn, app.tenant)
+        consumed = outbox_queries.consumed_per_po(outbox_queries.consumption(conn, app.tenant))
         quarantined = quarantine_store.list_quarantine(conn, app.tenant)
-    consumed: dict[str, Decimal] = {}
-    seen: set[tuple[str, str]] = set()
-    for draw in drawn:  # one draw per (PO, period), however many sinks the invoice goes to
-        if (draw.po_key, draw.billing_key) not in seen:
-            seen.add((draw.po_key, draw.billing_key))
-            consumed[draw.po_key] = consumed.get(draw.po_key, Decimal(0)) + draw.amount
     customers = app.customer_map
     refs = {r["customer_ref"] for r in stored if r["customer_ref"]}
     refs |= {po.customer_ref for po in pos if po.customer_ref}
@@ -86,6 +81,7 @@ def build_report(app: Connector) -> dict[str, Any]:
                 }
             )
     extra = {
+        "renewal_requests": renewal_requests(app) if app.settings.mail else [],
         "customers": {ref: customers.name_of(ref) or ref for ref in sorted(refs)},
         "balances": balances,
         "po_policy": policies,
@@ -180,9 +176,7 @@ def assemble_report(
             **_invoice_amounts(invoice),
             "currency": result["currency"] or "",
             "invoice_number": invoice["invoice_number"] if invoice else "",
-            "invoice_state": ("credited" if invoice.get("credited_by") else invoice["state"])
-            if invoice
-            else "",
+            "invoice_state": _invoice_state(invoice),
             "documents": chains.get(result["billing_key"] or "", []),
             "reasons": result["reasons"],
             "warnings": result["warnings"],
@@ -252,6 +246,7 @@ def assemble_report(
         "dead": dead,
         "flagged": flagged,
         "quarantine": extra.get("quarantine", []),
+        "renewal_requests": extra.get("renewal_requests", []),
     }
     report["action_needed"] = action_needed(report)
     return report
@@ -262,7 +257,7 @@ def action_needed(report: dict[str, Any]) -> list[dict[str, str]]:
 
     Periods without a PO (ask for one), POs about to run out (with what the next cycle needs: the
     last matched period's amount on that PO), mismatches and ambiguous periods with their reasons,
-    dead and flagged invoices, quarantined input.
+    dead and flagged invoices, renewal requests that need a decision or an address, quarantined input.
     """
     names: dict[str, str] = report.get("customers", {})
 
@@ -344,6 +339,7 @@ def action_needed(report: dict[str, Any]) -> list[dict[str, str]]:
                 "amount": flag["planned_total"] or "",
             }
         )
+    out.extend(request_actions(report.get("renewal_requests", []), name))
     for q in report.get("quarantine", []):
         out.append(
             {

@@ -1,8 +1,9 @@
 """The report as one self-contained HTML page for a finance lead: inline CSS and SVG, no scripts.
 
-Sections, in order: Action needed, Invoiced totals (per currency), PO balances, PO policy per
-customer, Statuses, and every billing period and PO. Everything shown is HTML-escaped; dates,
-PO numbers and amounts never wrap mid-value.
+Sections, in order: Action needed, Invoiced totals (per currency), PO balances, Renewal
+requests (the POs asked for by e-mail, and when), PO policy per customer, Statuses, and every
+billing period and PO. Everything shown is HTML-escaped; dates, PO numbers and amounts never
+wrap mid-value.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ ACTION_WORDS = {
     "dead": "Invoice refused",
     "flagged": "Invoice flagged",
     "quarantined": "Input quarantined",
+    "mail_uncertain": "PO request uncertain",
+    "mail_dead": "PO request refused",
+    "mail_unaddressed": "PO request not mailed",
+}
+REQUEST_WORDS = {
+    "term_end": "PO term ends",
+    "consumed": "PO balance used",
+    "missing_po": "no PO for the period",
 }
 _BAR_WIDTH = 240
 
@@ -128,6 +137,25 @@ def _balances(report: dict[str, Any]) -> str:
     return _table("balances", [*headers, ("Consumed", True), ("Remaining", True), ("Used", False)], body)
 
 
+def _requests(report: dict[str, Any]) -> str:
+    names = report.get("customers", {})
+    body = []
+    for r in report.get("renewal_requests", []):
+        asked = f"sent {r['sent_at'][:10]}" if r["sent_at"] else r["state"]
+        cycle = f"{r['period_start']} – {r['period_end']}"
+        body.append(
+            f'<tr data-state="{_e(r["state"])}"><td>{_nw(asked)}</td>'
+            f"<td>{_e(names.get(r['customer_ref'], r['customer_name']))}</td><td>{_nw(r['po_number'])}</td>"
+            f"<td>{_e(REQUEST_WORDS.get(r['reason'], r['reason']))}</td><td>{_nw(cycle)}</td>"
+            f'<td class="num">{_e(r["amount"])} {_e(r["currency"])}</td>'
+            f'<td class="wrap">{_e(r["recipient"] or "—")}</td><td>{_nw(r["request_id"])}</td></tr>'
+        )
+    if not body:
+        return '<p class="muted">No PO requested by e-mail.</p>'
+    headers = [("Asked", False), ("Customer", False), ("PO", False), ("Why", False), ("Next cycle", False)]
+    return _table("requests", [*headers, ("Amount", True), ("To", False), ("Request", False)], body)
+
+
 _SCOPE_WORDS = {
     "per_cycle": "a PO without an end date covers one billing cycle",
     "blanket": "a PO without an end date covers every cycle until its balance runs out",
@@ -215,6 +243,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("action", "Action needed", _actions(report)),
         ("totals", "Invoiced totals per currency", _totals(report)),
         ("balances", "PO balances", _balances(report)),
+        ("requests", "Renewal requests", _requests(report)),
         ("policy", "PO policy per customer", _policies(report)),
         ("statuses", "Statuses", _statuses(report)),
         ("rows", "Billing periods and POs", _rows(report)),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from connector.mail_views import mail_status
 from connector.runtime import Connector
 from state import acks, ingest, outbox, outbox_queries, quarantine_store, results, runs
 
 
 def collect_status(app: Connector) -> dict[str, Any]:
-    """Cursors, last runs, outbox counts per state, quarantine, dead letters, flags, warnings."""
+    """Cursors, last runs, outbox counts per state, quarantine, dead letters, flags, warnings, and
+    the renewal PO requests (`mail`: what was asked when, what waits or needs a decision)."""
     with app.connect() as conn:
         cursors = {(c["source"], c["stream"]): c for c in ingest.list_cursors(conn, app.tenant)}
         quarantine = quarantine_store.count_quarantine(conn, app.tenant)
@@ -77,6 +79,7 @@ def collect_status(app: Connector) -> dict[str, Any]:
             }
             for row in ack_open
         ],
+        "mail": mail_status(app),
     }
 
 

@@ -4,7 +4,7 @@ rows by state or flag, counts, each row's draw on its PO, and support's acknowle
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -141,6 +141,18 @@ def consumption(conn: Connection, tenant: str) -> list[Consumption]:
         )
         for row in rows
     ]
+
+
+def consumed_per_po(draws: Iterable[Consumption]) -> dict[str, Decimal]:
+    """PO key -> net amount invoiced on it: one draw per (PO, billing period), however many sinks
+    the invoice goes to."""
+    seen: set[tuple[str, str]] = set()
+    consumed: dict[str, Decimal] = {}
+    for draw in draws:
+        if (draw.po_key, draw.billing_key) not in seen:
+            seen.add((draw.po_key, draw.billing_key))
+            consumed[draw.po_key] = consumed.get(draw.po_key, Decimal(0)) + draw.amount
+    return consumed
 
 
 def count_by_state(conn: Connection, tenant: str) -> dict[str, dict[str, int]]:

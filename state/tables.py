@@ -212,6 +212,38 @@ po_acknowledgements = Table(
     Index("ix_po_acknowledgements_due", "tenant", "state", "next_attempt_at"),
 )
 
+# Messages we send to customers (a renewal PO request), exactly once: one row per
+# (tenant, kind, subject, reason), keyed by `dedupe_key`, holding the message as it goes out.
+outgoing_messages = Table(
+    "outgoing_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(64), nullable=False, unique=True),
+    Column("tenant", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject_key", String(600), nullable=False),  # the PO key or the billing key
+    Column("reason", String(128), nullable=False),
+    Column("customer_ref", String(128), nullable=False),
+    Column("po_number", String(128), nullable=False, default=""),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("message_id", String(255), nullable=False, unique=True),
+    Column("message", Text, nullable=False),  # RFC 5322, CRLF line ends, 7-bit
+    Column("details_json", Text, nullable=False),  # period, lines, amount: what lists and reports show
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("lease_owner", String(36)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+    Index("ix_outgoing_messages_due", "state", "next_attempt_at"),
+    Index("ix_outgoing_messages_tenant", "tenant", "kind"),
+)
+
 quarantine = Table(
     "quarantine",
     metadata,

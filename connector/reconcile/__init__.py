@@ -23,10 +23,12 @@ pure — and `service`, which loads the state, runs the engine and records and p
 
 from connector.reconcile.engine import reconcile
 from connector.reconcile.outcome import Allocation, PriorInvoice, ReconcileOutcome
-from connector.reconcile.renewal import renewal_warnings
+from connector.reconcile.renewal import CONSUMED, TERM_END, renewal_reason, renewal_warnings
 from connector.reconcile.tolerances import CurrencyTolerances, ReconcileSettings, Tolerance
 
 __all__ = [
+    "CONSUMED",
+    "TERM_END",
     "Allocation",
     "CurrencyTolerances",
     "PriorInvoice",
@@ -34,5 +36,6 @@ __all__ = [
     "ReconcileSettings",
     "Tolerance",
     "reconcile",
+    "renewal_reason",
     "renewal_warnings",
 ]

@@ -13,6 +13,11 @@ from connector.reconcile.explanations import money_text
 from connector.reconcile.indexes import PoFacts
 from connector.reconcile.tolerances import HUNDRED, ReconcileSettings
 
+_TERM_ENDS = "term ends"
+
+
+TERM_END, CONSUMED = "term_end", "consumed"
+
 
 def term_warning(po: PoFacts, settings: ReconcileSettings) -> tuple[Reason, ...]:
     if settings.as_of is None or po.term_end is None:
@@ -23,7 +28,7 @@ def term_warning(po: PoFacts, settings: ReconcileSettings) -> tuple[Reason, ...]
     return (
         Reason(
             code="renewal_due",
-            detail=f"{po.number} term ends {po.term_end.isoformat()}, "
+            detail=f"{po.number} {_TERM_ENDS} {po.term_end.isoformat()}, "
             f"{days_left} days after {settings.as_of.isoformat()}",
         ),
     )
@@ -50,3 +55,15 @@ def renewal_warnings(po: PurchaseOrder, consumed: Decimal, settings: ReconcileSe
     facts = PoFacts(po)
     share = _share_warning(facts, consumed, settings)
     return (*term_warning(facts, settings), *((share,) if share else ()))
+
+
+def renewal_reason(po: PurchaseOrder, warning: Reason) -> tuple[str, str]:
+    """What a `renewal_due` warning of `po` asks for, as (kind, stable key).
+
+    The kind is TERM_END or CONSUMED; the key names what the ask is about, so the same ask
+    has the same key on every run while a new one (a PO extended to a later end, or revised
+    to a larger total) gets its own: `term_end:2026-12-31`, `consumed:24000.00`.
+    """
+    if po.term_end is not None and warning.detail.startswith(f"{po.po_number} {_TERM_ENDS} "):
+        return TERM_END, f"{TERM_END}:{po.term_end.isoformat()}"
+    return CONSUMED, f"{CONSUMED}:{po.total.amount}"

@@ -72,7 +72,9 @@ def test_report_reads_right_in_a_real_browser(tmp_path: Path) -> None:
     dom = lxml_html.fromstring(_dump_dom(browser, measured, tmp_path))
     assert dom.body.get("data-measured") == "1280"
     sections = [s.get("id") for s in dom.xpath("//section")]
-    assert sections == ["action", "totals", "balances", "policy", "statuses", "rows"]
+    assert sections == ["action", "totals", "balances", "requests", "policy", "statuses", "rows"]
+    asked = dom.xpath("//table[@data-section='requests']/tbody/tr")
+    assert {row.get("data-state") for row in asked} == {"sent", "unaddressed"}  # Initech has no AP e-mail
     policy = {
         row.xpath("string(td[1])"): [row.xpath(f"string(td[{n}])") for n in (2, 3, 4)]
         for row in dom.xpath("//section[@id='policy']//tbody/tr")
