@@ -166,7 +166,7 @@ def message_batches(
             continue
         keys.add(key)
         document = f"{name}#{filename or f'part-{index}.csv'}"
-        yield csv_batch(
+        batch = csv_batch(
             data,
             mapping,
             source=source,
@@ -177,6 +177,7 @@ def message_batches(
             updated_at=updated_at,
             charset=part.get_content_charset(),
         )
+        yield with_origin(batch, message_id, sender)
     if not found:
         _log.debug("no CSV attachment in %s", name)
 
@@ -186,6 +187,18 @@ def _filename(part: Message) -> str:
         return (part.get_filename() or "").strip()
     except HEADER_ERRORS:
         return ""
+
+
+def with_origin(batch: SourceBatch, message_id: str, sender: str) -> SourceBatch:
+    """The batch's POs marked with the e-mail they came in, which their acknowledgement answers."""
+    if not batch.records or not (message_id or sender):
+        return batch
+    update = {"origin_message": message_id[:998], "origin_sender": sender[:320]}
+    batch.records = [
+        SourceRecord(record.po.model_copy(update=update), record.raw, record.document)
+        for record in batch.records
+    ]
+    return batch
 
 
 def csv_batch(

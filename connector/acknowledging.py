@@ -55,17 +55,23 @@ def _answering_sources(app: Connector) -> dict[str, Any]:
     }
 
 
+def _mail_answers(app: Connector) -> bool:
+    """E-mailed POs are answered by a reply e-mail when `[mail]` is set up for it."""
+    mail = app.settings.mail
+    return mail is not None and mail.acknowledgements
+
+
 def record_acknowledgements(app: Connector, run: RunContext) -> None:
     """Decide every PO revision not decided yet; count what waits for support."""
     answering = _answering_sources(app)
+    by_mail = _mail_answers(app)
     with app.engine.begin() as conn:
         revisions = []
         for po in ingest.load_pos(conn, app.tenant):
             decision, reason = acceptance(app, po)
+            answers = po.source in answering or (by_mail and bool(po.origin_message))
             revisions.append(
-                acks.Revision(
-                    po.key, po.revision, po.source, po.po_number, decision, reason, po.source in answering
-                )
+                acks.Revision(po.key, po.revision, po.source, po.po_number, decision, reason, answers)
             )
         created = acks.record_revisions(conn, app.tenant, revisions, run.started_at)
         waiting = acks.count_by_state(conn, app.tenant).get(acks.WAITING, 0)
@@ -74,8 +80,11 @@ def record_acknowledgements(app: Connector, run: RunContext) -> None:
 
 
 def send_acknowledgements(app: Connector, run: RunContext, sources: list[str] | None = None) -> None:
-    """Send every due acknowledgement through the source it answers."""
-    for name, source in sorted(_answering_sources(app).items()):
+    """Send every due acknowledgement through the source it answers, or as a reply e-mail
+    (queued in the message outbox, then sent with the other messages) for an e-mailed PO."""
+    answering = _answering_sources(app)
+    mailed = 0
+    for name in sorted(app.sources):
         if sources is not None and name not in sources:
             continue
         while not run.lease_lost.is_set():
@@ -84,56 +93,85 @@ def send_acknowledgements(app: Connector, run: RunContext, sources: list[str] | 
             if not rows:
                 break
             for row in rows:
-                _send_one(app, run, source, row)
+                mailed += _send_one(app, run, answering.get(name), row)
+    if mailed:
+        from connector.mail_sending import send_due
+
+        send_due(app, run)
 
 
-def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any]) -> None:
+def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any]) -> int:
+    """Send one claimed acknowledgement; 1 when it was queued as a reply e-mail."""
     with app.connect() as conn:
         po = ingest.po_at_revision(conn, row["po_key"], row["revision"])
         stored = ingest.stored_payload(conn, row["po_key"])
-    raw, document = (
-        (stored[1], stored[2]) if stored is not None and stored[0] == row["revision"] else ("", "")
-    )
-    now = utcnow()
+    current = stored is not None and stored[0] == row["revision"]
+    raw, document = (stored[1], stored[2]) if stored is not None and current else ("", "")
     if po is None:
-        with app.engine.begin() as conn:
-            acks.mark_failed(
-                conn, row["id"], run.run_id, "the PO revision is no longer stored", now, retry_at=None
-            )
-        run.add("acknowledgements_failed")
-        return
+        _failed(app, run, row, "the PO revision is no longer stored", retry=False)
+        return 0
     ack = PoAcknowledgement(
         ack_id=row["ack_id"],
         po=po,
         decision=AckDecision(row["decision"]),
         reason=row["reason"],
-        decided_at=row["decided_at"] or now,
+        decided_at=row["decided_at"] or utcnow(),
         raw=raw,
         document=document,
     )
+    if source is None:
+        return _queue_reply(app, run, row, ack)
     try:
         remote_ref = source.acknowledge(ack)
     except (RejectedError, ConfigError) as exc:
         _failed(app, run, row, str(exc), retry=False)
-        return
+        return 0
     except RetryableError as exc:
         _failed(app, run, row, str(exc), retry=True)
-        return
+        return 0
     except RemoteError as exc:  # the answer was lost: sent again later under the same id
         _failed(app, run, row, str(exc), retry=True, uncertain=True)
-        return
+        return 0
     with app.engine.begin() as conn:
         recorded = acks.mark_sent(conn, row["id"], run.run_id, str(remote_ref or ""), utcnow())
-    if recorded:
-        run.add("acknowledgements_sent")
-        log.info(
-            "PO %s revision %s: %s sent to the buyer (%s)",
-            row["po_number"],
-            row["revision"],
-            row["decision"],
-            row["source"],
-            extra={"po_number": row["po_number"]},
-        )
+    _count_sent(run, row, recorded)
+    return 0
+
+
+def _queue_reply(app: Connector, run: RunContext, row: dict[str, Any], ack: PoAcknowledgement) -> int:
+    """An e-mailed PO's answer: the reply planned in the message outbox, in one transaction with
+    the acknowledgement it completes (the message outbox then sends it exactly once)."""
+    from connector.mail_acks import compose_acknowledgement
+    from state import messages
+
+    mail = app.settings.mail
+    if mail is None or not ack.po.origin_message:
+        _failed(app, run, row, "no way to answer: no e-mail to reply to, no source that answers", retry=False)
+        return 0
+    try:
+        message = compose_acknowledgement(app, mail, ack, utcnow())
+    except ConfigError as exc:
+        _failed(app, run, row, str(exc), retry=False)
+        return 0
+    with app.engine.begin() as conn:
+        messages.plan(conn, message, utcnow(), run.run_id)
+        recorded = acks.mark_sent(conn, row["id"], run.run_id, f"reply {message.message_id}", utcnow())
+    _count_sent(run, row, recorded)
+    return 1
+
+
+def _count_sent(run: RunContext, row: dict[str, Any], recorded: bool) -> None:
+    if not recorded:
+        return
+    run.add("acknowledgements_sent")
+    log.info(
+        "PO %s revision %s: %s sent to the buyer (%s)",
+        row["po_number"],
+        row["revision"],
+        row["decision"],
+        row["source"],
+        extra={"po_number": row["po_number"]},
+    )
 
 
 def _failed(
@@ -156,9 +194,11 @@ def _failed(
 
 
 def decide_po(app: Connector, po_number: str, decision: AckDecision, reason: str) -> dict[str, Any]:
-    """Support's decision on the newest revision of the PO(s) numbered `po_number`, sent at once."""
+    """Support's decision on the newest revision of the PO(s) numbered `po_number`, sent at once;
+    the reconciliation is run again, as the decision changes what the PO binds (nothing pushed)."""
     from connector.errors import NotFoundError
     from connector.jobs import finish
+    from connector.reconcile.service import reconcile_and_plan
 
     app.validate_adapters()
     answering = _answering_sources(app)
@@ -168,15 +208,17 @@ def decide_po(app: Connector, po_number: str, decision: AckDecision, reason: str
             rows = acks.latest(conn, app.tenant, po_number)
             if not rows:
                 raise NotFoundError(f"no PO {po_number!r} in the state (pull it first, or check the number)")
-            changed = [
-                row
-                for row in rows
-                if acks.decide(
-                    conn, row, decision, reason, run.started_at, can_acknowledge=row["source"] in answering
-                )
-            ]
+            changed = []
+            for row in rows:
+                po = ingest.po_at_revision(conn, row["po_key"], row["revision"])
+                by_mail = _mail_answers(app) and po is not None and bool(po.origin_message)
+                answers = row["source"] in answering or by_mail
+                if acks.decide(conn, row, decision, reason, run.started_at, can_acknowledge=answers):
+                    changed.append(row)
         run.add("acknowledgements_decided", len(changed))
         send_acknowledgements(app, run, sorted({row["source"] for row in changed}))
+        # A rejected PO binds nothing, an accepted one binds again: the results follow at once.
+        reconcile_and_plan(app, run)
         data = finish(run)
     data["po_number"] = po_number
     data["decision"] = decision.value

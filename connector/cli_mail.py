@@ -1,4 +1,5 @@
-"""`po-connector mail ...`: the messages to customers (renewal PO requests) and support's decisions."""
+"""`po-connector mail ...`: the messages to customers (renewal PO requests, replies acknowledging
+e-mailed POs) and support's decisions."""
 
 from __future__ import annotations
 
@@ -17,11 +18,26 @@ def mail_group() -> None:
 
 @mail_group.command("list")
 @click.option("--state", "states", multiple=True, help="Only this state (repeatable): planned, sent, ...")
+@click.option("--replies", is_flag=True, help="The replies acknowledging e-mailed POs instead.")
 @pass_options
-def mail_list(options: Options, states: tuple[str, ...]) -> None:
-    """Every renewal request (withdrawn ones only when asked for by --state), oldest first."""
-    from connector.mail_views import renewal_requests
+def mail_list(options: Options, states: tuple[str, ...], replies: bool) -> None:
+    """Every renewal request (withdrawn ones only when asked for by --state), oldest first; with
+    --replies, the replies that acknowledged e-mailed POs."""
+    from connector.mail_views import acknowledgement_replies, renewal_requests
 
+    if replies:
+        with handled():
+            shown = [r for r in acknowledgement_replies(load(options)) if not states or r["state"] in states]
+        if options.json_output:
+            click.echo(json.dumps(shown))
+            return
+        for r in shown:
+            click.echo(
+                f"{r['id']:>4}  {r['state']:<11} PO {r['po_number']} rev {r['revision']} {r['decision']}"
+                f"  to {r['recipient'] or '(no address)'}  in reply to {r['in_reply_to']}"
+                f"  {r['sent_at'] or ''}"
+            )
+        return
     with handled():
         rows = renewal_requests(load(options), withdrawn="withdrawn" in states)
     if states:

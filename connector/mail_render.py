@@ -93,8 +93,10 @@ def build_message(
     body: str,
     message_id: str,
     date: datetime,
+    in_reply_to: str = "",
 ) -> str:
-    """The message as it goes out: headers and a plain-text body, 7-bit, CRLF line ends."""
+    """The message as it goes out: headers and a plain-text body, 7-bit, CRLF line ends; a reply
+    names the message it answers (`In-Reply-To`, `References`), so it threads with it."""
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((sender_name, sender)) if sender_name else sender
     message["To"] = recipient
@@ -103,6 +105,9 @@ def build_message(
     message["Subject"] = subject
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to
+        message["References"] = in_reply_to
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please
     plain = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
     message.set_content(body, charset="utf-8", cte="7bit" if plain else "quoted-printable")

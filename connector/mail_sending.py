@@ -60,10 +60,10 @@ def send_due(
     finally:
         with app.connect() as conn:
             counts = messages.count_by_state(conn, app.tenant)
-        run.add("renewal_requests_sent", 0)
-        run.counts["renewal_requests_waiting"] = counts.get(messages.PLANNED, 0)
-        run.counts["renewal_requests_uncertain"] = counts.get(messages.UNCERTAIN, 0)
-        run.counts["renewal_requests_dead"] = counts.get(messages.DEAD, 0)
+        run.add("messages_sent", 0)
+        run.counts["messages_waiting"] = counts.get(messages.PLANNED, 0)
+        run.counts["messages_uncertain"] = counts.get(messages.UNCERTAIN, 0)
+        run.counts["messages_dead"] = counts.get(messages.DEAD, 0)
 
 
 class _MessageSender:
@@ -142,7 +142,7 @@ class _MessageSender:
             return False
         else:
             self._record(messages.mark_sent, item.id, self.clock())
-            self.run.add("renewal_requests_sent")
+            self.run.add("messages_sent")
             log.info("%s: sent (%s)", where, item.message_id, extra={"message_id": item.message_id})
         return True
 

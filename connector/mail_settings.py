@@ -59,6 +59,8 @@ class MailSettings(BaseModel):
     po_inbox: str = ""  # where customers send their POs (Reply-To); default from_address
     templates_dir: Path | None = None  # `<name>.txt` there wins over the bundled template
     renewal_requests: bool = True
+    # e-mailed POs are acknowledged by a reply to the message they came in
+    acknowledgements: bool = True
 
     @field_validator("password")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -61,6 +62,30 @@ def renewal_requests(
     return [r for r in shown if r["state"] in OPEN or r["id"] in latest]
 
 
+def acknowledgement_replies(app: Connector) -> list[dict[str, Any]]:
+    """The replies acknowledging e-mailed POs, oldest first."""
+    with app.connect() as conn:
+        rows = messages.list_messages(conn, app.tenant, kind="po_acknowledgement")
+    out = []
+    for row in rows:
+        details = json.loads(row["details_json"] or "{}")
+        out.append(
+            {
+                "id": row["id"],
+                "state": row["state"],
+                "po_number": row["po_number"],
+                "revision": details.get("revision"),
+                "decision": details.get("decision", ""),
+                "recipient": row["recipient"],
+                "in_reply_to": details.get("in_reply_to", ""),
+                "message_id": row["message_id"],
+                "sent_at": _iso(row["sent_at"]),
+                "last_error": row["last_error"],
+            }
+        )
+    return out
+
+
 def mail_status(app: Connector) -> dict[str, Any] | None:
     """`status`'s mail part: rows per state and the requests to see (None without [mail])."""
     if app.settings.mail is None:
@@ -71,6 +96,10 @@ def mail_status(app: Connector) -> dict[str, Any] | None:
         "transport": app.settings.mail.transport,
         "outbox": counts,
         "renewal_requests": renewal_requests(app, every_sent=False),
+        # replies that need a person: they may have been queued (uncertain) or were refused
+        "replies_open": [
+            r for r in acknowledgement_replies(app) if r["state"] in (messages.UNCERTAIN, messages.DEAD)
+        ],
     }
 
 
@@ -102,6 +131,12 @@ def human_mail_status(mail: dict[str, Any]) -> list[str]:
             lines.append(f"ASKED {r['sent_at']} {r['recipient']}: {request_line(r)}")
         else:
             lines.append(f"MAIL {state.upper()} {ident} to {r['recipient']}: {request_line(r)}")
+    for r in mail.get("replies_open", []):
+        lines.append(
+            f"REPLY {r['state'].upper()} {r['id']} to {r['recipient']}: PO {r['po_number']} {r['decision']}: "
+            f"{r['last_error']}; decide with `po-connector mail mark-sent {r['id']}`"
+            f" or `mail resend {r['id']}`"
+        )
     return lines
 
 

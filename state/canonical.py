@@ -10,7 +10,9 @@ from pydantic import BaseModel
 
 # Fields that change on every pull without changing what the record says.
 # The source's version label is kept beside the record but is not itself a change of content.
-VOLATILE_FIELDS = frozenset({"source_updated_at", "raw_sha256", "source_version"})
+VOLATILE_FIELDS = frozenset(
+    {"source_updated_at", "raw_sha256", "source_version", "origin_message", "origin_sender"}
+)
 
 
 def canonical_json(model: BaseModel) -> str:

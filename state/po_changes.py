@@ -31,7 +31,17 @@ class ChangeKind(enum.StrEnum):
 STATUS_FIELDS = frozenset({"status", "source_status"})
 INTERNAL_FIELDS = frozenset({"approver", "extrinsics"})
 # Bookkeeping of the record itself, never a change of what the PO says.
-NOT_COMPARED = frozenset({"lines", "revision", "source_version", "source_updated_at", "raw_sha256"})
+NOT_COMPARED = frozenset(
+    {
+        "lines",
+        "revision",
+        "source_version",
+        "source_updated_at",
+        "raw_sha256",
+        "origin_message",
+        "origin_sender",
+    }
+)
 
 
 def field_kind(field: str) -> ChangeKind:

@@ -68,6 +68,10 @@ class PurchaseOrder(Frozen):
     source_updated_at: UtcDateTime | None = None
     raw_sha256: str = ""
     extrinsics: dict[str, str] = Field(default_factory=dict)
+    # The e-mail a PO arrived in (its Message-ID and sender), which the acknowledgement replies
+    # to; not part of the PO's content (the same order re-sent in another e-mail is unchanged).
+    origin_message: str = ""
+    origin_sender: str = ""
 
     @model_validator(mode="after")
     def _consistent(self) -> PurchaseOrder:

@@ -17,7 +17,9 @@ import pytest
 
 from tests.support.cli import copy_example, run_cli
 
-ENV = {"PO_CONNECTOR__RECONCILE__AS_OF": "2026-12-07"}
+# The replies acknowledging the example's e-mailed POs go to out/mail too: left out here (they
+# have their own test, tests/e2e/test_mail_acknowledgements.py), so only renewal requests count.
+ENV = {"PO_CONNECTOR__RECONCILE__AS_OF": "2026-12-07", "PO_CONNECTOR__MAIL__ACKNOWLEDGEMENTS": "false"}
 
 
 @pytest.fixture
@@ -47,12 +49,12 @@ def test_two_syncs_send_each_renewal_request_once_as_an_eml_file(example: Path) 
     first = run_cli("sync", "--config", str(example), "--json", env=ENV)
     assert first.code == 0, first.stderr
     summary = first.json()
-    assert (summary["renewal_requests_planned"], summary["renewal_requests_sent"]) == (2, 2)
+    assert (summary["renewal_requests_planned"], summary["messages_sent"]) == (2, 2)
     assert summary["renewal_requests_unaddressed"] == 1 and "CUST-INITECH" in first.stderr
     sent = mail(example)
     second = run_cli("sync", "--config", str(example), "--json", env=ENV)
     assert second.code == 0, second.stderr
-    assert (second.json()["renewal_requests_planned"], second.json()["renewal_requests_sent"]) == (0, 0)
+    assert (second.json()["renewal_requests_planned"], second.json()["messages_sent"]) == (0, 0)
     assert mail(example) == sent and len(sent) == 2
 
     acme = [parse(raw) for raw in sent.values() if b"ACME-PO-1001" in raw]

@@ -103,7 +103,7 @@ def test_plain_smtp_delivers_the_message_once_under_its_message_id(tmp_path: Pat
         app = smtp_app(tmp_path, server)
         planned = plan(app)
         run = send(app)
-        assert run.counts["renewal_requests_sent"] == 1 and run.errors == []
+        assert run.counts["messages_sent"] == 1 and run.errors == []
         send(app, later(1))
         (received,) = server.recorder.messages()
     assert received["Message-ID"] == planned.message_id
@@ -121,7 +121,7 @@ def test_starttls_with_auth_from_the_environment(tmp_path: Path, monkeypatch: py
         )
         plan(app)
         run = send(app)
-        assert run.errors == [] and run.counts["renewal_requests_sent"] == 1
+        assert run.errors == [] and run.counts["messages_sent"] == 1
         assert server.recorder.logins == [USERNAME] and len(server.recorder.received) == 1
 
 
@@ -131,7 +131,7 @@ def test_implicit_tls_with_auth_from_a_file(tmp_path: Path) -> None:
     with smtp_server(tmp_path, security="ssl", auth=True) as server:
         app = smtp_app(tmp_path, server, security="ssl", username=USERNAME, password_file="smtp-password")
         plan(app)
-        assert send(app).counts["renewal_requests_sent"] == 1
+        assert send(app).counts["messages_sent"] == 1
         assert server.recorder.logins == [USERNAME] and len(server.recorder.received) == 1
 
 
@@ -166,10 +166,10 @@ def test_a_connection_lost_after_data_is_uncertain_and_never_sent_twice(tmp_path
         app = smtp_app(tmp_path, server)
         planned = plan(app)
         run = send(app)
-        assert run.counts["renewal_requests_uncertain"] == 1 and "uncertain" in run.errors[0]
+        assert run.counts["messages_uncertain"] == 1 and "uncertain" in run.errors[0]
         for days in (0, 1, 30):  # later runs: no lookup exists for SMTP, so nothing is re-sent
             again = send(app, later(days))
-            assert again.counts["renewal_requests_sent"] == 0
+            assert again.counts["messages_sent"] == 0
         assert len(server.recorder.received) == 1  # the server queued it once
         assert states(app) == [("uncertain", 1)]
         with app.connect() as conn:
@@ -179,7 +179,7 @@ def test_a_connection_lost_after_data_is_uncertain_and_never_sent_twice(tmp_path
         server.recorder.behaviour = "accept"
         with app.engine.begin() as conn:
             assert messages.resend(conn, app.tenant, row["id"], utcnow())
-        assert send(app).counts["renewal_requests_sent"] == 1
+        assert send(app).counts["messages_sent"] == 1
         first, second = server.recorder.messages()
     assert first["Message-ID"] == second["Message-ID"] == planned.message_id
     assert server.recorder.received[0] == server.recorder.received[1]
@@ -191,10 +191,10 @@ def test_a_451_is_retried_once_in_a_later_run(tmp_path: Path, behaviour: Any) ->
         app = smtp_app(tmp_path, server)
         plan(app)
         first = send(app)
-        assert first.counts["renewal_requests_sent"] == 0 and first.counts["renewal_requests_waiting"] == 1
+        assert first.counts["messages_sent"] == 0 and first.counts["messages_waiting"] == 1
         assert states(app) == [("planned", 1)]
-        assert send(app).counts["renewal_requests_sent"] == 0  # not due yet: backoff
-        assert send(app, later(1)).counts["renewal_requests_sent"] == 1
+        assert send(app).counts["messages_sent"] == 0  # not due yet: backoff
+        assert send(app, later(1)).counts["messages_sent"] == 1
         assert len(server.recorder.received) == 1
         attempts = (
             server.recorder.rcpt_attempts if behaviour == "451_then_ok" else [server.recorder.data_attempts]
@@ -210,7 +210,7 @@ def test_a_550_goes_dead_with_the_servers_answer(tmp_path: Path) -> None:
         run = send(app)
         send(app, later(1))
         assert server.recorder.rcpt_attempts == ["ap@acme.example"]  # never tried again
-    assert run.counts["renewal_requests_dead"] == 1 and "550" in run.errors[0]
+    assert run.counts["messages_dead"] == 1 and "550" in run.errors[0]
     with app.connect() as conn:
         (row,) = messages.list_messages(conn, app.tenant)
     assert row["state"] == "dead" and "User unknown" in row["last_error"]
@@ -221,7 +221,7 @@ def test_nobody_listening_waits_and_stops_this_runs_sending(tmp_path: Path) -> N
     plan(app, "ACME-PO-1001")
     plan(app, "ACME-PO-1002")
     run = send(app)
-    assert run.counts["renewal_requests_waiting"] == 2 and run.errors == []
+    assert run.counts["messages_waiting"] == 2 and run.errors == []
     assert states(app) == [("planned", 1), ("planned", 0)]  # the second was not tried
 
 
@@ -234,7 +234,7 @@ def test_files_a_crash_after_writing_is_resolved_by_the_message_id_not_a_second_
     assert item is not None
     transport.send(item, "billing@vendor.example")
     run = send(app, later(1))
-    assert run.counts["renewal_requests_sent"] == 0 and states(app) == [("sent", 1)]
+    assert run.counts["messages_sent"] == 0 and states(app) == [("sent", 1)]
     (written,) = (tmp_path / "mail").glob("*.eml")
     assert written.read_bytes() == planned.message.encode("ascii")
     assert written.name == planned.message_id.strip("<>").split("@")[0] + ".eml"
@@ -246,6 +246,6 @@ def test_files_an_uncertain_message_not_found_is_written_once(tmp_path: Path) ->
     with app.engine.begin() as conn:
         item = messages.claim_next(conn, tenant=app.tenant, owner="dead-run", now=utcnow(), lease_seconds=10)
     assert item is not None  # the run died before it wrote anything
-    assert send(app, later(1)).counts["renewal_requests_sent"] == 1
-    assert send(app, later(2)).counts["renewal_requests_sent"] == 0
+    assert send(app, later(1)).counts["messages_sent"] == 1
+    assert send(app, later(2)).counts["messages_sent"] == 0
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1 and states(app) == [("sent", 2)]
