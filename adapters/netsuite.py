@@ -47,10 +47,10 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import Field, field_validator, model_validator
 
+from adapters.netsuite_config import NetSuiteConfig
 from adapters.netsuite_payload import EXTERNAL_ID, RecordMapping, decimal_json
-from adapters.netsuite_tax import check_tax_codes, document_name, tax_code_keys
+from adapters.netsuite_tax import check_tax_codes, document_name
 from connector.errors import (
     RejectedError,
     RemoteError,
@@ -63,7 +63,7 @@ from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capabili
 from connector.ratelimit import account_budget
 from connector.secrets import resolve_secret
 from connector.tax import TaxCodeMap
-from connector.values import answer_money, http_url
+from connector.values import answer_money
 
 __all__ = ["BearerToken", "NetSuiteConfig", "NetSuiteSink", "decimal_json"]
 
@@ -74,42 +74,6 @@ LOOKUP_BATCH = 100  # external ids per SuiteQL query: one short IN list, far bel
 # SuiteQL's transaction type of each document: where find() looks a plan up.
 TRANSACTION_TYPES = {DocumentType.INVOICE: "CustInvc", DocumentType.CREDIT_NOTE: "CustCred"}
 _CONCURRENCY_CODES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "SSS_REQUEST_LIMIT_EXCEEDED"})
-
-
-class NetSuiteConfig(AdapterConfig):
-    """Where the account's REST services are, how to authenticate and how our refs map to ids."""
-
-    type: str = "netsuite"
-    base_url: str  # https://<account>.suitetalk.api.netsuite.com/services/rest
-    access_token_env: str | None = None
-    access_token_file: Path | None = None
-    customer_ids: dict[str, str] = Field(default_factory=dict)  # customer_ref -> internal id
-    item_ids: dict[str, str] = Field(default_factory=dict)  # sku -> internal id
-    terms_ids: dict[str, str] = Field(default_factory=dict)  # payment terms code -> internal id
-    currency_ids: dict[str, str] = Field(default_factory=dict)  # ISO 4217 -> internal id
-    subsidiary: str | None = None
-    # Our tax treatment -> SuiteTax tax code (salesTaxItem internal id): { "S:20" = "12", "AE" = "15" }
-    tax_codes: dict[str, str] = Field(default_factory=dict)
-    concurrency: int = Field(default=5, ge=1, le=100)
-    read_back: bool = False
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=60.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value, example="https://1234.suitetalk.api.netsuite.com/services/rest")
-
-    @field_validator("tax_codes")
-    @classmethod
-    def _tax_code_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        return tax_code_keys(value)
-
-    @model_validator(mode="after")
-    def _token_source(self) -> NetSuiteConfig:
-        if not self.access_token_env and not self.access_token_file:
-            raise ValueError("set access_token_env or access_token_file")
-        return self
 
 
 class BearerToken(requests.auth.AuthBase):

@@ -25,7 +25,7 @@ from connector.tax import TaxCodeMap
 from connector.values import format_amount, format_price
 
 if TYPE_CHECKING:
-    from adapters.netsuite import NetSuiteConfig
+    from adapters.netsuite_config import NetSuiteConfig
 
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _INTERNAL_ID = re.compile(r"^[0-9]{1,20}$")

@@ -47,7 +47,7 @@ def acceptance(app: Connector, po: PurchaseOrder) -> tuple[AckDecision | None, s
     return AckDecision.ACCEPT, "customer and every SKU known"
 
 
-def _answering_sources(app: Connector) -> dict[str, Any]:
+def answering_sources(app: Connector) -> dict[str, Any]:
     return {
         name: source
         for name, source in app.sources.items()
@@ -55,7 +55,7 @@ def _answering_sources(app: Connector) -> dict[str, Any]:
     }
 
 
-def _mail_answers(app: Connector) -> bool:
+def mail_answers(app: Connector) -> bool:
     """E-mailed POs are answered by a reply e-mail when `[mail]` is set up for it."""
     mail = app.settings.mail
     return mail is not None and mail.acknowledgements
@@ -63,8 +63,8 @@ def _mail_answers(app: Connector) -> bool:
 
 def record_acknowledgements(app: Connector, run: RunContext) -> None:
     """Decide every PO revision not decided yet; count what waits for support."""
-    answering = _answering_sources(app)
-    by_mail = _mail_answers(app)
+    answering = answering_sources(app)
+    by_mail = mail_answers(app)
     with app.engine.begin() as conn:
         revisions = []
         for po in ingest.load_pos(conn, app.tenant):
@@ -82,7 +82,7 @@ def record_acknowledgements(app: Connector, run: RunContext) -> None:
 def send_acknowledgements(app: Connector, run: RunContext, sources: list[str] | None = None) -> None:
     """Send every due acknowledgement through the source it answers, or as a reply e-mail
     (queued in the message outbox, then sent with the other messages) for an e-mailed PO."""
-    answering = _answering_sources(app)
+    answering = answering_sources(app)
     mailed = 0
     for name in sorted(app.sources):
         if sources is not None and name not in sources:
@@ -191,36 +191,3 @@ def _failed(
         error,
         extra={"po_number": row["po_number"]},
     )
-
-
-def decide_po(app: Connector, po_number: str, decision: AckDecision, reason: str) -> dict[str, Any]:
-    """Support's decision on the newest revision of the PO(s) numbered `po_number`, sent at once;
-    the reconciliation is run again, as the decision changes what the PO binds (nothing pushed)."""
-    from connector.errors import NotFoundError
-    from connector.jobs import finish
-    from connector.reconcile.service import reconcile_and_plan
-
-    app.validate_adapters()
-    answering = _answering_sources(app)
-    with app.run(f"po-{decision.value}") as run:
-        record_acknowledgements(app, run)
-        with app.engine.begin() as conn:
-            rows = acks.latest(conn, app.tenant, po_number)
-            if not rows:
-                raise NotFoundError(f"no PO {po_number!r} in the state (pull it first, or check the number)")
-            changed = []
-            for row in rows:
-                po = ingest.po_at_revision(conn, row["po_key"], row["revision"])
-                by_mail = _mail_answers(app) and po is not None and bool(po.origin_message)
-                answers = row["source"] in answering or by_mail
-                if acks.decide(conn, row, decision, reason, run.started_at, can_acknowledge=answers):
-                    changed.append(row)
-        run.add("acknowledgements_decided", len(changed))
-        send_acknowledgements(app, run, sorted({row["source"] for row in changed}))
-        # A rejected PO binds nothing, an accepted one binds again: the results follow at once.
-        reconcile_and_plan(app, run)
-        data = finish(run)
-    data["po_number"] = po_number
-    data["decision"] = decision.value
-    data["revisions"] = [{"source": row["source"], "revision": row["revision"]} for row in rows]
-    return data

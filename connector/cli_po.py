@@ -53,8 +53,8 @@ def _human_history(po_number: str, history: list[dict[str, Any]]) -> str:
 
 
 def _decide(options: Options, po_number: str, decision: str, reason: str) -> None:
-    from connector.acknowledging import decide_po
     from connector.model import AckDecision
+    from connector.po_decisions import decide_po
 
     if not reason.strip():
         fail(f"po {decision}: --reason must say why", exits.EXIT_USAGE)

@@ -58,7 +58,7 @@ def test_source_declares_its_port_and_capabilities(tmp_path: Path) -> None:
     source = make_source(tmp_path)
     assert CxmlSource.kind is AdapterKind.SOURCE
     assert CxmlSource.capabilities == frozenset(
-        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE}
+        {Capability.FETCH_ONE, Capability.INSPECT, Capability.RECEIVE, Capability.ACKNOWLEDGE}
     )
     assert CxmlSource.Config is CxmlSourceConfig
     assert isinstance(source, POSource)

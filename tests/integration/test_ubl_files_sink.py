@@ -92,7 +92,7 @@ def test_sink_declares_the_sink_port_with_lookup(tmp_path: Path) -> None:
     sink = make_sink(tmp_path)
     assert isinstance(sink, InvoiceSink)
     assert sink.kind is AdapterKind.SINK
-    assert sink.capabilities == frozenset({Capability.LOOKUP})
+    assert sink.capabilities == frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
     assert sink.Config is UblFilesConfig
     assert sink.name == "files"
 

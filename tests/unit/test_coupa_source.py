@@ -114,7 +114,7 @@ def pull(
 def test_declares_kind_capabilities_and_the_source_port() -> None:
     source = make_source()
     assert source.name == "acme" and isinstance(source, POSource)
-    assert CoupaSource.capabilities == {Capability.INCREMENTAL, Capability.FETCH_ONE}
+    assert CoupaSource.capabilities == {Capability.INCREMENTAL, Capability.FETCH_ONE, Capability.ACKNOWLEDGE}
 
 
 def test_token_is_requested_with_client_credentials_form_and_used_as_bearer(

@@ -78,7 +78,7 @@ def test_the_command_writes_into_out_and_refuses_a_bad_name(tmp_path: Path) -> N
 EXPECTED = {
     AdapterKind.SOURCE: (3, 1),  # FETCH_ONE is not declared
     AdapterKind.BILLING: (3, 2),  # neither INCREMENTAL nor FETCH_ONE
-    AdapterKind.SINK: (3, 1),  # BATCH_PUSH is not declared
+    AdapterKind.SINK: (3, 2),  # BATCH_PUSH and CREDIT_NOTES are not declared
 }
 
 
