@@ -18,6 +18,7 @@ import logging
 from typing import Any
 
 from connector.errors import ConfigError, RejectedError, RemoteError, RetryableError
+from connector.faults import AFTER_REMOTE_CREATE, BEFORE_REMOTE_CREATE, crash_point
 from connector.model import AckDecision, PoAcknowledgement, PurchaseOrder, utcnow
 from connector.ports import Capability
 from connector.pushing import backoff
@@ -121,6 +122,7 @@ def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any])
     )
     if source is None:
         return _queue_reply(app, run, row, ack)
+    crash_point(BEFORE_REMOTE_CREATE)
     try:
         remote_ref = source.acknowledge(ack)
     except (RejectedError, ConfigError) as exc:
@@ -132,6 +134,7 @@ def _send_one(app: Connector, run: RunContext, source: Any, row: dict[str, Any])
     except RemoteError as exc:  # the answer was lost: sent again later under the same id
         _failed(app, run, row, str(exc), retry=True, uncertain=True)
         return 0
+    crash_point(AFTER_REMOTE_CREATE)
     with app.engine.begin() as conn:
         recorded = acks.mark_sent(conn, row["id"], run.run_id, str(remote_ref or ""), utcnow())
     _count_sent(run, row, recorded)

@@ -29,7 +29,7 @@ from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
 from connector.redact import GLOBAL_REDACTOR
 from connector.registry import AdapterInfo, build, discover
-from state import messages, outbox, runs
+from state import acks, messages, outbox, runs
 from state.db import READ_ONLY, StateUnavailableError, StateUrlError, open_state
 from state.outbox_store import OutboxStore, SqlOutboxStore
 
@@ -166,6 +166,7 @@ class Connector:
             reaped = runs.reap_stale_runs(conn, now, state.stale_after_seconds)
             outbox.expire_leases_of(conn, reaped, now)
             messages.expire_leases_of(conn, reaped, now)
+            acks.expire_leases_of(conn, reaped, now)
             run_id = runs.start_run(conn, self.tenant, command, now, self.lease_name if lease else None)
         context = RunContext(run_id=run_id, command=command, started_at=now)
         if lease:
@@ -232,6 +233,7 @@ class Connector:
             if reaped:
                 outbox.expire_leases_of(conn, [reaped], now)
                 messages.expire_leases_of(conn, [reaped], now)
+                acks.expire_leases_of(conn, [reaped], now)
                 log.warning("took over the lease of a dead run", extra={"reaped_run": reaped})
             if not acquired:
                 who = holder.describe() if holder else "another run"

@@ -226,6 +226,20 @@ def mark_failed(
     )
 
 
+def expire_leases_of(conn: Connection, owners: Sequence[str], now: datetime) -> int:
+    """Expire the claims of runs known dead: their acknowledgements are claimable now, uncertain
+    (an answer may have left before the run died: it is sent again under the same id)."""
+    if not owners:
+        return 0
+    return int(
+        conn.execute(
+            update(acks)
+            .where(acks.c.state == SENDING, acks.c.lease_owner.in_(list(owners)))
+            .values(lease_expires_at=now - timedelta(seconds=1), uncertain=True, updated_at=now)
+        ).rowcount
+    )
+
+
 def rejected_po_keys(conn: Connection, tenant: str) -> set[str]:
     """POs whose newest revision was rejected: they are not invoiced against."""
     newest = (

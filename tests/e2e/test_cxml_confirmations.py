@@ -145,3 +145,19 @@ def test_refused_credentials_go_dead_and_support_sees_why(
     assert refused.code == 1 and refused.json()["acknowledgements_failed"] == 1
     [row] = _cli(config, "po", "acks").json()
     assert row["state"] == "dead" and "credentials" in row["error"] and "wolf" not in row["error"]
+
+
+def test_a_crash_after_the_buyer_took_it_sends_it_again_as_a_duplicate_only(
+    tmp_path: Path, buyer: CxmlConfirmationBuyer
+) -> None:
+    config = _config(tmp_path, buyer)
+    crashed = run_cli(
+        "sync", "--config", str(config), "--json", env={**ENV, "PO_CONNECTOR_CRASH_AT": "after-remote-create"}
+    )
+    assert crashed.code == 137
+    assert len(buyer.received) == 1  # the buyer has it; the acknowledgement still says sending
+    recovered = _cli(config, "sync")
+    assert recovered.code == 0, recovered.stderr[-2000:]
+    assert recovered.json()["acknowledgements_sent"] == 1
+    assert len(buyer.received) == 1 and buyer.duplicates == 1
+    assert [row["state"] for row in _cli(config, "po", "acks").json()] == ["sent"]
