@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from sqlalchemy import Connection
 
 from connector.model import MatchStatus, utcnow
-from state import outbox, outbox_queries, quarantine_store, results, runs
+from state import acks, messages, outbox, outbox_queries, quarantine_store, results, runs
 
 PREFIX = "po_connector"
 SUCCESS = "ok"  # the status of a run that finished with exit code 0
@@ -77,6 +77,12 @@ class TenantMetrics:
             "dead_letters", "Outbox rows gone dead (rejected or out of attempts), by sink.", "sink"
         )
         self.quarantined = self._gauge("quarantined_inputs", "Open quarantined input, by source.", "source")
+        self.acknowledgements = self._gauge(
+            "po_acknowledgements", "PO revisions by acknowledgement state (waiting: for support).", "state"
+        )
+        self.messages = self._gauge(
+            "messages", "Messages to customers (renewal requests, PO replies) by state.", "state"
+        )
 
     def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
         return Gauge(f"{PREFIX}_{name}", documentation, ["tenant", *labels], registry=self.registry)
@@ -111,6 +117,12 @@ class TenantMetrics:
         quarantine = quarantine_store.count_quarantine(conn, tenant)
         for source in dict.fromkeys([*sources, *quarantine]):
             self.quarantined.labels(tenant, source).set(quarantine.get(source, 0))
+        answered = acks.count_by_state(conn, tenant)
+        for state in dict.fromkeys([acks.WAITING, acks.DEAD, *answered]):
+            self.acknowledgements.labels(tenant, state).set(answered.get(state, 0))
+        mailed = messages.count_by_state(conn, tenant)
+        for state in dict.fromkeys([messages.UNCERTAIN, messages.DEAD, *mailed]):
+            self.messages.labels(tenant, state).set(mailed.get(state, 0))
         return self
 
     def _runs(self, conn: Connection) -> None:

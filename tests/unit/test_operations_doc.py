@@ -98,6 +98,7 @@ def test_the_alert_rules_name_only_metrics_the_connector_emits() -> None:
         "PoConnectorDeadLetters",
         "PoConnectorOutboxNotDraining",
         "PoConnectorQuarantinedInput",
+        "PoConnectorNeedsADecision",
     }
     named: set[str] = set()
     for rule in rules:
