@@ -123,7 +123,7 @@ class _MessageSender:
     def send(self, item: ClaimedMessage) -> bool:
         """Send one claimed message and record the outcome; False when sending must stop now."""
         owner = self.run.run_id
-        where = f"renewal request {item.id} to {item.recipient}"
+        where = f"message {item.id} to {item.recipient}"
         try:
             self.transport.send(item, self.sender)
         except UncertainError as exc:
@@ -152,12 +152,12 @@ class _MessageSender:
         if item.attempts >= settings.max_attempts:
             error = f"{exc} (after {item.attempts} attempts)"
             self._record(messages.mark_dead, item.id, self.run.run_id, error, now)
-            self._problem(f"renewal request {item.id} to {item.recipient}: dead: {error}")
+            self._problem(f"message {item.id} to {item.recipient}: dead: {error}")
             return
         when = now + backoff(settings, item.attempts)
         self._record(messages.mark_retry, item.id, self.run.run_id, str(exc), now, when)
         log.warning(
-            "renewal request %s to %s: not sent, trying again after %s: %s",
+            "message %s to %s: not sent, trying again after %s: %s",
             item.id,
             item.recipient,
             when.isoformat(timespec="seconds"),

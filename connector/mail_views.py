@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -68,7 +67,7 @@ def acknowledgement_replies(app: Connector) -> list[dict[str, Any]]:
         rows = messages.list_messages(conn, app.tenant, kind="po_acknowledgement")
     out = []
     for row in rows:
-        details = json.loads(row["details_json"] or "{}")
+        details = row["details"]
         out.append(
             {
                 "id": row["id"],

@@ -84,3 +84,15 @@ def test_a_rejection_is_a_second_reply_with_the_reason(example: Path) -> None:
     report = run_cli("report", "--config", str(example), "--format", "json", env=ENV).json()
     umbrella = [row for row in report["rows"] if row["customer_ref"] == "CUST-UMBRELLA" and row["subject"]]
     assert [row["status"] for row in umbrella if "billing" in row["subject"]] == ["missing_po"]
+
+
+def test_mail_list_replies_and_status_show_the_replies(example: Path) -> None:
+    assert run_cli("sync", "--config", str(example), "-q", env=ENV).code == 0
+    listed = run_cli("mail", "list", "--replies", "--config", str(example), "--json", env=ENV)
+    assert listed.code == 0, listed.stderr
+    rows = listed.json()
+    assert len(rows) == 7 and {row["state"] for row in rows} == {"sent"}
+    assert {row["decision"] for row in rows} == {"accept"} and all(row["in_reply_to"] for row in rows)
+    status = run_cli("status", "--config", str(example), "--json", env=ENV)
+    assert status.code == 0, status.stderr
+    assert status.json()["mail"]["replies_open"] == []
