@@ -741,6 +741,19 @@ def test_customer_map_finds_buyers_by_id_case_and_email_domain() -> None:
     assert customers.name_of("CUST-NONE") == ""
 
 
+def test_customer_map_answers_a_buyer_id_it_has_seen_as_it_did_the_first_time() -> None:
+    customers = CustomerMap.load(EXAMPLES / "customers.toml")
+    po = make_po("PO-1", [("PLAN-PRO", "1", "1")])
+    buyers = [" ACME.example ", "purchasing@Acme.Example", "x@unknown.example", "", "acme.example"]
+    first = [customers.customer_for(po.model_copy(update={"buyer_id": buyer})) for buyer in buyers]
+    assert first == ["CUST-ACME", "CUST-ACME", None, None, "CUST-ACME"]
+    again = [customers.customer_for(po.model_copy(update={"buyer_id": buyer})) for buyer in reversed(buyers)]
+    assert again == first[::-1]
+    # A PO's own customer_ref still wins over the buyer id it shares with others.
+    own = po.model_copy(update={"buyer_id": " ACME.example ", "customer_ref": "CUST-SET"})
+    assert customers.customer_for(own) == "CUST-SET"
+
+
 def test_sku_map_always_accepts_the_billing_sku_itself() -> None:
     skus = SkuMap.load(EXAMPLES / "skus.toml")
     assert skus.po_skus_for("PLAN-ENT") == {"PLAN-ENT", "CLD-ENT-ANNUAL"}
