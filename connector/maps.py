@@ -205,6 +205,8 @@ class CustomerMap:
         self._names: dict[str, str] = {}
         self._by_buyer: dict[str, str] = {}
         self._customers: dict[str, Customer] = {}
+        # Buyer id as a PO states it -> its customer: POs of one buyer repeat the same id.
+        self._of_buyer: dict[str, str | None] = {}
         for customer in customers:
             self._names[customer.customer_ref] = customer.name
             self._customers[customer.customer_ref] = customer
@@ -252,12 +254,15 @@ class CustomerMap:
         """The PO's own customer_ref, else the customer of its buyer id (or its e-mail domain)."""
         if po.customer_ref:
             return po.customer_ref
-        buyer_id = _normalise(po.buyer_id)
-        if not buyer_id:
-            return None
-        found = self._by_buyer.get(buyer_id)
+        stated = po.buyer_id
+        seen = self._of_buyer
+        if stated in seen:
+            return seen[stated]
+        buyer_id = _normalise(stated)
+        found = self._by_buyer.get(buyer_id) if buyer_id else None
         if found is None and "@" in buyer_id:
             found = self._by_buyer.get(buyer_id.rpartition("@")[2])
+        seen[stated] = found
         return found
 
     def name_of(self, customer_ref: str) -> str:

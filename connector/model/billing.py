@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
-from functools import cached_property
 
 from pydantic import Field, model_validator
 
-from connector.model.base import CurrencyCode, ExactDecimal, Frozen, Money, lines_total
+from connector.model.base import CurrencyCode, ExactDecimal, Frozen, Money, cached, lines_total
 from connector.tax import LineTax
 
 
@@ -58,10 +57,10 @@ class BillingPeriod(Frozen):
                 )
         return self
 
-    @cached_property
+    @cached
     def key(self) -> str:
         return f"{self.tenant}/{self.billing_source}/{self.subscription_id}/{self.period_start.isoformat()}"
 
-    @cached_property
+    @cached
     def total(self) -> Money:
         return lines_total(self.currency, self.lines)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import enum
 from datetime import date
-from functools import cached_property
 
 from pydantic import Field, model_validator
 
-from connector.model.base import CurrencyCode, ExactDecimal, Frozen, Money, UtcDateTime, lines_total
+from connector.model.base import (
+    CurrencyCode,
+    ExactDecimal,
+    Frozen,
+    Money,
+    UtcDateTime,
+    cached,
+    lines_total,
+)
 from connector.model.parties import Address, PaymentTerms
 
 
@@ -37,6 +44,11 @@ class POLine(Frozen):
     @property
     def amount(self) -> Money:
         return self.unit_price.times(self.quantity)
+
+    @property
+    def line_amount(self) -> None:
+        """A PO line states no net amount of its own: it is unit price times quantity."""
+        return None
 
 
 class PurchaseOrder(Frozen):
@@ -87,11 +99,11 @@ class PurchaseOrder(Frozen):
             raise ValueError(f"term ends {self.term_end} before it starts {self.term_start}")
         return self
 
-    @cached_property
+    @cached
     def key(self) -> str:
         return po_key(self.tenant, self.source, self.external_id)
 
-    @cached_property
+    @cached
     def total(self) -> Money:
         return lines_total(self.currency, self.lines)
 

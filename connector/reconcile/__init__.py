@@ -12,8 +12,9 @@ period lies outside every candidate's term. POs are indexed by customer: O(n + m
 Most periods fit one PO, so the work is split in two. Per PO, plain facts and its lines by
 SKU are taken once; per customer, which open POs carry each SKU. A period first asks only the
 open candidates in its currency that have a line for every billed SKU whether they fit, with
-no reason written. Only when none fits is every candidate checked in full, and a reason's
-detail is written only if that reason is reported.
+no reason written. Only when none fits is every candidate looked at for what needs no numbers
+(status, term, cycle, currency), and closely (lines, balance) only the ones that can still be
+the closest; a reason's detail is written only if that reason is reported.
 
 The package: `indexes` (PO facts and per-customer candidates), `fitting` (the fast verdict),
 `explanations` (every reason, when nothing fits), `balances` (the ledger), `tolerances`,

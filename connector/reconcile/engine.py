@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, KeysView, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from operator import attrgetter
 
 from connector.maps import CustomerMap, CustomerMaster, SkuMap
 from connector.model import (
@@ -17,14 +18,19 @@ from connector.model import (
     Reason,
 )
 from connector.reconcile.balances import Allocated, Ledger, Rules
-from connector.reconcile.explanations import Check, explain
+from connector.reconcile.explanations import Check, closest, first_look, look_closer
 from connector.reconcile.fitting import fit
 from connector.reconcile.indexes import PoFacts, PoIndex, build_index, norm_po_number
 from connector.reconcile.outcome import Allocation, PriorInvoice, ReconcileOutcome
-from connector.reconcile.renewal import consumed_warning, term_warning
+from connector.reconcile.renewal import RenewalWatch
 from connector.reconcile.tolerances import ReconcileSettings
 
 _NO_MASTER = CustomerMaster()
+
+
+# What a result's fields_set holds (shared by every result, as frozen models never change it).
+_GIVEN = {"status", "reasons", "billing_key", "po_key", "po_number", "customer_ref", "amount"}
+_GIVEN_WITH_WARNINGS = _GIVEN | {"warnings"}
 
 
 def _result(
@@ -34,25 +40,20 @@ def _result(
     po: PoFacts | None = None,
     warnings: tuple[Reason, ...] | None = None,
 ) -> MatchResult:
-    if warnings is None:
-        return MatchResult(
-            status=status,
-            reasons=reasons,
-            billing_key=period.key,
-            po_key=po.key if po else None,
-            po_number=po.number if po else None,
-            customer_ref=period.customer_ref,
-            amount=period.total,
-        )
-    return MatchResult(
-        status=status,
-        reasons=reasons,
-        billing_key=period.key,
-        po_key=po.key if po else None,
-        po_number=po.number if po else None,
-        customer_ref=period.customer_ref,
-        amount=period.total,
-        warnings=warnings,
+    # Every part is validated already (the period, the PO, the reasons): built as validation
+    # would build it, `warnings` counting as set only when given.
+    return MatchResult.trusted(
+        {
+            "status": status,
+            "reasons": reasons,
+            "billing_key": period.key,
+            "po_key": po.key if po else None,
+            "po_number": po.number if po else None,
+            "customer_ref": period.customer_ref,
+            "amount": period.total,
+            "warnings": () if warnings is None else warnings,
+        },
+        _GIVEN if warnings is None else _GIVEN_WITH_WARNINGS,
     )
 
 
@@ -82,7 +83,7 @@ def _no_po_for_customer(period: BillingPeriod, customers: CustomerMap) -> MatchR
     )
 
 
-def _out_of_term(period: BillingPeriod, checks: list[Check]) -> MatchResult:
+def _out_of_term(period: BillingPeriod, checks: list[Check], closer: Callable[[Check], None]) -> MatchResult:
     reasons: list[Reason] = []
     for check in checks:
         po = check.po
@@ -97,16 +98,17 @@ def _out_of_term(period: BillingPeriod, checks: list[Check]) -> MatchResult:
         elif check.term_miss == "cycle":
             reasons.extend(check.reported("po_cycle_used"))
         else:
+            closer(check)  # a line serving outside the period is term_not_covered too
             reasons.extend(check.reported("term_not_covered"))
     only = checks[0].po if len(checks) == 1 else None
     return _result(period, MatchStatus.MISSING_PO, *reasons, po=only)
 
 
-def _unfit(checks: list[Check], period: BillingPeriod) -> MatchResult:
+def _unfit(checks: list[Check], period: BillingPeriod, closer: Callable[[Check], None]) -> MatchResult:
     """No candidate fits: out of every term, or the reasons of the closest candidate."""
     if all(check.term_miss for check in checks):
-        return _out_of_term(period, checks)
-    best = min(checks, key=Check.sort_key)
+        return _out_of_term(period, checks, closer)
+    best = closest(checks, closer)
     return _result(period, MatchStatus.MISMATCH, *best.reported(), po=best.po)
 
 
@@ -142,14 +144,20 @@ def _unused_po(po: PurchaseOrder, customer_ref: str | None) -> MatchResult:
     )
 
 
-def _unique_periods(periods: Sequence[BillingPeriod]) -> list[BillingPeriod]:
-    """One period per key (a key is one period), in processing order."""
+def _unique_periods(periods: Sequence[BillingPeriod]) -> tuple[list[BillingPeriod], KeysView[str]]:
+    """One period per key (a key is one period) in processing order, by start then key; the keys."""
     by_key: dict[str, BillingPeriod] = {}
     for period in periods:
-        known = by_key.get(period.key)
-        if known is None or period.model_dump_json() > known.model_dump_json():
+        known = by_key.setdefault(period.key, period)
+        if known is not period and period.model_dump_json() > known.model_dump_json():
             by_key[period.key] = period
-    return sorted(by_key.values(), key=lambda period: (period.period_start, period.key))
+    ordered = sorted(by_key.values(), key=_period_key)
+    ordered.sort(key=_period_start)
+    return ordered, by_key.keys()
+
+
+_period_key = attrgetter("key")
+_period_start = attrgetter("period_start")
 
 
 class _Run:
@@ -171,7 +179,7 @@ class _Run:
         self.allocations: dict[str, Allocation] = {}
         self._accepted: dict[str, frozenset[str]] = {}
         self._rules: dict[str, Rules] = {}
-        self._term_warnings: dict[str, tuple[Reason, ...]] = {}
+        self._watches: dict[str, RenewalWatch] = {}
         self._policies: dict[str, CustomerMaster] = {}
 
     def policy(self, customer_ref: str) -> CustomerMaster:
@@ -210,11 +218,19 @@ class _Run:
 
     def decide(self, period: BillingPeriod) -> MatchResult:
         """The result for `period`; a match draws the PO down and records the allocation."""
-        customer = self.index.by_customer.get(period.customer_ref)
+        ref = period.customer_ref
+        policy = self._policies.get(ref) or self.policy(ref)
+        customer = self.index.by_customer.get(ref)
         known = self._accepted
-        accepted_lines = [known.get(billed.sku) or self.accepted(billed.sku) for billed in period.lines]
+        billed_lines = period.lines
+        if len(billed_lines) == 1:
+            sku = billed_lines[0].sku
+            accepted_lines: tuple[frozenset[str], ...] = (known.get(sku) or self.accepted(sku),)
+        else:
+            accepted_lines = tuple(
+                [known.get(billed.sku) or self.accepted(billed.sku) for billed in billed_lines]
+            )
         currency = period.currency
-        policy = self.policy(period.customer_ref)
         candidates: list[PoFacts]
         if period.po_number:
             if policy.po_pattern and not policy.po_number_follows_pattern(period.po_number):
@@ -233,7 +249,7 @@ class _Run:
             candidates = customer.pos
             eligible = customer.could_take(currency, accepted_lines)
         total = period.total.amount
-        rules = self.rules(currency)
+        rules = self._rules.get(currency) or self.rules(currency)
         ledger = self.ledger
         one_cycle = policy.po_scope == "per_cycle"
         if one_cycle and ledger.cycles:
@@ -244,34 +260,33 @@ class _Run:
             lines = fit(po, period, accepted_lines, total, rules, ledger)
             if lines is not None:
                 fitting.append((po, lines))
-        if len(fitting) > 1:
-            names = ", ".join(po.number for po, _ in fitting)
-            reason = Reason(code="several_pos", detail=f"{names} all fit the period")
-            return _result(period, MatchStatus.AMBIGUOUS, reason)
-        if not fitting:
+        if len(fitting) != 1:
+            if fitting:
+                names = ", ".join(po.number for po, _ in fitting)
+                reason = Reason(code="several_pos", detail=f"{names} all fit the period")
+                return _result(period, MatchStatus.AMBIGUOUS, reason)
             if not period.po_number and not policy.po_required:
                 return self.without_po(period, "no PO of the customer fits the period")
-            checks = [
-                explain(po, period, accepted_lines, total, rules, ledger, one_cycle=one_cycle)
-                for po in candidates
-            ]
-            return _unfit(checks, period)
+            checks = [first_look(po, period, ledger, one_cycle=one_cycle) for po in candidates]
+            return _unfit(
+                checks,
+                period,
+                lambda check: look_closer(check, period, accepted_lines, total, rules, ledger),
+            )
         po, lines = fitting[0]
         ledger.draw(
             po.key, total, lines, (period.period_start, period.period_end) if po.term_end is None else None
         )
-        self.allocations[period.key] = Allocation(period.key, po.po, tuple(lines))
+        key = period.key
+        self.allocations[key] = Allocation(key, po.po, tuple(lines))
         return _result(period, MatchStatus.MATCHED, po=po, warnings=self.renewal_warnings(po))
 
     def renewal_warnings(self, po: PoFacts) -> tuple[Reason, ...]:
-        """`_renewal_warnings`, with the term-end one (which the ledger cannot change) kept per PO."""
-        dated = self._term_warnings.get(po.key)
-        if dated is None:
-            dated = self._term_warnings[po.key] = term_warning(po, self.settings)
-        consumed = consumed_warning(po, self.settings, self.ledger)
-        if consumed is None:
-            return dated
-        return (*dated, consumed)
+        """The renewal warnings of `po` after a match, through its one watch of the run."""
+        watch = self._watches.get(po.key)
+        if watch is None:
+            watch = self._watches[po.key] = RenewalWatch(po, self.settings)
+        return watch.warnings(self.ledger)
 
 
 def reconcile(
@@ -314,8 +329,7 @@ def _reconcile(
     prior: Sequence[PriorInvoice],
 ) -> ReconcileOutcome:
     index = build_index(pos, customers)
-    ordered = _unique_periods(periods)
-    period_keys = {period.key for period in ordered}
+    ordered, period_keys = _unique_periods(periods)
     ledger = Ledger()
     for invoice in sorted(prior, key=lambda item: (item.po_key, item.billing_key)):
         po = index.latest.get(invoice.po_key)
@@ -328,7 +342,8 @@ def _reconcile(
             po.key, amount, invoice.line_quantities.items(), invoice.cycle if po.term_end is None else None
         )
     run = _Run(index, customers, skus, settings, ledger)
-    results = [run.decide(period) for period in ordered]
+    decide = run.decide
+    results = [decide(period) for period in ordered]
     unused = [
         _unused_po(po, index.customer_of[key])
         for key, po in index.latest.items()

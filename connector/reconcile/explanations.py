@@ -1,10 +1,15 @@
-"""Why a candidate PO does not take a period: every reason, its detail written only if reported."""
+"""Why a candidate PO does not take a period: every reason, its detail written only if reported.
+
+A candidate is looked at first for what needs no numbers (status, term, cycle, currency), and
+closely (its lines, its balance) only where that can change what is reported: a closer look
+only adds reasons, so a candidate that already has more than the closest one looked at closely
+cannot be the closest.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from functools import partial
@@ -48,11 +53,16 @@ _TermMiss = Literal["", "before", "after", "cycle"]
 _Pending = tuple[str, Callable[[], str]]
 
 
-@dataclass
 class Check:
-    po: PoFacts
-    reasons: list[_Pending] = field(default_factory=list)
-    term_miss: _TermMiss = ""
+    """What one candidate PO has against one period: its reasons so far, how it misses the term."""
+
+    __slots__ = ("looked_closer", "po", "reasons", "term_miss")
+
+    def __init__(self, po: PoFacts) -> None:
+        self.po = po
+        self.reasons: list[_Pending] = []
+        self.term_miss: _TermMiss = ""
+        self.looked_closer = False
 
     def sort_key(self) -> tuple[int, str, str]:
         return (len(self.reasons), self.po.number, self.po.key)
@@ -210,19 +220,11 @@ def _balance_check(check: Check, total: Decimal, rules: Rules, ledger: Ledger) -
     check.reasons.append(("po_exhausted", partial(_exhausted_detail, po, total, remaining)))
 
 
-def explain(
-    po: PoFacts,
-    period: BillingPeriod,
-    accepted_lines: Sequence[frozenset[str]],
-    total: Decimal,
-    rules: Rules,
-    ledger: Ledger,
-    *,
-    one_cycle: bool = False,
-) -> Check:
-    """Every reason `po` cannot take `period` (whose lines add up to `total`) now; `one_cycle`
-    when a PO without a term end covers one billing cycle only (`po_scope = per_cycle`)."""
-    check = Check(po=po)
+def first_look(po: PoFacts, period: BillingPeriod, ledger: Ledger, *, one_cycle: bool = False) -> Check:
+    """The reasons `po` cannot take `period` that need no numbers: its status, its term, its
+    cycle (`one_cycle` when a PO without a term end covers one billing cycle only,
+    `po_scope = per_cycle`) and its currency; in another currency nothing more is checked."""
+    check = Check(po)
     if not po.is_open:
         status = po.po.status.value
         check.reasons.append((f"po_{status}", partial(_status_detail, po.number, status)))
@@ -231,7 +233,37 @@ def explain(
         _cycle_check(check, period, ledger)
     if po.currency != period.currency:
         check.reasons.append(("currency_differs", partial(_currency_detail, po, period.currency)))
-        return check
+        check.looked_closer = True
+    return check
+
+
+def look_closer(
+    check: Check,
+    period: BillingPeriod,
+    accepted_lines: Sequence[frozenset[str]],
+    total: Decimal,
+    rules: Rules,
+    ledger: Ledger,
+) -> None:
+    """Add the reasons of the lines and of the balance (`total` is the period's) to `check`, once."""
+    if check.looked_closer:
+        return
+    check.looked_closer = True
     _lines_check(check, period, accepted_lines, rules, ledger)
     _balance_check(check, total, rules, ledger)
-    return check
+
+
+def closest(checks: Sequence[Check], closer: Callable[[Check], None]) -> Check:
+    """The check with the fewest reasons once looked at closely (`closer`), then by PO number
+    and key: `min` over every check looked at closely, looking only at those that can win."""
+    best: Check | None = None
+    best_key: tuple[int, str, str] | None = None
+    for check in sorted(checks, key=Check.sort_key):
+        if best_key is not None and check.sort_key() > best_key:
+            break  # it and every later one start with more reasons than the best ends with
+        closer(check)
+        key = check.sort_key()
+        if best_key is None or key < best_key:
+            best, best_key = check, key
+    assert best is not None, "a period without candidates has no closest one"
+    return best

@@ -22,8 +22,9 @@ def fit(
 ) -> Allocated | None:
     """The allocation when `po` takes `period` without a single reason against it, else None.
 
-    Exactly the verdict of `explain` finding no reason, for a PO that passed `could_take`; the
-    line chosen for a billed SKU is the first by line number that serves, is priced and has room.
+    Exactly the verdict of `first_look` and `look_closer` finding no reason, for a PO that passed
+    `could_take`; the line chosen for a billed SKU is the first by line number that serves, is
+    priced and has room.
     """
     start, end = po.term_start, po.term_end
     period_start, period_end = period.period_start, period.period_end
@@ -31,11 +32,12 @@ def fit(
         return None
     drawn, key = ledger.quantity, po.key
     price, quantity = rules.price, rules.quantity
+    mapped_by = po.mapped_by
     taken: dict[int, Decimal] = {}
     lines: Allocated = []
     for billed, accepted in zip(period.lines, accepted_lines, strict=True):
         billed_price, billed_quantity = billed.unit_price.amount, billed.quantity
-        for line in po.mapped(accepted):
+        for line in mapped_by.get(accepted) or po.mapped(accepted):
             if (line.service_start is not None and period_start < line.service_start) or (
                 line.service_end is not None and line.service_end < period_end
             ):
@@ -53,7 +55,8 @@ def fit(
                 break
         else:
             return None
-    excess = total - ledger.remaining(po)
-    if excess > 0 and not rules.total.allows(excess, po.total):
+    po_total = po.total
+    excess = total - (po_total - ledger.amount.get(key, ZERO))  # the period total - what is left
+    if excess > 0 and not rules.total.allows(excess, po_total):
         return None
     return lines

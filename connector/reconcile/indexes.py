@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 
 from connector.maps import CustomerMap
 from connector.model import (
@@ -13,6 +13,7 @@ from connector.model import (
     POStatus,
     PurchaseOrder,
 )
+from connector.model.base import lines_amount
 
 
 def norm_po_number(number: str) -> str:
@@ -28,6 +29,7 @@ class PoFacts:
         "is_open",
         "key",
         "lines_by_code",
+        "mapped_by",
         "number",
         "po",
         "term_end",
@@ -43,38 +45,50 @@ class PoFacts:
         self.term_start = po.term_start
         self.term_end = po.term_end
         self._total: Decimal | None = None
-        lines = po.lines if len(po.lines) == 1 else sorted(po.lines, key=_line_no)
-        by_code: dict[str, list[POLine]] = {}
-        for line in lines:
-            by_code.setdefault(line.sku, []).append(line)
+        # `mapped`, per set of accepted codes: the periods a PO sees bill the same few SKUs.
+        self.mapped_by: dict[frozenset[str], Sequence[POLine]] = {}
+        lines = po.lines
+        by_code: dict[str, Sequence[POLine]]
+        if len(lines) == 1:  # the common case, without a list per code
+            line = lines[0]
+            by_code = {line.sku: lines}
             if line.supplier_part_aux_id and line.supplier_part_aux_id != line.sku:
-                by_code.setdefault(line.supplier_part_aux_id, []).append(line)
+                by_code[line.supplier_part_aux_id] = lines
+        else:
+            grouped: dict[str, list[POLine]] = {}
+            for line in sorted(lines, key=_line_no):
+                grouped.setdefault(line.sku, []).append(line)
+                if line.supplier_part_aux_id and line.supplier_part_aux_id != line.sku:
+                    grouped.setdefault(line.supplier_part_aux_id, []).append(line)
+            by_code = dict(grouped)
         self.lines_by_code = by_code
 
     def mapped(self, accepted: frozenset[str]) -> Sequence[POLine]:
         """The lines any of the `accepted` codes names, by line number."""
-        hits = [lines for code in accepted if (lines := self.lines_by_code.get(code))]
-        if len(hits) == 1:
-            return hits[0]
-        found = {line.line_no: line for lines in hits for line in lines}
-        return [found[number] for number in sorted(found)]
+        known = self.mapped_by.get(accepted)
+        if known is None:
+            hits = [lines for code in accepted if (lines := self.lines_by_code.get(code))]
+            if len(hits) == 1:
+                known = hits[0]
+            else:
+                found = {line.line_no: line for lines in hits for line in lines}
+                known = [found[number] for number in sorted(found)]
+            self.mapped_by[accepted] = known
+        return known
 
     @property
     def total(self) -> Decimal:
         # Read when a balance is checked, not for every PO: many are never a candidate.
         known = self._total
         if known is None:
-            known = self._total = self.po.total.amount
+            known = self._total = lines_amount(self.currency, self.po.lines)
         return known
 
     def could_take(self, currency: str, accepted_lines: Sequence[frozenset[str]]) -> bool:
         """Open, in `currency`, and a line for every billed SKU: what a fit needs before numbers."""
-        by_code = self.lines_by_code
-        return (
-            self.is_open
-            and self.currency == currency
-            and all(any(code in by_code for code in accepted) for accepted in accepted_lines)
-        )
+        if not self.is_open or self.currency != currency:
+            return False
+        return not any(map(self.lines_by_code.keys().isdisjoint, accepted_lines))
 
 
 def _line_no(line: POLine) -> int:
@@ -84,24 +98,44 @@ def _line_no(line: POLine) -> int:
 class CustomerPos:
     """One customer's latest POs in candidate order, by PO number, and the open ones per currency and code."""
 
-    __slots__ = ("by_number", "open_by_code", "pos")
+    __slots__ = ("_eligible", "by_number", "open_by_code", "pos")
 
     def __init__(self) -> None:
         self.pos: list[PoFacts] = []
         self.by_number: dict[str, list[PoFacts]] = {}
         self.open_by_code: dict[str, dict[str, list[int]]] = {}
+        # (currency, accepted codes per billed line) -> `could_take`: periods repeat their SKUs.
+        self._eligible: dict[tuple[str, tuple[frozenset[str], ...]], list[PoFacts]] = {}
 
-    def add(self, po: PoFacts) -> None:
+    def add(self, po: PoFacts, number: str) -> None:
+        """Add the next PO in candidate order, under its normalised PO `number`."""
         position = len(self.pos)
         self.pos.append(po)
-        self.by_number.setdefault(norm_po_number(po.number), []).append(po)
+        known = self.by_number.get(number)
+        if known is None:
+            self.by_number[number] = [po]
+        else:
+            known.append(po)
         if po.is_open:
-            by_code = self.open_by_code.setdefault(po.currency, {})
+            by_code = self.open_by_code.get(po.currency)
+            if by_code is None:
+                by_code = self.open_by_code[po.currency] = {}
             for code in po.lines_by_code:
-                by_code.setdefault(code, []).append(position)
+                found = by_code.get(code)
+                if found is None:
+                    by_code[code] = [position]
+                else:
+                    found.append(position)
 
-    def could_take(self, currency: str, accepted_lines: Sequence[frozenset[str]]) -> list[PoFacts]:
-        """The candidates that pass `PoFacts.could_take`, in candidate order, found through the index."""
+    def could_take(self, currency: str, accepted_lines: tuple[frozenset[str], ...]) -> list[PoFacts]:
+        """The candidates that pass `PoFacts.could_take`, in candidate order (not to be changed)."""
+        key = (currency, accepted_lines)
+        known = self._eligible.get(key)
+        if known is None:
+            known = self._eligible[key] = self._could_take(currency, accepted_lines)
+        return known
+
+    def _could_take(self, currency: str, accepted_lines: Sequence[frozenset[str]]) -> list[PoFacts]:
         if not accepted_lines:
             return [po for po in self.pos if po.is_open and po.currency == currency]
         by_code = self.open_by_code.get(currency)
@@ -136,24 +170,33 @@ class PoIndex:
 def build_index(pos: Sequence[PurchaseOrder], customers: CustomerMap) -> PoIndex:
     latest: dict[str, PurchaseOrder] = {}
     for po in pos:
-        known = latest.get(po.key)
+        known = latest.setdefault(po.key, po)
         # Same key and revision twice: keep one by content, so input order cannot matter.
-        if known is None or (po.revision, po.model_dump_json()) > (
+        if known is not po and (po.revision, po.model_dump_json()) > (
             known.revision,
             known.model_dump_json(),
         ):
             latest[po.key] = po
-    ordered = sorted(latest.values(), key=lambda po: (po.po_number, po.key))
-    customer_of = {po.key: customers.customer_for(po) for po in ordered}
+    # Candidate order is by PO number, then key: sorted by key, then (stably) by number.
+    ordered = [latest[key] for key in sorted(latest)]
+    ordered.sort(key=attrgetter("po_number"))
+    customer_of: dict[str, str | None] = {}
     by_customer: dict[str, CustomerPos] = {}
-    by_number: dict[str, list[PoFacts]] = defaultdict(list)
+    by_number: dict[str, list[PoFacts]] = {}
+    customer_for = customers.customer_for
     for po in ordered:
+        key = po.key
         facts = PoFacts(po)
-        ref = customer_of[po.key]
+        number = norm_po_number(po.po_number)
+        ref = customer_of[key] = customer_for(po)
         if ref is not None:
             owner = by_customer.get(ref)
             if owner is None:
                 owner = by_customer[ref] = CustomerPos()
-            owner.add(facts)
-        by_number[norm_po_number(po.po_number)].append(facts)
-    return PoIndex(latest, customer_of, by_customer, dict(by_number))
+            owner.add(facts, number)
+        same = by_number.get(number)
+        if same is None:
+            by_number[number] = [facts]
+        else:
+            same.append(facts)
+    return PoIndex(latest, customer_of, by_customer, by_number)

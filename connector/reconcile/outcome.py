@@ -28,7 +28,7 @@ class PriorInvoice:
     cycle: tuple[date, date] | None = None  # the invoiced period's start and end
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Allocation:
     """How a matched billing period maps onto its PO: each billing line with its PO line.
 

@@ -34,8 +34,28 @@ def term_warning(po: PoFacts, settings: ReconcileSettings) -> tuple[Reason, ...]
     )
 
 
-def consumed_warning(po: PoFacts, settings: ReconcileSettings, ledger: Ledger) -> Reason | None:
-    return _share_warning(po, po.total - ledger.remaining(po), settings)
+class RenewalWatch:
+    """The renewal warnings of one PO while a run draws it down: the term-end one, which the run
+    cannot change, and the consumed-share one, looked at after each match."""
+
+    __slots__ = ("_limit", "_po", "_settings", "dated")
+
+    def __init__(self, po: PoFacts, settings: ReconcileSettings) -> None:
+        self._po = po
+        self._settings = settings
+        self.dated = term_warning(po, settings)
+        total = po.total
+        # `_share_warning` warns from consumed * 100 >= total * percent: the right side, once.
+        self._limit = total * settings.renewal_warning_percent if total > 0 else None
+
+    def warnings(self, ledger: Ledger) -> tuple[Reason, ...]:
+        """The PO's renewal warnings with what `ledger` holds as consumed now."""
+        po = self._po
+        consumed = po.total - ledger.remaining(po)
+        if self._limit is None or consumed * HUNDRED < self._limit:
+            return self.dated
+        share = _share_warning(po, consumed, self._settings)
+        return self.dated if share is None else (*self.dated, share)
 
 
 def _share_warning(po: PoFacts, consumed: Decimal, settings: ReconcileSettings) -> Reason | None:

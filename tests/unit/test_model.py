@@ -9,7 +9,16 @@ import pytest
 from pydantic import ValidationError
 
 from connector.currency import minor_unit_exponent
-from connector.model import Money, POLine, PurchaseOrder
+from connector.model import (
+    BillingLine,
+    BillingPeriod,
+    MatchResult,
+    MatchStatus,
+    Money,
+    POLine,
+    PurchaseOrder,
+    Reason,
+)
 from tests.support.factories import make_plan, make_po
 
 
@@ -44,6 +53,79 @@ def test_exponents_of_zero_two_and_three_decimal_currencies() -> None:
 
 def test_po_total_is_sum_of_lines() -> None:
     assert make_po(quantity="12", price="100.00").total == Money.of("1200.00", "USD")
+
+
+def _same_model(built: object, validated: object) -> None:
+    """Equal, and alike in everything pydantic reports of them."""
+    assert isinstance(built, MatchResult | Money) and isinstance(validated, MatchResult | Money)
+    assert built == validated and validated == built
+    assert type(built) is type(validated)
+    assert repr(built) == repr(validated)
+    assert built.model_dump() == validated.model_dump()
+    assert built.model_dump_json() == validated.model_dump_json()
+    assert built.model_fields_set == validated.model_fields_set
+    assert built.model_dump(exclude_unset=True) == validated.model_dump(exclude_unset=True)
+    assert hash(built) == hash(validated)
+    assert built.model_copy(update={}) == validated
+
+
+def test_money_of_arithmetic_and_of_totals_is_the_money_validation_builds() -> None:
+    ten, three = Money.of("10.50", "USD"), Money.of("3", "USD")
+    _same_model(ten + three, Money(amount=Decimal("13.50"), currency="USD"))
+    _same_model(ten - three, Money(amount=Decimal("7.50"), currency="USD"))
+    _same_model(ten.times(Decimal("0.5")), Money(amount=Decimal("5.250"), currency="USD"))
+    _same_model(Money.of("2.005", "USD").quantized(), Money(amount=Decimal("2.01"), currency="USD"))
+    total = make_po(quantity="12", price="100.00").total
+    _same_model(total, Money(amount=Decimal("1200.00"), currency="USD"))
+
+
+def test_a_trusted_result_is_the_result_validation_builds_and_copies_apart() -> None:
+    reason = Reason(code="renewal_due", detail="PO-1 term ends soon")
+    fields = {
+        "status": MatchStatus.MATCHED,
+        "reasons": (),
+        "billing_key": "default/b/S1/2026-10-01",
+        "po_key": "default/inbox/PO-1",
+        "po_number": "PO-1",
+        "customer_ref": "C1",
+        "amount": Money.of("40.00", "USD"),
+        "warnings": (reason,),
+    }
+    given = set(fields)
+    first, second = MatchResult.trusted(dict(fields), given), MatchResult.trusted(dict(fields), given)
+    _same_model(first, MatchResult(**fields))
+    unset = {key: value for key, value in fields.items() if key != "warnings"}
+    _same_model(MatchResult.trusted({**unset, "warnings": ()}, set(unset)), MatchResult(**unset))
+    changed = first.model_copy(update={"status": MatchStatus.MISMATCH})
+    assert changed.status is MatchStatus.MISMATCH and first.status is MatchStatus.MATCHED
+    assert second.model_fields_set == given == first.model_fields_set
+
+
+def test_a_period_computes_its_key_and_total_once_and_a_po_line_states_no_amount_of_its_own() -> None:
+    period = BillingPeriod(
+        billing_source="b",
+        subscription_id="S1",
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        customer_ref="C1",
+        currency="USD",
+        lines=(
+            BillingLine(sku="A", quantity=Decimal(3), unit_price=Money.of("10", "USD")),
+            BillingLine(
+                sku="B",
+                quantity=Decimal(1),
+                unit_price=Money.of("9.99", "USD"),
+                line_amount=Money.of("9.00", "USD"),
+            ),
+        ),
+    )
+    assert period.total is period.total
+    assert period.total == Money.of("39.00", "USD")
+    assert period.key is period.key
+    assert period.key == "default/b/S1/2026-10-01"
+    assert period == period.model_copy()
+    line = POLine(line_no=1, sku="A", quantity=Decimal(1), unit_price=Money.of("1", "USD"))
+    assert line.line_amount is None
 
 
 def test_po_refuses_a_line_in_another_currency() -> None:

@@ -537,6 +537,35 @@ def test_po_line_service_window_must_cover_the_period() -> None:
     ]
 
 
+def test_period_before_the_term_also_names_po_lines_serving_outside_it() -> None:
+    po = PurchaseOrder(
+        source="inbox",
+        external_id="PO-1",
+        po_number="PO-1",
+        buyer_id="acme.example",
+        currency="USD",
+        term_start=date(2027, 1, 1),
+        term_end=date(2027, 12, 31),
+        lines=(
+            POLine(
+                line_no=1,
+                sku="PLAN-PRO",
+                quantity=Decimal(6),
+                unit_price=Money.of("40", "USD"),
+                service_start=date(2027, 1, 1),
+                service_end=date(2027, 6, 30),
+            ),
+        ),
+    )
+    result = one_result([po], make_period("CUST-ACME", [("PLAN-PRO", "1", "40")]))
+    assert result.status is MatchStatus.MISSING_PO
+    assert [str(r) for r in result.reasons] == [
+        "term_not_covered: period 2026-11-01..2026-11-30 is outside the term of PO-1 "
+        "(2027-01-01..2027-12-31)",
+        "term_not_covered: PO-1 line 1 serves 2027-01-01..2027-06-30, billed 2026-11-01..2026-11-30",
+    ]
+
+
 def test_balance_used_by_earlier_periods_gives_po_exhausted() -> None:
     po = make_po("PO-1", [("PLAN-PRO", "100", "40.00")])
     settings = ReconcileSettings(quantity=Tolerance(percent=None, absolute=None))
@@ -739,6 +768,19 @@ def test_customer_map_finds_buyers_by_id_case_and_email_domain() -> None:
     assert customers.customer_for(po.model_copy(update={"customer_ref": "CUST-SET"})) == "CUST-SET"
     assert customers.name_of("CUST-GLOBEX") == "Globex GmbH"
     assert customers.name_of("CUST-NONE") == ""
+
+
+def test_customer_map_answers_a_buyer_id_it_has_seen_as_it_did_the_first_time() -> None:
+    customers = CustomerMap.load(EXAMPLES / "customers.toml")
+    po = make_po("PO-1", [("PLAN-PRO", "1", "1")])
+    buyers = [" ACME.example ", "purchasing@Acme.Example", "x@unknown.example", "", "acme.example"]
+    first = [customers.customer_for(po.model_copy(update={"buyer_id": buyer})) for buyer in buyers]
+    assert first == ["CUST-ACME", "CUST-ACME", None, None, "CUST-ACME"]
+    again = [customers.customer_for(po.model_copy(update={"buyer_id": buyer})) for buyer in reversed(buyers)]
+    assert again == first[::-1]
+    # A PO's own customer_ref still wins over the buyer id it shares with others.
+    own = po.model_copy(update={"buyer_id": " ACME.example ", "customer_ref": "CUST-SET"})
+    assert customers.customer_for(own) == "CUST-SET"
 
 
 def test_sku_map_always_accepts_the_billing_sku_itself() -> None:

@@ -24,6 +24,8 @@ from connector.model import (
     PurchaseOrder,
 )
 from connector.reconcile import PriorInvoice, ReconcileSettings, Tolerance, reconcile
+from connector.reconcile.explanations import Check, closest
+from connector.reconcile.indexes import PoFacts
 
 CUSTOMERS = CustomerMap([Customer(f"C{n}", f"Customer {n}", (f"c{n}.example",)) for n in range(3)])
 SKUS = SkuMap({"A": ["X"]})
@@ -278,6 +280,59 @@ def test_a_match_is_always_with_an_open_po_of_the_customer_in_its_currency(scena
         assert po.currency == period.currency
         assert [billed for billed, _ in allocation.lines] == list(period.lines)
         assert period.po_number in (None, po.po_number)
+
+
+@common
+@given(
+    candidates=st.lists(
+        st.tuples(st.sampled_from(["P1", "P2", "P3"]), st.integers(0, 3), st.integers(0, 3)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_closest_candidate_is_the_one_with_fewest_reasons_had_every_one_been_looked_at_closely(
+    candidates: list[tuple[str, int, int]],
+) -> None:
+    """`closest` looks closely only at candidates that can win, and still picks what `min` over
+    every candidate looked at closely picks."""
+
+    def checks() -> list[Check]:
+        made = []
+        for n, (number, first, _) in enumerate(candidates):
+            po = PurchaseOrder(
+                source="inbox",
+                external_id=f"{number}-{n}",
+                po_number=number,
+                currency="USD",
+                lines=(POLine(line_no=1, sku="A", quantity=Decimal(1), unit_price=Money.of("1", "USD")),),
+            )
+            check = Check(PoFacts(po))
+            check.reasons.extend(("first", str) for _ in range(first))
+            made.append(check)
+        return made
+
+    more = {f"default/inbox/{number}-{n}": closer for n, (number, _, closer) in enumerate(candidates)}
+    looked: list[str] = []
+
+    def closer(check: Check) -> None:
+        if not check.looked_closer:
+            check.looked_closer = True
+            looked.append(check.po.key)
+            check.reasons.extend(("closer", str) for _ in range(more[check.po.key]))
+
+    every = checks()
+    for check in every:
+        closer(check)
+    expected = min(every, key=Check.sort_key)
+    looked.clear()
+    found = closest(checks(), closer)
+    assert (found.po.key, len(found.reasons)) == (expected.po.key, len(expected.reasons))
+    assert found.po.key in looked
+    fewest = len(expected.reasons)
+    # Only a candidate that started with no more reasons than the winner ends with was looked at.
+    assert all(
+        first <= fewest for number, first, _ in (candidates[int(key.rsplit("-", 1)[1])] for key in looked)
+    )
 
 
 @pytest.mark.slow
