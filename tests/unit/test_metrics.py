@@ -178,4 +178,18 @@ def test_every_metric_is_described_even_on_an_empty_state(engine: Engine) -> Non
         "po_connector_outbox_oldest_unsent_timestamp_seconds",
         "po_connector_dead_letters",
         "po_connector_quarantined_inputs",
+        "po_connector_po_acknowledgements",
+        "po_connector_messages",
     }
+    wanted = ("po_connector_po_acknowledgements", "po_connector_messages")
+    samples = {
+        (sample.name, sample.labels["state"])
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name in wanted
+    }
+    # what a person must look at is reported as 0 rather than absent
+    assert {
+        ("po_connector_po_acknowledgements", "waiting"),
+        ("po_connector_messages", "uncertain"),
+    } <= samples
