@@ -68,7 +68,7 @@ def record_acknowledgements(app: Connector, run: RunContext) -> None:
     by_mail = mail_answers(app)
     with app.engine.begin() as conn:
         revisions = []
-        for po in ingest.load_pos(conn, app.tenant):
+        for po in acks.undecided_pos(conn, app.tenant):
             decision, reason = acceptance(app, po)
             answers = po.source in answering or (by_mail and bool(po.origin_message))
             revisions.append(

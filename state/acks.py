@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
-from connector.model import AckDecision, acknowledgement_id
+from connector.model import AckDecision, PurchaseOrder, acknowledgement_id
 from state.tables import po_acknowledgements as acks
+from state.tables import po_records
 
 PENDING = "pending"
 WAITING, PLANNED, SENDING, SENT, RETRY, DEAD, UNSUPPORTED = (
@@ -97,6 +98,23 @@ def record_revisions(conn: Connection, tenant: str, revisions: Sequence[Revision
             )
         )
     return len(fresh)
+
+
+def undecided_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
+    """The stored POs whose current revision has no acknowledgement row yet (new or revised
+    since the last run): what a run decides, without reading the POs already decided."""
+    key = po_records.c.tenant + "/" + po_records.c.source + "/" + po_records.c.external_id
+    decided = (
+        select(acks.c.id)
+        .where(acks.c.tenant == tenant, acks.c.po_key == key, acks.c.revision == po_records.c.revision)
+        .exists()
+    )
+    rows = conn.execute(
+        select(po_records.c.canonical_json)
+        .where(po_records.c.tenant == tenant, ~decided)
+        .order_by(po_records.c.id)
+    )
+    return [PurchaseOrder.model_validate_json(row.canonical_json) for row in rows]
 
 
 def latest(conn: Connection, tenant: str, po_number: str) -> list[dict[str, Any]]:

@@ -1,0 +1,82 @@
+"""PO acknowledgements in the state store on SQLite and PostgreSQL: decided once per revision."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from connector.model import AckDecision
+from state import acks, ingest
+from state.db import ensure_schema, make_engine
+from tests.support.factories import make_po
+
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    engine = make_engine(url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def _decide_all(engine: Engine) -> int:
+    with engine.begin() as conn:
+        revisions = [
+            acks.Revision(po.key, po.revision, po.source, po.po_number, AckDecision.ACCEPT, "known", True)
+            for po in acks.undecided_pos(conn, "default")
+        ]
+        return acks.record_revisions(conn, "default", revisions, NOW)
+
+
+def test_only_new_and_revised_pos_are_decided_and_each_revision_once(engine: Engine) -> None:
+    with engine.begin() as conn:
+        ingest.store_po(conn, make_po(po_number="PO-1"), "raw", "doc", NOW, None)
+        ingest.store_po(conn, make_po(po_number="PO-2"), "raw", "doc", NOW, None)
+    assert _decide_all(engine) == 2
+    assert _decide_all(engine) == 0
+    later = datetime(2026, 12, 8, tzinfo=UTC)
+    with engine.begin() as conn:
+        assert (
+            ingest.store_po(
+                conn, make_po(po_number="PO-1", quantity="24", updated=later), "raw2", "d", NOW, None
+            ).revision
+            == 2
+        )
+        assert [po.po_number for po in acks.undecided_pos(conn, "default")] == ["PO-1"]
+    assert _decide_all(engine) == 1
+    with engine.connect() as conn:
+        rows = acks.list_acks(conn, "default")
+        assert sorted((row["po_number"], row["revision"], row["state"]) for row in rows) == [
+            ("PO-1", 1, "planned"),
+            ("PO-1", 2, "planned"),
+            ("PO-2", 1, "planned"),
+        ]
+
+
+def test_a_rejected_newest_revision_binds_nothing(engine: Engine) -> None:
+    with engine.begin() as conn:
+        ingest.store_po(conn, make_po(po_number="PO-7"), "raw", "doc", NOW, None)
+    _decide_all(engine)
+    with engine.begin() as conn:
+        [row] = acks.latest(conn, "default", "PO-7")
+        assert acks.decide(conn, row, AckDecision.REJECT, "not ours", NOW, can_acknowledge=True)
+        assert not acks.decide(
+            conn,
+            acks.latest(conn, "default", "PO-7")[0],
+            AckDecision.REJECT,
+            "again",
+            NOW,
+            can_acknowledge=True,
+        )
+        assert acks.rejected_po_keys(conn, "default") == {row["po_key"]}
