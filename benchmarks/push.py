@@ -175,10 +175,11 @@ def check_exactly_once(setup: SinkSetup, plans: list[InvoicePlan]) -> None:
 
 
 def push_through_core(
-    kind: str, plans: list[InvoicePlan], workdir: Path, faults: float
+    kind: str, plans: list[InvoicePlan], workdir: Path, faults: float, latency: float = 0.0
 ) -> tuple[int, float, int]:
     """API calls, seconds and push runs to drain `plans` into the `kind` sandbox."""
     with sink_setup(kind, workdir, example=False) as setup, environment(setup.env):
+        setup.harness.sandbox.latency = latency
         app = Connector(load_config(setup.config))
         with app.engine.begin() as conn:
             for plan in plans:
@@ -257,9 +258,10 @@ def plain_creates(setup: SinkSetup, sink: Any, plans: list[InvoicePlan]) -> list
     return [Plain("POST", f"{box.url}/cxml/invoices", xml, sink.render(p)) for p in plans]
 
 
-def bare_requests(kind: str, plans: list[InvoicePlan], workdir: Path) -> float:
+def bare_requests(kind: str, plans: list[InvoicePlan], workdir: Path, latency: float = 0.0) -> float:
     """Seconds for one plain create request per plan, bodies rendered before the clock starts."""
     with sink_setup(kind, workdir, example=False) as setup, environment(setup.env):
+        setup.harness.sandbox.latency = latency
         sink = Connector(load_config(setup.config)).sinks[SINK_NAME]
         creates = plain_creates(setup, sink, plans)
         session = requests.Session()
@@ -280,6 +282,12 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=500, help="invoice plans per sink (default 500)")
     parser.add_argument("--sinks", default=",".join(HARNESSES), help="comma-separated sink types")
     parser.add_argument("--faults", type=float, default=0.0, help="share of write requests that fail")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="every sandbox answer takes this long (a real round trip)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show the connector's warnings")
     args = parser.parse_args()
     logger = logging.getLogger("po_connector")
@@ -288,7 +296,11 @@ def main() -> None:
     logger.setLevel(logging.WARNING)
 
     plans = make_plans(args.plans)
-    print(f"{args.plans} plans per sink" + (f", {args.faults:.0%} of writes failing" if args.faults else ""))
+    print(
+        f"{args.plans} plans per sink"
+        + (f", {args.faults:.0%} of writes failing" if args.faults else "")
+        + (f", every answer after {args.latency_ms:g} ms" if args.latency_ms else "")
+    )
     header = (
         f"{'sink':<13} {'calls':>6} {'calls/inv':>9} {'target':>7} {'runs':>4} "
         f"{'core inv/s':>10} {'bare inv/s':>10} {'core/bare':>9}"
@@ -296,8 +308,9 @@ def main() -> None:
     print(header)
     for kind in args.sinks.split(","):
         with tempfile.TemporaryDirectory(prefix=f"push-bench-{kind}-") as temp:
-            calls, seconds, rounds = push_through_core(kind, plans, Path(temp) / "core", args.faults)
-            bare = bare_requests(kind, plans, Path(temp) / "bare")
+            latency = args.latency_ms / 1000
+            calls, seconds, rounds = push_through_core(kind, plans, Path(temp) / "core", args.faults, latency)
+            bare = bare_requests(kind, plans, Path(temp) / "bare", latency)
         figures = Figures(kind, len(plans), calls, seconds, rounds, bare)
         target = None if args.faults else TARGETS.get(kind)  # targets are for the fault-free path
         shown = "-" if target is None else f"<={target}"

@@ -117,6 +117,8 @@ class Sandbox:
 
     def __init__(self) -> None:
         self.faults = FaultPlan()
+        # Seconds every answer takes, as a remote API's round trip does (benchmarks of overlap)
+        self.latency = 0.0
         self.log: list[Request] = []
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -192,6 +194,8 @@ class Sandbox:
         )
         with self.lock:
             self.log.append(request)
+        if self.latency:
+            time.sleep(self.latency)
         fault = self.faults.pick(request)
         if fault is not None and fault.when == "before":
             self._fail(handler, fault, None)
