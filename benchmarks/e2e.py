@@ -177,7 +177,7 @@ def _eml(j: int, revision: int) -> bytes:
     return message.as_bytes()
 
 
-def build(root: Path, n: int, rules: Path | None, state_url: str) -> Scenario:
+def build(root: Path, n: int, rules: Path | None, state_url: str, mail: bool = False) -> Scenario:
     """The example's layout under `root` with n POs; returns what the syncs must give."""
     scenario = Scenario(root, n)
     examples = root / "examples"
@@ -223,7 +223,7 @@ def build(root: Path, n: int, rules: Path | None, state_url: str) -> Scenario:
         if revised(j):
             scenario.revised.append(j)
     (examples / "billing.csv").write_text("".join(billing), encoding="utf-8")
-    write_config(root, rules, state_url)
+    write_config(root, rules, state_url, mail)
     return scenario
 
 
@@ -234,9 +234,17 @@ def revise(scenario: Scenario) -> None:
         (inbox / f"{_po_number(j)}.eml").write_bytes(_eml(j, 2))
 
 
-def write_config(root: Path, rules: Path | None, state_url: str) -> Path:
-    """The example's config, as tests/support/cli.py copies it, with its state and rules set."""
+def write_config(root: Path, rules: Path | None, state_url: str, mail: bool = False) -> Path:
+    """The example's config, as tests/support/cli.py copies it, with its state and rules set;
+    without `mail`, no renewal requests or PO replies are mailed (the baselines write none)."""
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    if not mail:
+        assert 'transport = "files"' in text
+        text = text.replace(
+            'transport = "files"',
+            'transport = "files"\nrenewal_requests = false\nacknowledgements = false',
+            1,
+        )
     rules_line = 'rules_dir = "../shared/fixtures/en16931"'
     assert rules_line in text and 'url = "sqlite:///out/po-connector.db"' in text
     if rules is None:
@@ -699,7 +707,7 @@ def run_n(n: int, workdir: Path, args: argparse.Namespace) -> tuple[list[Row], l
         state = "postgres"
         url = create_database(args.postgres, database)
     started = time.perf_counter()
-    scenario = build(root, n, args.rules, url)
+    scenario = build(root, n, args.rules, url, args.mail)
     print(
         f"N={n}: {n} POs, {scenario.periods} periods ({scenario.matched} on the PO price), "
         f"{len(scenario.revised)} to revise; written in {time.perf_counter() - started:.1f} s",
@@ -827,6 +835,9 @@ def main() -> None:
     )
     parser.add_argument("--rules", type=Path, metavar="DIR", help="validate every invoice with these rules")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--mail", action="store_true", help="also mail renewal requests and PO replies (.eml files)"
+    )
     parser.add_argument("--baseline", nargs=2, metavar=("KIND", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline:
