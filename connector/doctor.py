@@ -125,6 +125,23 @@ def _map_findings(app: Connector) -> list[Finding]:
     return findings
 
 
+def _mail_findings(app: Connector) -> list[Finding]:
+    """The mail transport, checked as a send would use it (nothing is sent)."""
+    mail = app.settings.mail
+    if mail is None:
+        return []
+    from connector.mail_transport import open_transport
+
+    try:
+        detail = open_transport(mail, app.loaded.base_dir).check()
+    except ConnectorError as exc:
+        hint = "check [mail] host, port, security, username and password_env / password_file"
+        if mail.transport == "files":
+            hint = "check [mail] directory and its permissions"
+        return [Finding(f"mail ({mail.transport})", False, str(exc), hint)]
+    return [Finding(f"mail ({mail.transport})", True, detail)]
+
+
 def run_doctor(config: str | None) -> list[Finding]:
     """Every check, in order; a config that does not load stops the rest."""
     try:
@@ -138,5 +155,6 @@ def run_doctor(config: str | None) -> list[Finding]:
         return [*findings, Finding("state", False, str(exc), "check [state] url")]
     findings += _state_findings(app)
     findings += _map_findings(app)
+    findings += _mail_findings(app)
     findings += _adapter_findings(app)
     return findings

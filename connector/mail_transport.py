@@ -48,6 +48,10 @@ class MailTransport(Protocol):
         """True when the message was delivered, False when not, None when it cannot be known."""
         ...
 
+    def check(self) -> str:
+        """For `doctor`: what was verified without sending anything; raises what is wrong."""
+        ...
+
 
 def file_name(message_id: str) -> str:
     """The .eml file a Message-ID is written to: its left-hand part, file-name safe."""
@@ -98,6 +102,18 @@ class FilesTransport:
 
     def lookup(self, item: ClaimedMessage) -> bool | None:
         return self.path_of(item).exists()
+
+    def check(self) -> str:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(dir=self.directory, prefix=".doctor-", suffix=".tmp")
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(
+                f"mail.directory {self.directory}: cannot write: {exc.strerror or exc}"
+            ) from None
+        return f"writes .eml files into {self.directory}"
 
 
 def _reply(code: int, reply: bytes | str) -> str:
@@ -217,6 +233,15 @@ class SmtpTransport:
 
     def lookup(self, item: ClaimedMessage) -> bool | None:
         return None  # SMTP cannot ask whether a server queued a message: support decides
+
+    def check(self) -> str:
+        """Connect, negotiate TLS and log in as a send would, then quit: nothing is sent."""
+        client = self._connect()
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            client.quit()
+        s = self.settings
+        login = f", logged in as {s.username}" if s.username else ""
+        return f"SMTP {s.host}:{s.smtp_port} ({s.security}){login}"
 
 
 def open_transport(settings: MailSettings, base_dir: Path) -> MailTransport:

@@ -249,3 +249,20 @@ def test_files_an_uncertain_message_not_found_is_written_once(tmp_path: Path) ->
     assert send(app, later(1)).counts["messages_sent"] == 1
     assert send(app, later(2)).counts["messages_sent"] == 0
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1 and states(app) == [("sent", 2)]
+
+
+def test_doctor_checks_the_smtp_login_without_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.doctor import run_doctor
+
+    with smtp_server(tmp_path, security="starttls", auth=True) as server:
+        monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+        smtp_app(tmp_path, server, security="starttls", username=USERNAME, password_env="SMTP_PASSWORD")
+        [mail] = [f for f in run_doctor(str(tmp_path / "config.toml")) if f.subject.startswith("mail")]
+        assert mail.ok and f"logged in as {USERNAME}" in mail.detail, mail.line()
+        monkeypatch.setenv("SMTP_PASSWORD", "not-the-password")
+        [refused] = [f for f in run_doctor(str(tmp_path / "config.toml")) if f.subject.startswith("mail")]
+        assert not refused.ok and "refused the credentials" in refused.detail
+        assert "not-the-password" not in refused.line()
+        assert server.recorder.messages() == []  # a check sends nothing
