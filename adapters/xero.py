@@ -22,12 +22,11 @@ from typing import Any, ClassVar
 import requests
 
 from adapters.oauth_refresh import RefreshTokenAuth
-from adapters.xero_answers import RateLimits, classify_answer, correlation_of, elements_of
+from adapters.xero_answers import RateLimits, classify_answer, correlation_of, elements_of, put_batch
 from adapters.xero_config import BearerToken, XeroConfig, auth_from
 from adapters.xero_credit_notes import XeroCreditNotes
 from adapters.xero_payload import (
     PayloadProblem,
-    dumps_exact,
     element_date,
     element_tax,
     element_total,
@@ -35,7 +34,6 @@ from adapters.xero_payload import (
     is_duplicate_number,
     is_error_element,
     loads_exact,
-    request_key,
     validation_messages,
 )
 from connector.errors import ConfigError, RejectedError, RemoteError, RetryableError, UncertainError
@@ -228,20 +226,8 @@ class XeroSink:
 
     def _put(self, chunk: Sequence[tuple[InvoicePlan, dict[str, Any]]]) -> dict[str, PushOutcome]:
         plans = [plan for plan, _ in chunk]
-        body = dumps_exact({"Invoices": [payload for _, payload in chunk]})
         try:
-            response = self.client.request(
-                "PUT",
-                "Invoices",
-                params={"summarizeErrors": "false", "unitdp": "4"},
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": request_key([p.idempotency_key for p in plans], body),
-                },
-                idempotent=False,
-            )
-            elements = elements_of(response, "Invoices", name=self.name, written=True)
+            response, elements = put_batch(self.client, "Invoices", chunk, name=self.name)
         except RemoteError as exc:
             return {plan.idempotency_key: PushOutcome(plan.idempotency_key, error=exc) for plan in plans}
         correlation = correlation_of(response)

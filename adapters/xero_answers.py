@@ -8,15 +8,15 @@ write's 2xx answer that cannot be read leaves the outcome uncertain, a read's is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from adapters.xero_payload import loads_exact, validation_messages
+from adapters.xero_payload import dumps_exact, loads_exact, request_key, validation_messages
 from connector.errors import RejectedError, RemoteError, RetryableError, UncertainError
-from connector.http import parse_retry_after
+from connector.http import HttpClient, parse_retry_after
 
 CORRELATION_HEADER = "Xero-Correlation-Id"
 
@@ -102,3 +102,23 @@ def elements_of(response: requests.Response, key: str, *, name: str, written: bo
         error = UncertainError if written else RetryableError
         raise error(message, status=response.status_code, correlation_id=correlation_of(response)) from None
     return elements
+
+
+def put_batch(
+    client: HttpClient, collection: str, chunk: Sequence[tuple[Any, dict[str, Any]]], *, name: str
+) -> tuple[requests.Response, list[dict[str, Any]]]:
+    """PUT one batch of documents (`Invoices`, `CreditNotes`) with per-item errors and 4 unit
+    decimals, under the Idempotency-Key of its plans and body; the answer and its elements."""
+    body = dumps_exact({collection: [payload for _, payload in chunk]})
+    response = client.request(
+        "PUT",
+        collection,
+        params={"summarizeErrors": "false", "unitdp": "4"},
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Idempotency-Key": request_key([plan.idempotency_key for plan, _ in chunk], body),
+        },
+        idempotent=False,
+    )
+    return response, elements_of(response, collection, name=name, written=True)

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from adapters.xero_answers import correlation_of, elements_of
+from adapters.xero_answers import correlation_of, elements_of, put_batch
 from adapters.xero_config import XeroConfig
 from adapters.xero_payload import (
     CREDIT_NOTE_TYPE,
@@ -172,20 +172,8 @@ class XeroCreditNotes:
         """Create one chunk; the created ones (and those found behind a taken number) are returned
         for allocation, every other plan gets its outcome in `outcomes`."""
         plans = [plan for plan, _ in chunk]
-        body = dumps_exact({"CreditNotes": [payload for _, payload in chunk]})
         try:
-            response = self.client.request(
-                "PUT",
-                "CreditNotes",
-                params={"summarizeErrors": "false", "unitdp": "4"},
-                data=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": request_key([p.idempotency_key for p in plans], body),
-                },
-                idempotent=False,
-            )
-            elements = elements_of(response, "CreditNotes", name=self.name, written=True)
+            response, elements = put_batch(self.client, "CreditNotes", chunk, name=self.name)
         except RemoteError as exc:
             outcomes.update({p.idempotency_key: PushOutcome(p.idempotency_key, error=exc) for p in plans})
             return []
