@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from connector.model import DocumentType, InvoicePlan, Reissue
-from state.canonical import canonical_json
-from state.outbox import PLANNED, PUSHED, plan_hash
+from state.outbox import PUSHED, new_row
 from state.tables import invoice_outbox
 
 INVOICE, CREDIT_NOTE = DocumentType.INVOICE.value, DocumentType.CREDIT_NOTE.value
@@ -120,36 +119,8 @@ def credit_invoice(
 
 
 def _insert_credit(conn: Connection, invoice: Any, plan: InvoicePlan, now: datetime) -> None:
-    conn.execute(
-        insert(invoice_outbox).values(
-            idempotency_key=plan.idempotency_key,
-            tenant=plan.tenant,
-            sink=plan.sink,
-            invoice_number=plan.invoice_number,
-            po_key=plan.po_key,
-            po_number=plan.po_number,
-            po_revision=plan.po_revision,
-            billing_key=plan.billing_key,
-            customer_ref=plan.customer_ref,
-            amount=plan.net_total.amount,
-            currency=plan.currency,
-            tax_amount=plan.tax_total.amount,
-            gross_amount=plan.total.amount,
-            plan_json=canonical_json(plan),
-            plan_hash=plan_hash(plan),
-            state=PLANNED,
-            attempts=0,
-            next_attempt_at=now,
-            uncertain=False,
-            total_mismatch=False,
-            amended_after_push=False,
-            document_type=CREDIT_NOTE,
-            credits_key=invoice.idempotency_key,
-            reissue=False,
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    row = new_row(plan, now, document_type=CREDIT_NOTE, credits_key=invoice.idempotency_key, reissue=False)
+    conn.execute(insert(invoice_outbox).values(**row))
 
 
 def reissues(conn: Connection, tenant: str) -> dict[str, Reissue]:

@@ -65,6 +65,36 @@ def plan_hash(plan: InvoicePlan) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def new_row(plan: InvoicePlan, now: datetime, **extra: Any) -> dict[str, Any]:
+    """The columns of a new outbox row for `plan`, planned now (`extra`: more columns)."""
+    return {
+        "idempotency_key": plan.idempotency_key,
+        "tenant": plan.tenant,
+        "sink": plan.sink,
+        "invoice_number": plan.invoice_number,
+        "po_key": plan.po_key,
+        "po_number": plan.po_number,
+        "po_revision": plan.po_revision,
+        "billing_key": plan.billing_key,
+        "customer_ref": plan.customer_ref,
+        "amount": plan.net_total.amount,  # what the invoice draws on its PO: net of tax
+        "currency": plan.currency,
+        "tax_amount": plan.tax_total.amount,
+        "gross_amount": plan.total.amount,
+        "plan_json": canonical_json(plan),
+        "plan_hash": plan_hash(plan),
+        "state": PLANNED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "uncertain": False,
+        "total_mismatch": False,
+        "amended_after_push": False,
+        "created_at": now,
+        "updated_at": now,
+        **extra,
+    }
+
+
 def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
     """Store a plan once. Returns 'planned', 'unchanged', 'updated' or 'amended'.
 
@@ -84,33 +114,7 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
     ).first()
     total = plan.net_total  # what the invoice draws on its PO: net of tax
     if existing is None:
-        conn.execute(
-            insert(invoice_outbox).values(
-                idempotency_key=plan.idempotency_key,
-                tenant=plan.tenant,
-                sink=plan.sink,
-                invoice_number=plan.invoice_number,
-                po_key=plan.po_key,
-                po_number=plan.po_number,
-                po_revision=plan.po_revision,
-                billing_key=plan.billing_key,
-                customer_ref=plan.customer_ref,
-                amount=total.amount,
-                currency=total.currency,
-                tax_amount=plan.tax_total.amount,
-                gross_amount=plan.total.amount,
-                plan_json=canonical_json(plan),
-                plan_hash=digest,
-                state=PLANNED,
-                attempts=0,
-                next_attempt_at=now,
-                uncertain=False,
-                total_mismatch=False,
-                amended_after_push=False,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        conn.execute(insert(invoice_outbox).values(**new_row(plan, now)))
         return "planned"
     if existing.state == WITHDRAWN:
         conn.execute(
