@@ -24,6 +24,7 @@ treatment that is not valid (AE without a reason, S at 0%) is refused naming the
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -47,6 +48,7 @@ from connector.ports import (
 )
 from connector.tax import LineTax, TaxCategory, TaxScheme, category_of_exemption_code
 from connector.values import finite_decimal
+from connector.version import product_version
 
 _T = TypeVar("_T")
 _ALIASES = {"customer": "customer_ref", "customer_id": "customer_ref"}
@@ -117,7 +119,7 @@ def _decimal(column: str, value: str) -> Decimal:
 
 
 class CsvBillingSource:
-    """Reads every billing period of one CSV file on each pull (no cursor)."""
+    """Reads every billing period of one CSV file, again whenever the file (its digest) changes."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.BILLING
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
@@ -128,6 +130,7 @@ class CsvBillingSource:
         self._tenant = context.tenant
         self.path = context.resolve(config.path)
         self._parse_date = self._date_parser(config.date_format)
+        self._date_format = config.date_format or ""
 
     def check(self) -> None:
         """Doctor's check: the export file is there and readable (it is read whole on each pull)."""
@@ -151,17 +154,39 @@ class CsvBillingSource:
         return lambda value: datetime.strptime(value, fmt).date()
 
     def pull(self, context: PullContext) -> Iterator[BillingBatch]:
-        """Yield one batch with every period of the file and the rows that were refused."""
-        yield self.read()
+        """Yield one batch with every period of the file and the rows that were refused.
+
+        The cursor is the file's digest: a file read before, unchanged, gives an empty batch
+        (nothing to store again; its refused rows stay in quarantine as they were).
+        """
+        data = self._data()
+        digest = self._digest(data)
+        if context.cursor is not None and context.cursor.get("sha256") == digest:
+            yield BillingBatch(cursor=context.cursor)
+            return
+        batch = self._parse(data)
+        batch.cursor = {"sha256": digest}
+        yield batch
 
     def read(self) -> BillingBatch:
         """Parse the whole file into billing periods and rejections."""
+        return self._parse(self._data())
+
+    def _data(self) -> bytes:
         try:
-            data = self.path.read_bytes()
+            return self.path.read_bytes()
         except OSError as exc:
             raise ConfigError(
                 f"billing {self.name!r}: file {str(self.path)!r} cannot be read: {exc.strerror or exc}"
             ) from exc
+
+    def _digest(self, data: bytes) -> str:
+        """The file's content, as this version reads it with these settings."""
+        digest = hashlib.sha256(f"{product_version()}|{self._date_format}|".encode())
+        digest.update(data)
+        return digest.hexdigest()
+
+    def _parse(self, data: bytes) -> BillingBatch:
         batch = BillingBatch()
         try:
             table = read_csv(decode_text(data))

@@ -131,11 +131,21 @@ class EmailCsvSource:
             return key in seen or context.is_processed(key)
 
         # A message read whole before (every attachment committed, none quarantined) is known by
-        # its digest alone, so an unchanged folder costs a read and a hash per file, no parse.
+        # the file's name, size, mtime and inode (no read), or else by its digest (a read and a
+        # hash, no parse): an unchanged folder costs a listing and a few lookups.
         # Only a message read in full in this pull is marked: when some of its inputs were
         # already processed, one of them may be quarantined, and `quarantine retry` must find
         # the message again.
-        unread = [path for path in message_files(self.folder) if not _read_before(path, skip)]
+        listed = {path: _stat_marker(self.folder, path) for path in message_files(self.folder)}
+        known = context.processed_among([m for m in listed.values() if m])
+        digests = {path: _digest_marker(path) for path, mark in listed.items() if mark not in known}
+        known = context.processed_among([m for m in digests.values() if m])
+        unread = []
+        for path, digest in digests.items():
+            if digest is None or digest not in known:
+                unread.append(path)
+            elif mark := listed[path]:  # the same message, touched or moved: known by its stat again
+                yield SourceBatch(input_key=mark, document=path.name)
         for path in sorted(unread, key=_date_order):
             try:
                 data: bytes | OSError = path.read_bytes()
@@ -164,7 +174,10 @@ class EmailCsvSource:
                     seen.add(batch.input_key)
                 yield batch
             if clean and isinstance(data, bytes):
-                yield SourceBatch(input_key=_read_marker(data), document=path.name)
+                mark = listed[path]
+                yield SourceBatch(
+                    input_key=_read_marker(data), document=path.name, also_processed=(mark,) if mark else ()
+                )
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
         """Every version of the PO found in the folder or the mailbox, oldest message first."""
@@ -229,11 +242,24 @@ def _read_marker(data: bytes) -> str:
     return f"{hashlib.sha256(data).hexdigest()}|read"
 
 
-def _read_before(path: Path, skip: Callable[[str], bool]) -> bool:
+def _digest_marker(path: Path) -> str | None:
     try:
-        return skip(_read_marker(path.read_bytes()))
+        return _read_marker(path.read_bytes())
     except OSError:
-        return False
+        return None
+
+
+def _stat_marker(folder: Path, path: Path) -> str | None:
+    """The input key that says the file, as it stands (same name, size, mtime, inode), was read whole.
+
+    A file rewritten in place gets a new mtime; Maildir never rewrites a message (it renames it).
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    name = path.relative_to(folder).as_posix()
+    return f"{name}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|stat"
 
 
 def _header_date(path: Path) -> datetime | None:

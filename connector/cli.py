@@ -134,7 +134,8 @@ def _human_status(data: dict[str, Any]) -> str:
         )
     for source in data["sources"]:
         lines.append(
-            f"source {source['name']}: cursor {source['cursor'] or '-'}, quarantined {source['quarantined']}"
+            f"source {source['name']}: cursor {_cursor_text(source['cursor'])}, "
+            f"quarantined {source['quarantined']}"
         )
     for sink in data["sinks"]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(sink["outbox"].items())) or "empty"
@@ -283,6 +284,21 @@ def adapters_list(options: Options) -> None:
     for row in rows:
         state = f"FAILED TO LOAD: {row['error']}" if row["error"] else ", ".join(row["capabilities"]) or "-"
         click.echo(f"{row['name']:<16} {row['kind'] or '?':<8} {row['package']} {row['version']}  {state}")
+
+
+def _cursor_text(cursor_json: str | None) -> str:
+    """A stored cursor as `key=value` pairs (digests cut to 12 digits), or `-` when none."""
+    if not cursor_json:
+        return "-"
+    cursor = json.loads(cursor_json)
+    if not isinstance(cursor, dict):
+        return str(cursor)
+    return " ".join(f"{key}={_short(value)}" for key, value in sorted(cursor.items())) or "-"
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
 
 
 def main() -> None:

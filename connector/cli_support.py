@@ -255,6 +255,9 @@ def quarantine_retry(options: Options, ids: tuple[int, ...], every: bool) -> Non
             for row in taken:
                 if row["input_key"]:
                     ingest.forget_processed(conn, app.tenant, row["source"], row["input_key"])
+            # A billing export is read again only when it changed: its cursor goes, so it is.
+            for source in {row["source"] for row in taken} & set(app.billing_sources):
+                ingest.clear_cursor(conn, app.tenant, source)
         sources = sorted({row["source"] for row in taken} & set(app.sources))
         data = jobs.pull(app, sources, retried=chosen) if sources else jobs.pull(app, retried=chosen)
     data["retried"] = len(chosen)

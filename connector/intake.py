@@ -8,7 +8,7 @@ processed e-mail is never processed twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from connector.errors import ConfigError, InputProblem, RemoteError
@@ -30,6 +30,14 @@ def _is_processed(app: Connector, source: str) -> Any:
     return check
 
 
+def _processed_many(app: Connector, source: str) -> Callable[[Collection[str]], set[str]]:
+    def among(keys: Collection[str]) -> set[str]:
+        with app.connect() as conn:
+            return ingest.processed_among(conn, app.tenant, source, keys)
+
+    return among
+
+
 def commit_source_batch(
     app: Connector, run: RunContext, source: str, batch: SourceBatch, *, force: bool = False
 ) -> None:
@@ -45,6 +53,8 @@ def commit_source_batch(
                 extra={"source": source, "input": batch.document},
             )
             return
+        for key in batch.also_processed:
+            ingest.mark_processed(conn, app.tenant, source, key, batch.document, now, run.run_id)
         for record in batch.records:
             _store(conn, app, run, record, force=force)
         run.add(
@@ -97,7 +107,12 @@ def pull_pos(app: Connector, run: RunContext, names: Iterable[str] | None = None
 def _pull_one(app: Connector, run: RunContext, name: str, source: POSource) -> None:
     with app.connect() as conn:
         cursor = ingest.get_cursor(conn, app.tenant, name)
-    context = PullContext(cursor=cursor, started_at=run.started_at, is_processed=_is_processed(app, name))
+    context = PullContext(
+        cursor=cursor,
+        started_at=run.started_at,
+        is_processed=_is_processed(app, name),
+        processed_many=_processed_many(app, name),
+    )
     try:
         with progress(f"pulling {name}") as tick:
             for batch in source.pull(context):

@@ -9,7 +9,7 @@ touch the database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +66,15 @@ class PullContext:
     is_processed: Callable[[str], bool] = lambda key: False
     stream: str = "default"
     since: datetime | None = None  # resync: records changed since then (the core filters too)
+    # The same question for many keys in one lookup (the core's state answers it in a few
+    # queries); unset, `processed_among` asks `is_processed` key by key.
+    processed_many: Callable[[Collection[str]], set[str]] | None = None
+
+    def processed_among(self, keys: Collection[str]) -> set[str]:
+        """Which of `keys` were committed as processed inputs before."""
+        if self.processed_many is not None:
+            return self.processed_many(keys)
+        return {key for key in keys if self.is_processed(key)}
 
 
 @dataclass
@@ -83,6 +92,8 @@ class SourceBatch:
     input_key: str | None = None
     document: str = ""
     after_commit: Callable[[], None] | None = None
+    # More keys recorded as processed with the batch (another name the same input is known by).
+    also_processed: tuple[str, ...] = ()
 
 
 @dataclass

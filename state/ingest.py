@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,9 @@ from state.tables import (
     processed_inputs,
     sync_cursors,
 )
+
+# Bound parameters per IN list: well under SQLite's 32,766 and PostgreSQL's 65,535.
+_KEYS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,24 @@ def is_processed(conn: Connection, tenant: str, source: str, input_key: str) -> 
         ).first()
         is not None
     )
+
+
+def processed_among(conn: Connection, tenant: str, source: str, keys: Collection[str]) -> set[str]:
+    """The keys among `keys` already recorded as processed, asked a chunk at a time."""
+    wanted = list(dict.fromkeys(keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[start : start + _KEYS_PER_QUERY]
+        found.update(
+            conn.execute(
+                select(processed_inputs.c.input_key).where(
+                    processed_inputs.c.tenant == tenant,
+                    processed_inputs.c.source == source,
+                    processed_inputs.c.input_key.in_(chunk),
+                )
+            ).scalars()
+        )
+    return found
 
 
 def mark_processed(

@@ -138,6 +138,33 @@ def test_quarantine_retry_reprocesses_records_after_the_mapping_is_fixed(example
     assert all("globex" not in json.loads(line)["document"] for line in left.splitlines())
 
 
+def test_an_unchanged_billing_export_is_not_read_again_but_a_retried_row_is(example: Path) -> None:
+    billing = example.parent / "examples" / "billing.csv"
+    good = billing.read_text(encoding="utf-8")
+    bad_row = (
+        "CUST-ACME,Acme Corp,SUB-ACME-EXTRA,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10.00,DOLLARS,,"
+        "2026-11-01,S,8.875,0.89,US-NY,\n"
+    )
+    billing.write_text(good + bad_row, encoding="utf-8")
+    first = run_cli("pull", "--config", str(example), "--json")
+    assert first.code == 0 and first.json()["billing_fetched"] > 0, first.stdout
+    again = run_cli("pull", "--config", str(example), "--json").json()
+    assert again["billing_fetched"] == 0  # the same file: not parsed and stored again
+    rows = [
+        json.loads(line)
+        for line in run_cli("quarantine", "list", "--config", str(example), "--json").stdout.splitlines()
+    ]
+    held = [str(row["id"]) for row in rows if row["source"] == "billing"]
+    assert len(held) == 1, rows
+
+    unfixed = run_cli("quarantine", "retry", "--config", str(example), "--json", *held)
+    assert unfixed.code == 1 and unfixed.json()["still_quarantined"] == 1, unfixed.stdout
+    billing.write_text(good + bad_row.replace("DOLLARS", "USD"), encoding="utf-8")
+    fixed = run_cli("quarantine", "retry", "--config", str(example), "--json", *held)
+    assert fixed.code == 0 and fixed.json()["still_quarantined"] == 0, fixed.stdout
+    assert fixed.json()["billing_fetched"] > 0
+
+
 def test_quarantine_discard_hides_a_record(example: Path) -> None:
     run_cli("pull", "--config", str(example))
     rows = [

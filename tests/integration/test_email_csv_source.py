@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,8 +36,13 @@ def make_source(folder: Path, **options) -> EmailCsvSource:
 
 
 def is_read_marker(batch: SourceBatch) -> bool:
-    """The empty batch that records a message as read whole."""
-    return not batch.records and not batch.rejections and str(batch.input_key).endswith("|read")
+    """The empty batch that records a message as read whole (by digest, or by its file's stat)."""
+    return not batch.records and not batch.rejections and str(batch.input_key).endswith(("|read", "|stat"))
+
+
+def committed(batches: list[SourceBatch]) -> set[str]:
+    """The input keys the core records when it commits these batches."""
+    return {str(b.input_key) for b in batches} | {key for b in batches for key in b.also_processed}
 
 
 def pull(
@@ -417,7 +423,7 @@ def test_a_message_read_whole_is_skipped_next_time_without_parsing_it(
         return real(raw, name, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(email_csv, "message_order_batches", counting)
-    done = {str(b.input_key) for b in first}
+    done = committed(first)
     assert pull(source, done, markers=True) == []
     assert parsed == ["initech-po.eml"]  # only the message with a quarantined row is read again
     # ... and stays unmarked, so `quarantine retry` (which forgets its input) finds it again.
@@ -428,7 +434,7 @@ def test_a_message_read_whole_is_skipped_next_time_without_parsing_it(
 
 def test_a_new_or_changed_message_file_is_read_again(inbox: Path) -> None:
     source = make_source(inbox)
-    done = {str(b.input_key) for b in pull(source, markers=True)}
+    done = committed(pull(source, markers=True))
     (inbox / "new.eml").write_bytes(message(message_id="<new@buyer.example>"))
     changed = inbox / "umbrella-po.eml"
     changed.write_bytes(b"X-Resent: yes\r\n" + changed.read_bytes())
@@ -436,6 +442,45 @@ def test_a_new_or_changed_message_file_is_read_again(inbox: Path) -> None:
     # The new message is read and marked; the changed one is read, but its attachment is known
     # already, so it gives nothing new and (some of its input being processed before) no mark.
     assert [(b.document, len(b.records)) for b in again] == [("new.eml#po.csv", 1), ("new.eml", 0)]
+
+
+def test_an_unchanged_folder_is_known_by_its_files_stat_without_reading_them(
+    inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_source(inbox)
+    done = committed(pull(source, markers=True))
+    assert any(key.endswith("|stat") for key in done)
+    read: list[str] = []
+    real = Path.read_bytes
+
+    def counting(path: Path) -> bytes:
+        read.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    assert pull(source, done, markers=True) == []
+    assert set(read) == {"initech-po.eml"}  # only the message with a quarantined row
+
+
+def test_a_touched_message_is_known_by_its_digest_and_gets_its_new_stat_marked(inbox: Path) -> None:
+    source = make_source(inbox)
+    done = committed(pull(source, markers=True))
+    touched = inbox / "umbrella-po.eml"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1_000_000_000))
+    again = pull(source, done, markers=True)
+    # Not parsed again (its digest is known): one marker naming the file as it now stands.
+    assert [(b.document, b.records, str(b.input_key).endswith("|stat")) for b in again] == [
+        ("umbrella-po.eml", [], True)
+    ]
+    assert pull(source, done | committed(again), markers=True) == []
+
+
+def test_without_stat_markers_a_state_from_before_them_reads_each_file_once_more(inbox: Path) -> None:
+    source = make_source(inbox)
+    first = pull(source, markers=True)
+    digests_only = {str(b.input_key) for b in first}  # what an older version recorded
+    again = pull(source, digests_only, markers=True)
+    assert again and all(str(b.input_key).endswith("|stat") and not b.records for b in again)
 
 
 def test_a_message_is_not_marked_read_while_one_of_its_batches_is_quarantined(tmp_path: Path) -> None:

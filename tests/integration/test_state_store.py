@@ -146,6 +146,19 @@ def test_an_older_message_does_not_overwrite_a_newer_revision(engine: Engine) ->
         assert ingest.load_pos(conn, "default")[0].lines[0].quantity == 24
 
 
+def test_processed_inputs_are_found_among_many_keys_in_chunks(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    keys = [f"message-{n}|read" for n in range(1_203)]  # more than two chunks of one IN list
+    with engine.begin() as conn:
+        for key in keys[::3]:
+            assert ingest.mark_processed(conn, "t1", "inbox", key, "doc", now, None)
+        ingest.mark_processed(conn, "t2", "inbox", keys[1], "doc", now, None)  # another tenant's
+        ingest.mark_processed(conn, "t1", "other", keys[2], "doc", now, None)  # another source's
+    with engine.connect() as conn:
+        assert ingest.processed_among(conn, "t1", "inbox", [*keys, keys[0]]) == set(keys[::3])
+        assert ingest.processed_among(conn, "t1", "inbox", []) == set()
+
+
 def test_same_quarantine_problem_is_stored_once(engine: Engine) -> None:
     problem = InputProblem("billing", "billing.csv", "row 3", "quantity", "x", "not a number")
     with engine.begin() as conn:

@@ -293,3 +293,23 @@ def test_bad_tax_cells_refuse_the_row_naming_column_and_value(
     problem = next(r for r in batch.rejections if r.location == "row 2")
     assert problem.value == value and why in problem.reason
     assert [p.subscription_id for p in batch.records] == ["SUB-2"]  # the rest of the file goes on
+
+
+def test_an_export_read_before_and_unchanged_gives_an_empty_batch_with_its_cursor(tmp_path: Path) -> None:
+    path = tmp_path / "billing.csv"
+    path.write_text(HEADER + "C1,Acme,S1,2026-11-01,2026-11-30,PLAN,Pro,2,40.00,USD,,\n", encoding="utf-8")
+    source = source_for(path)
+    now = datetime.now(UTC)
+    (first,) = source.pull(PullContext(cursor=None, started_at=now))
+    assert len(first.records) == 1 and first.cursor is not None
+    (again,) = source.pull(PullContext(cursor=first.cursor, started_at=now))
+    assert again.records == [] and again.rejections == [] and again.cursor == first.cursor
+
+    path.write_text(path.read_text(encoding="utf-8").replace(",2,40.00", ",3,40.00"), encoding="utf-8")
+    (changed,) = source.pull(PullContext(cursor=first.cursor, started_at=now))
+    assert [p.lines[0].quantity for p in changed.records] == [Decimal(3)]
+    assert changed.cursor != first.cursor
+    # The same bytes read with other settings are another input.
+    other = source_for(path, date_format="%Y-%m-%d")
+    (reread,) = other.pull(PullContext(cursor=changed.cursor, started_at=now))
+    assert len(reread.records) == 1
