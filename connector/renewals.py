@@ -30,8 +30,11 @@ log = logging.getLogger("po_connector.mail")
 WITHDRAWN_WHY = "withdrawn before it was sent: its reason is gone (a PO arrived, or the PO was renewed)"
 
 
-def request_renewals(app: Connector, run: RunContext, *, send: bool = True) -> None:
+def request_renewals(app: Connector, run: RunContext, *, send: bool = True, replan: bool = True) -> None:
     """Plan the renewal PO requests the reconciliation asks for; send the due ones when `send`.
+
+    Without `replan` (the reconciliation and everything planning reads are as they were at
+    the last planning) only the due ones are sent.
 
     A mail configuration problem (a template, the transport) is counted as a configuration
     error of the run and reported; it never stops the invoices.
@@ -41,7 +44,8 @@ def request_renewals(app: Connector, run: RunContext, *, send: bool = True) -> N
         return
     run.counts.setdefault("renewal_requests_planned", 0)
     try:
-        plan_requests(app, run, mail)
+        if replan:
+            plan_requests(app, run, mail)
     except ConfigError as exc:
         mail_config_failed(run, exc)
         return

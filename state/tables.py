@@ -131,6 +131,18 @@ match_results = Table(
     UniqueConstraint("tenant", "subject_key", name="uq_match_results_subject"),
 )
 
+# What the tenant's last reconciliation was computed from: a digest of its inputs (POs, billing,
+# rejections, the outbox's draws and holds, the settings and maps, the day), so a sync whose
+# inputs are unchanged keeps the stored results instead of reconciling again.
+reconcile_checkpoints = Table(
+    "reconcile_checkpoints",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("inputs_digest", String(64), nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+    Column("run_id", String(36)),
+)
+
 invoice_outbox = Table(
     "invoice_outbox",
     metadata,

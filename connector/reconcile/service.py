@@ -32,9 +32,10 @@ from connector.reconcile import (
     renewal_warnings,
 )
 from connector.reconcile.amending import changes_after_sending, credit_amended
+from connector.reconcile.inputs import settings_digest
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
-from state import acks, billing_store, credits, ingest, outbox, outbox_queries, results
+from state import acks, billing_store, credits, ingest, outbox, outbox_queries, reconcile_checkpoints, results
 
 log = logging.getLogger("po_connector.reconcile")
 
@@ -63,8 +64,13 @@ def _prior_invoices(consumed: list[outbox_queries.Consumption]) -> list[PriorInv
     return list(unique.values())
 
 
-def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = None) -> None:
+def reconcile_and_plan(
+    app: Connector, run: RunContext, *, as_of: date | None = None, skip_unchanged: bool = False
+) -> bool:
     """Reconcile every stored billing period and plan an invoice per sink for each match.
+
+    With `skip_unchanged`, when nothing reconciliation reads changed since the last one
+    (`connector.reconcile.inputs`), its stored results stand and are only counted: True.
 
     A period whose invoice was sent (or may have been) keeps that invoice's PO: it is never
     matched again, so a later PO, a closed PO or a late earlier period cannot produce a second
@@ -78,7 +84,11 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
     now = run.started_at
     if app.settings.credit.on_amended == "credit_and_reissue":
         credit_amended(app, run)
+    assert settings.as_of is not None
+    config_digest = settings_digest(app, settings.as_of)
     with app.engine.begin() as conn:
+        if skip_unchanged and _unchanged(conn, app, run, config_digest):
+            return True
         rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
         pos = [po for po in ingest.load_pos(conn, app.tenant) if po.key not in rejected]
         periods = billing_store.load_billing_periods(conn, app.tenant)
@@ -130,8 +140,27 @@ def reconcile_and_plan(app: Connector, run: RunContext, *, as_of: date | None = 
             run.add(result.status.value)
         spans = {p.key: (p.period_start, p.period_end) for p in periods}
         results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id)
+        # Digested after this reconciliation's own writes: reconciling that state again changes nothing.
+        inputs = reconcile_checkpoints.inputs_digest(conn, app.tenant, config_digest)
+        reconcile_checkpoints.record(conn, app.tenant, inputs, now, run.run_id)
     for status in MatchStatus:
         run.counts.setdefault(status.value, 0)
+    return False
+
+
+def _unchanged(conn: Connection, app: Connector, run: RunContext, config_digest: str) -> bool:
+    """True (and the stored results counted) when the inputs are those of the last reconciliation."""
+    stored = reconcile_checkpoints.stored_digest(conn, app.tenant)
+    if stored is None or stored != reconcile_checkpoints.inputs_digest(conn, app.tenant, config_digest):
+        return False
+    counts = results.count_by_status(conn, app.tenant)
+    for status in MatchStatus:
+        run.counts[status.value] = run.counts.get(status.value, 0) + counts.get(status.value, 0)
+    run.add("reconcile_unchanged")
+    log.info(
+        "nothing reconciliation reads changed since the last one: its %d results stand", sum(counts.values())
+    )
+    return True
 
 
 def _resolve_tax(

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from connector.errors import InputProblem, RejectedError
-from connector.model import BillingPeriod, Money, POStatus, RemoteRef
+from connector.model import AckDecision, BillingPeriod, Money, POStatus, RemoteRef
 from state import billing_store, ingest, outbox, outbox_queries, quarantine_store, runs
 from state.db import current_revision, ensure_schema, head_revision, make_engine
 from state.tables import invoice_outbox, po_records, po_revisions
@@ -322,3 +322,65 @@ def test_revisions_read_without_alembic_agree_with_alembic(engine: Engine, tmp_p
     with engine.connect() as conn:
         assert current_revision(engine) == MigrationContext.configure(conn).get_current_revision()
     assert current_revision(make_engine(f"sqlite:///{tmp_path / 'empty.db'}")) is None
+
+
+def test_the_reconcile_inputs_digest_moves_with_what_reconciliation_reads_only(engine: Engine) -> None:
+    from state import acks, reconcile_checkpoints
+    from tests.unit.test_reconcile import make_period
+
+    def digest() -> str:
+        with engine.connect() as conn:
+            return reconcile_checkpoints.inputs_digest(conn, "default", "settings-1")
+
+    empty = digest()
+    with engine.connect() as conn:
+        assert reconcile_checkpoints.inputs_digest(conn, "default", "settings-2") != empty
+    po = make_po()
+    with engine.begin() as conn:
+        ingest.store_po(conn, po, "raw", "doc", NOW, None)
+    with_po = digest()
+    assert with_po != empty
+    with engine.begin() as conn:
+        ingest.store_po(conn, po, "raw", "doc", NOW + timedelta(hours=1), None)  # seen again, same
+    assert digest() == with_po
+    period = make_period("CUST-ACME", [("PLAN-PRO", "1", "40")], subscription="SUB-1")
+    with engine.begin() as conn:
+        billing_store.store_billing_periods(conn, [period], NOW)
+    with_billing = digest()
+    with engine.begin() as conn:
+        billing_store.store_billing_periods(conn, [period], NOW + timedelta(hours=1))  # last_seen only
+    assert digest() == with_billing
+    with engine.begin() as conn:
+        billing_store.store_billing_periods(
+            conn, [make_period("CUST-ACME", [("PLAN-PRO", "2", "40")], subscription="SUB-1")], NOW
+        )
+    assert digest() != with_billing
+
+    plan = make_plan()
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, plan, NOW)
+    planned = digest()
+    with engine.begin() as conn:  # pushing it: for reconciliation it draws and holds as before
+        [item] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
+    assert digest() == planned
+    with engine.begin() as conn:
+        outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x", total=plan.total), NOW)
+    assert digest() == planned
+    other = make_plan(2, quantity="3")
+    with engine.begin() as conn:
+        outbox.upsert_plan(conn, other, NOW)
+    two = digest()
+    with engine.begin() as conn:  # gone dead, it draws nothing: reconcile again
+        [item] = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
+        outbox.mark_failed(conn, item.idempotency_key, "r1", RejectedError("no", status=400), NOW, dead=True)
+    assert digest() != two
+
+    dead = digest()
+    rejection = acks.Revision(po.key, 1, po.source, po.po_number, AckDecision.REJECT, "not ours", True)
+    with engine.begin() as conn:
+        assert acks.record_revisions(conn, "default", [rejection], NOW) == 1
+    assert digest() != dead
