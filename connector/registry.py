@@ -6,7 +6,7 @@ adapter that fails to import is reported by `adapters list`, not fatal to the ot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
@@ -41,10 +41,13 @@ def _describe(ep: EntryPoint) -> tuple[str, str]:
     return dist.name, dist.version
 
 
-def discover() -> dict[str, AdapterInfo]:
-    """Every registered adapter by name, loaded or with its import error."""
+def discover(only: Collection[str] | None = None) -> dict[str, AdapterInfo]:
+    """Every registered adapter by name, loaded or with its import error; with `only`, just the
+    adapters of those names (a job imports the adapters its config names, not all of them)."""
     found: dict[str, AdapterInfo] = {}
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        if only is not None and ep.name not in only:
+            continue
         package, version = _describe(ep)
         try:
             factory = ep.load()
@@ -77,8 +80,8 @@ def build(
     adapters = adapters if adapters is not None else discover()
     type_name = block.get("type", "")
     info = adapters.get(type_name)
-    known = sorted(name for name, a in adapters.items() if a.kind == kind)
     if info is None or info.kind != kind:
+        known = sorted(name for name, a in discover().items() if a.kind == kind)
         raise ConfigError(
             f"{section} {block.get('name')!r}: type = {type_name!r} names no {kind.value} adapter; "
             f"known: {', '.join(known) or 'none'}"

@@ -93,7 +93,9 @@ class Connector:
     # -- adapters ------------------------------------------------------------------------
     @cached_property
     def registry(self) -> dict[str, AdapterInfo]:
-        return discover()
+        """The adapters the configuration names, loaded."""
+        blocks = [*self.settings.sources, *self.settings.billing, *self.settings.sinks]
+        return discover({str(block.get("type", "")) for block in blocks})
 
     def _build_all(self, section: str, kind: AdapterKind) -> dict[str, Any]:
         blocks: list[dict[str, Any]] = getattr(self.settings, section)

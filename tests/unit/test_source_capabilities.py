@@ -106,3 +106,34 @@ def test_serve_refuses_a_source_whose_type_cannot_receive(tmp_path: Path) -> Non
     )
     with pytest.raises(ConfigError, match="no source of type 'cxml' or type 'toy' with that name"):
         receiver_for(loaded, adapters=_registry())
+
+
+def test_a_job_loads_only_the_adapters_its_config_names() -> None:
+    from connector.ports import AdapterContext, AdapterKind
+    from connector.registry import build
+
+    loaded = discover({"csv", "ubl-files"})
+    assert sorted(loaded) == ["csv", "ubl-files"] and all(info.error is None for info in loaded.values())
+    # An unknown type still names every adapter of its kind, from the whole registry.
+    with pytest.raises(ConfigError) as refused:
+        build("sinks", AdapterKind.SINK, {"name": "x", "type": "nosuch"}, AdapterContext(), loaded)
+    assert "netsuite" in str(refused.value) and "xero" in str(refused.value)
+
+
+def test_building_the_examples_adapters_imports_no_other_adapter(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.cli import REPO, copy_example
+
+    config = copy_example(tmp_path)
+    probe = (
+        "import sys; from connector.config import load_config; from connector.runtime import Connector;"
+        f"app = Connector(load_config({str(config)!r})); app.validate_adapters();"
+        "print(sorted(m for m in sys.modules if m.startswith('adapters.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+    modules = out.stdout.strip()
+    assert "adapters.email_csv" in modules and "adapters.ubl_files" in modules, out.stderr
+    for other in ("adapters.xero", "adapters.netsuite", "adapters.quickbooks", "adapters.stripe_billing"):
+        assert f"'{other}'" not in modules
