@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from connector.call_counts import CallCounts as CallCounts
+from connector.call_counts import count_call
 from connector.errors import (
     AuthenticationError,
     ConnectorError,
@@ -71,49 +70,6 @@ class RetryPolicy:
     def wait_strategy(self) -> wait_random_exponential:
         """Capped exponential backoff with full jitter: tenacity's own strategy."""
         return wait_random_exponential(multiplier=self.base_delay, max=self.max_delay)
-
-
-class CallCounts:
-    """Requests sent and throttled (429) answers received, per adapter name, for one run.
-
-    Counting is on inside `counting(name)`: every `HttpClient` request made there (in this
-    thread or context) counts against `name`, whichever client the adapter built.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, dict[str, int]] = {}
-
-    @contextmanager
-    def counting(self, name: str) -> Iterator[None]:
-        """Count the requests made inside against `name` (listed, with zeros, even if none)."""
-        with self._lock:
-            self._counts.setdefault(name, {"calls": 0, "throttled": 0})
-        token = _COUNTING.set((self, name))
-        try:
-            yield
-        finally:
-            _COUNTING.reset(token)
-
-    def add(self, name: str, key: str) -> None:
-        """One more `key` ("calls" or "throttled") for `name`."""
-        with self._lock:
-            by_key = self._counts.setdefault(name, {"calls": 0, "throttled": 0})
-            by_key[key] = by_key.get(key, 0) + 1
-
-    def snapshot(self) -> dict[str, dict[str, int]]:
-        """name -> {"calls": n, "throttled": n}, for every name counted (zeros included)."""
-        with self._lock:
-            return {name: dict(by_key) for name, by_key in self._counts.items()}
-
-
-_COUNTING: ContextVar[tuple[CallCounts, str] | None] = ContextVar("po_connector_http_counting", default=None)
-
-
-def _count(key: str) -> None:
-    current = _COUNTING.get()
-    if current is not None:
-        current[0].add(current[1], key)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -287,7 +243,7 @@ class HttpClient:
             return self._after_send_failure(method, shown, idempotent, type(exc).__name__)
         elapsed = time.monotonic() - started
         if response.status_code == 429:
-            _count("throttled")
+            count_call("throttled")
         log.debug(
             "%s %s -> %s in %.3fs",
             method,
@@ -308,7 +264,7 @@ class HttpClient:
         headers: Mapping[str, str] | None,
     ) -> requests.Response:
         self.calls += 1
-        _count("calls")
+        count_call("calls")
         return self.session.request(
             method,
             url,

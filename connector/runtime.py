@@ -20,10 +20,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from connector import metrics
+from connector.call_counts import CallCounts
 from connector.config import LoadedConfig, Settings
 from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError, exit_code_for
-from connector.http import CallCounts
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
@@ -213,6 +212,8 @@ class Connector:
         textfile = self.settings.metrics.textfile
         if textfile is None or self.dry_run:
             return
+        from connector import metrics  # prometheus_client, only for a run that writes the file
+
         path = self.loaded.resolve(textfile)
         try:
             with self.connect() as conn:
