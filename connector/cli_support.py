@@ -125,7 +125,7 @@ def _cursor_source(app: Connector, source: str) -> None:
     adapters = {**app.sources, **app.billing_sources}
     app.chosen("source", adapters, [source])
     if Capability.INCREMENTAL not in getattr(adapters[source], "capabilities", frozenset()):
-        raise ConfigError(f"source {source!r} keeps no cursor: it reads everything on each pull")
+        raise ConfigError(f"source {source!r} keeps no cursor to get or set: it is not incremental")
 
 
 @state_group.command("get")
