@@ -106,3 +106,20 @@ def test_a_new_po_revision_reconciles_again(example: Path) -> None:
     again = sync(example)
     assert again["pos_changed"] == 1 and "reconcile_unchanged" not in again
     assert sync(example)["reconcile_unchanged"] == 1
+
+
+def test_a_sink_added_later_gets_the_invoices_already_sent_under_the_same_numbers(example: Path) -> None:
+    first = sync(example)
+    assert first["invoices_pushed"] == EXAMPLE_INVOICES
+    sent = sorted(path.name for path in (example.parent / "out" / "invoices").glob("*.xml"))
+    text = example.read_text(encoding="utf-8")
+    example.write_text(
+        text + '\n[[sinks]]\nname = "archive"\ntype = "ubl-files"\ndirectory = "out/archive"\n',
+        encoding="utf-8",
+    )
+    again = sync(example)
+    assert "reconcile_unchanged" not in again  # a new sink is a change of what planning reads
+    assert again["invoices_planned"] == EXAMPLE_INVOICES and again["invoices_pushed"] == EXAMPLE_INVOICES
+    archived = sorted(path.name for path in (example.parent / "out" / "archive").glob("*.xml"))
+    assert archived == sent
+    assert sync(example)["reconcile_unchanged"] == 1
