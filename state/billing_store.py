@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from connector.model import BillingPeriod
 from state.canonical import canonical_json, content_hash
+from state.scopes import in_scopes
 from state.tables import (
     billing_records,
 )
@@ -97,10 +98,12 @@ def store_billing_period(conn: Connection, period: BillingPeriod, now: datetime)
     return store_billing_periods(conn, [period], now)[0]
 
 
-def load_billing_periods(conn: Connection, tenant: str) -> list[BillingPeriod]:
-    rows = conn.execute(
-        select(billing_records.c.canonical_json)
-        .where(billing_records.c.tenant == tenant)
-        .order_by(billing_records.c.id)
-    )
+def load_billing_periods(
+    conn: Connection, tenant: str, customers: Collection[str] | None = None
+) -> list[BillingPeriod]:
+    """The tenant's billing periods (only those of `customers`, when given) in storage order."""
+    query = select(billing_records.c.canonical_json).where(billing_records.c.tenant == tenant)
+    if customers is not None:
+        query = query.where(in_scopes(billing_records.c.customer_ref, customers))
+    rows = conn.execute(query.order_by(billing_records.c.id))
     return [BillingPeriod.model_validate_json(row.canonical_json) for row in rows]

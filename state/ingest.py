@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 
-from connector.model import PurchaseOrder
+from connector.model import PurchaseOrder, po_key
 from state.canonical import canonical_json, content_hash
 from state.po_changes import ChangeKind, describe, overall_kind, po_changes
+from state.scopes import in_scopes
 from state.tables import (
     po_records,
     po_revisions,
@@ -336,6 +337,53 @@ def load_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
         select(po_records.c.canonical_json).where(po_records.c.tenant == tenant).order_by(po_records.c.id)
     )
     return [PurchaseOrder.model_validate_json(row.canonical_json) for row in rows]
+
+
+@dataclass(frozen=True)
+class StoredPo:
+    """A stored PO with its row id, content hash and the customer it was last resolved to
+    (None when its content moved since, or it was never resolved)."""
+
+    record_id: int
+    po: PurchaseOrder
+    content_hash: str
+    resolved_customer: str | None
+
+
+def load_pos_of(conn: Connection, tenant: str, scopes: Collection[str] | None = None) -> list[StoredPo]:
+    """The tenant's POs (those of the customers in `scopes`, and every PO whose content moved
+    since it was last resolved) with their stamps, in storage order."""
+    c = po_records.c
+    query = select(c.id, c.canonical_json, c.content_hash, c.reconciled_customer, c.reconciled_hash).where(
+        c.tenant == tenant
+    )
+    if scopes is not None:
+        moved = or_(c.reconciled_hash.is_(None), c.reconciled_hash != c.content_hash)
+        query = query.where(or_(in_scopes(c.reconciled_customer, scopes), moved))
+    return [
+        StoredPo(
+            record_id=row.id,
+            po=PurchaseOrder.model_validate_json(row.canonical_json),
+            content_hash=row.content_hash,
+            resolved_customer=row.reconciled_customer if row.reconciled_hash == row.content_hash else None,
+        )
+        for row in conn.execute(query.order_by(c.id))
+    ]
+
+
+def po_numbers_outside(conn: Connection, tenant: str, scopes: Collection[str]) -> list[tuple[str, str, str]]:
+    """(PO key, PO number, customer) of every resolved PO of a customer not in `scopes`."""
+    c = po_records.c
+    rows = conn.execute(
+        select(c.source, c.external_id, c.po_number, c.reconciled_customer).where(
+            c.tenant == tenant,
+            c.reconciled_hash == c.content_hash,
+            ~in_scopes(c.reconciled_customer, scopes),
+        )
+    )
+    return [
+        (po_key(tenant, row.source, row.external_id), row.po_number, row.reconciled_customer) for row in rows
+    ]
 
 
 def po_changes_since(conn: Connection, po: PurchaseOrder, revision: int) -> list[str]:

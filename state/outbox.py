@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, insert, or_, select, update
 from connector.errors import RemoteError
 from connector.model import InvoicePlan, Money, RemoteRef
 from state.canonical import canonical_json
+from state.scopes import in_scopes
 from state.tables import invoice_outbox
 
 PLANNED, PUSHING, PUSHED, RETRY, DEAD = "planned", "pushing", "pushed", "retry", "dead"
@@ -368,17 +369,25 @@ def still_held(conn: Connection, keys: Sequence[str], owner: str, now: datetime)
     return {row.idempotency_key for row in rows}
 
 
-def withdraw_unjustified(conn: Connection, tenant: str, keep: set[str], now: datetime, why: str) -> list[str]:
+def withdraw_unjustified(
+    conn: Connection,
+    tenant: str,
+    keep: set[str],
+    now: datetime,
+    why: str,
+    customers: Collection[str] | None = None,
+) -> list[str]:
     """Withdraw planned invoices never sent whose match is gone (not in `keep`); credit notes
-    are kept: they were asked for, not matched."""
-    rows = conn.execute(
-        select(invoice_outbox.c.idempotency_key).where(
-            invoice_outbox.c.tenant == tenant,
-            invoice_outbox.c.state.in_((PLANNED, RETRY, DEAD)),
-            invoice_outbox.c.uncertain.is_(False),
-            invoice_outbox.c.document_type == "invoice",  # a credit note is justified by support
-        )
-    ).all()
+    are kept: they were asked for, not matched. With `customers`, only their invoices."""
+    query = select(invoice_outbox.c.idempotency_key).where(
+        invoice_outbox.c.tenant == tenant,
+        invoice_outbox.c.state.in_((PLANNED, RETRY, DEAD)),
+        invoice_outbox.c.uncertain.is_(False),
+        invoice_outbox.c.document_type == "invoice",  # a credit note is justified by support
+    )
+    if customers is not None:
+        query = query.where(in_scopes(invoice_outbox.c.customer_ref, customers))
+    rows = conn.execute(query).all()
     gone = [row.idempotency_key for row in rows if row.idempotency_key not in keep]
     if gone:
         conn.execute(

@@ -4,7 +4,7 @@ rows by state or flag, counts, each row's draw on its PO, and support's acknowle
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 from connector.model import InvoicePlan
 from state.credits import HOLDING, STANDING
 from state.outbox import DEAD, PUSHED, PUSHING, UNSENT, WITHDRAWN
+from state.scopes import in_scopes
 from state.tables import invoice_outbox
 
 
@@ -31,14 +32,19 @@ class Consumption:
     plan: InvoicePlan
 
 
-def sent_rows(conn: Connection, tenant: str) -> list[dict[str, Any]]:
+def sent_rows(
+    conn: Connection, tenant: str, customers: Collection[str] | None = None
+) -> list[dict[str, Any]]:
     """Invoice rows that exist or may exist remotely (pushed, pushing, or uncertain) and hold
-    their billing period: not credited, or credited without a reissue (`state.credits`)."""
+    their billing period: not credited, or credited without a reissue (`state.credits`).
+    With `customers`, only the rows of their billing periods."""
     query = select(*[c for c in invoice_outbox.c]).where(
         invoice_outbox.c.tenant == tenant,
         or_(invoice_outbox.c.state.in_((PUSHING, PUSHED)), invoice_outbox.c.uncertain.is_(True)),
         HOLDING,
     )
+    if customers is not None:
+        query = query.where(in_scopes(invoice_outbox.c.customer_ref, customers))
     return [dict(row._mapping) for row in conn.execute(query.order_by(invoice_outbox.c.id))]
 
 
@@ -111,24 +117,26 @@ def states_named(conn: Connection, tenant: str, keys: Sequence[str]) -> dict[str
     return found
 
 
-def consumption(conn: Connection, tenant: str) -> list[Consumption]:
+def consumption(conn: Connection, tenant: str, customers: Collection[str] | None = None) -> list[Consumption]:
     """Every live invoice's draw on its PO (dead rows, credited invoices and credit notes draw
-    nothing: a credit note gives its invoice's draw back)."""
-    rows = conn.execute(
-        select(
-            invoice_outbox.c.po_key,
-            invoice_outbox.c.billing_key,
-            invoice_outbox.c.amount,
-            invoice_outbox.c.currency,
-            invoice_outbox.c.state,
-            invoice_outbox.c.po_revision,
-            invoice_outbox.c.plan_json,
-        ).where(
-            invoice_outbox.c.tenant == tenant,
-            invoice_outbox.c.state.notin_((DEAD, WITHDRAWN)),
-            STANDING,
-        )
+    nothing: a credit note gives its invoice's draw back); with `customers`, only the draws of
+    their billing periods."""
+    query = select(
+        invoice_outbox.c.po_key,
+        invoice_outbox.c.billing_key,
+        invoice_outbox.c.amount,
+        invoice_outbox.c.currency,
+        invoice_outbox.c.state,
+        invoice_outbox.c.po_revision,
+        invoice_outbox.c.plan_json,
+    ).where(
+        invoice_outbox.c.tenant == tenant,
+        invoice_outbox.c.state.notin_((DEAD, WITHDRAWN)),
+        STANDING,
     )
+    if customers is not None:
+        query = query.where(in_scopes(invoice_outbox.c.customer_ref, customers))
+    rows = conn.execute(query)
     return [
         Consumption(
             po_key=row.po_key,

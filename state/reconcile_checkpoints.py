@@ -1,9 +1,24 @@
-"""What a tenant's reconciliation was last computed from, to tell whether it must run again.
+"""What each customer's last reconciliation was computed from, to tell which must run again.
 
 Reconciliation is a function of the stored POs, the billing periods, the rejected PO revisions,
 the outbox's draws on PO balances and holds on billing periods, the settings and maps, and the
-day. `inputs_digest` reads only the narrow columns that stand for those (content hashes,
+day. It decides each customer apart: a period is matched only to a PO of its own customer, and
+a PO's balance is drawn only by its customer's periods. So the inputs are digested per customer
+(a *scope*: the billing customer ref, or '' for POs whose buyer is in no map), and a sync
+reconciles only the scopes whose digest moved.
+
+The digests read only the narrow columns that stand for those inputs (content hashes,
 revisions, states), never the documents, so checking costs a scan of keys, not a reconcile.
+A PO's customer comes from its buyer through the customer map; the last reconciliation stamps
+it on the PO's row (`reconciled_customer`, with the content hash it read). Only a PO whose hash
+moved since is parsed again, through the caller's `resolve`, and counts in both its old and its
+new customer's digest.
+
+Two things tie customers together, and both are digested:
+- an outbox row whose PO now belongs to another customer than its billing period (the PO's
+  buyer changed after it was invoiced): those customers form one group, reconciled together;
+- who owns each PO number: a period naming another customer's PO says whose it is. The owners
+  digest covers that, and when it moves, the scopes with a `po_not_found` result reconcile.
 
 Pushing moves a row from planned to pushed; for reconciliation both are one thing (a live row
 that draws on its PO and holds its period), so a push alone does not call for another
@@ -13,44 +28,139 @@ reconcile. A row gone dead or withdrawn draws nothing: that changes the digest.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from connector.model import po_key
 from state.acks import rejected_po_keys
 from state.outbox import DEAD, WITHDRAWN
-from state.tables import billing_records, invoice_outbox, po_records, reconcile_checkpoints
+from state.tables import (
+    billing_records,
+    invoice_outbox,
+    match_results,
+    po_records,
+    reconcile_checkpoints,
+    reconcile_scopes,
+)
+
+_KEYS_PER_QUERY = 500
 
 
-def inputs_digest(conn: Connection, tenant: str, settings_digest: str) -> str:
-    """One SHA-256 over the tenant's reconcile inputs as stored now, and the settings' digest."""
-    digest = hashlib.sha256(f"reconcile-inputs/1|{tenant}|{settings_digest}\n".encode())
-    pos = po_records.c
-    _feed(
-        digest,
-        "pos",
-        conn.execute(
-            select(pos.id, pos.revision, pos.status, pos.content_hash)
-            .where(pos.tenant == tenant)
-            .order_by(pos.id)
-        ),
-    )
+@dataclass(frozen=True)
+class ReconcileInputs:
+    """The digests of a tenant's reconcile inputs: per scope, of PO number owners, of settings."""
+
+    scopes: dict[str, str]
+    owners: str
+    settings: str
+
+    @property
+    def overall(self) -> str:
+        """One digest of everything: equal exactly when no scope would reconcile."""
+        digest = hashlib.sha256(f"reconcile-inputs/2|{self.settings}|{self.owners}\n".encode())
+        for scope in sorted(self.scopes):
+            digest.update(f"{scope}\x1f{self.scopes[scope]}\n".encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PoStamp:
+    """The customer a reconciliation resolved a PO to, and the content hash it resolved."""
+
+    record_id: int
+    customer: str
+    content_hash: str
+
+
+def current_inputs(
+    conn: Connection, tenant: str, settings_digest: str, resolve: Callable[[str], str]
+) -> ReconcileInputs:
+    """The digests of the tenant's inputs as stored now; `resolve` gives the scope of a PO
+    (from its canonical JSON) whose content moved since its last stamp."""
+    feeds = _Feeds()
+    po_scopes, owners = _po_scopes(conn, tenant, resolve, feeds)
+    for key in sorted(rejected_po_keys(conn, tenant)):
+        feeds.add(po_scopes.get(key, ()), ("rejected", key))
     billing = billing_records.c
-    _feed(
-        digest,
-        "billing",
-        conn.execute(
-            select(billing.id, billing.billing_key, billing.content_hash)
-            .where(billing.tenant == tenant)
-            .order_by(billing.id)
-        ),
-    )
-    _feed(digest, "rejected", ((key,) for key in sorted(rejected_po_keys(conn, tenant))))
-    rows = invoice_outbox.c
-    outbox = conn.execute(
+    for billing_row in conn.execute(
+        select(billing.id, billing.customer_ref, billing.billing_key, billing.content_hash)
+        .where(billing.tenant == tenant)
+        .order_by(billing.id)
+    ):
+        feeds.add(
+            (billing_row.customer_ref,),
+            ("billing", billing_row.id, billing_row.billing_key, billing_row.content_hash),
+        )
+    for row in _outbox_rows(conn, tenant):
+        customer, po = row[0], row[1]
+        scopes = {customer, *po_scopes.get(po, ())}
+        feeds.link(scopes)
+        feeds.add(scopes, ("outbox", *_standing(row[2:])))
+    return ReconcileInputs(scopes=feeds.group_digests(), owners=owners, settings=settings_digest)
+
+
+def inputs_digest(conn: Connection, tenant: str, settings_digest: str, resolve: Callable[[str], str]) -> str:
+    """One SHA-256 over the tenant's reconcile inputs as stored now, and the settings' digest."""
+    return current_inputs(conn, tenant, settings_digest, resolve).overall
+
+
+def _po_scopes(
+    conn: Connection, tenant: str, resolve: Callable[[str], str], feeds: _Feeds
+) -> tuple[dict[str, tuple[str, ...]], str]:
+    """Each PO key's scopes (its stamped customer, and its new one if its content moved) with
+    every PO fed into them; and the owners digest (each PO's number and scopes)."""
+    pos = po_records.c
+    rows = conn.execute(
         select(
+            pos.id,
+            pos.source,
+            pos.external_id,
+            pos.po_number,
+            pos.revision,
+            pos.status,
+            pos.content_hash,
+            pos.reconciled_customer,
+            pos.reconciled_hash,
+        )
+        .where(pos.tenant == tenant)
+        .order_by(pos.id)
+    ).all()
+    moved = [row.id for row in rows if row.reconciled_hash != row.content_hash]
+    resolved = _resolve_moved(conn, moved, resolve)
+    owners = hashlib.sha256(b"po-owners/1\n")
+    po_scopes: dict[str, tuple[str, ...]] = {}
+    for row in rows:
+        stamped = row.reconciled_customer if row.reconciled_hash is not None else None
+        now = resolved.get(row.id, stamped)
+        scopes = tuple(sorted({scope for scope in (stamped, now) if scope is not None}))
+        po_scopes[po_key(tenant, row.source, row.external_id)] = scopes
+        feeds.link(scopes)
+        feeds.add(scopes, ("po", row.id, row.revision, row.status, row.content_hash))
+        owners.update(_line((row.id, row.po_number, *scopes)))
+    return po_scopes, owners.hexdigest()
+
+
+def _resolve_moved(conn: Connection, ids: Sequence[int], resolve: Callable[[str], str]) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), _KEYS_PER_QUERY):
+        chunk = ids[start : start + _KEYS_PER_QUERY]
+        for row in conn.execute(
+            select(po_records.c.id, po_records.c.canonical_json).where(po_records.c.id.in_(chunk))
+        ):
+            found[row.id] = resolve(row.canonical_json)
+    return found
+
+
+def _outbox_rows(conn: Connection, tenant: str) -> Iterable[Sequence[Any]]:
+    rows = invoice_outbox.c
+    return conn.execute(
+        select(
+            rows.customer_ref,
+            rows.po_key,
             rows.id,
             rows.idempotency_key,
             rows.plan_hash,
@@ -65,11 +175,9 @@ def inputs_digest(conn: Connection, tenant: str, settings_digest: str) -> str:
         .where(rows.tenant == tenant)
         .order_by(rows.id)
     )
-    _feed(digest, "outbox", (_outbox_row(row) for row in outbox))
-    return digest.hexdigest()
 
 
-def _outbox_row(row: Sequence[Any]) -> tuple[Any, ...]:
+def _standing(row: Sequence[Any]) -> tuple[Any, ...]:
     """An outbox row as reconciliation sees it: planned, retrying, pushing and pushed rows draw
     and hold alike (one "live" standing); dead and withdrawn ones do not."""
     (
@@ -99,30 +207,133 @@ def _outbox_row(row: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
-def _feed(digest: Any, section: str, rows: Iterable[Any]) -> None:
-    digest.update(f"[{section}]\n".encode())
-    for row in rows:
-        digest.update("\x1f".join("" if value is None else str(value) for value in row).encode())
-        digest.update(b"\n")
+def _line(row: Iterable[Any]) -> bytes:
+    return "\x1f".join("" if value is None else str(value) for value in row).encode() + b"\n"
 
 
-def stored_digest(conn: Connection, tenant: str) -> str | None:
-    """The inputs digest of the tenant's last reconciliation, if one was recorded."""
-    return conn.execute(
-        select(reconcile_checkpoints.c.inputs_digest).where(reconcile_checkpoints.c.tenant == tenant)
-    ).scalar_one_or_none()
+class _Feeds:
+    """One running digest per scope, and the groups of scopes that must reconcile together."""
+
+    def __init__(self) -> None:
+        self._digests: dict[str, Any] = {}
+        self._parent: dict[str, str] = {}
+
+    def add(self, scopes: Iterable[str], row: Iterable[Any]) -> None:
+        line = _line(row)
+        for scope in scopes:
+            digest = self._digests.get(scope)
+            if digest is None:
+                digest = self._digests[scope] = hashlib.sha256(b"reconcile-scope/1\n")
+                self._parent.setdefault(scope, scope)
+            digest.update(line)
+
+    def link(self, scopes: Collection[str]) -> None:
+        if len(scopes) < 2:
+            return
+        first, *rest = scopes
+        for scope in rest:
+            self._parent[self._root(scope)] = self._root(first)
+
+    def _root(self, scope: str) -> str:
+        parent = self._parent.setdefault(scope, scope)
+        while parent != scope:
+            grand = self._parent[parent]
+            self._parent[scope] = grand
+            scope, parent = parent, grand
+        return scope
+
+    def group_digests(self) -> dict[str, str]:
+        """Each scope's digest: its group's members and their digests, so a group reconciles whole."""
+        groups: dict[str, list[str]] = {}
+        for scope in self._digests:
+            groups.setdefault(self._root(scope), []).append(scope)
+        out: dict[str, str] = {}
+        for members in groups.values():
+            digest = hashlib.sha256(b"reconcile-group/1\n")
+            for scope in sorted(members):
+                digest.update(f"{scope}\x1f{self._digests[scope].hexdigest()}\n".encode())
+            value = digest.hexdigest()
+            out.update(dict.fromkeys(members, value))
+        return out
 
 
-def record(conn: Connection, tenant: str, inputs: str, now: datetime, run_id: str | None) -> None:
-    """Remember what the reconciliation just written (in this transaction) was computed from."""
-    conn.execute(delete(reconcile_checkpoints).where(reconcile_checkpoints.c.tenant == tenant))
-    conn.execute(
-        insert(reconcile_checkpoints).values(
-            tenant=tenant, inputs_digest=inputs, computed_at=now, run_id=run_id
+def stored_inputs(conn: Connection, tenant: str) -> ReconcileInputs | None:
+    """The digests of the tenant's last reconciliation, if one was recorded."""
+    checkpoint = conn.execute(
+        select(reconcile_checkpoints.c.settings_digest, reconcile_checkpoints.c.owners_digest).where(
+            reconcile_checkpoints.c.tenant == tenant
+        )
+    ).one_or_none()
+    if checkpoint is None or not checkpoint.settings_digest:
+        return None
+    scopes = conn.execute(
+        select(reconcile_scopes.c.scope, reconcile_scopes.c.inputs_digest).where(
+            reconcile_scopes.c.tenant == tenant
         )
     )
+    return ReconcileInputs(
+        scopes={row.scope: row.inputs_digest for row in scopes},
+        owners=checkpoint.owners_digest,
+        settings=checkpoint.settings_digest,
+    )
+
+
+def changed_scopes(conn: Connection, tenant: str, stored: ReconcileInputs, now: ReconcileInputs) -> set[str]:
+    """The scopes whose inputs moved (or that came or went) since `stored`; with the owners of
+    PO numbers moved, also those with a result naming a PO not found."""
+    names = stored.scopes.keys() | now.scopes.keys()
+    changed = {scope for scope in names if stored.scopes.get(scope) != now.scopes.get(scope)}
+    if stored.owners != now.owners:
+        changed |= _scopes_with_po_not_found(conn, tenant)
+    return changed
+
+
+def _scopes_with_po_not_found(conn: Connection, tenant: str) -> set[str]:
+    rows = conn.execute(
+        select(match_results.c.customer_ref)
+        .where(match_results.c.tenant == tenant, match_results.c.reasons_json.contains('"po_not_found"'))
+        .distinct()
+    )
+    return {row.customer_ref or "" for row in rows}
+
+
+def record(conn: Connection, tenant: str, inputs: ReconcileInputs, now: datetime, run_id: str | None) -> None:
+    """Remember what the reconciliation just written (in this transaction) was computed from."""
+    forget(conn, tenant)
+    conn.execute(
+        insert(reconcile_checkpoints).values(
+            tenant=tenant,
+            inputs_digest=inputs.overall,
+            settings_digest=inputs.settings,
+            owners_digest=inputs.owners,
+            computed_at=now,
+            run_id=run_id,
+        )
+    )
+    rows = [
+        {"tenant": tenant, "scope": scope, "inputs_digest": value} for scope, value in inputs.scopes.items()
+    ]
+    if rows:
+        conn.execute(insert(reconcile_scopes), rows)
 
 
 def forget(conn: Connection, tenant: str) -> None:
     """The next sync reconciles in full whatever its inputs."""
     conn.execute(delete(reconcile_checkpoints).where(reconcile_checkpoints.c.tenant == tenant))
+    conn.execute(delete(reconcile_scopes).where(reconcile_scopes.c.tenant == tenant))
+
+
+def stamp(conn: Connection, stamps: Iterable[PoStamp]) -> int:
+    """Record each PO's resolved customer with the content hash it was resolved from."""
+    values = [
+        {"record_id": item.record_id, "customer": item.customer, "resolved_hash": item.content_hash}
+        for item in stamps
+    ]
+    if values:
+        conn.execute(
+            update(po_records)
+            .where(po_records.c.id == bindparam("record_id"))
+            .values(reconciled_customer=bindparam("customer"), reconciled_hash=bindparam("resolved_hash")),
+            values,
+        )
+    return len(values)

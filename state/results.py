@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select
 
 from connector.model import MatchResult
+from state.scopes import in_scopes
 from state.tables import match_results
 
 
@@ -20,9 +21,14 @@ def replace_results(
     periods: dict[str, tuple[date, date]],
     now: datetime,
     run_id: str | None,
+    customers: Collection[str] | None = None,
 ) -> None:
-    """Replace the tenant's results with a fresh reconciliation (in the caller's transaction)."""
-    conn.execute(delete(match_results).where(match_results.c.tenant == tenant))
+    """Replace the tenant's results (those of `customers`, when given: '' for the POs of no
+    known customer) with a fresh reconciliation, in the caller's transaction."""
+    stale = delete(match_results).where(match_results.c.tenant == tenant)
+    if customers is not None:
+        stale = stale.where(in_scopes(match_results.c.customer_ref, customers))
+    conn.execute(stale)
     rows = []
     for result in results:
         span = periods.get(result.billing_key or "")

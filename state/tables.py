@@ -60,6 +60,10 @@ po_records = Table(
     Column("first_seen_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
+    # The customer the last reconciliation resolved the PO's buyer to ('' for none), and the
+    # content hash it resolved: a PO whose hash moved since is resolved again.
+    Column("reconciled_customer", String(128)),
+    Column("reconciled_hash", String(64)),
     UniqueConstraint("tenant", "source", "external_id", name="uq_po_records_key"),
     Index("ix_po_records_po_number", "tenant", "po_number"),
 )
@@ -132,15 +136,27 @@ match_results = Table(
 )
 
 # What the tenant's last reconciliation was computed from: a digest of its inputs (POs, billing,
-# rejections, the outbox's draws and holds, the settings and maps, the day), so a sync whose
-# inputs are unchanged keeps the stored results instead of reconciling again.
+# rejections, the outbox's draws and holds), of the settings and maps and the day, and of who
+# owns each PO number, so a sync whose inputs are unchanged keeps the stored results.
 reconcile_checkpoints = Table(
     "reconcile_checkpoints",
     metadata,
     Column("tenant", String(64), primary_key=True),
     Column("inputs_digest", String(64), nullable=False),
+    Column("settings_digest", String(64), nullable=False, server_default=""),
+    Column("owners_digest", String(64), nullable=False, server_default=""),
     Column("computed_at", UtcDateTime, nullable=False),
     Column("run_id", String(36)),
+)
+
+# The same per customer ('' for the POs of no known customer): a sync reconciles only the
+# customers whose digest moved.
+reconcile_scopes = Table(
+    "reconcile_scopes",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("scope", String(128), primary_key=True),
+    Column("inputs_digest", String(64), nullable=False),
 )
 
 invoice_outbox = Table(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, KeysView, Sequence
+from collections.abc import Callable, Collection, Iterator, KeysView, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from operator import attrgetter
@@ -58,9 +58,9 @@ def _result(
 
 
 def _po_not_found(period: BillingPeriod, index: PoIndex, number: str) -> MatchResult:
-    elsewhere = sorted(
-        {index.customer_of[po.key] or "an unknown customer" for po in index.by_number.get(number, [])}
-    )
+    owners = {index.customer_of[po.key] for po in index.by_number.get(number, [])}
+    owners.update(index.owners_elsewhere.get(number, ()))
+    elsewhere = sorted({owner or "an unknown customer" for owner in owners})
     where = f"; it belongs to {', '.join(elsewhere)}" if elsewhere else ""
     return _result(
         period,
@@ -296,10 +296,16 @@ def reconcile(
     skus: SkuMap,
     settings: ReconcileSettings,
     prior: Sequence[PriorInvoice] = (),
+    owners_elsewhere: Mapping[str, Collection[str | None]] | None = None,
 ) -> ReconcileOutcome:
-    """Match each billing period to at most one PO and report the POs nothing used."""
+    """Match each billing period to at most one PO and report the POs nothing used.
+
+    Customers are decided apart, so some customers' POs and periods may be reconciled alone;
+    `owners_elsewhere` (normalised PO number -> customers) then names the owners of the POs
+    left out, for a period naming one of them.
+    """
     with _cycle_collection_paused():
-        return _reconcile(pos, periods, customers, skus, settings, prior)
+        return _reconcile(pos, periods, customers, skus, settings, prior, owners_elsewhere or {})
 
 
 @contextmanager
@@ -327,8 +333,9 @@ def _reconcile(
     skus: SkuMap,
     settings: ReconcileSettings,
     prior: Sequence[PriorInvoice],
+    owners_elsewhere: Mapping[str, Collection[str | None]],
 ) -> ReconcileOutcome:
-    index = build_index(pos, customers)
+    index = build_index(pos, customers, owners_elsewhere)
     ordered, period_keys = _unique_periods(periods)
     ledger = Ledger()
     for invoice in sorted(prior, key=lambda item: (item.po_key, item.billing_key)):

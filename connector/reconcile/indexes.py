@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import attrgetter
 
@@ -165,9 +165,15 @@ class PoIndex:
     customer_of: dict[str, str | None]
     by_customer: dict[str, CustomerPos]
     by_number: dict[str, list[PoFacts]]
+    # normalised PO number -> the customers of POs not reconciled with these (a scoped run)
+    owners_elsewhere: Mapping[str, Collection[str | None]] = field(default_factory=dict)
 
 
-def build_index(pos: Sequence[PurchaseOrder], customers: CustomerMap) -> PoIndex:
+def build_index(
+    pos: Sequence[PurchaseOrder],
+    customers: CustomerMap,
+    owners_elsewhere: Mapping[str, Collection[str | None]] | None = None,
+) -> PoIndex:
     latest: dict[str, PurchaseOrder] = {}
     for po in pos:
         known = latest.setdefault(po.key, po)
@@ -199,4 +205,4 @@ def build_index(pos: Sequence[PurchaseOrder], customers: CustomerMap) -> PoIndex
             by_number[number] = [facts]
         else:
             same.append(facts)
-    return PoIndex(latest, customer_of, by_customer, by_number)
+    return PoIndex(latest, customer_of, by_customer, by_number, owners_elsewhere or {})

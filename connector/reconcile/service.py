@@ -7,6 +7,7 @@ can never leave a matched period without its plan, or a plan without its match.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -32,10 +33,12 @@ from connector.reconcile import (
     renewal_warnings,
 )
 from connector.reconcile.amending import changes_after_sending, credit_amended
+from connector.reconcile.indexes import norm_po_number
 from connector.reconcile.inputs import settings_digest
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
 from state import acks, billing_store, credits, ingest, outbox, outbox_queries, reconcile_checkpoints, results
+from state.scopes import MAX_SCOPES
 
 log = logging.getLogger("po_connector.reconcile")
 
@@ -69,8 +72,10 @@ def reconcile_and_plan(
 ) -> bool:
     """Reconcile every stored billing period and plan an invoice per sink for each match.
 
-    With `skip_unchanged`, when nothing reconciliation reads changed since the last one
-    (`connector.reconcile.inputs`), its stored results stand and are only counted: True.
+    With `skip_unchanged`, only the customers whose inputs changed since the last
+    reconciliation are reconciled (`state.reconcile_checkpoints`): the others' stored results
+    and plans stand. When no customer's did, nothing is reconciled and the stored results are
+    only counted: True. A change to the settings, maps or day reconciles every customer.
 
     A period whose invoice was sent (or may have been) keeps that invoice's PO: it is never
     matched again, so a later PO, a closed PO or a late earlier period cannot produce a second
@@ -78,81 +83,54 @@ def reconcile_and_plan(
     after sending flags the invoice `amended_after_push`. Plans never sent whose match is gone
     are withdrawn in the same transaction.
     """
-    settings = app.settings.reconcile
-    if settings.as_of is None:
-        settings = settings.model_copy(update={"as_of": as_of or run.started_at.date()})
+    day = app.settings.reconcile.as_of or as_of or run.started_at.date()
+    settings = app.settings.reconcile.model_copy(update={"as_of": day})
     now = run.started_at
     if app.settings.credit.on_amended == "credit_and_reissue":
         credit_amended(app, run)
-    assert settings.as_of is not None
-    config_digest = settings_digest(app, settings.as_of)
+    config_digest = settings_digest(app, day)
+    resolve = _scope_resolver(app)
     with app.engine.begin() as conn:
-        if skip_unchanged and _unchanged(conn, app, run, config_digest):
+        scopes = _changed_scopes(conn, app, config_digest, resolve) if skip_unchanged else None
+        if scopes is not None and not scopes:
+            _count_stored(conn, app, run)
             return True
-        rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
-        pos = [po for po in ingest.load_pos(conn, app.tenant) if po.key not in rejected]
-        periods = billing_store.load_billing_periods(conn, app.tenant)
-        sent = outbox_queries.sent_rows(conn, app.tenant)
-        locked = {row["billing_key"] for row in sent}
-        open_periods = [p for p in periods if p.key not in locked]
-        prior = _prior_invoices(outbox_queries.consumption(conn, app.tenant))
-        issues = credits.reissues(conn, app.tenant)
-        open_periods, held_for_tax = _resolve_tax(app, open_periods)
-        outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior)
-        outcome = _hold_for_tax(outcome, held_for_tax)
-        by_key = {period.key: period for period in periods}
-        by_key.update({period.key: period for period in open_periods})
-        kept: set[str] = set()
-        # Planned (and so pushed) in invoice-date order: ERPs such as Tryton refuse to number an
-        # invoice dated before one their sequence already numbered.
-        in_date_order = sorted(
-            outcome.allocations.items(),
-            key=lambda item: (by_key[item[0]].invoice_date or by_key[item[0]].period_start, item[0]),
-        )
-        for billing_key, allocation in in_date_order:
-            period = by_key[billing_key]
-            if period.status.lower() in NOT_INVOICEABLE:
-                run.add("not_invoiceable")
-                continue
-            customer = app.customer_map.get(period.customer_ref)
-            for sink in app.sinks:
-                plan = plan_invoice(
-                    allocation,
-                    period,
-                    sink=sink,
-                    tenant=app.tenant,
-                    customer_name=app.customer_map.name_of(period.customer_ref) or period.customer_name,
-                    default_net_days=app.settings.default_net_days,
-                    buyer=customer.party() if customer is not None else None,
-                    reissue=issues.get(billing_key),
-                )
-                kept.add(plan.idempotency_key)
-                if outbox.upsert_plan(conn, plan, now) == "planned":
-                    run.add("invoices_planned")
-        locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept, issues)
-        locked_results = _with_renewal_warnings(locked_results, pos, prior, settings)
-        withdrawn = outbox.withdraw_unjustified(
-            conn, app.tenant, kept, now, "withdrawn: the billing period no longer matches this PO"
-        )
-        run.add("invoices_withdrawn", len(withdrawn))
-        all_results = [*outcome.results, *locked_results]
-        for result in all_results:
-            run.add(result.status.value)
-        spans = {p.key: (p.period_start, p.period_end) for p in periods}
-        results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id)
+        _reconcile_scopes(conn, app, run, settings, scopes)
         # Digested after this reconciliation's own writes: reconciling that state again changes nothing.
-        inputs = reconcile_checkpoints.inputs_digest(conn, app.tenant, config_digest)
+        inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
         reconcile_checkpoints.record(conn, app.tenant, inputs, now, run.run_id)
     for status in MatchStatus:
         run.counts.setdefault(status.value, 0)
     return False
 
 
-def _unchanged(conn: Connection, app: Connector, run: RunContext, config_digest: str) -> bool:
-    """True (and the stored results counted) when the inputs are those of the last reconciliation."""
-    stored = reconcile_checkpoints.stored_digest(conn, app.tenant)
-    if stored is None or stored != reconcile_checkpoints.inputs_digest(conn, app.tenant, config_digest):
-        return False
+def _scope_resolver(app: Connector) -> Callable[[str], str]:
+    """A stored PO's scope: the customer its buyer resolves to, '' when none."""
+    customer_for = app.customer_map.customer_for
+
+    def resolve(canonical: str) -> str:
+        return customer_for(PurchaseOrder.model_validate_json(canonical)) or ""
+
+    return resolve
+
+
+def _changed_scopes(
+    conn: Connection, app: Connector, config_digest: str, resolve: Callable[[str], str]
+) -> set[str] | None:
+    """The customers to reconcile again; None for every one (settings moved, or most changed)."""
+    stored = reconcile_checkpoints.stored_inputs(conn, app.tenant)
+    if stored is None or stored.settings != config_digest:
+        return None
+    current = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
+    changed = reconcile_checkpoints.changed_scopes(conn, app.tenant, stored, current)
+    known = len(stored.scopes.keys() | current.scopes.keys())
+    if len(changed) > MAX_SCOPES or 2 * len(changed) > known:
+        return None  # most of the book: one full read costs less than many narrow ones
+    return changed
+
+
+def _count_stored(conn: Connection, app: Connector, run: RunContext) -> None:
+    """Count the stored results: nothing reconciliation reads changed since the last one."""
     counts = results.count_by_status(conn, app.tenant)
     for status in MatchStatus:
         run.counts[status.value] = run.counts.get(status.value, 0) + counts.get(status.value, 0)
@@ -160,7 +138,100 @@ def _unchanged(conn: Connection, app: Connector, run: RunContext, config_digest:
     log.info(
         "nothing reconciliation reads changed since the last one: its %d results stand", sum(counts.values())
     )
-    return True
+
+
+def _owners_elsewhere(
+    conn: Connection, tenant: str, scopes: set[str], rejected: set[str], periods: list[BillingPeriod]
+) -> dict[str, set[str | None]]:
+    """For the PO numbers the periods name, the customers of POs outside `scopes` with that number."""
+    named = {norm_po_number(period.po_number) for period in periods if period.po_number}
+    owners: dict[str, set[str | None]] = {}
+    if not named:
+        return owners
+    for key, number, customer in ingest.po_numbers_outside(conn, tenant, scopes):
+        normal = norm_po_number(number)
+        if normal in named and key not in rejected:
+            owners.setdefault(normal, set()).add(customer or None)
+    return owners
+
+
+def _reconcile_scopes(
+    conn: Connection, app: Connector, run: RunContext, settings: ReconcileSettings, scopes: set[str] | None
+) -> None:
+    """Reconcile the customers in `scopes` (every one when None) and write their results and
+    plans; stamp each PO read with the customer it resolves to."""
+    now = run.started_at
+    rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
+    stored_pos = ingest.load_pos_of(conn, app.tenant, scopes)
+    pos = [item.po for item in stored_pos if item.po.key not in rejected]
+    periods = billing_store.load_billing_periods(conn, app.tenant, scopes)
+    sent = outbox_queries.sent_rows(conn, app.tenant, scopes)
+    locked = {row["billing_key"] for row in sent}
+    open_periods = [p for p in periods if p.key not in locked]
+    prior = _prior_invoices(outbox_queries.consumption(conn, app.tenant, scopes))
+    issues = credits.reissues(conn, app.tenant)
+    owners = None if scopes is None else _owners_elsewhere(conn, app.tenant, scopes, rejected, periods)
+    open_periods, held_for_tax = _resolve_tax(app, open_periods)
+    outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior, owners)
+    outcome = _hold_for_tax(outcome, held_for_tax)
+    by_key = {period.key: period for period in periods}
+    by_key.update({period.key: period for period in open_periods})
+    kept: set[str] = set()
+    # Planned (and so pushed) in invoice-date order: ERPs such as Tryton refuse to number an
+    # invoice dated before one their sequence already numbered.
+    in_date_order = sorted(
+        outcome.allocations.items(),
+        key=lambda item: (by_key[item[0]].invoice_date or by_key[item[0]].period_start, item[0]),
+    )
+    for billing_key, allocation in in_date_order:
+        period = by_key[billing_key]
+        if period.status.lower() in NOT_INVOICEABLE:
+            run.add("not_invoiceable")
+            continue
+        customer = app.customer_map.get(period.customer_ref)
+        for sink in app.sinks:
+            plan = plan_invoice(
+                allocation,
+                period,
+                sink=sink,
+                tenant=app.tenant,
+                customer_name=app.customer_map.name_of(period.customer_ref) or period.customer_name,
+                default_net_days=app.settings.default_net_days,
+                buyer=customer.party() if customer is not None else None,
+                reissue=issues.get(billing_key),
+            )
+            kept.add(plan.idempotency_key)
+            if outbox.upsert_plan(conn, plan, now) == "planned":
+                run.add("invoices_planned")
+    locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept, issues)
+    locked_results = _with_renewal_warnings(locked_results, pos, prior, settings)
+    withdrawn = outbox.withdraw_unjustified(
+        conn, app.tenant, kept, now, "withdrawn: the billing period no longer matches this PO", scopes
+    )
+    run.add("invoices_withdrawn", len(withdrawn))
+    all_results = [*outcome.results, *locked_results]
+    spans = {p.key: (p.period_start, p.period_end) for p in periods}
+    results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id, scopes)
+    _stamp(conn, app, stored_pos)
+    if scopes is None:
+        for result in all_results:
+            run.add(result.status.value)
+    else:  # the other customers' results stand: the run counts the whole book, as a full one does
+        run.add("customers_reconciled", len(scopes))
+        counts = results.count_by_status(conn, app.tenant)
+        for status in MatchStatus:
+            run.add(status.value, counts.get(status.value, 0))
+
+
+def _stamp(conn: Connection, app: Connector, stored: list[ingest.StoredPo]) -> None:
+    """Record, on each PO read whose stamp is not current, the customer it resolved to."""
+    customer_for = app.customer_map.customer_for
+    stamps = []
+    for item in stored:
+        customer = customer_for(item.po) or ""
+        if item.resolved_customer != customer:
+            stamps.append(reconcile_checkpoints.PoStamp(item.record_id, customer, item.content_hash))
+    reconcile_checkpoints.stamp(conn, stamps)
 
 
 def _resolve_tax(

@@ -324,17 +324,21 @@ def test_revisions_read_without_alembic_agree_with_alembic(engine: Engine, tmp_p
     assert current_revision(make_engine(f"sqlite:///{tmp_path / 'empty.db'}")) is None
 
 
+def _acme(canonical: str) -> str:
+    return "CUST-ACME"
+
+
 def test_the_reconcile_inputs_digest_moves_with_what_reconciliation_reads_only(engine: Engine) -> None:
     from state import acks, reconcile_checkpoints
     from tests.unit.test_reconcile import make_period
 
     def digest() -> str:
         with engine.connect() as conn:
-            return reconcile_checkpoints.inputs_digest(conn, "default", "settings-1")
+            return reconcile_checkpoints.inputs_digest(conn, "default", "settings-1", _acme)
 
     empty = digest()
     with engine.connect() as conn:
-        assert reconcile_checkpoints.inputs_digest(conn, "default", "settings-2") != empty
+        assert reconcile_checkpoints.inputs_digest(conn, "default", "settings-2", _acme) != empty
     po = make_po()
     with engine.begin() as conn:
         ingest.store_po(conn, po, "raw", "doc", NOW, None)
