@@ -341,22 +341,20 @@ def load_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
 
 @dataclass(frozen=True)
 class StoredPo:
-    """A stored PO with its row id, content hash and the customer it was last resolved to
-    (None when its content moved since, or it was never resolved)."""
+    """A stored PO with its row id and content hash; `moved` when its content moved since its
+    customer was last resolved (or it never was)."""
 
     record_id: int
     po: PurchaseOrder
     content_hash: str
-    resolved_customer: str | None
+    moved: bool
 
 
 def load_pos_of(conn: Connection, tenant: str, scopes: Collection[str] | None = None) -> list[StoredPo]:
     """The tenant's POs (those of the customers in `scopes`, and every PO whose content moved
     since it was last resolved) with their stamps, in storage order."""
     c = po_records.c
-    query = select(c.id, c.canonical_json, c.content_hash, c.reconciled_customer, c.reconciled_hash).where(
-        c.tenant == tenant
-    )
+    query = select(c.id, c.canonical_json, c.content_hash, c.reconciled_hash).where(c.tenant == tenant)
     if scopes is not None:
         moved = or_(c.reconciled_hash.is_(None), c.reconciled_hash != c.content_hash)
         query = query.where(or_(in_scopes(c.reconciled_customer, scopes), moved))
@@ -365,25 +363,34 @@ def load_pos_of(conn: Connection, tenant: str, scopes: Collection[str] | None = 
             record_id=row.id,
             po=PurchaseOrder.model_validate_json(row.canonical_json),
             content_hash=row.content_hash,
-            resolved_customer=row.reconciled_customer if row.reconciled_hash == row.content_hash else None,
+            moved=row.reconciled_hash != row.content_hash,
         )
         for row in conn.execute(query.order_by(c.id))
     ]
 
 
-def po_numbers_outside(conn: Connection, tenant: str, scopes: Collection[str]) -> list[tuple[str, str, str]]:
-    """(PO key, PO number, customer) of every resolved PO of a customer not in `scopes`."""
+def po_numbers_outside(
+    conn: Connection, tenant: str, scopes: Collection[str], number_keys: Collection[str]
+) -> list[tuple[str, str, str]]:
+    """(PO key, number key, customer) of the resolved POs numbered one of `number_keys` (as
+    numbers compare: trimmed, case-folded) whose customer is not in `scopes`."""
     c = po_records.c
-    rows = conn.execute(
-        select(c.source, c.external_id, c.po_number, c.reconciled_customer).where(
-            c.tenant == tenant,
-            c.reconciled_hash == c.content_hash,
-            ~in_scopes(c.reconciled_customer, scopes),
+    wanted = sorted(number_keys)
+    found: list[tuple[str, str, str]] = []
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        rows = conn.execute(
+            select(c.source, c.external_id, c.reconciled_number, c.reconciled_customer).where(
+                c.tenant == tenant,
+                c.reconciled_number.in_(wanted[start : start + _KEYS_PER_QUERY]),
+                c.reconciled_hash == c.content_hash,
+                ~in_scopes(c.reconciled_customer, scopes),
+            )
         )
-    )
-    return [
-        (po_key(tenant, row.source, row.external_id), row.po_number, row.reconciled_customer) for row in rows
-    ]
+        found += [
+            (po_key(tenant, row.source, row.external_id), row.reconciled_number, row.reconciled_customer)
+            for row in rows
+        ]
+    return found
 
 
 def po_changes_since(conn: Connection, po: PurchaseOrder, revision: int) -> list[str]:

@@ -79,7 +79,8 @@ class MemoryOutbox:
         self, *, tenant: str, sink: str, owner: str, now: datetime, lease_seconds: int, limit: int
     ) -> list[OutboxItem]:
         claimed: list[OutboxItem] = []
-        for key, row in self.rows.items():
+        # As the database claims: by issue date, then in planning order (sorted is stable).
+        for key, row in sorted(self.rows.items(), key=lambda item: item[1].plan.issue_date):
             if len(claimed) >= limit:
                 break
             if row.plan.tenant != tenant or row.plan.sink != sink:

@@ -84,6 +84,7 @@ def new_row(plan: InvoicePlan, now: datetime, **extra: Any) -> dict[str, Any]:
         "gross_amount": plan.total.amount,
         "plan_json": canonical_json(plan),
         "plan_hash": plan_hash(plan),
+        "issue_date": plan.issue_date,
         "state": PLANNED,
         "attempts": 0,
         "next_attempt_at": now,
@@ -131,6 +132,7 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
                 gross_amount=plan.total.amount,
                 plan_json=canonical_json(plan),
                 plan_hash=digest,
+                issue_date=plan.issue_date,
                 last_error=None,
                 updated_at=now,
             )
@@ -164,6 +166,7 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
             gross_amount=plan.total.amount,
             plan_json=canonical_json(plan),
             plan_hash=digest,
+            issue_date=plan.issue_date,
             updated_at=now,
         )
     )
@@ -180,7 +183,9 @@ def claim_due(
     lease_seconds: int,
     limit: int,
 ) -> list[OutboxItem]:
-    """Claim up to `limit` due rows for `owner`; PostgreSQL skips rows other claimers hold."""
+    """Claim up to `limit` due rows for `owner`, oldest issue date first (an ERP numbering
+    invoices from a sequence refuses one dated before an invoice it numbered), then in planning
+    order; PostgreSQL skips rows other claimers hold."""
     due = or_(
         and_(invoice_outbox.c.state.in_((PLANNED, RETRY)), invoice_outbox.c.next_attempt_at <= now),
         and_(invoice_outbox.c.state == PUSHING, invoice_outbox.c.lease_expires_at < now),
@@ -195,7 +200,7 @@ def claim_due(
             invoice_outbox.c.uncertain,
         )
         .where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.sink == sink, due)
-        .order_by(invoice_outbox.c.id)
+        .order_by(invoice_outbox.c.issue_date.nulls_first(), invoice_outbox.c.id)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":

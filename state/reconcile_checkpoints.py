@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from connector.model import po_key
 from state.acks import rejected_po_keys
@@ -69,10 +69,12 @@ class ReconcileInputs:
 
 @dataclass(frozen=True)
 class PoStamp:
-    """The customer a reconciliation resolved a PO to, and the content hash it resolved."""
+    """The customer a reconciliation resolved a PO to, its PO number as numbers compare, and
+    the content hash both were read from."""
 
     record_id: int
     customer: str
+    number_key: str
     content_hash: str
 
 
@@ -86,18 +88,16 @@ def current_inputs(
     for key in sorted(rejected_po_keys(conn, tenant)):
         feeds.add(po_scopes.get(key, ()), ("rejected", key))
     billing = billing_records.c
-    for billing_row in conn.execute(
+    for row_id, customer, key, content in conn.execute(
         select(billing.id, billing.customer_ref, billing.billing_key, billing.content_hash)
         .where(billing.tenant == tenant)
         .order_by(billing.id)
     ):
-        feeds.add(
-            (billing_row.customer_ref,),
-            ("billing", billing_row.id, billing_row.billing_key, billing_row.content_hash),
-        )
+        feeds.add((customer,), ("billing", row_id, key, content))
     for row in _outbox_rows(conn, tenant):
         customer, po = row[0], row[1]
-        scopes = {customer, *po_scopes.get(po, ())}
+        of_po = po_scopes.get(po, ())
+        scopes: Collection[str] = (customer,) if of_po == (customer,) else {customer, *of_po}
         feeds.link(scopes)
         feeds.add(scopes, ("outbox", *_standing(row[2:])))
     return ReconcileInputs(scopes=feeds.group_digests(), owners=owners, settings=settings_digest)
@@ -131,16 +131,19 @@ def _po_scopes(
     ).all()
     moved = [row.id for row in rows if row.reconciled_hash != row.content_hash]
     resolved = _resolve_moved(conn, moved, resolve)
-    owners = hashlib.sha256(b"po-owners/1\n")
+    owners = hashlib.sha256(b"po-owners/2\n")
     po_scopes: dict[str, tuple[str, ...]] = {}
-    for row in rows:
-        stamped = row.reconciled_customer if row.reconciled_hash is not None else None
-        now = resolved.get(row.id, stamped)
-        scopes = tuple(sorted({scope for scope in (stamped, now) if scope is not None}))
-        po_scopes[po_key(tenant, row.source, row.external_id)] = scopes
-        feeds.link(scopes)
-        feeds.add(scopes, ("po", row.id, row.revision, row.status, row.content_hash))
-        owners.update(_line((row.id, row.po_number, *scopes)))
+    for row_id, source, external_id, number, revision, status, content, customer, stamp in rows:
+        scopes: tuple[str, ...]
+        if stamp == content:  # the common case: resolved as it stands
+            scopes = (customer,)
+        else:
+            stamped = customer if stamp is not None else None
+            scopes = tuple(sorted({scope for scope in (stamped, resolved[row_id]) if scope is not None}))
+            feeds.link(scopes)
+        po_scopes[po_key(tenant, source, external_id)] = scopes
+        feeds.add(scopes, ("po", row_id, revision, status, content))
+        owners.update(_line((row_id, number, scopes)))
     return po_scopes, owners.hexdigest()
 
 
@@ -207,8 +210,9 @@ def _standing(row: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
-def _line(row: Iterable[Any]) -> bytes:
-    return "\x1f".join("" if value is None else str(value) for value in row).encode() + b"\n"
+def _line(row: tuple[Any, ...]) -> bytes:
+    # Every value is a str, int, bool, None or a tuple of str: repr is exact and unambiguous.
+    return repr(row).encode()
 
 
 class _Feeds:
@@ -218,7 +222,7 @@ class _Feeds:
         self._digests: dict[str, Any] = {}
         self._parent: dict[str, str] = {}
 
-    def add(self, scopes: Iterable[str], row: Iterable[Any]) -> None:
+    def add(self, scopes: Iterable[str], row: tuple[Any, ...]) -> None:
         line = _line(row)
         for scope in scopes:
             digest = self._digests.get(scope)
@@ -326,14 +330,44 @@ def forget(conn: Connection, tenant: str) -> None:
 def stamp(conn: Connection, stamps: Iterable[PoStamp]) -> int:
     """Record each PO's resolved customer with the content hash it was resolved from."""
     values = [
-        {"record_id": item.record_id, "customer": item.customer, "resolved_hash": item.content_hash}
+        {
+            "record_id": item.record_id,
+            "customer": item.customer,
+            "number_key": item.number_key,
+            "resolved_hash": item.content_hash,
+        }
         for item in stamps
     ]
     if values:
         conn.execute(
             update(po_records)
             .where(po_records.c.id == bindparam("record_id"))
-            .values(reconciled_customer=bindparam("customer"), reconciled_hash=bindparam("resolved_hash")),
+            .values(
+                reconciled_customer=bindparam("customer"),
+                reconciled_number=bindparam("number_key"),
+                reconciled_hash=bindparam("resolved_hash"),
+            ),
             values,
         )
     return len(values)
+
+
+def pos_to_resolve(
+    conn: Connection, tenant: str, after_id: int, limit: int, *, every: bool
+) -> list[tuple[int, str, str]]:
+    """(row id, canonical JSON, content hash) of up to `limit` POs past `after_id`, by id:
+    those whose content moved since they were last resolved (or never were), or `every` one."""
+    c = po_records.c
+    query = select(c.id, c.canonical_json, c.content_hash).where(c.tenant == tenant, c.id > after_id)
+    if not every:
+        query = query.where(or_(c.reconciled_hash.is_(None), c.reconciled_hash != c.content_hash))
+    rows = conn.execute(query.order_by(c.id).limit(limit))
+    return [(row.id, row.canonical_json, row.content_hash) for row in rows]
+
+
+def scopes_with_results(conn: Connection, tenant: str) -> set[str]:
+    """Every customer with a stored result ('' for the POs of no known customer)."""
+    rows = conn.execute(
+        select(match_results.c.customer_ref).where(match_results.c.tenant == tenant).distinct()
+    )
+    return {row.customer_ref or "" for row in rows}

@@ -60,12 +60,15 @@ po_records = Table(
     Column("first_seen_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
-    # The customer the last reconciliation resolved the PO's buyer to ('' for none), and the
-    # content hash it resolved: a PO whose hash moved since is resolved again.
+    # The customer the last reconciliation resolved the PO's buyer to ('' for none), the PO
+    # number as it compares (trimmed, case-folded), and the content hash they were read from:
+    # a PO whose hash moved since is resolved again.
     Column("reconciled_customer", String(128)),
+    Column("reconciled_number", String(128)),
     Column("reconciled_hash", String(64)),
     UniqueConstraint("tenant", "source", "external_id", name="uq_po_records_key"),
     Index("ix_po_records_po_number", "tenant", "po_number"),
+    Index("ix_po_records_reconciled_number", "tenant", "reconciled_number"),
 )
 
 po_revisions = Table(
@@ -178,6 +181,8 @@ invoice_outbox = Table(
     Column("gross_amount", DecimalText),  # planned net + tax: what the sink must hold
     Column("plan_json", Text, nullable=False),
     Column("plan_hash", String(64), nullable=False),
+    # the plan's issue date: rows are claimed in issue-date order (ERPs number invoices by date)
+    Column("issue_date", Date),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UtcDateTime, nullable=False),

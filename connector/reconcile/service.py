@@ -91,17 +91,83 @@ def reconcile_and_plan(
     config_digest = settings_digest(app, day)
     resolve = _scope_resolver(app)
     with app.engine.begin() as conn:
-        scopes = _changed_scopes(conn, app, config_digest, resolve) if skip_unchanged else None
+        stored = reconcile_checkpoints.stored_inputs(conn, app.tenant)
+        # The customer stamped on each PO holds while the settings and maps do.
+        stamps_hold = stored is not None and stored.settings == config_digest
+        scopes = None
+        if skip_unchanged and stored is not None and stamps_hold:
+            scopes = _changed_scopes(conn, app, stored, config_digest, resolve)
         if scopes is not None and not scopes:
             _count_stored(conn, app, run)
             return True
-        _reconcile_scopes(conn, app, run, settings, scopes)
+        if scopes is None:
+            batches = _every_scope_in_batches(conn, app, config_digest, resolve, stamps_hold)
+        else:
+            run.add("customers_reconciled", len(scopes))
+            batches = [scopes]
+        rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
+        issues = credits.reissues(conn, app.tenant)
+        for batch in batches:
+            _reconcile_scopes(conn, app, run, settings, batch, rejected, issues)
+        counts = results.count_by_status(conn, app.tenant)
+        for status in MatchStatus:
+            run.add(status.value, counts.get(status.value, 0))
         # Digested after this reconciliation's own writes: reconciling that state again changes nothing.
         inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
         reconcile_checkpoints.record(conn, app.tenant, inputs, now, run.run_id)
-    for status in MatchStatus:
-        run.counts.setdefault(status.value, 0)
     return False
+
+
+# Customers reconciled together when every one is: their POs, periods, draws, results and
+# plans are held at once, so the memory a reconciliation needs is that of one batch.
+CUSTOMERS_PER_BATCH = 250
+_STAMPS_PER_READ = 1000
+
+
+def _every_scope_in_batches(
+    conn: Connection, app: Connector, config_digest: str, resolve: Callable[[str], str], stamps_hold: bool
+) -> list[set[str]]:
+    """Every customer (with inputs or with stored results), in batches that keep each group of
+    tied customers whole; every PO is first resolved to its customer as it stands (every one
+    again unless the stamps hold)."""
+    _resolve_pos(conn, app, every=not stamps_hold)
+    inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
+    groups: dict[str, list[str]] = {}  # tied customers share one group digest
+    for scope, digest in sorted(inputs.scopes.items()):
+        groups.setdefault(digest, []).append(scope)
+    gone = reconcile_checkpoints.scopes_with_results(conn, app.tenant) - inputs.scopes.keys()
+    batches: list[set[str]] = []
+    batch: set[str] = set()
+    for members in [*groups.values(), *([scope] for scope in sorted(gone))]:
+        if batch and len(batch) + len(members) > CUSTOMERS_PER_BATCH:
+            batches.append(batch)
+            batch = set()
+        batch.update(members)
+    if batch or not batches:
+        batches.append(batch)
+    return batches
+
+
+def _resolve_pos(conn: Connection, app: Connector, *, every: bool) -> None:
+    """Stamp each PO whose content moved since it was last resolved (or `every` one) with its
+    customer, a chunk at a time."""
+    after = 0
+    while chunk := reconcile_checkpoints.pos_to_resolve(
+        conn, app.tenant, after, _STAMPS_PER_READ, every=every
+    ):
+        stamps = []
+        for record_id, canonical, content in chunk:
+            po = PurchaseOrder.model_validate_json(canonical)
+            stamps.append(_stamp_of(app, record_id, po, content))
+        reconcile_checkpoints.stamp(conn, stamps)
+        after = chunk[-1][0]
+
+
+def _stamp_of(
+    app: Connector, record_id: int, po: PurchaseOrder, content: str
+) -> reconcile_checkpoints.PoStamp:
+    customer = app.customer_map.customer_for(po) or ""
+    return reconcile_checkpoints.PoStamp(record_id, customer, norm_po_number(po.po_number), content)
 
 
 def _scope_resolver(app: Connector) -> Callable[[str], str]:
@@ -115,12 +181,13 @@ def _scope_resolver(app: Connector) -> Callable[[str], str]:
 
 
 def _changed_scopes(
-    conn: Connection, app: Connector, config_digest: str, resolve: Callable[[str], str]
+    conn: Connection,
+    app: Connector,
+    stored: reconcile_checkpoints.ReconcileInputs,
+    config_digest: str,
+    resolve: Callable[[str], str],
 ) -> set[str] | None:
-    """The customers to reconcile again; None for every one (settings moved, or most changed)."""
-    stored = reconcile_checkpoints.stored_inputs(conn, app.tenant)
-    if stored is None or stored.settings != config_digest:
-        return None
+    """The customers to reconcile again; None for every one (most of them changed)."""
     current = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
     changed = reconcile_checkpoints.changed_scopes(conn, app.tenant, stored, current)
     known = len(stored.scopes.keys() | current.scopes.keys())
@@ -146,22 +213,24 @@ def _owners_elsewhere(
     """For the PO numbers the periods name, the customers of POs outside `scopes` with that number."""
     named = {norm_po_number(period.po_number) for period in periods if period.po_number}
     owners: dict[str, set[str | None]] = {}
-    if not named:
-        return owners
-    for key, number, customer in ingest.po_numbers_outside(conn, tenant, scopes):
-        normal = norm_po_number(number)
-        if normal in named and key not in rejected:
-            owners.setdefault(normal, set()).add(customer or None)
+    for key, number, customer in ingest.po_numbers_outside(conn, tenant, scopes, named):
+        if key not in rejected:
+            owners.setdefault(number, set()).add(customer or None)
     return owners
 
 
 def _reconcile_scopes(
-    conn: Connection, app: Connector, run: RunContext, settings: ReconcileSettings, scopes: set[str] | None
+    conn: Connection,
+    app: Connector,
+    run: RunContext,
+    settings: ReconcileSettings,
+    scopes: set[str],
+    rejected: set[str],
+    issues: dict[str, Reissue],
 ) -> None:
-    """Reconcile the customers in `scopes` (every one when None) and write their results and
-    plans; stamp each PO read with the customer it resolves to."""
+    """Reconcile the customers in `scopes` and write their results and plans; stamp each PO
+    read with the customer it resolves to."""
     now = run.started_at
-    rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
     stored_pos = ingest.load_pos_of(conn, app.tenant, scopes)
     pos = [item.po for item in stored_pos if item.po.key not in rejected]
     periods = billing_store.load_billing_periods(conn, app.tenant, scopes)
@@ -169,8 +238,7 @@ def _reconcile_scopes(
     locked = {row["billing_key"] for row in sent}
     open_periods = [p for p in periods if p.key not in locked]
     prior = _prior_invoices(outbox_queries.consumption(conn, app.tenant, scopes))
-    issues = credits.reissues(conn, app.tenant)
-    owners = None if scopes is None else _owners_elsewhere(conn, app.tenant, scopes, rejected, periods)
+    owners = _owners_elsewhere(conn, app.tenant, scopes, rejected, periods)
     open_periods, held_for_tax = _resolve_tax(app, open_periods)
     outcome = reconcile(pos, open_periods, app.customer_map, app.sku_map, settings, prior, owners)
     outcome = _hold_for_tax(outcome, held_for_tax)
@@ -212,26 +280,10 @@ def _reconcile_scopes(
     all_results = [*outcome.results, *locked_results]
     spans = {p.key: (p.period_start, p.period_end) for p in periods}
     results.replace_results(conn, app.tenant, all_results, spans, now, run.run_id, scopes)
-    _stamp(conn, app, stored_pos)
-    if scopes is None:
-        for result in all_results:
-            run.add(result.status.value)
-    else:  # the other customers' results stand: the run counts the whole book, as a full one does
-        run.add("customers_reconciled", len(scopes))
-        counts = results.count_by_status(conn, app.tenant)
-        for status in MatchStatus:
-            run.add(status.value, counts.get(status.value, 0))
-
-
-def _stamp(conn: Connection, app: Connector, stored: list[ingest.StoredPo]) -> None:
-    """Record, on each PO read whose stamp is not current, the customer it resolved to."""
-    customer_for = app.customer_map.customer_for
-    stamps = []
-    for item in stored:
-        customer = customer_for(item.po) or ""
-        if item.resolved_customer != customer:
-            stamps.append(reconcile_checkpoints.PoStamp(item.record_id, customer, item.content_hash))
-    reconcile_checkpoints.stamp(conn, stamps)
+    reconcile_checkpoints.stamp(
+        conn,
+        [_stamp_of(app, item.record_id, item.po, item.content_hash) for item in stored_pos if item.moved],
+    )
 
 
 def _resolve_tax(

@@ -60,3 +60,27 @@ def test_the_memory_outbox_and_the_sql_outbox_answer_alike(tmp_path: Path) -> No
         row.plan.invoice_number: (row.state, row.uncertain, row.lease_owner) for row in memory.rows.values()
     }
     assert sql_rows == memory_rows
+
+
+def test_both_outboxes_claim_by_issue_date_then_in_planning_order(tmp_path: Path) -> None:
+    """An ERP numbering invoices from a sequence refuses one dated before an invoice it
+    numbered: whatever order plans were made in, the earliest issue date goes first."""
+    from datetime import date
+
+    dated = [
+        make_plan(n).model_copy(update={"issue_date": day})
+        for n, day in ((1, date(2026, 11, 1)), (2, date(2026, 10, 1)), (3, date(2026, 11, 1)))
+    ]
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        for plan in dated:
+            outbox.upsert_plan(conn, plan, NOW)
+    memory = MemoryOutbox()
+    for plan in dated:
+        memory.plan(plan, NOW)
+    for store in (SqlOutboxStore(lambda: engine), memory):
+        claimed = store.claim_due(
+            tenant="default", sink="files", owner="a", now=NOW, lease_seconds=60, limit=5
+        )
+        assert [item.plan.po_number for item in claimed] == ["PO-2", "PO-1", "PO-3"]

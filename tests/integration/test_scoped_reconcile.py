@@ -205,3 +205,33 @@ def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
     synced(app)
     store(app, *[period(ref, 1, seats="11") for ref in customers[:3]])
     assert "customers_reconciled" not in synced(app)
+
+
+def test_a_full_reconcile_in_batches_of_customers_ends_as_one_in_a_single_batch(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.reconcile import service
+
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, month) for ref in customers for month in (1, 2)])
+    # A period naming another customer's PO, and a PO of no known customer.
+    store(app, period("CUST-WAYNE", 3, po_number="PO-ACME-1"), po("PO-STRAY", "CUST-ACME", buyer="x.example"))
+    synced(app)
+    # Acme's invoiced PO moves to Globex: the two are tied and must share a batch.
+    store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
+    store(app, period("CUST-GLOBEX", 3, seats="5"))
+
+    monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1)
+    batched = jobs.reconcile(app)
+    assert batched["exit_code"] == 0
+    assert any("it belongs to CUST-GLOBEX" in r for r in reasons(app))
+    results, rows = results_of(app), outbox_of(app)
+    monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1000)
+    whole = jobs.reconcile(app)
+    assert (whole["invoices_planned"], whole["invoices_withdrawn"], whole.get("amended_after_push", 0)) == (
+        0,
+        0,
+        0,
+    )
+    assert results_of(app) == results and outbox_of(app) == rows
