@@ -10,10 +10,6 @@ SHA-256, and is never processed twice. The sender's address or domain chooses th
 
 from __future__ import annotations
 
-import email
-import email.errors
-import email.policy
-import email.utils
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -33,6 +29,7 @@ from adapters.email_csv_parsing import (
 from adapters.imap_mailbox import ImapConfig, ImapMailbox
 from adapters.mail_messages import (
     EPOCH,
+    MESSAGE_POLICY,
     message_date,
 )
 from connector.errors import ConfigError
@@ -265,7 +262,7 @@ def _stat_marker(folder: Path, path: Path) -> str | None:
 def _header_date(path: Path) -> datetime | None:
     try:
         with path.open("rb") as stream:
-            headers = BytesParser(policy=email.policy.default).parse(stream, headersonly=True)
+            headers = BytesParser(policy=MESSAGE_POLICY).parse(stream, headersonly=True)
     except OSError:
         return None
     return message_date(headers)
