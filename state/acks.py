@@ -74,28 +74,32 @@ def record_revisions(conn: Connection, tenant: str, revisions: Sequence[Revision
         )
     }
     fresh = [r for r in revisions if (r.po_key, r.revision) not in seen]
-    for item in fresh:
+    if fresh:
         conn.execute(
-            insert(acks).values(
-                tenant=tenant,
-                po_key=item.po_key,
-                revision=item.revision,
-                source=item.source,
-                po_number=item.po_number,
-                decision=item.decision.value if item.decision else PENDING,
-                decided_by="auto" if item.decision else None,
-                reason=item.reason,
-                ack_id=acknowledgement_id(item.po_key, item.revision, item.decision)
-                if item.decision
-                else None,
-                state=_state(item.decision, item.can_acknowledge),
-                attempts=0,
-                next_attempt_at=now,
-                uncertain=False,
-                decided_at=now if item.decision else None,
-                created_at=now,
-                updated_at=now,
-            )
+            insert(acks),
+            [
+                {
+                    "tenant": tenant,
+                    "po_key": item.po_key,
+                    "revision": item.revision,
+                    "source": item.source,
+                    "po_number": item.po_number,
+                    "decision": item.decision.value if item.decision else PENDING,
+                    "decided_by": "auto" if item.decision else None,
+                    "reason": item.reason,
+                    "ack_id": acknowledgement_id(item.po_key, item.revision, item.decision)
+                    if item.decision
+                    else None,
+                    "state": _state(item.decision, item.can_acknowledge),
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "uncertain": False,
+                    "decided_at": now if item.decision else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in fresh
+            ],
         )
     return len(fresh)
 

@@ -7,6 +7,7 @@ commits a source batch (records, rejections, processed input and cursor) in one 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Collection
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, Executable, delete, insert, or_, select, update
 
 from connector.model import PurchaseOrder, po_key
 from state.canonical import canonical_json, content_hash
@@ -141,6 +142,21 @@ def processed_among(conn: Connection, tenant: str, source: str, keys: Collection
     return found
 
 
+@functools.cache
+def _marking(dialect: str) -> Executable | None:
+    """INSERT INTO processed_inputs ... ON CONFLICT DO NOTHING in the dialect, built once
+    (imported when used: PostgreSQL's dialect costs an SQLite job its import time)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(processed_inputs).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(processed_inputs).on_conflict_do_nothing()
+    return None
+
+
 def mark_processed(
     conn: Connection,
     tenant: str,
@@ -151,18 +167,20 @@ def mark_processed(
     run_id: str | None,
 ) -> bool:
     """Record a one-shot input; False when it was already recorded (a concurrent run won)."""
+    values = {
+        "tenant": tenant,
+        "source": source,
+        "input_key": input_key,
+        "document": document,
+        "processed_at": now,
+        "run_id": run_id,
+    }
+    statement = _marking(conn.dialect.name)
+    if statement is not None:  # one statement, and a concurrent run's row waited for, not raced
+        return bool(conn.execute(statement, values).rowcount)
     if is_processed(conn, tenant, source, input_key):
         return False
-    conn.execute(
-        insert(processed_inputs).values(
-            tenant=tenant,
-            source=source,
-            input_key=input_key,
-            document=document,
-            processed_at=now,
-            run_id=run_id,
-        )
-    )
+    conn.execute(insert(processed_inputs), values)
     return True
 
 
@@ -233,25 +251,27 @@ def store_po(
     if existing is None:
         stored = po.model_copy(update={"revision": max(po.revision, 1)})
         text = canonical_json(stored)
+        # Values as parameters of one unchanging statement: compiled once per process.
         inserted = conn.execute(
-            insert(po_records).values(
-                tenant=po.tenant,
-                source=po.source,
-                external_id=po.external_id,
-                po_number=po.po_number,
-                revision=stored.revision,
-                source_version=po.source_version,
-                status=po.status.value,
-                content_hash=digest,
-                canonical_json=text,
-                raw_payload=raw,
-                raw_sha256=raw_sha256,
-                document=document,
-                source_updated_at=po.source_updated_at,
-                first_seen_at=now,
-                last_seen_at=now,
-                changed_at=now,
-            )
+            insert(po_records),
+            {
+                "tenant": po.tenant,
+                "source": po.source,
+                "external_id": po.external_id,
+                "po_number": po.po_number,
+                "revision": stored.revision,
+                "source_version": po.source_version,
+                "status": po.status.value,
+                "content_hash": digest,
+                "canonical_json": text,
+                "raw_payload": raw,
+                "raw_sha256": raw_sha256,
+                "document": document,
+                "source_updated_at": po.source_updated_at,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "changed_at": now,
+            },
         ).inserted_primary_key
         assert inserted is not None
         changes = po_changes(None, json.loads(text))
@@ -318,17 +338,18 @@ def _record_revision(
     run_id: str | None,
 ) -> None:
     conn.execute(
-        insert(po_revisions).values(
-            po_record_id=record_id,
-            revision=stored.revision,
-            source_version=stored.source_version,
-            change_kind=kind.value,
-            content_hash=digest,
-            canonical_json=text,
-            changes_json=json.dumps(changes),
-            recorded_at=now,
-            run_id=run_id,
-        )
+        insert(po_revisions),
+        {
+            "po_record_id": record_id,
+            "revision": stored.revision,
+            "source_version": stored.source_version,
+            "change_kind": kind.value,
+            "content_hash": digest,
+            "canonical_json": text,
+            "changes_json": json.dumps(changes),
+            "recorded_at": now,
+            "run_id": run_id,
+        },
     )
 
 

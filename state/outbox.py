@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from connector.errors import RemoteError
 from connector.model import InvoicePlan, Money, RemoteRef
@@ -116,7 +116,7 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
     ).first()
     total = plan.net_total  # what the invoice draws on its PO: net of tax
     if existing is None:
-        conn.execute(insert(invoice_outbox).values(**new_row(plan, now)))
+        conn.execute(insert(invoice_outbox), new_row(plan, now))  # one statement, compiled once
         return "planned"
     if existing.state == WITHDRAWN:
         conn.execute(
@@ -259,24 +259,29 @@ def mark_pushed(conn: Connection, key: str, owner: str, ref: RemoteRef, now: dat
     if row is None:
         return False
     conn.execute(
-        update(invoice_outbox)
-        .where(invoice_outbox.c.idempotency_key == key)
-        .values(
-            state=PUSHED,
-            remote_id=ref.remote_id,
-            remote_total=ref.total.amount if ref.total is not None else None,
-            remote_tax=ref.tax.amount if ref.tax is not None else None,
-            total_mismatch=_differs(row, ref.total, ref.tax),
-            correlation_id=ref.correlation_id or None,
-            pushed_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            uncertain=False,
-            last_error=None,
-            updated_at=now,
-        )
+        _BY_KEY,
+        {
+            "row_key": key,
+            "state": PUSHED,
+            "remote_id": ref.remote_id,
+            "remote_total": ref.total.amount if ref.total is not None else None,
+            "remote_tax": ref.tax.amount if ref.tax is not None else None,
+            "total_mismatch": _differs(row, ref.total, ref.tax),
+            "correlation_id": ref.correlation_id or None,
+            "pushed_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "uncertain": False,
+            "last_error": None,
+            "updated_at": now,
+        },
     )
     return True
+
+
+# An update of one row by its key, the columns set given as parameters: one statement for
+# every row, compiled once (a statement with its values built in costs a compile per call).
+_BY_KEY = update(invoice_outbox).where(invoice_outbox.c.idempotency_key == bindparam("row_key"))
 
 
 def record_remote_total(
