@@ -100,6 +100,10 @@ class _Group:
     rows: list[_Row] = field(default_factory=list)
 
 
+# Periods stored per transaction: a large export is never held as periods all at once.
+PERIODS_PER_BATCH = 1000
+
+
 def _raw_period_key(header: list[str], record: list[str]) -> tuple[str, str]:
     """The subscription id and period start of a refused row, as written ("" when unreadable)."""
     cells = dict(zip(header, (cell.strip() for cell in record), strict=False))
@@ -154,23 +158,35 @@ class CsvBillingSource:
         return lambda value: datetime.strptime(value, fmt).date()
 
     def pull(self, context: PullContext) -> Iterator[BillingBatch]:
-        """Yield one batch with every period of the file and the rows that were refused.
+        """Yield the file's periods PERIODS_PER_BATCH at a time; the last batch carries the rows
+        that were refused and the cursor.
 
         The cursor is the file's digest: a file read before, unchanged, gives an empty batch
-        (nothing to store again; its refused rows stay in quarantine as they were).
+        (nothing to store again; its refused rows stay in quarantine as they were). A pull cut
+        short leaves the cursor as it was, so the next one reads the file again; a period
+        stored already costs nothing the second time.
         """
         data = self._data()
         digest = self._digest(data)
         if context.cursor is not None and context.cursor.get("sha256") == digest:
             yield BillingBatch(cursor=context.cursor)
             return
-        batch = self._parse(data)
-        batch.cursor = {"sha256": digest}
-        yield batch
+        last: BillingBatch | None = None
+        for batch in self._batches(data):  # the last batch is the one with the rejections
+            if last is not None:
+                yield last
+            last = batch
+        assert last is not None  # `_batches` always ends with one
+        last.cursor = {"sha256": digest}
+        yield last
 
     def read(self) -> BillingBatch:
         """Parse the whole file into billing periods and rejections."""
-        return self._parse(self._data())
+        whole = BillingBatch()
+        for batch in self._batches(self._data()):
+            whole.records += batch.records
+            whole.rejections += batch.rejections
+        return whole
 
     def _data(self) -> bytes:
         try:
@@ -186,18 +202,20 @@ class CsvBillingSource:
         digest.update(data)
         return digest.hexdigest()
 
-    def _parse(self, data: bytes) -> BillingBatch:
+    def _batches(self, data: bytes) -> Iterator[BillingBatch]:
+        """The file's periods in batches; the last one carries the refused rows, known only
+        once every row was read."""
         batch = BillingBatch()
         try:
             table = read_csv(decode_text(data))
         except (UndecodableError, csv.Error) as exc:
             batch.rejections.append(self._problem("", "", "", f"the file cannot be read as CSV: {exc}"))
-            return batch
-        if not table.header:
-            return batch
+            yield batch
+            return
         header = [_column_name(name) for name in table.header]
-        if not self._header_ok(header, batch):
-            return batch
+        if not table.header or not self._header_ok(header, batch):
+            yield batch
+            return
         groups: dict[tuple[str, date], _Group] = {}
         # A period with a refused row is refused whole: invoicing the rest would bill less
         # than the period really holds. Keyed by the row's raw subscription id and start.
@@ -215,7 +233,9 @@ class CsvBillingSource:
                 group.rows.append(row)
             else:
                 refused.add((row.values["subscription_id"], row.values["period_start"]))
-        for group in groups.values():
+        chunk: list[BillingPeriod] = []
+        for key in list(groups):
+            group = groups.pop(key)  # held no longer than its period is being built
             first = group.first.values
             if (first["subscription_id"], first["period_start"]) in refused or (
                 first["subscription_id"],
@@ -232,9 +252,14 @@ class CsvBillingSource:
                 )
                 continue
             period = self._period(group, batch)
-            if period is not None:
-                batch.records.append(period)
-        return batch
+            if period is None:
+                continue
+            chunk.append(period)
+            if len(chunk) == PERIODS_PER_BATCH:
+                yield BillingBatch(records=chunk)
+                chunk = []
+        batch.records = chunk
+        yield batch
 
     def _problem(self, location: str, column: str, value: str, reason: str) -> InputProblem:
         return InputProblem(

@@ -313,3 +313,29 @@ def test_an_export_read_before_and_unchanged_gives_an_empty_batch_with_its_curso
     other = source_for(path, date_format="%Y-%m-%d")
     (reread,) = other.pull(PullContext(cursor=changed.cursor, started_at=now))
     assert len(reread.records) == 1
+
+
+def test_a_large_export_comes_in_batches_with_the_refused_rows_and_the_cursor_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.billing_csv
+
+    monkeypatch.setattr(adapters.billing_csv, "PERIODS_PER_BATCH", 2)
+    rows = [
+        f"C{n},Cust {n},SUB-{n},2026-11-01,2026-11-30,PLAN-PRO,Pro,1,{'oops' if n == 2 else '10.00'},USD,,\n"
+        for n in range(5)
+    ]
+    path = tmp_path / "billing.csv"
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+    batches = list(source_for(path).pull(PullContext(cursor=None, started_at=datetime.now(UTC))))
+    assert [len(batch.records) for batch in batches] == [2, 2, 0]
+    assert [batch.cursor is not None for batch in batches] == [False, False, True]
+    assert [len(batch.rejections) for batch in batches] == [0, 0, 1]
+    assert sorted(p.subscription_id for b in batches for p in b.records) == [
+        "SUB-0",
+        "SUB-1",
+        "SUB-3",
+        "SUB-4",
+    ]
+    whole = source_for(path).read()
+    assert len(whole.records) == 4 and len(whole.rejections) == 1
