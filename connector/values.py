@@ -50,8 +50,10 @@ def tax_table_key(table: str, key: str, value: object) -> str:
 def finite_decimal(value: str | int | Decimal) -> Decimal:
     """The exact Decimal of a decimal string (space around it allowed), an int or a Decimal.
 
-    Raises ValueError "is not a decimal number", or "is not a finite number" for NaN and
-    infinities. Which other types a field may hold (never a float) is the caller's to check.
+    Raises ValueError "is not a decimal number", "is not a finite number" for NaN and
+    infinities, or "is out of range" from 10**21 up (no amount or quantity is that large, and
+    an exponent like 1E999997 would overflow the arithmetic done with it). Which other types a
+    field may hold (never a float) is the caller's to check.
     """
     try:
         number = Decimal(value.strip() if isinstance(value, str) else value)
@@ -59,7 +61,13 @@ def finite_decimal(value: str | int | Decimal) -> Decimal:
         raise ValueError("is not a decimal number") from None
     if not number.is_finite():
         raise ValueError("is not a finite number")
+    if number and number.adjusted() > MAX_DECIMAL_DIGITS:
+        raise ValueError("is out of range")
     return number
+
+
+# The largest decimal exponent an input number may have (10**21 and up is refused).
+MAX_DECIMAL_DIGITS = 20
 
 
 def answer_money(raw: Any, currency: str) -> Money | None:

@@ -73,6 +73,8 @@ def test_without_an_example_the_refusal_names_the_value_only() -> None:
         ("-0.001", Decimal("-0.001")),
         (7, Decimal(7)),
         (Decimal("1E+3"), Decimal("1E+3")),
+        ("999999999999999999999.99", Decimal("999999999999999999999.99")),
+        ("1E-999999", Decimal("1E-999999")),
     ],
 )
 def test_a_finite_decimal_is_exactly_what_was_written(value: str | int | Decimal, number: Decimal) -> None:
@@ -88,6 +90,8 @@ def test_a_finite_decimal_is_exactly_what_was_written(value: str | int | Decimal
         ("NaN", "is not a finite number"),
         ("-Infinity", "is not a finite number"),
         (Decimal("sNaN"), "is not a finite number"),
+        ("1E999997", "is out of range"),
+        ("-1000000000000000000000", "is out of range"),
     ],
 )
 def test_what_is_no_finite_decimal_is_refused_with_the_reason(value: str | Decimal, reason: str) -> None:
