@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sqlalchemy import ColumnElement, false, or_
-from sqlalchemy.sql.elements import ColumnElement as Column
 
 # Above this many customers a reconcile reads the whole book: one IN list stays well inside
 # every database's parameter limit, and that many changed customers is most of the book anyway.
 MAX_SCOPES = 5000
 
 
-def in_scopes(column: Column[str | None], scopes: Collection[str]) -> ColumnElement[bool]:
+def in_scopes(column: ColumnElement[str | None], scopes: Collection[str]) -> ColumnElement[bool]:
     """`column` names one of `scopes`; the scope '' (no known customer) also matches NULL."""
     if not scopes:
         return false()
