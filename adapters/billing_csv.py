@@ -66,6 +66,8 @@ _TAX_COLUMNS = ("tax_category", "tax_rate", "tax_amount", "tax_jurisdiction", "t
 _OPTIONAL = ("customer_name", "description", "po_number", "invoice_date", *_TAX_COLUMNS)
 # Fields every row of one period must agree on.
 _PERIOD_FIELDS = ("customer_ref", "customer_name", "period_end", "currency", "po_number", "invoice_date")
+# A row's values kept once it is parsed.
+_KEPT = ("subscription_id", "period_start", *_PERIOD_FIELDS)
 
 
 class CsvBillingConfig(AdapterConfig):
@@ -325,7 +327,10 @@ class CsvBillingSource:
             unit_price=Money.of(price, values["currency"]),
             tax=tax,
         )
-        return _Row(number, values, start, end, invoice_date, line)
+        # Only what the period is built and checked from stays: every row is held until the
+        # file is read (a period's rows may be anywhere in it).
+        kept = {name: values[name] for name in _KEPT}
+        return _Row(number, kept, start, end, invoice_date, line)
 
     def _date(self, column: str, value: str) -> date:
         try:
