@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from connector import jobs
-from connector.config import load_config
 from connector.model import BillingLine, BillingPeriod, Money, POLine, POStatus, PurchaseOrder
 from connector.runtime import Connector
 from connector.tax import LineTax, TaxCategory, TaxScheme
-from state import billing_store, ingest, outbox_queries
-from tests.support.cli import copy_example
+from state import outbox_queries
+from tests.support.own_data import connector_without_data
+from tests.support.own_data import store as store_at
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 NY_SALES_TAX = LineTax(
@@ -24,18 +24,7 @@ NY_SALES_TAX = LineTax(
 
 @pytest.fixture
 def app(tmp_path: Path) -> Connector:
-    config = copy_example(tmp_path)
-    text = config.read_text(encoding="utf-8")
-    # only our own data: no example inbox or billing export
-    text = text.replace('maildir = "examples/inbox"', f'maildir = "{tmp_path / "empty"}"')
-    text = text.replace('path = "examples/billing.csv"', f'path = "{tmp_path / "billing.csv"}"')
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "billing.csv").write_text(
-        "customer_ref,subscription_id,period_start,period_end,sku,quantity,unit_price,currency\n",
-        encoding="utf-8",
-    )
-    config.write_text(text, encoding="utf-8")
-    return Connector(load_config(config))
+    return connector_without_data(tmp_path)
 
 
 def po(number: str, quantity: str = "30", status: POStatus = POStatus.OPEN) -> PurchaseOrder:
@@ -73,12 +62,7 @@ def period(month: int, seats: str = "20") -> BillingPeriod:
 
 
 def store(app: Connector, *items: PurchaseOrder | BillingPeriod) -> None:
-    with app.engine.begin() as conn:
-        for item in items:
-            if isinstance(item, PurchaseOrder):
-                ingest.store_po(conn, item, "{}", "test", NOW, None)
-            else:
-                billing_store.store_billing_period(conn, item, NOW)
+    store_at(app, NOW, *items)
 
 
 def invoice_files(app: Connector) -> list[Path]:

@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import select
 
 from connector import jobs
-from connector.config import load_config
 from connector.model import AckDecision, BillingLine, BillingPeriod, Money, POLine, PurchaseOrder
 from connector.runtime import Connector
 from connector.tax import LineTax, TaxCategory, TaxScheme
-from state import acks, billing_store, ingest
+from state import acks
 from state.tables import invoice_outbox, match_results
+from tests.support.own_data import connector_without_data
+from tests.support.own_data import store as store_at
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 SALES_TAX = LineTax(
@@ -39,19 +40,7 @@ BUYERS = {
 
 @pytest.fixture
 def app(tmp_path: Path) -> Connector:
-    from tests.support.cli import copy_example
-
-    config = copy_example(tmp_path)
-    text = config.read_text(encoding="utf-8")
-    text = text.replace('maildir = "examples/inbox"', f'maildir = "{tmp_path / "empty"}"')
-    text = text.replace('path = "examples/billing.csv"', f'path = "{tmp_path / "billing.csv"}"')
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "billing.csv").write_text(
-        "customer_ref,subscription_id,period_start,period_end,sku,quantity,unit_price,currency\n",
-        encoding="utf-8",
-    )
-    config.write_text(text, encoding="utf-8")
-    return Connector(load_config(config))
+    return connector_without_data(tmp_path)
 
 
 def po(number: str, customer: str, quantity: str = "30", *, buyer: str | None = None) -> PurchaseOrder:
@@ -89,12 +78,7 @@ def period(customer: str, month: int, seats: str = "10", po_number: str | None =
 
 
 def store(app: Connector, *items: PurchaseOrder | BillingPeriod) -> None:
-    with app.engine.begin() as conn:
-        for item in items:
-            if isinstance(item, PurchaseOrder):
-                ingest.store_po(conn, item, "{}", "test", NOW, None)
-            else:
-                billing_store.store_billing_period(conn, item, NOW)
+    store_at(app, NOW, *items)
 
 
 def results_of(app: Connector) -> dict[str, tuple[Any, ...]]:
