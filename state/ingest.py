@@ -371,14 +371,13 @@ class StoredPo:
     moved: bool
 
 
-def load_pos_of(conn: Connection, tenant: str, scopes: Collection[str] | None = None) -> list[StoredPo]:
+def load_pos_of(conn: Connection, tenant: str, scopes: Collection[str]) -> list[StoredPo]:
     """The tenant's POs (those of the customers in `scopes`, and every PO whose content moved
     since it was last resolved) with their stamps, in storage order."""
     c = po_records.c
     query = select(c.id, c.canonical_json, c.content_hash, c.reconciled_hash).where(c.tenant == tenant)
-    if scopes is not None:
-        moved = or_(c.reconciled_hash.is_(None), c.reconciled_hash != c.content_hash)
-        query = query.where(or_(in_scopes(c.reconciled_customer, scopes), moved))
+    moved = or_(c.reconciled_hash.is_(None), c.reconciled_hash != c.content_hash)
+    query = query.where(or_(in_scopes(c.reconciled_customer, scopes), moved))
     return [
         StoredPo(
             record_id=row.id,
