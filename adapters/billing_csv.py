@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import IO, ClassVar, TypeVar
 
 from pydantic import ValidationError
 
-from adapters.tabular import UndecodableError, decode_text, read_csv
+from adapters.row_groups import RowGroups
+from adapters.tabular import UndecodableError, iter_csv, text_encoding
 from connector.currency import is_known_currency
 from connector.errors import ConfigError, InputProblem
 from connector.model import BillingLine, BillingPeriod, Money
@@ -96,14 +98,10 @@ class _Row:
     line: BillingLine
 
 
-@dataclass
-class _Group:
-    first: _Row
-    rows: list[_Row] = field(default_factory=list)
-
-
 # Periods stored per transaction: a large export is never held as periods all at once.
 PERIODS_PER_BATCH = 1000
+# Bytes read from the file at a time (to digest it, to guess its encoding).
+_CHUNK = 1 << 20
 
 
 def _raw_period_key(header: list[str], record: list[str]) -> tuple[str, str]:
@@ -139,7 +137,7 @@ class CsvBillingSource:
         self._date_format = config.date_format or ""
 
     def check(self) -> None:
-        """Doctor's check: the export file is there and readable (it is read whole on each pull)."""
+        """Doctor's check: the export file is there and readable (each pull reads it)."""
         if not self.path.is_file():
             raise ConfigError(
                 f"billing {self.name!r}: path {str(self.path)!r} does not exist or is not a file"
@@ -168,13 +166,12 @@ class CsvBillingSource:
         short leaves the cursor as it was, so the next one reads the file again; a period
         stored already costs nothing the second time.
         """
-        data = self._data()
-        digest = self._digest(data)
+        digest = self._digest()
         if context.cursor is not None and context.cursor.get("sha256") == digest:
             yield BillingBatch(cursor=context.cursor)
             return
         last: BillingBatch | None = None
-        for batch in self._batches(data):  # the last batch is the one with the rejections
+        for batch in self._batches():  # the last batch is the one with the rejections
             if last is not None:
                 yield last
             last = batch
@@ -185,70 +182,97 @@ class CsvBillingSource:
     def read(self) -> BillingBatch:
         """Parse the whole file into billing periods and rejections."""
         whole = BillingBatch()
-        for batch in self._batches(self._data()):
+        for batch in self._batches():
             whole.records += batch.records
             whole.rejections += batch.rejections
         return whole
 
-    def _data(self) -> bytes:
+    def _chunks(self) -> Iterator[bytes]:
+        """The file's bytes, a piece at a time: an export may be larger than memory."""
         try:
-            return self.path.read_bytes()
+            with self.path.open("rb") as file:
+                while chunk := file.read(_CHUNK):
+                    yield chunk
         except OSError as exc:
-            raise ConfigError(
-                f"billing {self.name!r}: file {str(self.path)!r} cannot be read: {exc.strerror or exc}"
-            ) from exc
+            raise self._unreadable(exc) from exc
 
-    def _digest(self, data: bytes) -> str:
+    def _text(self, encoding: str) -> IO[str]:
+        try:
+            return self.path.open(encoding=encoding, newline="")
+        except OSError as exc:
+            raise self._unreadable(exc) from exc
+
+    def _unreadable(self, exc: OSError) -> ConfigError:
+        return ConfigError(
+            f"billing {self.name!r}: file {str(self.path)!r} cannot be read: {exc.strerror or exc}"
+        )
+
+    def _digest(self) -> str:
         """The file's content, as this version reads it with these settings."""
         digest = hashlib.sha256(f"{product_version()}|{self._date_format}|".encode())
-        digest.update(data)
+        for chunk in self._chunks():
+            digest.update(chunk)
         return digest.hexdigest()
 
-    def _batches(self, data: bytes) -> Iterator[BillingBatch]:
+    def _batches(self) -> Iterator[BillingBatch]:
         """The file's periods in batches; the last one carries the refused rows, known only
-        once every row was read."""
+        once every row was read.
+
+        The file is read twice: once to guess its encoding, once row by row, each good row set
+        aside on disk; then its periods are built one at a time from the rows set aside.
+        """
         batch = BillingBatch()
-        try:
-            table = read_csv(decode_text(data))
-        except (UndecodableError, csv.Error) as exc:
-            batch.rejections.append(self._problem("", "", "", f"the file cannot be read as CSV: {exc}"))
-            yield batch
-            return
-        header = [_column_name(name) for name in table.header]
-        if not table.header or not self._header_ok(header, batch):
-            yield batch
-            return
-        groups: dict[tuple[str, date], _Group] = {}
+        with RowGroups() as rows:
+            try:
+                with self._text(text_encoding(self._chunks)) as text:
+                    raw_header, records, _ = iter_csv(text)
+                    header = [_column_name(name) for name in raw_header]
+                    if not raw_header or not self._header_ok(header, batch):
+                        yield batch
+                        return
+                    refused = self._set_aside(header, records, rows, batch)
+            except (UndecodableError, UnicodeDecodeError, csv.Error) as exc:
+                yield BillingBatch(
+                    rejections=[self._problem("", "", "", f"the file cannot be read as CSV: {exc}")]
+                )
+                return
+            yield from self._periods(rows, refused, batch)
+
+    def _set_aside(
+        self, header: list[str], records: Iterator[list[str]], rows: RowGroups, batch: BillingBatch
+    ) -> set[tuple[str, str]]:
+        """Parse each row, noting refused ones in `batch`, and set the good ones aside keyed by
+        period; returns the (subscription id, period start) of the refused rows, as written."""
         # A period with a refused row is refused whole: invoicing the rest would bill less
         # than the period really holds. Keyed by the row's raw subscription id and start.
         refused: set[tuple[str, str]] = set()
-        for offset, record in enumerate(table.rows, start=2):
+        for offset, record in enumerate(records, start=2):
             if not any(cell.strip() for cell in record):
                 continue
             row = self._row(offset, header, record, batch)
             if row is None:
                 refused.add(_raw_period_key(header, record))
                 continue
-            key = (row.values["subscription_id"], row.period_start)
-            group = groups.setdefault(key, _Group(first=row))
-            if self._agrees(group.first, row, batch):
-                group.rows.append(row)
-            else:
-                refused.add((row.values["subscription_id"], row.values["period_start"]))
+            rows.add(f"{row.period_start.isoformat()}|{row.values['subscription_id']}", _packed(row))
+        return refused
+
+    def _periods(
+        self, rows: RowGroups, refused: set[tuple[str, str]], batch: BillingBatch
+    ) -> Iterator[BillingBatch]:
+        """The periods of the rows set aside, PERIODS_PER_BATCH at a time, then `batch`."""
         chunk: list[BillingPeriod] = []
-        for key in list(groups):
-            group = groups.pop(key)  # held no longer than its period is being built
-            first = group.first.values
-            if (first["subscription_id"], first["period_start"]) in refused or (
-                first["subscription_id"],
-                "",
-            ) in refused:
+        for packed in rows.groups():
+            group = [_unpacked(data) for data in packed]
+            first = group[0]
+            differing = [row for row in group[1:] if not self._agrees(first, row, batch)]
+            subscription, start = first.values["subscription_id"], first.values["period_start"]
+            if differing or (subscription, start) in refused or (subscription, "") in refused:
                 batch.rejections.append(
                     self._problem(
-                        f"row {group.first.number}",
+                        f"row {first.number}",
                         "subscription_id",
-                        first["subscription_id"],
-                        f"period starting {first['period_start']} has a refused row; the whole period "
+                        subscription,
+                        f"period starting {start} has a refused row; the whole period "
                         "waits until the file is fixed",
                     )
                 )
@@ -327,8 +351,7 @@ class CsvBillingSource:
             unit_price=Money.of(price, values["currency"]),
             tax=tax,
         )
-        # Only what the period is built and checked from stays: every row is held until the
-        # file is read (a period's rows may be anywhere in it).
+        # Only what the period is built and checked from is set aside.
         kept = {name: values[name] for name in _KEPT}
         return _Row(number, kept, start, end, invoice_date, line)
 
@@ -352,8 +375,8 @@ class CsvBillingSource:
                 return False
         return True
 
-    def _period(self, group: _Group, batch: BillingBatch) -> BillingPeriod | None:
-        first = group.first
+    def _period(self, group: list[_Row], batch: BillingBatch) -> BillingPeriod | None:
+        first = group[0]
         try:
             return BillingPeriod(
                 tenant=self._tenant,
@@ -365,16 +388,43 @@ class CsvBillingSource:
                 customer_name=first.values["customer_name"],
                 po_number=first.values["po_number"] or None,
                 currency=first.values["currency"],
-                lines=tuple(row.line for row in group.rows),
+                lines=tuple(row.line for row in group),
                 invoice_date=first.invoice_date,
             )
         except ValidationError as exc:
             reason = "; ".join(error["msg"] for error in exc.errors())
-            for row in group.rows:
+            for row in group:
                 batch.rejections.append(
                     self._problem(f"row {row.number}", "", first.values["subscription_id"], reason)
                 )
             return None
+
+
+def _packed(row: _Row) -> bytes:
+    """A parsed row as it is set aside on disk; `_unpacked` reads it back."""
+    invoice_date = row.invoice_date.isoformat() if row.invoice_date else ""
+    return json.dumps(
+        (
+            row.number,
+            tuple(row.values[name] for name in _KEPT),
+            row.period_start.isoformat(),
+            row.period_end.isoformat(),
+            invoice_date,
+            row.line.model_dump_json(),
+        )
+    ).encode()
+
+
+def _unpacked(data: bytes) -> _Row:
+    number, values, start, end, invoice_date, line = json.loads(data)
+    return _Row(
+        number,
+        dict(zip(_KEPT, values, strict=True)),
+        date.fromisoformat(start),
+        date.fromisoformat(end),
+        date.fromisoformat(invoice_date) if invoice_date else None,
+        BillingLine.model_validate_json(line),
+    )
 
 
 def _attempt(

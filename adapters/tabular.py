@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 
 from mappings.csv_mapping import CsvTable
 
@@ -25,32 +27,62 @@ class UndecodableError(ValueError):
 
 
 def decode_text(data: bytes, declared: str | None = None) -> str:
-    """Text of a spreadsheet export.
+    """Text of a spreadsheet export, in the encoding `text_encoding` chooses for it.
+
+    Raises UndecodableError when none fits (e.g. a binary file named .csv).
+    """
+    return data.decode(text_encoding(lambda: (data,), declared))
+
+
+def text_encoding(read: Callable[[], Iterable[bytes]], declared: str | None = None) -> str:
+    """The encoding of the text that `read()` gives in pieces (called again for each guess).
 
     A byte-order mark decides first; then UTF-8 (non-ASCII text in another encoding is almost
     never valid UTF-8); then the charset the sender declared; then Windows-1252, the encoding of
-    CSV files Excel saves on Western-European Windows.
+    CSV files Excel saves on Western-European Windows. The first encoding that decodes all of
+    it wins; text holding NUL characters is refused.
     Raises UndecodableError when none fits (e.g. a binary file named .csv).
     """
+    head = next(_enough(read(), 4))
     for bom, encoding in _BOMS:
-        if data.startswith(bom):
+        if head.startswith(bom):
             try:
-                text = data.decode(encoding)
+                has_nul = _decodes_with_nul(read(), encoding)
             except UnicodeDecodeError as exc:
                 raise UndecodableError(f"starts with a {encoding} byte-order mark but {exc}") from exc
-            if "\x00" in text:
+            if has_nul:
                 raise UndecodableError(f"{encoding} text holds NUL characters: not a text file")
-            return text
-    candidates = ["utf-8", *([declared] if declared else []), "cp1252"]
-    for encoding in candidates:
+            return encoding
+    for encoding in ["utf-8", *([declared] if declared else []), "cp1252"]:
         try:
-            text = data.decode(encoding)
+            has_nul = _decodes_with_nul(read(), encoding)
         except (UnicodeDecodeError, LookupError):
             continue
-        if "\x00" in text:
+        if has_nul:
             break
-        return text
+        return encoding
     raise UndecodableError("not text in UTF-8, UTF-16 or Windows-1252")
+
+
+def _enough(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """`pieces` joined up until the first one holds at least `size` bytes (or all there is)."""
+    head = b""
+    pieces = iter(pieces)
+    for piece in pieces:
+        head += piece
+        if len(head) >= size:
+            break
+    yield head
+    yield from pieces
+
+
+def _decodes_with_nul(pieces: Iterable[bytes], encoding: str) -> bool:
+    """Whether the text holds a NUL; raises UnicodeDecodeError when it is not in `encoding`."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    has_nul = False
+    for piece in pieces:
+        has_nul = has_nul or "\x00" in decoder.decode(piece)
+    return "\x00" in decoder.decode(b"", final=True) or has_nul
 
 
 def sniff_delimiter(text: str) -> str:
@@ -75,9 +107,27 @@ def read_csv(text: str) -> CsvTable:
     so that a row's position is its row number in a spreadsheet. Raises csv.Error on malformed
     input.
     """
-    delimiter = sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text.lstrip("\r\n"), newline=""), delimiter=delimiter)
-    records = list(reader)
-    if not records:
-        return CsvTable([], [], delimiter)
-    return CsvTable(records[0], records[1:], delimiter)
+    header, rows, delimiter = iter_csv(io.StringIO(text, newline=""))
+    return CsvTable(header, list(rows), delimiter)
+
+
+def iter_csv(lines: Iterable[str]) -> tuple[list[str], Iterator[list[str]], str]:
+    """Header, data rows (read as they are asked for) and delimiter of CSV text given line by
+    line with its line ends, as a file opened with `newline=""` gives it; `read_csv`'s rules.
+
+    csv.Error, for malformed input, is raised by the header or by the row it is met in.
+    """
+    pending = iter(lines)
+    first: list[str] = []  # the lines of the first record: the delimiter is sniffed from them
+    for line in pending:
+        if not first and not line.strip("\r\n"):
+            continue
+        first.append(line)
+        if "".join(first).count('"') % 2 == 0:
+            break
+    delimiter = sniff_delimiter("".join(first))
+    reader = csv.reader(itertools.chain(first, pending), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        return [], iter(()), delimiter
+    return header, reader, delimiter

@@ -339,3 +339,79 @@ def test_a_large_export_comes_in_batches_with_the_refused_rows_and_the_cursor_la
     ]
     whole = source_for(path).read()
     assert len(whole.records) == 4 and len(whole.rejections) == 1
+
+
+def test_a_periods_rows_far_apart_in_the_file_form_one_period_in_file_order(tmp_path: Path) -> None:
+    between = "".join(
+        f"C2,Beta,SUB-{n},2026-11-01,2026-11-30,PLAN-PRO,Seats,1,40.00,USD,,\n" for n in range(10, 2510)
+    )
+    batch = read(
+        tmp_path,
+        HEADER
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n"
+        + between
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10.50,USD,PO-1,\n",
+    )
+    assert batch.rejections == []
+    assert len(batch.records) == 2501
+    first = batch.records[0]  # periods come in the order of their first row
+    assert first.subscription_id == "SUB-1"
+    assert [(line.sku, str(line.unit_price.amount)) for line in first.lines] == [
+        ("PLAN-PRO", "40.00"),
+        ("ADDON-SSO", "10.50"),
+    ]
+    assert [p.subscription_id for p in batch.records[1:3]] == ["SUB-10", "SUB-11"]
+
+
+def test_a_disagreeing_row_far_from_its_period_still_refuses_it(tmp_path: Path) -> None:
+    between = "".join(
+        f"C2,Beta,SUB-{n},2026-11-01,2026-11-30,PLAN-PRO,Seats,1,40.00,USD,,\n" for n in range(10, 1510)
+    )
+    batch = read(
+        tmp_path,
+        HEADER
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n"
+        + between
+        + "C1,Acme,SUB-1,2026-11-01,2026-11-30,ADDON-SSO,SSO,1,10,USD,PO-2,\n",
+    )
+    assert "SUB-1" not in {p.subscription_id for p in batch.records}
+    assert [where(p) for p in batch.rejections] == [
+        ("row 1503", "po_number", "PO-2"),
+        ("row 2", "subscription_id", "SUB-1"),
+    ]
+
+
+def test_a_large_export_is_read_without_holding_its_rows(tmp_path: Path) -> None:
+    import tracemalloc
+
+    rows = (
+        f"C{n // 20},Customer {n // 20},SUB-{n},2026-11-01,2026-11-30,{sku},Seats,3,40.00,USD,PO-{n},\n"
+        for n in range(9000)
+        for sku in ("PLAN-PRO", "ADDON-SSO")
+    )
+    path = tmp_path / "billing.csv"
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+    source = source_for(path)
+    tracemalloc.start()
+    try:
+        periods = 0
+        for batch in source.pull(PullContext(cursor=None, started_at=datetime.now(UTC))):
+            periods += len(batch.records)
+            del batch
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert periods == 9000
+    # Held whole, the 18,000 rows took about 57 MB; a batch of 1,000 periods takes about 10 MB.
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MB"
+
+
+def test_a_file_that_is_not_text_past_its_first_megabyte_is_refused_whole(tmp_path: Path) -> None:
+    good = "C1,Acme,SUB-1,2026-11-01,2026-11-30,PLAN-PRO,Seats,50,40.00,USD,PO-1,\n" * 20000
+    path = tmp_path / "billing.csv"
+    path.write_bytes(HEADER.encode() + good.encode() + b"C1,\x00\x81,SUB-2\n")
+    batch = source_for(path).read()
+    assert batch.records == []
+    assert [p.reason for p in batch.rejections] == [
+        "the file cannot be read as CSV: not text in UTF-8, UTF-16 or Windows-1252"
+    ]

@@ -118,3 +118,29 @@ def test_what_the_csv_writer_wrote_reads_back(rows, delimiter):
     read_header, read_rows, found = read_csv(buffer.getvalue())
     assert (read_header, found) == (header, delimiter)
     assert read_rows == rows
+
+
+def test_the_encoding_is_chosen_from_all_of_the_text_read_in_pieces():
+    from adapters.tabular import text_encoding
+
+    assert text_encoding(lambda: [b"a,b\n", b"caf\xc3", b"\xa9\n"]) == "utf-8"  # split character
+    assert text_encoding(lambda: [b"a,b\n" * 1000, b"caf\xe9\n"]) == "cp1252"  # late non-UTF-8 byte
+    assert text_encoding(lambda: [codecs.BOM_UTF8[:1], codecs.BOM_UTF8[1:] + b"a"]) == "utf-8-sig"
+    with pytest.raises(UndecodableError):
+        text_encoding(lambda: [b"a,b\n" * 1000, b"\x00"])
+
+
+def test_csv_rows_are_read_as_they_are_asked_for():
+    from adapters.tabular import iter_csv
+
+    consumed = []
+
+    def lines():
+        for n, line in enumerate(["\n", "a;b\n", '1;"x\n', 'y"\n', "2;z\n"]):
+            consumed.append(n)
+            yield line
+
+    header, rows, delimiter = iter_csv(lines())
+    assert (header, delimiter) == (["a", "b"], ";")
+    assert consumed == [0, 1]  # the leading blank line and the header only
+    assert list(rows) == [["1", "x\ny"], ["2", "z"]]
