@@ -66,15 +66,17 @@ def record_acknowledgements(app: Connector, run: RunContext) -> None:
     """Decide every PO revision not decided yet; count what waits for support."""
     answering = answering_sources(app)
     by_mail = mail_answers(app)
+    created = 0
     with app.engine.begin() as conn:
-        revisions = []
-        for po in acks.undecided_pos(conn, app.tenant):
-            decision, reason = acceptance(app, po)
-            answers = po.source in answering or (by_mail and bool(po.origin_message))
-            revisions.append(
-                acks.Revision(po.key, po.revision, po.source, po.po_number, decision, reason, answers)
-            )
-        created = acks.record_revisions(conn, app.tenant, revisions, run.started_at)
+        for pos in acks.undecided_pos(conn, app.tenant):
+            revisions = []
+            for po in pos:
+                decision, reason = acceptance(app, po)
+                answers = po.source in answering or (by_mail and bool(po.origin_message))
+                revisions.append(
+                    acks.Revision(po.key, po.revision, po.source, po.po_number, decision, reason, answers)
+                )
+            created += acks.record_revisions(conn, app.tenant, revisions, run.started_at)
         waiting = acks.count_by_state(conn, app.tenant).get(acks.WAITING, 0)
     run.add("acknowledgements_decided", created)
     run.counts["acknowledgements_waiting"] = waiting

@@ -14,7 +14,7 @@ id and the buyer sees a duplicate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,21 +104,28 @@ def record_revisions(conn: Connection, tenant: str, revisions: Sequence[Revision
     return len(fresh)
 
 
-def undecided_pos(conn: Connection, tenant: str) -> list[PurchaseOrder]:
+def undecided_pos(conn: Connection, tenant: str, batch: int = 1000) -> Iterator[list[PurchaseOrder]]:
     """The stored POs whose current revision has no acknowledgement row yet (new or revised
-    since the last run): what a run decides, without reading the POs already decided."""
+    since the last run), `batch` at a time in the order they were first stored: what a run
+    decides, without reading the POs already decided nor holding a first sync's whole book."""
     key = po_records.c.tenant + "/" + po_records.c.source + "/" + po_records.c.external_id
     decided = (
         select(acks.c.id)
         .where(acks.c.tenant == tenant, acks.c.po_key == key, acks.c.revision == po_records.c.revision)
         .exists()
     )
-    rows = conn.execute(
-        select(po_records.c.canonical_json)
-        .where(po_records.c.tenant == tenant, ~decided)
-        .order_by(po_records.c.id)
-    )
-    return [PurchaseOrder.model_validate_json(row.canonical_json) for row in rows]
+    after = 0
+    while True:
+        rows = conn.execute(
+            select(po_records.c.id, po_records.c.canonical_json)
+            .where(po_records.c.tenant == tenant, po_records.c.id > after, ~decided)
+            .order_by(po_records.c.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        after = rows[-1].id
+        yield [PurchaseOrder.model_validate_json(row.canonical_json) for row in rows]
 
 
 def latest(conn: Connection, tenant: str, po_number: str) -> list[dict[str, Any]]:

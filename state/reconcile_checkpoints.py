@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,15 +48,18 @@ from state.tables import (
 )
 
 _KEYS_PER_QUERY = 500
+_ROWS_PER_READ = 2000
 
 
 @dataclass(frozen=True)
 class ReconcileInputs:
-    """The digests of a tenant's reconcile inputs: per scope, of PO number owners, of settings."""
+    """The digests of a tenant's reconcile inputs: per scope, of PO number owners, of settings;
+    and, as read now (never stored), how many input rows each scope holds."""
 
     scopes: dict[str, str]
     owners: str
     settings: str
+    sizes: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def overall(self) -> str:
@@ -100,7 +103,9 @@ def current_inputs(
         scopes: Collection[str] = (customer,) if of_po == (customer,) else {customer, *of_po}
         feeds.link(scopes)
         feeds.add(scopes, ("outbox", *_standing(row[2:])))
-    return ReconcileInputs(scopes=feeds.group_digests(), owners=owners, settings=settings_digest)
+    return ReconcileInputs(
+        scopes=feeds.group_digests(), owners=owners, settings=settings_digest, sizes=feeds.sizes
+    )
 
 
 def inputs_digest(conn: Connection, tenant: str, settings_digest: str, resolve: Callable[[str], str]) -> str:
@@ -114,6 +119,18 @@ def _po_scopes(
     """Each PO key's scopes (its stamped customer, and its new one if its content moved) with
     every PO fed into them; and the owners digest (each PO's number and scopes)."""
     pos = po_records.c
+    moved = [
+        row_id
+        for (row_id,) in conn.execute(
+            select(pos.id)
+            .where(
+                pos.tenant == tenant,
+                or_(pos.reconciled_hash.is_(None), pos.reconciled_hash != pos.content_hash),
+            )
+            .order_by(pos.id)
+        )
+    ]
+    resolved = _resolve_moved(conn, moved, resolve)
     rows = conn.execute(
         select(
             pos.id,
@@ -128,15 +145,15 @@ def _po_scopes(
         )
         .where(pos.tenant == tenant)
         .order_by(pos.id)
-    ).all()
-    moved = [row.id for row in rows if row.reconciled_hash != row.content_hash]
-    resolved = _resolve_moved(conn, moved, resolve)
+        .execution_options(yield_per=_ROWS_PER_READ)  # a large book is never held whole
+    )
     owners = hashlib.sha256(b"po-owners/2\n")
     po_scopes: dict[str, tuple[str, ...]] = {}
+    alone: dict[str, tuple[str]] = {}  # one tuple per customer, shared by its POs
     for row_id, source, external_id, number, revision, status, content, customer, stamp in rows:
         scopes: tuple[str, ...]
         if stamp == content:  # the common case: resolved as it stands
-            scopes = (customer,)
+            scopes = alone.get(customer) or alone.setdefault(customer, (customer,))
         else:
             stamped = customer if stamp is not None else None
             scopes = tuple(sorted({scope for scope in (stamped, resolved[row_id]) if scope is not None}))
@@ -221,6 +238,7 @@ class _Feeds:
     def __init__(self) -> None:
         self._digests: dict[str, Any] = {}
         self._parent: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
 
     def add(self, scopes: Iterable[str], row: tuple[Any, ...]) -> None:
         line = _line(row)
@@ -229,7 +247,9 @@ class _Feeds:
             if digest is None:
                 digest = self._digests[scope] = hashlib.sha256(b"reconcile-scope/1\n")
                 self._parent.setdefault(scope, scope)
+                self.sizes[scope] = 0
             digest.update(line)
+            self.sizes[scope] += 1
 
     def link(self, scopes: Collection[str]) -> None:
         if len(scopes) < 2:

@@ -119,8 +119,10 @@ def reconcile_and_plan(
 
 
 # Customers reconciled together when every one is: their POs, periods, draws, results and
-# plans are held at once, so the memory a reconciliation needs is that of one batch.
+# plans are held at once, so the memory a reconciliation needs is that of one batch. A batch
+# closes at either bound; a group of tied customers larger than both is one batch of its own.
 CUSTOMERS_PER_BATCH = 250
+INPUT_ROWS_PER_BATCH = 2000  # POs, billing periods and outbox rows
 _STAMPS_PER_READ = 1000
 
 
@@ -138,11 +140,14 @@ def _every_scope_in_batches(
     gone = reconcile_checkpoints.scopes_with_results(conn, app.tenant) - inputs.scopes.keys()
     batches: list[set[str]] = []
     batch: set[str] = set()
+    rows = 0
     for members in [*groups.values(), *([scope] for scope in sorted(gone))]:
-        if batch and len(batch) + len(members) > CUSTOMERS_PER_BATCH:
+        size = sum(inputs.sizes.get(scope, 0) for scope in members)
+        if batch and (len(batch) + len(members) > CUSTOMERS_PER_BATCH or rows + size > INPUT_ROWS_PER_BATCH):
             batches.append(batch)
-            batch = set()
+            batch, rows = set(), 0
         batch.update(members)
+        rows += size
     if batch or not batches:
         batches.append(batch)
     return batches

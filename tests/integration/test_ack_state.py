@@ -34,7 +34,8 @@ def _decide_all(engine: Engine) -> int:
     with engine.begin() as conn:
         revisions = [
             acks.Revision(po.key, po.revision, po.source, po.po_number, AckDecision.ACCEPT, "known", True)
-            for po in acks.undecided_pos(conn, "default")
+            for pos in acks.undecided_pos(conn, "default")
+            for po in pos
         ]
         return acks.record_revisions(conn, "default", revisions, NOW)
 
@@ -53,7 +54,7 @@ def test_only_new_and_revised_pos_are_decided_and_each_revision_once(engine: Eng
             ).revision
             == 2
         )
-        assert [po.po_number for po in acks.undecided_pos(conn, "default")] == ["PO-1"]
+        assert [[po.po_number for po in pos] for pos in acks.undecided_pos(conn, "default")] == [["PO-1"]]
     assert _decide_all(engine) == 1
     with engine.connect() as conn:
         rows = acks.list_acks(conn, "default")
@@ -80,3 +81,22 @@ def test_a_rejected_newest_revision_binds_nothing(engine: Engine) -> None:
             can_acknowledge=True,
         )
         assert acks.rejected_po_keys(conn, "default") == {row["po_key"]}
+
+
+def test_undecided_pos_come_a_batch_at_a_time_and_deciding_between_batches_skips_none(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        for n in range(5):
+            ingest.store_po(conn, make_po(po_number=f"PO-{n}"), "raw", "doc", NOW, None)
+    seen = []
+    with engine.begin() as conn:
+        for pos in acks.undecided_pos(conn, "default", batch=2):
+            seen.append([po.po_number for po in pos])
+            revisions = [
+                acks.Revision(po.key, po.revision, po.source, po.po_number, AckDecision.ACCEPT, "", True)
+                for po in pos
+            ]
+            assert acks.record_revisions(conn, "default", revisions, NOW) == len(pos)
+    assert seen == [["PO-0", "PO-1"], ["PO-2", "PO-3"], ["PO-4"]]
+    assert _decide_all(engine) == 0

@@ -191,8 +191,9 @@ def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
     assert "customers_reconciled" not in synced(app)
 
 
+@pytest.mark.parametrize("bound", ["CUSTOMERS_PER_BATCH", "INPUT_ROWS_PER_BATCH"])
 def test_a_full_reconcile_in_batches_of_customers_ends_as_one_in_a_single_batch(
-    app: Connector, monkeypatch: pytest.MonkeyPatch
+    app: Connector, monkeypatch: pytest.MonkeyPatch, bound: str
 ) -> None:
     from connector.reconcile import service
 
@@ -206,13 +207,25 @@ def test_a_full_reconcile_in_batches_of_customers_ends_as_one_in_a_single_batch(
     store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
     store(app, period("CUST-GLOBEX", 3, seats="5"))
 
-    monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1)
+    batches: list[set[str]] = []
+    reconcile_scopes = service._reconcile_scopes
+
+    def counted(*args: Any) -> None:
+        batches.append(set(args[4]))
+        reconcile_scopes(*args)
+
+    monkeypatch.setattr(service, "_reconcile_scopes", counted)
+    monkeypatch.setattr(service, bound, 1)
     batched = jobs.reconcile(app)
     assert batched["exit_code"] == 0
+    # One batch per customer, but Acme and Globex (tied by the moved PO) share one.
+    assert len(batches) == len(customers) and {"CUST-ACME", "CUST-GLOBEX"} in batches
     assert any("it belongs to CUST-GLOBEX" in r for r in reasons(app))
     results, rows = results_of(app), outbox_of(app)
-    monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1000)
+    monkeypatch.setattr(service, bound, 100_000)
+    batches.clear()
     whole = jobs.reconcile(app)
+    assert len(batches) == 1
     assert (whole["invoices_planned"], whole["invoices_withdrawn"], whole.get("amended_after_push", 0)) == (
         0,
         0,
