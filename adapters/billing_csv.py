@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
 
-from adapters.row_groups import RowGroups
+from adapters.scratch_rows import ScratchRows
 from adapters.tabular import UndecodableError, iter_csv, text_encoding
 from connector.currency import is_known_currency
 from connector.errors import ConfigError, InputProblem
@@ -99,7 +99,7 @@ class _Row:
 
 
 # Periods stored per transaction: a large export is never held as periods all at once.
-PERIODS_PER_BATCH = 1000
+PERIODS_PER_BATCH = 500
 # Bytes read from the file at a time (to digest it, to guess its encoding).
 _CHUNK = 1 << 20
 
@@ -170,14 +170,7 @@ class CsvBillingSource:
         if context.cursor is not None and context.cursor.get("sha256") == digest:
             yield BillingBatch(cursor=context.cursor)
             return
-        last: BillingBatch | None = None
-        for batch in self._batches():  # the last batch is the one with the rejections
-            if last is not None:
-                yield last
-            last = batch
-        assert last is not None  # `_batches` always ends with one
-        last.cursor = {"sha256": digest}
-        yield last
+        yield from self._batches({"sha256": digest})
 
     def read(self) -> BillingBatch:
         """Parse the whole file into billing periods and rejections."""
@@ -214,15 +207,15 @@ class CsvBillingSource:
             digest.update(chunk)
         return digest.hexdigest()
 
-    def _batches(self) -> Iterator[BillingBatch]:
+    def _batches(self, cursor: dict[str, Any] | None = None) -> Iterator[BillingBatch]:
         """The file's periods in batches; the last one carries the refused rows, known only
-        once every row was read.
+        once every row was read, and `cursor`.
 
         The file is read twice: once to guess its encoding, once row by row, each good row set
         aside on disk; then its periods are built one at a time from the rows set aside.
         """
-        batch = BillingBatch()
-        with RowGroups() as rows:
+        batch = BillingBatch(cursor=cursor)
+        with ScratchRows() as rows:
             try:
                 with self._text(text_encoding(self._chunks)) as text:
                     raw_header, records, _ = iter_csv(text)
@@ -233,13 +226,14 @@ class CsvBillingSource:
                     refused = self._set_aside(header, records, rows, batch)
             except (UndecodableError, UnicodeDecodeError, csv.Error) as exc:
                 yield BillingBatch(
-                    rejections=[self._problem("", "", "", f"the file cannot be read as CSV: {exc}")]
+                    rejections=[self._problem("", "", "", f"the file cannot be read as CSV: {exc}")],
+                    cursor=cursor,
                 )
                 return
             yield from self._periods(rows, refused, batch)
 
     def _set_aside(
-        self, header: list[str], records: Iterator[list[str]], rows: RowGroups, batch: BillingBatch
+        self, header: list[str], records: Iterator[list[str]], rows: ScratchRows, batch: BillingBatch
     ) -> set[tuple[str, str]]:
         """Parse each row, noting refused ones in `batch`, and set the good ones aside keyed by
         period; returns the (subscription id, period start) of the refused rows, as written."""
@@ -253,11 +247,12 @@ class CsvBillingSource:
             if row is None:
                 refused.add(_raw_period_key(header, record))
                 continue
-            rows.add(f"{row.period_start.isoformat()}|{row.values['subscription_id']}", _packed(row))
+            key = f"{row.period_start.isoformat()}|{row.values['subscription_id']}"
+            rows.add(key.encode("utf-8", "surrogatepass"), _packed(row))
         return refused
 
     def _periods(
-        self, rows: RowGroups, refused: set[tuple[str, str]], batch: BillingBatch
+        self, rows: ScratchRows, refused: set[tuple[str, str]], batch: BillingBatch
     ) -> Iterator[BillingBatch]:
         """The periods of the rows set aside, PERIODS_PER_BATCH at a time, then `batch`."""
         chunk: list[BillingPeriod] = []

@@ -11,6 +11,9 @@ SHA-256, and is never processed twice. The sender's address or domain chooses th
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from email.message import Message
@@ -32,6 +35,7 @@ from adapters.mail_messages import (
     MESSAGE_POLICY,
     message_date,
 )
+from adapters.scratch_rows import ScratchRows
 from connector.errors import ConfigError
 from connector.ports import (
     AdapterConfig,
@@ -122,59 +126,68 @@ class EmailCsvSource:
             yield from self.mailbox.pull(self._parse_message, context.is_processed)
             return
         assert self.folder is not None
-        seen: set[str] = set()
-
-        def skip(key: str) -> bool:
-            return key in seen or context.is_processed(key)
-
         # A message read whole before (every attachment committed, none quarantined) is known by
         # the file's name, size, mtime and inode (no read), or else by its digest (a read and a
         # hash, no parse): an unchanged folder costs a listing and a few lookups.
-        # Only a message read in full in this pull is marked: when some of its inputs were
-        # already processed, one of them may be quarantined, and `quarantine retry` must find
-        # the message again.
-        listed = {path: _stat_marker(self.folder, path) for path in message_files(self.folder)}
+        # The folder is listed a slice at a time, and the messages to read are set aside on
+        # disk in date order: however large the folder, memory holds one slice.
+        with ScratchRows() as unread:
+            for paths in _slices(message_files(self.folder), _LISTED_PER_LOOKUP):
+                yield from self._known_again(paths, context, unread)
+            for data in unread.in_key_order():
+                name, mark = json.loads(data)
+                yield from self._read(Path(os.fsdecode(name)), mark, context)
+
+    def _known_again(
+        self, paths: list[Path], context: PullContext, unread: ScratchRows
+    ) -> Iterator[SourceBatch]:
+        """Batches for the messages of `paths` read whole before but moved or touched since;
+        the others are set aside in `unread`, keyed by their date order."""
+        assert self.folder is not None
+        listed = {path: _stat_marker(self.folder, path) for path in paths}
         known = context.processed_among([m for m in listed.values() if m])
         digests = {path: _digest_marker(path) for path, mark in listed.items() if mark not in known}
         known = context.processed_among([m for m in digests.values() if m])
-        unread = []
         for path, digest in digests.items():
             if digest is None or digest not in known:
-                unread.append(path)
+                unread.add(_date_key(path), json.dumps([os.fsdecode(path), listed[path]]).encode())
             elif mark := listed[path]:  # the same message, touched or moved: known by its stat again
                 yield SourceBatch(input_key=mark, document=path.name)
-        for path in sorted(unread, key=_date_order):
-            try:
-                data: bytes | OSError = path.read_bytes()
-            except OSError as exc:
-                data = exc
-            clean = True
 
-            def skip_unless_new(key: str) -> bool:
-                nonlocal clean
-                known = skip(key)
-                clean = clean and not known
-                return known
+    def _read(self, path: Path, mark: str | None, context: PullContext) -> Iterator[SourceBatch]:
+        """The batches of one message file; then, when all of it was new and read cleanly, the
+        batch that marks it read whole (by its digest, and by its stat `mark`)."""
+        try:
+            data: bytes | OSError = path.read_bytes()
+        except OSError as exc:
+            data = exc
+        # Only a message read in full in this pull is marked: when some of its inputs were
+        # already processed, one of them may be quarantined, and `quarantine retry` must find
+        # the message again.
+        clean = True
 
-            for batch in message_file_batches(
-                path,
-                self.mapping,
-                self.name,
-                self.config.senders,
-                self.tenant,
-                skip_unless_new,
-                self.profiles,
-                data,
-            ):
-                clean = clean and not batch.rejections
-                if batch.input_key:
-                    seen.add(batch.input_key)
-                yield batch
-            if clean and isinstance(data, bytes):
-                mark = listed[path]
-                yield SourceBatch(
-                    input_key=_read_marker(data), document=path.name, also_processed=(mark,) if mark else ()
-                )
+        def skip_unless_new(key: str) -> bool:
+            nonlocal clean
+            known = context.is_processed(key)  # each batch is committed before the next is asked for
+            clean = clean and not known
+            return known
+
+        for batch in message_file_batches(
+            path,
+            self.mapping,
+            self.name,
+            self.config.senders,
+            self.tenant,
+            skip_unless_new,
+            self.profiles,
+            data,
+        ):
+            clean = clean and not batch.rejections
+            yield batch
+        if clean and isinstance(data, bytes):
+            yield SourceBatch(
+                input_key=_read_marker(data), document=path.name, also_processed=(mark,) if mark else ()
+            )
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
         """Every version of the PO found in the folder or the mailbox, oldest message first."""
@@ -214,15 +227,27 @@ def _load_profile(text: str, base_dir: Path, loaded: dict[str, CsvMapping]) -> C
     return loaded[text]
 
 
-def message_files(folder: Path) -> list[Path]:
-    """The message files of a Maildir (`cur/` and `new/`) or of a plain folder (`*.eml`)."""
+# Files listed, and looked up among the processed inputs, at a time.
+_LISTED_PER_LOOKUP = 500
+
+
+def message_files(folder: Path) -> Iterator[Path]:
+    """The message files of a Maildir (`cur/` and `new/`) or of a plain folder (`*.eml`), as
+    the folder lists them."""
+    candidates: Iterable[Path]
     if (folder / "cur").is_dir() or (folder / "new").is_dir():
-        candidates = [
+        candidates = (
             p for sub in ("cur", "new") if (folder / sub).is_dir() for p in (folder / sub).iterdir()
-        ]
+        )
     else:
-        candidates = [p for p in folder.iterdir() if p.suffix.lower() == ".eml"]
-    return [p for p in candidates if p.is_file() and not p.name.startswith(".")]
+        candidates = (p for p in folder.iterdir() if p.suffix.lower() == ".eml")
+    return (p for p in candidates if p.is_file() and not p.name.startswith("."))
+
+
+def _slices(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    pending = iter(paths)
+    while chunk := list(itertools.islice(pending, size)):
+        yield chunk
 
 
 def ordered_messages(folder: Path) -> list[Path]:
@@ -232,6 +257,15 @@ def ordered_messages(folder: Path) -> list[Path]:
 
 def _date_order(path: Path) -> tuple[datetime, str, str]:
     return (_header_date(path) or EPOCH, path.name, str(path))
+
+
+def _date_key(path: Path) -> bytes:
+    """`_date_order` as bytes that compare alike: a fixed-width UTC time, the name, the path."""
+    when, name, whole = _date_order(path)
+    return b"\x00".join(
+        part.encode("utf-8", "surrogatepass")
+        for part in (when.isoformat(timespec="microseconds"), name, whole)
+    )
 
 
 def _read_marker(data: bytes) -> str:

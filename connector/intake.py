@@ -162,6 +162,7 @@ def _pull_billing_one(app: Connector, run: RunContext, name: str, source: Billin
                 if batch.cursor is not None:
                     ingest.set_cursor(conn, app.tenant, name, batch.cursor, run.started_at, run_id=run.run_id)
             _log_rejections(name, batch.rejections)
+            del batch, periods  # stored: not held while the source reads the next one
     except ConfigError as exc:
         run.add("config_errors")
         _source_failed(run, name, exc)

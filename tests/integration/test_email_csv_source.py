@@ -490,3 +490,29 @@ def test_a_message_is_not_marked_read_while_one_of_its_batches_is_quarantined(tm
     batches = pull(make_source(tmp_path), markers=True)
     assert batches and all(b.rejections for b in batches)
     assert not any(is_read_marker(b) for b in batches)
+
+
+def test_a_folder_listed_in_slices_is_still_read_oldest_message_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.email_csv
+
+    monkeypatch.setattr(adapters.email_csv, "_LISTED_PER_LOOKUP", 2)
+    for n in range(7):  # file names in the opposite order to the dates
+        csv_text = CSV.replace("P-1,PLAN-PRO,1,", f"P-{n},PLAN-PRO,1,")
+        date = f"Thu, {20 - n:02d} Jan 2026 10:00:00 +0000"
+        (tmp_path / f"m{n}.eml").write_bytes(message(csv_text, message_id=f"<m{n}@x>", date=date))
+    asked: list[int] = []
+    done: set[str] = set()
+
+    def among(keys: object) -> set[str]:
+        wanted = list(keys)  # type: ignore[call-overload]
+        asked.append(len(wanted))
+        return done & set(wanted)
+
+    context = PullContext(
+        cursor=None, started_at=datetime.now(UTC), is_processed=done.__contains__, processed_many=among
+    )
+    batches = [b for b in make_source(tmp_path).pull(context) if not is_read_marker(b)]
+    assert [po.po_number for po in pos_of(batches)] == [f"P-{n}" for n in reversed(range(7))]
+    assert asked and max(asked) <= 2  # looked up a slice at a time

@@ -1,4 +1,4 @@
-"""Rows of a file grouped by key without holding the file: set aside in a scratch SQLite file."""
+"""Rows of a large input set aside on disk, in a scratch SQLite file, and read back in order."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from types import TracebackType
 _ROWS_PER_WRITE = 1000
 
 
-class RowGroups:
-    """Rows set aside on disk as they are read, given back grouped by key.
+class ScratchRows:
+    """Rows set aside on disk as they are read, given back grouped by key or in key order.
 
-    Groups come back in the order of each key's first row, and rows in the order they were
-    added, whatever order the file holds them in: a billing export's rows of one period may be
-    anywhere in it. Memory holds one group and a write buffer, not the file; the scratch file
-    is deleted on close.
+    For inputs too large to hold: a billing export whose rows of one period may be anywhere in
+    it, a folder of messages to be read oldest first. Keys compare as bytes; rows of one key
+    come back in the order they were added. Memory holds a write buffer and, when grouping,
+    one group; the scratch file is deleted on close.
     """
 
     def __init__(self) -> None:
@@ -26,12 +26,12 @@ class RowGroups:
         self._db = sqlite3.connect(Path(self._folder.name) / "rows.sqlite3")
         self._db.executescript(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-            "CREATE TABLE row (key TEXT NOT NULL, number INTEGER NOT NULL, data BLOB NOT NULL);"
+            "CREATE TABLE row (key BLOB NOT NULL, number INTEGER NOT NULL, data BLOB NOT NULL);"
         )
-        self._pending: list[tuple[str, int, bytes]] = []
+        self._pending: list[tuple[bytes, int, bytes]] = []
         self.count = 0
 
-    def add(self, key: str, data: bytes) -> None:
+    def add(self, key: bytes, data: bytes) -> None:
         """Set one row aside under `key`."""
         self._pending.append((key, self.count, data))
         self.count += 1
@@ -46,7 +46,7 @@ class RowGroups:
             " min(number) OVER (PARTITION BY key) AS first FROM row) ORDER BY first, number"
         )
         group: list[bytes] = []
-        current: str | None = None
+        current: bytes | None = None
         for key, data in rows:
             if key != current and group:
                 yield group
@@ -56,12 +56,18 @@ class RowGroups:
         if group:
             yield group
 
+    def in_key_order(self) -> Iterator[bytes]:
+        """Every row, by key, then in the order added."""
+        self._flush()
+        for (data,) in self._db.execute("SELECT data FROM row ORDER BY key, number"):
+            yield data
+
     def close(self) -> None:
         """Delete the scratch file."""
         self._db.close()
         self._folder.cleanup()
 
-    def __enter__(self) -> RowGroups:
+    def __enter__(self) -> ScratchRows:
         return self
 
     def __exit__(
