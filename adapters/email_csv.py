@@ -234,14 +234,21 @@ _LISTED_PER_LOOKUP = 500
 def message_files(folder: Path) -> Iterator[Path]:
     """The message files of a Maildir (`cur/` and `new/`) or of a plain folder (`*.eml`), as
     the folder lists them."""
-    candidates: Iterable[Path]
     if (folder / "cur").is_dir() or (folder / "new").is_dir():
-        candidates = (
-            p for sub in ("cur", "new") if (folder / sub).is_dir() for p in (folder / sub).iterdir()
-        )
+        for sub in ("cur", "new"):
+            if (folder / sub).is_dir():
+                yield from _files_in(folder / sub, suffix="")
     else:
-        candidates = (p for p in folder.iterdir() if p.suffix.lower() == ".eml")
-    return (p for p in candidates if p.is_file() and not p.name.startswith("."))
+        yield from _files_in(folder, suffix=".eml")
+
+
+def _files_in(folder: Path, suffix: str) -> Iterator[Path]:
+    """The files of `folder` ending in `suffix` (any case), not hidden, as the folder lists them
+    (os.scandir: a large folder is never held as one list of names)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.lower().endswith(suffix) and not entry.name.startswith(".") and entry.is_file():
+                yield folder / entry.name
 
 
 def _slices(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
