@@ -10,12 +10,11 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from connector.model import BillingPeriod
 from state.canonical import canonical_json, content_hash
+from state.key_chunks import chunks
 from state.scopes import in_scopes
 from state.tables import (
     billing_records,
 )
-
-_KEYS_PER_QUERY = 500  # billing keys per IN list: well inside every database's parameter limit
 
 
 def store_billing_periods(conn: Connection, periods: Iterable[BillingPeriod], now: datetime) -> list[str]:
@@ -24,8 +23,8 @@ def store_billing_periods(conn: Connection, periods: Iterable[BillingPeriod], no
     changed periods are written with executemany, unchanged ones only get `last_seen_at`."""
     outcomes: list[str] = []
     batch = list(periods)
-    for start in range(0, len(batch), _KEYS_PER_QUERY):
-        outcomes.extend(_store_chunk(conn, batch[start : start + _KEYS_PER_QUERY], now))
+    for chunk in chunks(batch):
+        outcomes.extend(_store_chunk(conn, list(chunk), now))
     return outcomes
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Executable, delete, insert, or_, select, upda
 
 from connector.model import PurchaseOrder, po_key
 from state.canonical import canonical_json, content_hash
+from state.key_chunks import chunks
 from state.po_changes import ChangeKind, describe, overall_kind, po_changes
 from state.scopes import in_scopes
 from state.tables import (
@@ -29,7 +30,6 @@ from state.tables import (
 )
 
 # Bound parameters per IN list: well under SQLite's 32,766 and PostgreSQL's 65,535.
-_KEYS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,7 @@ def processed_among(conn: Connection, tenant: str, source: str, keys: Collection
     """The keys among `keys` already recorded as processed, asked a chunk at a time."""
     wanted = list(dict.fromkeys(keys))
     found: set[str] = set()
-    for start in range(0, len(wanted), _KEYS_PER_QUERY):
-        chunk = wanted[start : start + _KEYS_PER_QUERY]
+    for chunk in chunks(wanted):
         found.update(
             conn.execute(
                 select(processed_inputs.c.input_key).where(
@@ -397,11 +396,11 @@ def po_numbers_outside(
     c = po_records.c
     wanted = sorted(number_keys)
     found: list[tuple[str, str, str]] = []
-    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+    for chunk in chunks(wanted):
         rows = conn.execute(
             select(c.source, c.external_id, c.reconciled_number, c.reconciled_customer).where(
                 c.tenant == tenant,
-                c.reconciled_number.in_(wanted[start : start + _KEYS_PER_QUERY]),
+                c.reconciled_number.in_(chunk),
                 c.reconciled_hash == c.content_hash,
                 ~in_scopes(c.reconciled_customer, scopes),
             )

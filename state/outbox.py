@@ -28,6 +28,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from connector.errors import RemoteError
 from connector.model import InvoicePlan, Money, RemoteRef
 from state.canonical import canonical_json
+from state.key_chunks import chunks
 from state.scopes import in_scopes
 from state.tables import invoice_outbox
 
@@ -399,10 +400,10 @@ def withdraw_unjustified(
         query = query.where(in_scopes(invoice_outbox.c.customer_ref, customers))
     rows = conn.execute(query).all()
     gone = [row.idempotency_key for row in rows if row.idempotency_key not in keep]
-    if gone:
+    for chunk in chunks(gone):
         conn.execute(
             update(invoice_outbox)
-            .where(invoice_outbox.c.idempotency_key.in_(gone))
+            .where(invoice_outbox.c.idempotency_key.in_(chunk))
             .values(state=WITHDRAWN, last_error=why, updated_at=now)
         )
     return gone
@@ -440,10 +441,10 @@ def replay(
         return []
     rows = conn.execute(query.where(or_(*conditions))).all()
     chosen = [row.idempotency_key for row in rows if row.state in (DEAD, RETRY)]
-    if chosen:
+    for chunk in chunks(chosen):
         conn.execute(
             update(invoice_outbox)
-            .where(invoice_outbox.c.idempotency_key.in_(chosen))
+            .where(invoice_outbox.c.idempotency_key.in_(chunk))
             .values(state=PLANNED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now)
         )
     return chosen

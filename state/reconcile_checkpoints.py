@@ -37,6 +37,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from connector.model import po_key
 from state.acks import rejected_po_keys
+from state.key_chunks import chunks
 from state.outbox import DEAD, WITHDRAWN
 from state.tables import (
     billing_records,
@@ -47,7 +48,6 @@ from state.tables import (
     reconcile_scopes,
 )
 
-_KEYS_PER_QUERY = 500
 _ROWS_PER_READ = 2000
 
 
@@ -166,8 +166,7 @@ def _po_scopes(
 
 def _resolve_moved(conn: Connection, ids: Sequence[int], resolve: Callable[[str], str]) -> dict[int, str]:
     found: dict[int, str] = {}
-    for start in range(0, len(ids), _KEYS_PER_QUERY):
-        chunk = ids[start : start + _KEYS_PER_QUERY]
+    for chunk in chunks(ids):
         for row in conn.execute(
             select(po_records.c.id, po_records.c.canonical_json).where(po_records.c.id.in_(chunk))
         ):

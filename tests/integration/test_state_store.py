@@ -245,6 +245,28 @@ def test_rejected_row_goes_dead_with_provider_message_and_replay_brings_it_back(
         assert outbox_queries.list_rows(conn, "default", state="planned")
 
 
+def test_replay_and_withdrawal_of_more_rows_than_one_statement_takes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import state.key_chunks
+
+    monkeypatch.setattr(state.key_chunks, "KEYS_PER_QUERY", 2)  # 7 rows: four statements
+    plans = [make_plan(n) for n in range(1, 8)]
+    with engine.begin() as conn:
+        for plan in plans:
+            outbox.upsert_plan(conn, plan, NOW)
+        items = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+        )
+        for item in items:
+            outbox.mark_failed(conn, item.idempotency_key, "r1", RejectedError("no"), NOW, dead=True)
+        assert len(outbox.replay(conn, "default", NOW, dead=True)) == 7
+        assert len(outbox_queries.list_rows(conn, "default", state="planned")) == 7
+        gone = outbox.withdraw_unjustified(conn, "default", {plans[0].idempotency_key}, NOW, "gone")
+        assert len(gone) == 6
+        assert len(outbox_queries.list_rows(conn, "default", state="withdrawn")) == 6
+
+
 def test_remote_total_differing_by_a_cent_is_flagged(engine: Engine) -> None:
     plan = make_plan()
     with engine.begin() as conn:
