@@ -20,7 +20,7 @@ def collect_status(app: Connector) -> dict[str, Any]:
         flagged = outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=False)
         acknowledged = len(outbox_queries.list_rows(conn, app.tenant, flagged=True, acknowledged=True))
         last = runs.last_run(conn, app.tenant)
-        stored = results.load_results(conn, app.tenant)
+        warned = list(results.warned(conn, app.tenant))
         statuses = results.count_by_status(conn, app.tenant)
         ack_counts = acks.count_by_state(conn, app.tenant)
         ack_open = acks.list_acks(conn, app.tenant, states=(acks.WAITING, acks.DEAD))
@@ -38,11 +38,11 @@ def collect_status(app: Connector) -> dict[str, Any]:
         )
     # A warning is about its PO: several periods on one PO carry it once, with every period named.
     warnings: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for row in stored:
-        for warning in row["warnings"]:
-            key = (row["po_number"] or "", warning.get("code", ""), warning.get("detail", ""))
-            shown = warnings.setdefault(key, {"po_number": row["po_number"], **warning, "subjects": []})
-            shown["subjects"].append(row["subject_key"])
+    for po_number, subject, found in warned:
+        for warning in found:
+            key = (po_number or "", warning.get("code", ""), warning.get("detail", ""))
+            shown = warnings.setdefault(key, {"po_number": po_number, **warning, "subjects": []})
+            shown["subjects"].append(subject)
     return {
         "tenant": app.tenant,
         "last_run": _run_brief(last),

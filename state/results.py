@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -67,6 +67,22 @@ def load_results(conn: Connection, tenant: str) -> list[dict[str, Any]]:
         data["warnings"] = json.loads(data.pop("warnings_json"))
         out.append(data)
     return out
+
+
+def warned(conn: Connection, tenant: str) -> Iterator[tuple[str | None, str, list[dict[str, Any]]]]:
+    """(PO number, subject, warnings) of each stored result with warnings, by subject: the few
+    a renewal view needs, without reading every result."""
+    c = match_results.c
+    rows = conn.execute(
+        select(c.po_number, c.subject_key, c.warnings_json)
+        .where(c.tenant == tenant, c.warnings_json != _NO_WARNINGS)
+        .order_by(c.subject_key)
+    )
+    for po_number, subject, warnings in rows:
+        yield po_number, subject, json.loads(warnings)
+
+
+_NO_WARNINGS = json.dumps([])
 
 
 def count_by_status(conn: Connection, tenant: str) -> dict[str, int]:

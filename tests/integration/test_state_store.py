@@ -410,3 +410,25 @@ def test_the_reconcile_inputs_digest_moves_with_what_reconciliation_reads_only(e
     with engine.begin() as conn:
         assert acks.record_revisions(conn, "default", [rejection], NOW) == 1
     assert digest() != dead
+
+
+def test_only_results_with_warnings_are_read_for_the_renewal_view(engine: Engine) -> None:
+    from connector.model import MatchResult, MatchStatus, Reason
+    from state import results
+
+    near = Reason(code="term_ending", detail="PO-2 ends 2026-12-31")
+    with engine.begin() as conn:
+        results.replace_results(
+            conn,
+            "default",
+            [
+                MatchResult(status=MatchStatus.MATCHED, billing_key="b1", po_number="PO-1"),
+                MatchResult(status=MatchStatus.MATCHED, billing_key="b2", po_number="PO-2", warnings=(near,)),
+                MatchResult(status=MatchStatus.MISMATCH, billing_key="b3"),
+            ],
+            {},
+            NOW,
+            None,
+        )
+        warned = list(results.warned(conn, "default"))
+    assert [(po, warnings) for po, _, warnings in warned] == [("PO-2", [near.model_dump()])]
