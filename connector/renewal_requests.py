@@ -22,6 +22,7 @@ from connector.reconcile import CONSUMED, TERM_END, renewal_reason
 
 KIND = "renewal_request"
 MISSING_PO = "missing_po"
+RENEWAL_DUE = "renewal_due"  # the code of the warning a PO running out carries
 # The template of each kind of request (connector/mail_templates/<name>.txt).
 TEMPLATES = {TERM_END: "renewal_term_end", CONSUMED: "renewal_consumed", MISSING_PO: "missing_po"}
 
@@ -122,7 +123,7 @@ def find_requests(
         if period is not None:
             matched.setdefault(row["po_key"], []).append(period)
         for warning in row["warnings"]:
-            if warning.get("code") == "renewal_due":
+            if warning.get("code") == RENEWAL_DUE:
                 warned.setdefault(row["po_key"], []).append(warning)
     found: dict[tuple[str, str], RenewalRequest] = {}
     for po_key, warnings in sorted(warned.items()):

@@ -17,13 +17,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import Connection
+
 from connector.errors import ConfigError
-from connector.mail_render import build_message, load_template, message_id_for
+from connector.mail_render import MailTemplate, build_message, load_template, message_id_for
 from connector.mail_sending import mail_config_failed, send_due
 from connector.mail_settings import MailSettings, address_text
-from connector.renewal_requests import KIND, TEMPLATES, RenewalRequest, find_requests, lines_table
+from connector.model import MatchStatus
+from connector.renewal_requests import (
+    KIND,
+    RENEWAL_DUE,
+    TEMPLATES,
+    RenewalRequest,
+    find_requests,
+    lines_table,
+)
 from connector.runtime import Connector, RunContext
 from state import billing_store, ingest, messages, outbox_queries, results
+from state.key_chunks import chunks
 
 log = logging.getLogger("po_connector.mail")
 
@@ -56,34 +67,60 @@ def request_renewals(app: Connector, run: RunContext, *, send: bool = True, repl
         send_due(app, run)
 
 
+# Customers whose results, periods, POs and draws are read at once when requests are planned.
+CUSTOMERS_PER_BATCH = 250
+
+
 def plan_requests(app: Connector, run: RunContext, mail: MailSettings) -> None:
-    """Store every request the stored results ask for (one transaction), withdraw stale ones."""
+    """Store every request the stored results ask for (one transaction), withdraw stale ones.
+
+    Only the customers with a result that may ask for one (a missing PO, a renewal warning)
+    are read, a batch of customers at a time.
+    """
     now = run.started_at
     templates_dir = app.loaded.resolve(mail.templates_dir) if mail.templates_dir else None
     templates = {name: load_template(name, templates_dir) for name in sorted(set(TEMPLATES.values()))}
     with app.engine.begin() as conn:
-        stored = results.load_results(conn, app.tenant)
-        periods = {p.key: p for p in billing_store.load_billing_periods(conn, app.tenant)}
-        pos = {po.key: po for po in ingest.load_pos(conn, app.tenant)}
-        consumed = outbox_queries.consumed_per_po(outbox_queries.consumption(conn, app.tenant))
         keep: set[str] = set()
-        for request in find_requests(stored, periods, pos):
-            message = compose(app, mail, request, templates, consumed, now)
-            keep.add(message.dedupe_key)
-            outcome = messages.plan(conn, message, now, run.run_id)
-            if outcome in ("planned", "replanned"):
-                run.add("renewal_requests_planned")
-            if not message.recipient:
-                log.warning(
-                    "customer %s has no usable ap_email in the customer master: the PO request "
-                    "for %s %s..%s is not mailed",
-                    request.customer_ref,
-                    request.po.po_number if request.po else "billing period",
-                    request.cycle.start,
-                    request.cycle.end,
-                    extra={"customer_ref": request.customer_ref, "reason": request.reason},
-                )
+        missing = MatchStatus.MISSING_PO.value
+        asking = results.customers_with(conn, app.tenant, missing, RENEWAL_DUE)
+        for batch in chunks(asking, CUSTOMERS_PER_BATCH):
+            keep |= _plan_for(app, run, mail, conn, set(batch), templates)
         messages.withdraw_unjustified(conn, app.tenant, KIND, keep, now, WITHDRAWN_WHY)
+
+
+def _plan_for(
+    app: Connector,
+    run: RunContext,
+    mail: MailSettings,
+    conn: Connection,
+    customers: set[str],
+    templates: dict[str, MailTemplate],
+) -> set[str]:
+    """Plan the requests of `customers`; their dedupe keys."""
+    now = run.started_at
+    stored = results.load_results(conn, app.tenant, customers)
+    periods = {p.key: p for p in billing_store.load_billing_periods(conn, app.tenant, customers)}
+    pos = {item.po.key: item.po for item in ingest.load_pos_of(conn, app.tenant, customers)}
+    consumed = outbox_queries.consumed_per_po(outbox_queries.consumption(conn, app.tenant, customers))
+    keep: set[str] = set()
+    for request in find_requests(stored, periods, pos):
+        message = compose(app, mail, request, templates, consumed, now)
+        keep.add(message.dedupe_key)
+        outcome = messages.plan(conn, message, now, run.run_id)
+        if outcome in ("planned", "replanned"):
+            run.add("renewal_requests_planned")
+        if not message.recipient:
+            log.warning(
+                "customer %s has no usable ap_email in the customer master: the PO request "
+                "for %s %s..%s is not mailed",
+                request.customer_ref,
+                request.po.po_number if request.po else "billing period",
+                request.cycle.start,
+                request.cycle.end,
+                extra={"customer_ref": request.customer_ref, "reason": request.reason},
+            )
+    return keep
 
 
 def recipient_of(app: Connector, customer_ref: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from state.key_chunks import chunks
 from state.tables import outgoing_messages
 
 PLANNED, SENDING, SENT, UNCERTAIN, DEAD, WITHDRAWN = (
@@ -154,10 +155,10 @@ def withdraw_unjustified(
         )
     ).all()
     gone = [row.id for row in rows if row.dedupe_key not in keep]
-    if gone:
+    for chunk in chunks(gone):
         conn.execute(
             update(outgoing_messages)
-            .where(_rows.id.in_(gone), _rows.state.in_(unsent))
+            .where(_rows.id.in_(chunk), _rows.state.in_(unsent))
             .values(state=WITHDRAWN, last_error=why, updated_at=now)
         )
     return gone

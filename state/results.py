@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, or_, select
 
 from connector.model import MatchResult
 from state.scopes import in_scopes
@@ -55,11 +55,15 @@ def replace_results(
         conn.execute(insert(match_results), rows)
 
 
-def load_results(conn: Connection, tenant: str) -> list[dict[str, Any]]:
-    """Stored results as dicts with `reasons` and `warnings` decoded, ordered by subject."""
-    rows = conn.execute(
-        select(match_results).where(match_results.c.tenant == tenant).order_by(match_results.c.subject_key)
-    )
+def load_results(
+    conn: Connection, tenant: str, customers: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Stored results (only those of `customers`, when given) as dicts with `reasons` and
+    `warnings` decoded, ordered by subject."""
+    query = select(match_results).where(match_results.c.tenant == tenant)
+    if customers is not None:
+        query = query.where(in_scopes(match_results.c.customer_ref, customers))
+    rows = conn.execute(query.order_by(match_results.c.subject_key))
     out = []
     for row in rows:
         data = dict(row._mapping)
@@ -83,6 +87,19 @@ def warned(conn: Connection, tenant: str) -> Iterator[tuple[str | None, str, lis
 
 
 _NO_WARNINGS = json.dumps([])
+
+
+def customers_with(conn: Connection, tenant: str, status: str, warning_code: str) -> list[str]:
+    """The customers ('' for none) with a stored result of `status`, or one that may carry a
+    warning coded `warning_code` (a text match on the stored warnings: it may include a few
+    more, never fewer), sorted."""
+    c = match_results.c
+    rows = conn.execute(
+        select(func.coalesce(c.customer_ref, ""))
+        .where(c.tenant == tenant, or_(c.status == status, c.warnings_json.contains(warning_code)))
+        .distinct()
+    )
+    return sorted(customer for (customer,) in rows)
 
 
 def count_by_status(conn: Connection, tenant: str) -> dict[str, int]:
