@@ -29,11 +29,12 @@ from connector.errors import (
     ConfigError,
     InputError,
     RejectedError,
+    RemoteError,
     RetryableError,
     UncertainError,
 )
 from connector.model import Address, InvoicePlan, Party, RemoteRef
-from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability
+from connector.ports import AdapterConfig, AdapterContext, AdapterKind, Capability, PushOutcome
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_STEM = 120
@@ -98,7 +99,9 @@ class UblFilesSink:
     """Writes each invoice plan as `{invoice_number}.xml`, exactly once, in one directory."""
 
     kind: ClassVar[AdapterKind] = AdapterKind.SINK
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.LOOKUP, Capability.CREDIT_NOTES, Capability.BATCH_PUSH}
+    )
     Config: ClassVar[type[AdapterConfig]] = UblFilesConfig
 
     def __init__(self, config: UblFilesConfig, context: AdapterContext) -> None:
@@ -184,11 +187,45 @@ class UblFilesSink:
 
     def push(self, plan: InvoicePlan) -> RemoteRef:
         """Write the invoice file unless it exists; never overwrite, never leave a torn file."""
+        ref, created = self._write(plan)
+        if created:
+            try:
+                self._sync_directory()
+            except OSError as exc:
+                raise self._unsynced(plan, exc) from exc
+        return ref
+
+    def push_batch(self, plans: Sequence[InvoicePlan]) -> list[PushOutcome]:
+        """`push` for each plan, the directory synced once for every file the batch wrote."""
+        outcomes: list[PushOutcome] = []
+        written: list[int] = []
+        for plan in plans:
+            try:
+                ref, created = self._write(plan)
+            except RemoteError as exc:
+                outcomes.append(PushOutcome(idempotency_key=plan.idempotency_key, error=exc))
+                continue
+            if created:
+                written.append(len(outcomes))
+            outcomes.append(PushOutcome(idempotency_key=plan.idempotency_key, ref=ref))
+        if written:
+            try:
+                self._sync_directory()
+            except OSError as exc:
+                for index in written:
+                    outcomes[index] = PushOutcome(
+                        idempotency_key=plans[index].idempotency_key, error=self._unsynced(plans[index], exc)
+                    )
+        return outcomes
+
+    def _write(self, plan: InvoicePlan) -> tuple[RemoteRef, bool]:
+        """The invoice file's reference, written (True) unless it was there (False); the file
+        itself is durable, its directory entry only once the directory is synced."""
         if not plan.invoice_number:
             raise RejectedError(f"plan {plan.idempotency_key} has an empty invoice number")
         final = self.path_of(plan)
         if final.is_file():
-            return self._existing(plan, final)
+            return self._existing(plan, final), False
         try:
             document = render_invoice(plan, self.supplier)
         except NotAnEinvoice as exc:
@@ -203,18 +240,18 @@ class UblFilesSink:
         except OSError as exc:
             raise RetryableError(f"cannot write invoice file {str(final)!r}: {exc}") from exc
         if not created:
-            return self._existing(plan, final)
-        try:
-            self._sync_directory()
-        except OSError as exc:
-            raise UncertainError(
-                f"invoice file {str(final)!r} was linked but the directory sync failed: {exc}"
-            ) from exc
-        return RemoteRef(
+            return self._existing(plan, final), False
+        ref = RemoteRef(
             remote_id=final.name,
             invoice_number=plan.invoice_number,
             total=plan.total,
             tax=plan.tax_total,
+        )
+        return ref, True
+
+    def _unsynced(self, plan: InvoicePlan, exc: OSError) -> UncertainError:
+        return UncertainError(
+            f"invoice file {str(self.path_of(plan))!r} was linked but the directory sync failed: {exc}"
         )
 
     def _sync_directory(self) -> None:

@@ -240,15 +240,18 @@ class SinkPusher:
                 self._failed(item, exc)
             return
         seen = set()
+        created: list[tuple[OutboxItem, RemoteRef]] = []
         for outcome in outcomes:
             claimed = by_key.get(outcome.idempotency_key)
-            if claimed is None:
+            if claimed is None or outcome.idempotency_key in seen:
                 continue
             seen.add(outcome.idempotency_key)
             if outcome.ref is not None:
-                self._pushed(claimed, outcome.ref)
+                created.append((claimed, outcome.ref))
             else:
                 self._failed(claimed, outcome.error or UncertainError("the sink returned no outcome"))
+        # One call created them together: their outcomes are recorded together too.
+        self._record_pushed(created)
         for key, item in by_key.items():
             if key not in seen:
                 self._failed(
@@ -272,25 +275,33 @@ class SinkPusher:
         )
 
     def _pushed(self, item: OutboxItem, ref: RemoteRef) -> None:
+        self._record_pushed([(item, ref)])
+
+    def _record_pushed(self, created: Sequence[tuple[OutboxItem, RemoteRef]]) -> None:
+        """Record that the sink holds these invoices, in one step; count, compare and log them."""
+        if not created:
+            return
         crash_point(AFTER_REMOTE_CREATE)
-        self.waiting.discard(item.idempotency_key)
-        if ref.total is None and Capability.LOOKUP in self.capabilities:
-            self.unconfirmed.append(item)
-        now = utcnow()
-        self.store.mark_pushed(item.idempotency_key, self.run.run_id, ref, now)
-        self.run.add("invoices_existing" if ref.already_existed else "invoices_pushed")
-        if (ref.total is not None and ref.total != item.plan.total) or (
-            ref.tax is not None and item.plan.is_taxed and ref.tax != item.plan.tax_total
-        ):
-            self._report_difference(item, ref)
-        log.info(
-            "invoice %s %s in %s as %s",
-            item.plan.invoice_number,
-            "found" if ref.already_existed else "created",
-            self.name,
-            ref.remote_id,
-            extra={"sink": self.name, "po_number": item.plan.po_number},
+        self.store.mark_all_pushed(
+            [(item.idempotency_key, ref) for item, ref in created], self.run.run_id, utcnow()
         )
+        for item, ref in created:
+            self.waiting.discard(item.idempotency_key)
+            if ref.total is None and Capability.LOOKUP in self.capabilities:
+                self.unconfirmed.append(item)
+            self.run.add("invoices_existing" if ref.already_existed else "invoices_pushed")
+            if (ref.total is not None and ref.total != item.plan.total) or (
+                ref.tax is not None and item.plan.is_taxed and ref.tax != item.plan.tax_total
+            ):
+                self._report_difference(item, ref)
+            log.info(
+                "invoice %s %s in %s as %s",
+                item.plan.invoice_number,
+                "found" if ref.already_existed else "created",
+                self.name,
+                ref.remote_id,
+                extra={"sink": self.name, "po_number": item.plan.po_number},
+            )
 
     def _failed(self, item: OutboxItem, error: RemoteError) -> None:
         """Rejected goes dead; so does a certain row out of attempts. An uncertain one waits."""

@@ -122,6 +122,10 @@ class MemoryOutbox:
         row.total_mismatch = self._differs(row, ref.total, ref.tax)
         return True
 
+    def mark_all_pushed(self, pushed: Sequence[tuple[str, RemoteRef]], owner: str, now: datetime) -> None:
+        for key, ref in pushed:
+            self.mark_pushed(key, owner, ref, now)
+
     def record_remote_total(self, key: str, total: Money, now: datetime, tax: Money | None = None) -> bool:
         row = self.rows.get(key)
         if row is None or not self._write(row, "total read back"):

@@ -41,6 +41,10 @@ class OutboxStore(Protocol):
         """Record that the sink holds the invoice; compares its total and tax with the plan."""
         ...
 
+    def mark_all_pushed(self, pushed: Sequence[tuple[str, RemoteRef]], owner: str, now: datetime) -> None:
+        """`mark_pushed` for the invoices one batch call created, in one step."""
+        ...
+
     def record_remote_total(self, key: str, total: Money, now: datetime, tax: Money | None = None) -> bool:
         """Store a total read back later; True when it (or the tax) differs from the plan."""
         ...
@@ -96,6 +100,11 @@ class SqlOutboxStore:
     def mark_pushed(self, key: str, owner: str, ref: RemoteRef, now: datetime) -> bool:
         with self._engine().begin() as conn:
             return outbox.mark_pushed(conn, key, owner, ref, now)
+
+    def mark_all_pushed(self, pushed: Sequence[tuple[str, RemoteRef]], owner: str, now: datetime) -> None:
+        with self._engine().begin() as conn:
+            for key, ref in pushed:
+                outbox.mark_pushed(conn, key, owner, ref, now)
 
     def record_remote_total(self, key: str, total: Money, now: datetime, tax: Money | None = None) -> bool:
         with self._engine().begin() as conn:

@@ -92,7 +92,7 @@ def test_sink_declares_the_sink_port_with_lookup(tmp_path: Path) -> None:
     sink = make_sink(tmp_path)
     assert isinstance(sink, InvoiceSink)
     assert sink.kind is AdapterKind.SINK
-    assert sink.capabilities == frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES})
+    assert sink.capabilities == frozenset({Capability.LOOKUP, Capability.CREDIT_NOTES, Capability.BATCH_PUSH})
     assert sink.Config is UblFilesConfig
     assert sink.name == "files"
 
@@ -454,3 +454,36 @@ def test_spooled_documents_are_group_readable_too(tmp_path: Path) -> None:
     spool = CxmlSpool(tmp_path / "spool")
     assert spool.store("payload-1@buyer", b"<cXML/>")
     assert _mode(spool.path_of("payload-1@buyer")) == 0o640
+
+
+def test_a_batch_writes_each_file_and_syncs_the_directory_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = make_sink(tmp_path / "out", rules_dir=None)
+    synced: list[int] = []
+    monkeypatch.setattr(sink, "_sync_directory", lambda: synced.append(1))
+    plans = [make_plan(invoice_number=f"INV-B-{n}", idempotency_key=f"k{n}") for n in range(3)]
+    outcomes = sink.push_batch([*plans, make_plan(invoice_number="", idempotency_key="bad")])
+    assert [o.ref is not None for o in outcomes] == [True, True, True, False]
+    assert isinstance(outcomes[3].error, RejectedError)
+    assert synced == [1]
+    assert invoice_files(tmp_path / "out") == [invoice_file_name(p.invoice_number) for p in plans]
+    again = sink.push_batch(plans)  # nothing new: found, not written, nothing to sync
+    assert all(o.ref is not None and o.ref.already_existed for o in again) and synced == [1]
+
+
+def test_a_failed_directory_sync_leaves_the_batch_uncertain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.errors import UncertainError
+
+    sink = make_sink(tmp_path / "out", rules_dir=None)
+
+    def broken() -> None:
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(sink, "_sync_directory", broken)
+    outcomes = sink.push_batch(
+        [make_plan(invoice_number=f"INV-U-{n}", idempotency_key=f"u{n}") for n in range(2)]
+    )
+    assert all(isinstance(o.error, UncertainError) and o.ref is None for o in outcomes)
