@@ -67,8 +67,9 @@ def plan_hash(plan: InvoicePlan) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def new_row(plan: InvoicePlan, now: datetime, **extra: Any) -> dict[str, Any]:
-    """The columns of a new outbox row for `plan`, planned now (`extra`: more columns)."""
+def new_row(plan: InvoicePlan, now: datetime, digest: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The columns of a new outbox row for `plan`, planned now (`digest`: its `plan_hash` when
+    known already; `extra`: more columns)."""
     return {
         "idempotency_key": plan.idempotency_key,
         "tenant": plan.tenant,
@@ -84,7 +85,7 @@ def new_row(plan: InvoicePlan, now: datetime, **extra: Any) -> dict[str, Any]:
         "tax_amount": plan.tax_total.amount,
         "gross_amount": plan.total.amount,
         "plan_json": canonical_json(plan),
-        "plan_hash": plan_hash(plan),
+        "plan_hash": digest if digest is not None else plan_hash(plan),
         "issue_date": plan.issue_date,
         "state": PLANNED,
         "attempts": 0,
@@ -107,18 +108,60 @@ def upsert_plan(conn: Connection, plan: InvoicePlan, now: datetime) -> str:
     """
     digest = plan_hash(plan)
     existing = conn.execute(
-        select(
-            invoice_outbox.c.id,
-            invoice_outbox.c.state,
-            invoice_outbox.c.plan_hash,
-            invoice_outbox.c.uncertain,
-            invoice_outbox.c.amended_after_push,
-        ).where(invoice_outbox.c.idempotency_key == plan.idempotency_key)
+        select(*_STANDING).where(invoice_outbox.c.idempotency_key == plan.idempotency_key)
     ).first()
-    total = plan.net_total  # what the invoice draws on its PO: net of tax
     if existing is None:
-        conn.execute(insert(invoice_outbox), new_row(plan, now))  # one statement, compiled once
+        conn.execute(insert(invoice_outbox), new_row(plan, now, digest))  # one statement, compiled once
         return "planned"
+    return _revise(conn, plan, digest, existing, now)
+
+
+def upsert_plans(conn: Connection, plans: Sequence[InvoicePlan], now: datetime) -> list[str]:
+    """`upsert_plan` for each of `plans`, in order, with what each returned: the stored rows
+    read a chunk of keys at a time and the new ones inserted together, in the order given."""
+    digests = [plan_hash(plan) for plan in plans]
+    standing: dict[str, Any] = {}
+    for chunk in chunks(list(dict.fromkeys(plan.idempotency_key for plan in plans))):
+        rows = conn.execute(select(*_STANDING).where(invoice_outbox.c.idempotency_key.in_(chunk)))
+        standing.update((row.idempotency_key, row) for row in rows)
+    outcomes: list[str] = []
+    fresh: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for plan, digest in zip(plans, digests, strict=True):
+        key = plan.idempotency_key
+        if key in seen:  # a key given twice meets the row its first plan left: read it again
+            _insert_all(conn, fresh)
+            outcomes.append(upsert_plan(conn, plan, now))
+        elif key in standing:
+            outcomes.append(_revise(conn, plan, digest, standing[key], now))
+        else:
+            fresh.append(new_row(plan, now, digest))
+            outcomes.append("planned")
+        seen.add(key)
+    _insert_all(conn, fresh)
+    return outcomes
+
+
+def _insert_all(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(invoice_outbox), rows)
+        rows.clear()
+
+
+# What decides how a stored row takes a plan again.
+_STANDING = (
+    invoice_outbox.c.id,
+    invoice_outbox.c.idempotency_key,
+    invoice_outbox.c.state,
+    invoice_outbox.c.plan_hash,
+    invoice_outbox.c.uncertain,
+    invoice_outbox.c.amended_after_push,
+)
+
+
+def _revise(conn: Connection, plan: InvoicePlan, digest: str, existing: Any, now: datetime) -> str:
+    """A plan whose row is stored already: planned again, unchanged, amended or updated."""
+    total = plan.net_total  # what the invoice draws on its PO: net of tax
     if existing.state == WITHDRAWN:
         conn.execute(
             update(invoice_outbox)

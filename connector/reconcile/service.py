@@ -250,6 +250,7 @@ def _reconcile_scopes(
     by_key = {period.key: period for period in periods}
     by_key.update({period.key: period for period in open_periods})
     kept: set[str] = set()
+    plans: list[InvoicePlan] = []
     # Planned (and so pushed) in invoice-date order: ERPs such as Tryton refuse to number an
     # invoice dated before one their sequence already numbered.
     in_date_order = sorted(
@@ -274,8 +275,9 @@ def _reconcile_scopes(
                 reissue=issues.get(billing_key),
             )
             kept.add(plan.idempotency_key)
-            if outbox.upsert_plan(conn, plan, now) == "planned":
-                run.add("invoices_planned")
+            plans.append(plan)
+    if planned := outbox.upsert_plans(conn, plans, now).count("planned"):
+        run.add("invoices_planned", planned)
     locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept, issues)
     locked_results = _with_renewal_warnings(locked_results, pos, prior, settings)
     withdrawn = outbox.withdraw_unjustified(

@@ -175,6 +175,58 @@ def test_plan_is_stored_once_per_idempotency_key(engine: Engine) -> None:
         assert len(conn.execute(select(invoice_outbox)).all()) == 1
 
 
+def _outbox_before_replanning(conn) -> None:  # type: ignore[no-untyped-def]
+    """Plans 1-4 stored: 3 then pushed, 4 then withdrawn."""
+    for n in (1, 2, 3, 4):
+        outbox.upsert_plan(conn, make_plan(n), NOW)
+    for item in outbox.claim_due(
+        conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=10
+    ):
+        if item.plan.po_number == "PO-3":
+            outbox.mark_pushed(conn, item.idempotency_key, "r1", RemoteRef(remote_id="x"), NOW)
+    outbox.release(conn, [make_plan(n).idempotency_key for n in (1, 2, 4)], "r1", NOW)
+    outbox.withdraw_unjustified(
+        conn, "default", {make_plan(n).idempotency_key for n in (1, 2, 3)}, NOW, "gone"
+    )
+
+
+def test_plans_stored_together_end_as_stored_one_by_one(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import state.key_chunks
+
+    monkeypatch.setattr(state.key_chunks, "KEYS_PER_QUERY", 2)  # stored rows read in several chunks
+    plans = [
+        make_plan(5),  # new
+        make_plan(1),  # unchanged
+        make_plan(2, quantity="3"),  # changed, never sent: updated
+        make_plan(3, quantity="3"),  # changed after it was pushed: amended
+        make_plan(4),  # withdrawn, matched again: planned
+        make_plan(6),  # new ...
+        make_plan(6, quantity="5"),  # ... and changed in the same call: updated
+        make_plan(7),  # new, planned after the others
+    ]
+    columns = [c for c in invoice_outbox.c if c.name != "id"]
+    stored = {}
+    for how in ("one by one", "together"):
+        with engine.begin() as conn:
+            conn.execute(invoice_outbox.delete())
+            _outbox_before_replanning(conn)
+            if how == "one by one":
+                outcomes = [outbox.upsert_plan(conn, plan, NOW) for plan in plans]
+            else:
+                outcomes = outbox.upsert_plans(conn, plans, NOW)
+            rows = conn.execute(select(*columns).order_by(invoice_outbox.c.id)).all()
+            stored[how] = (outcomes, [tuple(row) for row in rows])
+    assert stored["together"] == stored["one by one"]
+    outcomes, rows = stored["together"]
+    assert outcomes == [
+        *("planned", "unchanged", "updated", "amended"),
+        *("planned", "planned", "updated", "planned"),
+    ]
+    assert [row[columns.index(invoice_outbox.c.po_number)] for row in rows][-3:] == ["PO-5", "PO-6", "PO-7"]
+
+
 def test_changed_plan_after_push_is_flagged_not_recreated(engine: Engine) -> None:
     plan = make_plan()
     with engine.begin() as conn:
