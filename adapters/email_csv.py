@@ -10,6 +10,7 @@ SHA-256, and is never processed twice. The sender's address or domain chooses th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -155,8 +156,9 @@ class EmailCsvSource:
                 yield SourceBatch(input_key=mark, document=path.name)
 
     def _read(self, path: Path, mark: str | None, context: PullContext) -> Iterator[SourceBatch]:
-        """The batches of one message file; then, when all of it was new and read cleanly, the
-        batch that marks it read whole (by its digest, and by its stat `mark`)."""
+        """The batches of one message file; when all of it was new and read cleanly, its last
+        batch also marks it read whole (by its digest, and by its stat `mark`), so the message
+        and the marks are committed together."""
         try:
             data: bytes | OSError = path.read_bytes()
         except OSError as exc:
@@ -165,13 +167,18 @@ class EmailCsvSource:
         # already processed, one of them may be quarantined, and `quarantine retry` must find
         # the message again.
         clean = True
+        asked: set[str] = set()
 
         def skip_unless_new(key: str) -> bool:
             nonlocal clean
-            known = context.is_processed(key)  # each batch is committed before the next is asked for
+            # The batch before is held back (it may be the last), so this message's own keys
+            # are known here, not by the state.
+            known = key in asked or context.is_processed(key)
+            asked.add(key)
             clean = clean and not known
             return known
 
+        held: SourceBatch | None = None
         for batch in message_file_batches(
             path,
             self.mapping,
@@ -183,11 +190,18 @@ class EmailCsvSource:
             data,
         ):
             clean = clean and not batch.rejections
-            yield batch
-        if clean and isinstance(data, bytes):
-            yield SourceBatch(
-                input_key=_read_marker(data), document=path.name, also_processed=(mark,) if mark else ()
-            )
+            if held is not None:
+                yield held
+            held = batch
+        if not clean or not isinstance(data, bytes):
+            if held is not None:
+                yield held
+            return
+        marks = (_read_marker(data), *((mark,) if mark else ()))
+        if held is None:
+            yield SourceBatch(input_key=marks[0], document=path.name, also_processed=marks[1:])
+        else:
+            yield dataclasses.replace(held, also_processed=(*held.also_processed, *marks))
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
         """Every version of the PO found in the folder or the mailbox, oldest message first."""

@@ -40,6 +40,11 @@ def is_read_marker(batch: SourceBatch) -> bool:
     return not batch.records and not batch.rejections and str(batch.input_key).endswith(("|read", "|stat"))
 
 
+def read_whole(batch: SourceBatch) -> bool:
+    """Whether committing the batch records its message as read whole (by its digest)."""
+    return any(str(key).endswith("|read") for key in (batch.input_key, *batch.also_processed))
+
+
 def committed(batches: list[SourceBatch]) -> set[str]:
     """The input keys the core records when it commits these batches."""
     return {str(b.input_key) for b in batches} | {key for b in batches for key in b.also_processed}
@@ -407,14 +412,14 @@ def test_a_message_read_whole_is_skipped_next_time_without_parsing_it(
 
     source = make_source(inbox)
     first = pull(source, markers=True)
-    markers = [b for b in first if is_read_marker(b)]
+    assert not any(is_read_marker(b) for b in first)  # the marks ride on the messages' batches
+    marked = [b for b in first if read_whole(b)]
+    messages = [b.document.partition("#")[0] for b in marked]
     # Every example message but Initech's (whose PO is held for a refused row) is read whole.
-    assert sorted(b.document for b in markers) == sorted(
-        p.name for p in inbox.glob("*.eml") if p.name != "initech-po.eml"
-    )
-    for marker in markers:  # each follows its message's own batches
-        own = [b for b in first[: first.index(marker)] if b.document.startswith(marker.document)]
-        assert own
+    assert sorted(messages) == sorted(p.name for p in inbox.glob("*.eml") if p.name != "initech-po.eml")
+    for batch, name in zip(marked, messages, strict=True):  # each on its message's last batch
+        later = first[first.index(batch) + 1 :]
+        assert batch.records and not any(b.document.partition("#")[0] == name for b in later)
     parsed: list[str] = []
     real = email_csv.message_order_batches
 
@@ -441,7 +446,7 @@ def test_a_new_or_changed_message_file_is_read_again(inbox: Path) -> None:
     again = pull(source, done, markers=True)
     # The new message is read and marked; the changed one is read, but its attachment is known
     # already, so it gives nothing new and (some of its input being processed before) no mark.
-    assert [(b.document, len(b.records)) for b in again] == [("new.eml#po.csv", 1), ("new.eml", 0)]
+    assert [(b.document, len(b.records), read_whole(b)) for b in again] == [("new.eml#po.csv", 1, True)]
 
 
 def test_an_unchanged_folder_is_known_by_its_files_stat_without_reading_them(
@@ -478,7 +483,7 @@ def test_a_touched_message_is_known_by_its_digest_and_gets_its_new_stat_marked(i
 def test_without_stat_markers_a_state_from_before_them_reads_each_file_once_more(inbox: Path) -> None:
     source = make_source(inbox)
     first = pull(source, markers=True)
-    digests_only = {str(b.input_key) for b in first}  # what an older version recorded
+    digests_only = {key for key in committed(first) if not key.endswith("|stat")}  # an older version's
     again = pull(source, digests_only, markers=True)
     assert again and all(str(b.input_key).endswith("|stat") and not b.records for b in again)
 
@@ -516,3 +521,31 @@ def test_a_folder_listed_in_slices_is_still_read_oldest_message_first(
     batches = [b for b in make_source(tmp_path).pull(context) if not is_read_marker(b)]
     assert [po.po_number for po in pos_of(batches)] == [f"P-{n}" for n in reversed(range(7))]
     assert asked and max(asked) <= 2  # looked up a slice at a time
+
+
+def test_a_message_is_marked_read_whole_by_its_last_batch(tmp_path: Path) -> None:
+    other = CSV.replace("P-1,", "P-2,").encode()
+    (tmp_path / "two.eml").write_bytes(message(extra=[(other, "text", "csv", "more.csv")]))
+    batches = pull(make_source(tmp_path), markers=True)
+    # One transaction per attachment, the marks committed with the last: none on its own.
+    assert [(b.document, [r.po.po_number for r in b.records], read_whole(b)) for b in batches] == [
+        ("two.eml#po.csv", ["P-1"], False),
+        ("two.eml#more.csv", ["P-2"], True),
+    ]
+    assert pull(make_source(tmp_path), committed(batches), markers=True) == []
+
+
+def test_an_attachment_repeated_in_its_message_is_read_once_and_the_message_marked(tmp_path: Path) -> None:
+    (tmp_path / "twice.eml").write_bytes(message(extra=[(CSV.encode(), "text", "csv", "again.csv")]))
+    batches = pull(make_source(tmp_path), markers=True)
+    assert [(b.document, len(b.records), read_whole(b)) for b in batches] == [("twice.eml#po.csv", 1, True)]
+
+
+def test_a_message_whose_last_attachment_is_refused_is_not_marked(tmp_path: Path) -> None:
+    refused = b"PO Number,SKU,Quantity,Unit Price,Currency\nP-2,X,one,1,USD\n"
+    (tmp_path / "half.eml").write_bytes(message(extra=[(refused, "text", "csv", "bad.csv")]))
+    batches = pull(make_source(tmp_path), markers=True)
+    assert [(len(b.records), bool(b.rejections), read_whole(b)) for b in batches] == [
+        (1, False, False),
+        (0, True, False),
+    ]
