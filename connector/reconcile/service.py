@@ -7,7 +7,7 @@ can never leave a matched period without its plan, or a plan without its match.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -96,7 +96,7 @@ def reconcile_and_plan(
         stamps_hold = stored is not None and stored.settings == config_digest
         scopes = None
         if skip_unchanged and stored is not None and stamps_hold:
-            scopes = _changed_scopes(conn, app, stored, config_digest, resolve)
+            scopes, current = _changed_scopes(conn, app, stored, config_digest, resolve)
         if scopes is not None and not scopes:
             _count_stored(conn, app, run)
             return True
@@ -104,7 +104,7 @@ def reconcile_and_plan(
             batches = _every_scope_in_batches(conn, app, config_digest, resolve, stamps_hold)
         else:
             run.add("customers_reconciled", len(scopes))
-            batches = [scopes]
+            batches = _in_batches(scopes, current)
         rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
         issues = credits.reissues(conn, app.tenant)
         for batch in batches:
@@ -134,14 +134,26 @@ def _every_scope_in_batches(
     again unless the stamps hold)."""
     _resolve_pos(conn, app, every=not stamps_hold)
     inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
-    groups: dict[str, list[str]] = {}  # tied customers share one group digest
-    for scope, digest in sorted(inputs.scopes.items()):
-        groups.setdefault(digest, []).append(scope)
     gone = reconcile_checkpoints.scopes_with_results(conn, app.tenant) - inputs.scopes.keys()
+    return _in_batches(inputs.scopes.keys() | gone, inputs)
+
+
+def _in_batches(scopes: Collection[str], inputs: reconcile_checkpoints.ReconcileInputs) -> list[set[str]]:
+    """`scopes` in batches that close at either bound and keep each group of tied customers
+    (one group digest in `inputs`) whole; a customer without inputs (its results are to go) is
+    a group of its own."""
+    groups: dict[str, list[str]] = {}
+    alone: list[list[str]] = []
+    for scope in sorted(scopes):
+        digest = inputs.scopes.get(scope)
+        if digest is None:
+            alone.append([scope])
+        else:
+            groups.setdefault(digest, []).append(scope)
     batches: list[set[str]] = []
     batch: set[str] = set()
     rows = 0
-    for members in [*groups.values(), *([scope] for scope in sorted(gone))]:
+    for members in [*groups.values(), *alone]:
         size = sum(inputs.sizes.get(scope, 0) for scope in members)
         if batch and (len(batch) + len(members) > CUSTOMERS_PER_BATCH or rows + size > INPUT_ROWS_PER_BATCH):
             batches.append(batch)
@@ -191,14 +203,15 @@ def _changed_scopes(
     stored: reconcile_checkpoints.ReconcileInputs,
     config_digest: str,
     resolve: Callable[[str], str],
-) -> set[str] | None:
-    """The customers to reconcile again; None for every one (most of them changed)."""
+) -> tuple[set[str] | None, reconcile_checkpoints.ReconcileInputs]:
+    """The customers to reconcile again (None for every one: most of them changed), and the
+    inputs as they stand."""
     current = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
     changed = reconcile_checkpoints.changed_scopes(conn, app.tenant, stored, current)
     known = len(stored.scopes.keys() | current.scopes.keys())
     if len(changed) > MAX_SCOPES or 2 * len(changed) > known:
-        return None  # most of the book: one full read costs less than many narrow ones
-    return changed
+        return None, current  # most of the book: one full read costs less than many narrow ones
+    return changed, current
 
 
 def _count_stored(conn: Connection, app: Connector, run: RunContext) -> None:

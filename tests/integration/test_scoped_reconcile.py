@@ -232,3 +232,32 @@ def test_a_full_reconcile_in_batches_of_customers_ends_as_one_in_a_single_batch(
         0,
     )
     assert results_of(app) == results and outbox_of(app) == rows
+
+
+def test_the_changed_customers_reconcile_in_batches_too(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.reconcile import service
+
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, 1) for ref in customers])
+    synced(app)
+    batches: list[set[str]] = []
+    reconcile_scopes = service._reconcile_scopes
+
+    def counted(*args: Any) -> None:
+        batches.append(set(args[4]))
+        reconcile_scopes(*args)
+
+    monkeypatch.setattr(service, "_reconcile_scopes", counted)
+    monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1)
+    # Two customers changed apart: a batch each (and `synced` checks they end as a full reconcile).
+    store(app, period("CUST-WAYNE", 1, seats="11"), period("CUST-UMBRELLA", 1, seats="12"))
+    assert synced(app)["customers_reconciled"] == 2
+    assert batches[:2] == [{"CUST-UMBRELLA"}, {"CUST-WAYNE"}]
+    # Two customers tied by a moved PO: one batch, whatever the bound.
+    batches.clear()
+    store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
+    assert synced(app)["customers_reconciled"] == 2
+    assert batches[0] == {"CUST-ACME", "CUST-GLOBEX"}
