@@ -63,6 +63,8 @@ class SinkPusher:
         self.sink = sink
         self.settings = settings
         self.capabilities = _capabilities(sink)
+        # Claims in this run of each row not yet settled: a pushed or dead row is not claimed
+        # again, so it is forgotten, and a large book's push holds only the rows in doubt.
         self.claims: dict[str, int] = {}
         self.parked = False
         # Rows whose last attempt in this run failed and that are still waiting: counted once at
@@ -287,6 +289,7 @@ class SinkPusher:
         )
         for item, ref in created:
             self.waiting.discard(item.idempotency_key)
+            self.claims.pop(item.idempotency_key, None)
             if ref.total is None and Capability.LOOKUP in self.capabilities:
                 self.unconfirmed.append(item)
             self.run.add("invoices_existing" if ref.already_existed else "invoices_pushed")
@@ -315,6 +318,7 @@ class SinkPusher:
 
     def _dead(self, item: OutboxItem, error: RemoteError) -> None:
         self.waiting.discard(item.idempotency_key)
+        self.claims.pop(item.idempotency_key, None)
         self.store.mark_failed(
             item.idempotency_key, self.run.run_id, error, utcnow(), dead=True, uncertain=item.uncertain
         )

@@ -264,6 +264,17 @@ def test_rows_another_run_took_over_are_not_sent() -> None:
     assert sink.count() == 0
 
 
+def test_a_run_keeps_count_only_of_the_rows_still_in_doubt() -> None:
+    store, sink = outbox_with(25), Sink()
+    sink.failures = [RejectedError("no such customer", status=400), RetryableError("503", status=503)]
+    context = RunContext(run_id="run-1", command="push", started_at=utcnow())
+    pusher = SinkPusher(context, "files", sink, tenant="default", settings=SETTINGS, store=store)
+    pusher.drain()
+    assert sink.count() == 23 and sorted(store.states().values()).count(PUSHED) == 23
+    # The pushed and the dead are forgotten; the one waiting for a retry is still counted.
+    assert list(pusher.claims.values()) == [1] and list(pusher.claims) == list(pusher.waiting)
+
+
 def test_a_run_that_lost_its_lease_claims_nothing() -> None:
     store, sink = outbox_with(2), Sink()
     context = RunContext(run_id="run-1", command="push", started_at=utcnow())
