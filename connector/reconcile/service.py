@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -124,6 +124,7 @@ def reconcile_and_plan(
 CUSTOMERS_PER_BATCH = 250
 INPUT_ROWS_PER_BATCH = 2000  # POs, billing periods and outbox rows
 _STAMPS_PER_READ = 1000
+PLANS_PER_WRITE = 500  # invoice plans held before they are stored together
 
 
 def _every_scope_in_batches(
@@ -289,8 +290,9 @@ def _reconcile_scopes(
             )
             kept.add(plan.idempotency_key)
             plans.append(plan)
-    if planned := outbox.upsert_plans(conn, plans, now).count("planned"):
-        run.add("invoices_planned", planned)
+            if len(plans) == PLANS_PER_WRITE:
+                _store_plans(conn, run, plans, now)
+    _store_plans(conn, run, plans, now)
     locked_results = _keep_sent(conn, app, run, sent, by_key, {po.key: po for po in pos}, kept, issues)
     locked_results = _with_renewal_warnings(locked_results, pos, prior, settings)
     withdrawn = outbox.withdraw_unjustified(
@@ -304,6 +306,13 @@ def _reconcile_scopes(
         conn,
         [_stamp_of(app, item.record_id, item.po, item.content_hash) for item in stored_pos if item.moved],
     )
+
+
+def _store_plans(conn: Connection, run: RunContext, plans: list[InvoicePlan], now: datetime) -> None:
+    """Store the plans made so far, in the order made, and let them go."""
+    if planned := outbox.upsert_plans(conn, plans, now).count("planned"):
+        run.add("invoices_planned", planned)
+    plans.clear()
 
 
 def _resolve_tax(

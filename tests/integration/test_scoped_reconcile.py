@@ -261,3 +261,16 @@ def test_the_changed_customers_reconcile_in_batches_too(
     store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
     assert synced(app)["customers_reconciled"] == 2
     assert batches[0] == {"CUST-ACME", "CUST-GLOBEX"}
+
+
+def test_plans_stored_a_few_at_a_time_end_as_stored_at_once(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.reconcile import service
+
+    monkeypatch.setattr(service, "PLANS_PER_WRITE", 3)  # 10 plans: three writes of 3 and one of 1
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, month) for ref in customers for month in (1, 2)])
+    first = synced(app)
+    assert (first["invoices_planned"], first["invoices_pushed"], first["dead"]) == (10, 6, 4)
