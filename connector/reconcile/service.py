@@ -104,6 +104,8 @@ def reconcile_and_plan(
             batches = _every_scope_in_batches(conn, app, config_digest, resolve, stamps_hold)
         else:
             run.add("customers_reconciled", len(scopes))
+            # A batch reads its customers' POs by their stamps: the moved ones are stamped first.
+            _resolve_pos(conn, app, every=False)
             batches = _in_batches(scopes, current)
         rejected = acks.rejected_po_keys(conn, app.tenant)  # a rejected PO binds nothing
         issues = credits.reissues(conn, app.tenant)

@@ -240,9 +240,9 @@ def test_the_changed_customers_reconcile_in_batches_too(
     from connector.reconcile import service
 
     customers = sorted(BUYERS)
-    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers], po("PO-WAYNE-2", "CUST-WAYNE"))
     store(app, *[period(ref, 1) for ref in customers])
-    synced(app)
+    synced(app)  # PO-WAYNE-2 is unused
     batches: list[set[str]] = []
     reconcile_scopes = service._reconcile_scopes
 
@@ -254,6 +254,11 @@ def test_the_changed_customers_reconcile_in_batches_too(
     monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1)
     # Two customers changed apart: a batch each (and `synced` checks they end as a full reconcile).
     store(app, period("CUST-WAYNE", 1, seats="11"), period("CUST-UMBRELLA", 1, seats="12"))
+    assert synced(app)["customers_reconciled"] == 2
+    assert batches[:2] == [{"CUST-UMBRELLA"}, {"CUST-WAYNE"}]
+    # Two customers' POs revised: each batch reads its own customer's POs only.
+    batches.clear()
+    store(app, po("PO-WAYNE-2", "CUST-WAYNE", quantity="32"), po("PO-UMBRELLA-1", "CUST-UMBRELLA", "33"))
     assert synced(app)["customers_reconciled"] == 2
     assert batches[:2] == [{"CUST-UMBRELLA"}, {"CUST-WAYNE"}]
     # Two customers tied by a moved PO: one batch, whatever the bound.
