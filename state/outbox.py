@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, literal_column, or_, select, update
 
 from connector.errors import RemoteError
 from connector.model import InvoicePlan, Money, RemoteRef
@@ -217,6 +217,11 @@ def _revise(conn: Connection, plan: InvoicePlan, digest: str, existing: Any, now
     return "updated"
 
 
+# What `due` implies, written as the claim-order index's condition is (0011): a planner proves
+# a partial index applies from constants, not from bound parameters.
+_UNSENT_LITERALLY = invoice_outbox.c.state.in_([literal_column(f"'{state}'") for state in UNSENT])
+
+
 def claim_due(
     conn: Connection,
     *,
@@ -243,7 +248,7 @@ def claim_due(
             invoice_outbox.c.state,
             invoice_outbox.c.uncertain,
         )
-        .where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.sink == sink, due)
+        .where(invoice_outbox.c.tenant == tenant, invoice_outbox.c.sink == sink, _UNSENT_LITERALLY, due)
         .order_by(invoice_outbox.c.issue_date.nulls_first(), invoice_outbox.c.id)
         .limit(limit)
     )

@@ -212,6 +212,8 @@ invoice_outbox = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_invoice_outbox_due", "state", "next_attempt_at"),
     Index("ix_invoice_outbox_po", "tenant", "po_key"),
+    # ix_invoice_outbox_claim (tenant, sink, issue_date, id over the unsent rows) is made by
+    # migration 0011 alone: its NULL order is written per dialect.
 )
 
 po_acknowledgements = Table(

@@ -44,6 +44,8 @@ def test_database_at_the_first_revision_upgrades_to_head(empty_engine: Engine) -
     assert "lease_name" in _columns(empty_engine)["runs"]
     indexes = {i["name"] for i in inspect(empty_engine).get_indexes("quarantine")}
     assert "ix_quarantine_open" in indexes
+    outbox_indexes = {i["name"] for i in inspect(empty_engine).get_indexes("invoice_outbox")}
+    assert "ix_invoice_outbox_claim" in outbox_indexes
 
 
 def test_upgrade_is_idempotent(empty_engine: Engine) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -484,3 +485,32 @@ def test_only_results_with_warnings_are_read_for_the_renewal_view(engine: Engine
         )
         warned = list(results.warned(conn, "default"))
     assert [(po, warnings) for po, _, warnings in warned] == [("PO-2", [near.model_dump()])]
+
+
+def test_a_claim_reads_the_due_rows_in_order_from_the_claim_index_without_sorting(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        for n in (3, 1, 2):
+            outbox.upsert_plan(conn, make_plan(n), NOW - timedelta(seconds=1))
+    statements: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.startswith("SELECT") and "ORDER BY" in statement:
+            statements.append((statement, parameters))
+
+    with engine.begin() as conn:
+        items = outbox.claim_due(
+            conn, tenant="default", sink="files", owner="r1", now=NOW, lease_seconds=60, limit=2
+        )
+    assert [item.plan.po_number for item in items] == ["PO-3", "PO-1"]  # same issue date: planning order
+    [(statement, parameters)] = statements
+    with engine.connect() as conn:
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+    steps = " / ".join(row[-1] for row in plan)
+    # A claim costs the rows it takes, not a sort of every due row: a large first push claims
+    # hundreds of times from a table of all its invoices.
+    assert "ix_invoice_outbox_claim" in steps and "TEMP B-TREE" not in steps, steps
