@@ -37,6 +37,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from connector.model import po_key
 from state.acks import rejected_po_keys
+from state.ingest import MOVED
 from state.key_chunks import chunks
 from state.outbox import DEAD, WITHDRAWN
 from state.tables import (
@@ -379,7 +380,7 @@ def pos_to_resolve(
     c = po_records.c
     query = select(c.id, c.canonical_json, c.content_hash).where(c.tenant == tenant, c.id > after_id)
     if not every:
-        query = query.where(or_(c.reconciled_hash.is_(None), c.reconciled_hash != c.content_hash))
+        query = query.where(MOVED)
     rows = conn.execute(query.order_by(c.id).limit(limit))
     return [(row.id, row.canonical_json, row.content_hash) for row in rows]
 

@@ -63,14 +63,15 @@ def load_results(
     query = select(match_results).where(match_results.c.tenant == tenant)
     if customers is not None:
         query = query.where(in_scopes(match_results.c.customer_ref, customers))
-    rows = conn.execute(query.order_by(match_results.c.subject_key))
     out = []
-    for row in rows:
+    # Sorted here, not by the query: an ORDER BY subject would have the planner walk the
+    # subject index over every result rather than read the customers' own by theirs.
+    for row in conn.execute(query):
         data = dict(row._mapping)
         data["reasons"] = json.loads(data.pop("reasons_json"))
         data["warnings"] = json.loads(data.pop("warnings_json"))
         out.append(data)
-    return out
+    return sorted(out, key=lambda data: data["subject_key"])
 
 
 def warned(conn: Connection, tenant: str) -> Iterator[tuple[str | None, str, list[dict[str, Any]]]]:

@@ -279,3 +279,33 @@ def test_plans_stored_a_few_at_a_time_end_as_stored_at_once(
     store(app, *[period(ref, month) for ref in customers for month in (1, 2)])
     first = synced(app)
     assert (first["invoices_planned"], first["invoices_pushed"], first["dead"]) == (10, 6, 4)
+
+
+def test_a_batch_reads_its_customers_rows_by_index_not_every_row(app: Connector) -> None:
+    from sqlalchemy import event
+
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, 1) for ref in customers])
+    synced(app)
+    store(app, period("CUST-WAYNE", 1, seats="11"), po("PO-WAYNE-1", "CUST-WAYNE", quantity="32"))
+    statements: dict[str, Any] = {}
+
+    @event.listens_for(app.engine, "before_cursor_execute")
+    def keep(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if not executemany and ("customer_ref IN" in statement or "reconciled_customer IN" in statement):
+            statements.setdefault(statement, parameters)
+        if not executemany and "reconciled_hash IS NULL OR" in statement:
+            statements.setdefault(statement, parameters)
+
+    assert jobs.sync(app)["customers_reconciled"] == 1
+    event.remove(app.engine, "before_cursor_execute", keep)
+    # The POs, periods, results and invoices of the batch, and the POs to resolve: every read
+    # is a search on a customer (or moved-PO) index, however large the book around it.
+    assert len(statements) >= 6
+    with app.connect() as conn:
+        for statement, parameters in statements.items():
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            steps = " / ".join(row[-1] for row in plan)
+            assert "customer" in steps or "ix_po_records_moved" in steps, f"{statement}\n{steps}"
+            assert not steps.startswith("SCAN"), steps
