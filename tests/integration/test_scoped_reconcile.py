@@ -120,6 +120,21 @@ def synced(app: Connector) -> dict[str, Any]:
     return summary
 
 
+def batches_recorded(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The customers of each batch reconciled from now on, in order."""
+    from connector.reconcile import service
+
+    batches: list[set[str]] = []
+    reconcile_scopes = service._reconcile_scopes
+
+    def counted(*args: Any) -> None:
+        batches.append(set(args[4]))
+        reconcile_scopes(*args)
+
+    monkeypatch.setattr(service, "_reconcile_scopes", counted)
+    return batches
+
+
 def reasons(app: Connector) -> list[str]:
     return [reason["detail"] for row in results_of(app).values() for reason in json.loads(row[1])]
 
@@ -207,14 +222,7 @@ def test_a_full_reconcile_in_batches_of_customers_ends_as_one_in_a_single_batch(
     store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
     store(app, period("CUST-GLOBEX", 3, seats="5"))
 
-    batches: list[set[str]] = []
-    reconcile_scopes = service._reconcile_scopes
-
-    def counted(*args: Any) -> None:
-        batches.append(set(args[4]))
-        reconcile_scopes(*args)
-
-    monkeypatch.setattr(service, "_reconcile_scopes", counted)
+    batches = batches_recorded(monkeypatch)
     monkeypatch.setattr(service, bound, 1)
     batched = jobs.reconcile(app)
     assert batched["exit_code"] == 0
@@ -243,14 +251,7 @@ def test_the_changed_customers_reconcile_in_batches_too(
     store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers], po("PO-WAYNE-2", "CUST-WAYNE"))
     store(app, *[period(ref, 1) for ref in customers])
     synced(app)  # PO-WAYNE-2 is unused
-    batches: list[set[str]] = []
-    reconcile_scopes = service._reconcile_scopes
-
-    def counted(*args: Any) -> None:
-        batches.append(set(args[4]))
-        reconcile_scopes(*args)
-
-    monkeypatch.setattr(service, "_reconcile_scopes", counted)
+    batches = batches_recorded(monkeypatch)
     monkeypatch.setattr(service, "CUSTOMERS_PER_BATCH", 1)
     # Two customers changed apart: a batch each (and `synced` checks they end as a full reconcile).
     store(app, period("CUST-WAYNE", 1, seats="11"), period("CUST-UMBRELLA", 1, seats="12"))
