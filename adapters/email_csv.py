@@ -20,7 +20,7 @@ from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -133,27 +133,25 @@ class EmailCsvSource:
         # The folder is listed a slice at a time, and the messages to read are set aside on
         # disk in date order: however large the folder, memory holds one slice.
         with ScratchRows() as unread:
-            for paths in _slices(message_files(self.folder), _LISTED_PER_LOOKUP):
-                yield from self._known_again(paths, context, unread)
+            for listed in _slices(_listed_messages(self.folder), _LISTED_PER_LOOKUP):
+                yield from self._known_again(dict(listed), context, unread)
             for data in unread.in_key_order():
                 name, mark = json.loads(data)
                 yield from self._read(Path(os.fsdecode(name)), mark, context)
 
     def _known_again(
-        self, paths: list[Path], context: PullContext, unread: ScratchRows
+        self, listed: dict[str, str | None], context: PullContext, unread: ScratchRows
     ) -> Iterator[SourceBatch]:
-        """Batches for the messages of `paths` read whole before but moved or touched since;
-        the others are set aside in `unread`, keyed by their date order."""
-        assert self.folder is not None
-        listed = {path: _stat_marker(self.folder, path) for path in paths}
+        """Batches for the `listed` messages (path: stat mark) read whole before but moved or
+        touched since; the others are set aside in `unread`, keyed by their date order."""
         known = context.processed_among([m for m in listed.values() if m])
         digests = {path: _digest_marker(path) for path, mark in listed.items() if mark not in known}
-        known = context.processed_among([m for m in digests.values() if m])
+        known = context.processed_among([m for m in digests.values() if m]) if digests else set()
         for path, digest in digests.items():
             if digest is None or digest not in known:
-                unread.add(_date_key(path), json.dumps([os.fsdecode(path), listed[path]]).encode())
+                unread.add(_date_key(Path(path)), json.dumps([os.fsdecode(path), listed[path]]).encode())
             elif mark := listed[path]:  # the same message, touched or moved: known by its stat again
-                yield SourceBatch(input_key=mark, document=path.name)
+                yield SourceBatch(input_key=mark, document=os.path.basename(path))
 
     def _read(self, path: Path, mark: str | None, context: PullContext) -> Iterator[SourceBatch]:
         """The batches of one message file; when all of it was new and read cleanly, its last
@@ -241,6 +239,8 @@ def _load_profile(text: str, base_dir: Path, loaded: dict[str, CsvMapping]) -> C
     return loaded[text]
 
 
+_T = TypeVar("_T")
+
 # Files listed, and looked up among the processed inputs, at a time.
 _LISTED_PER_LOOKUP = 500
 
@@ -248,24 +248,37 @@ _LISTED_PER_LOOKUP = 500
 def message_files(folder: Path) -> Iterator[Path]:
     """The message files of a Maildir (`cur/` and `new/`) or of a plain folder (`*.eml`), as
     the folder lists them."""
+    for _, entry in _message_entries(folder):
+        yield Path(entry.path)
+
+
+def _listed_messages(folder: Path) -> Iterator[tuple[str, str | None]]:
+    """Each message file's path, as `message_files` lists them, with its stat mark (None when
+    it could not be read): what a folder costs to look at, a listing and one stat per file."""
+    for name, entry in _message_entries(folder):
+        yield entry.path, _stat_marker(name, entry)
+
+
+def _message_entries(folder: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """The message files' directory entries, each with its name relative to `folder`."""
     if (folder / "cur").is_dir() or (folder / "new").is_dir():
         for sub in ("cur", "new"):
             if (folder / sub).is_dir():
-                yield from _files_in(folder / sub, suffix="")
+                yield from _entries_in(folder / sub, suffix="", prefix=f"{sub}/")
     else:
-        yield from _files_in(folder, suffix=".eml")
+        yield from _entries_in(folder, suffix=".eml", prefix="")
 
 
-def _files_in(folder: Path, suffix: str) -> Iterator[Path]:
+def _entries_in(folder: Path, suffix: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """The files of `folder` ending in `suffix` (any case), not hidden, as the folder lists them
     (os.scandir: a large folder is never held as one list of names)."""
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.lower().endswith(suffix) and not entry.name.startswith(".") and entry.is_file():
-                yield folder / entry.name
+                yield prefix + entry.name, entry
 
 
-def _slices(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
+def _slices(paths: Iterable[_T], size: int) -> Iterator[list[_T]]:
     pending = iter(paths)
     while chunk := list(itertools.islice(pending, size)):
         yield chunk
@@ -294,23 +307,24 @@ def _read_marker(data: bytes) -> str:
     return f"{hashlib.sha256(data).hexdigest()}|read"
 
 
-def _digest_marker(path: Path) -> str | None:
+def _digest_marker(path: str) -> str | None:
     try:
-        return _read_marker(path.read_bytes())
+        with open(path, "rb") as stream:
+            return _read_marker(stream.read())
     except OSError:
         return None
 
 
-def _stat_marker(folder: Path, path: Path) -> str | None:
-    """The input key that says the file, as it stands (same name, size, mtime, inode), was read whole.
+def _stat_marker(name: str, entry: os.DirEntry[str]) -> str | None:
+    """The input key that says the file `name` (relative to the folder, with `/`), as it stands
+    (same name, size, mtime, inode), was read whole.
 
     A file rewritten in place gets a new mtime; Maildir never rewrites a message (it renames it).
     """
     try:
-        stat = path.stat()
+        stat = entry.stat()
     except OSError:
         return None
-    name = path.relative_to(folder).as_posix()
     return f"{name}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|stat"
 
 
