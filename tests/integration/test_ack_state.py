@@ -11,23 +11,15 @@ from sqlalchemy import Engine
 
 from connector.model import AckDecision
 from state import acks, ingest
-from state.db import ensure_schema, make_engine
 from tests.support.factories import make_po
+from tests.support.state_engines import DATABASES, migrated_engine
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = (
-        f"sqlite:///{tmp_path / 'state.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
+    yield from migrated_engine(request, tmp_path)
 
 
 def _decide_all(engine: Engine) -> int:

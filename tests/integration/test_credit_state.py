@@ -12,24 +12,16 @@ from sqlalchemy import Engine, select
 from connector.model import InvoicePlan, RemoteRef
 from connector.planning import plan_credit_note
 from state import credits, outbox, outbox_queries
-from state.db import ensure_schema, make_engine
 from state.tables import invoice_outbox
 from tests.support.factories import make_plan
+from tests.support.state_engines import DATABASES, migrated_engine
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = (
-        f"sqlite:///{tmp_path / 'state.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
+    yield from migrated_engine(request, tmp_path)
 
 
 def _planner(invoice: InvoicePlan, remote_id: str) -> InvoicePlan:

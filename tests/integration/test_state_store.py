@@ -16,20 +16,14 @@ from state import billing_store, ingest, outbox, outbox_queries, quarantine_stor
 from state.db import current_revision, ensure_schema, head_revision, make_engine
 from state.tables import invoice_outbox, po_records, po_revisions
 from tests.support.factories import make_plan, make_po
+from tests.support.state_engines import DATABASES, migrated_engine
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
+    yield from migrated_engine(request, tmp_path)
 
 
 def test_schema_is_migrated_to_head(engine: Engine) -> None:
