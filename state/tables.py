@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -160,6 +161,16 @@ reconcile_scopes = Table(
     Column("tenant", String(64), primary_key=True),
     Column("scope", String(128), primary_key=True),
     Column("inputs_digest", String(64), nullable=False),
+)
+
+# A note per tenant (and, on PostgreSQL, per writing transaction) that reconcile inputs were
+# written since its last reconciliation: kept by triggers (migration 0013), read and cleared by
+# `state.input_notes`.
+reconcile_input_changes = Table(
+    "reconcile_input_changes",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("txid", BigInteger, primary_key=True, autoincrement=False),
 )
 
 invoice_outbox = Table(

@@ -37,7 +37,17 @@ from connector.reconcile.indexes import norm_po_number
 from connector.reconcile.inputs import settings_digest
 from connector.runtime import Connector, RunContext
 from connector.taxing import TaxResolver
-from state import acks, billing_store, credits, ingest, outbox, outbox_queries, reconcile_checkpoints, results
+from state import (
+    acks,
+    billing_store,
+    credits,
+    ingest,
+    input_notes,
+    outbox,
+    outbox_queries,
+    reconcile_checkpoints,
+    results,
+)
 from state.scopes import MAX_SCOPES
 
 log = logging.getLogger("po_connector.reconcile")
@@ -91,10 +101,14 @@ def reconcile_and_plan(
     config_digest = settings_digest(app, day)
     resolve = _scope_resolver(app)
     with app.engine.begin() as conn:
+        since = input_notes.horizon(conn)
         stored = reconcile_checkpoints.stored_inputs(conn, app.tenant)
         # The customer stamped on each PO holds while the settings and maps do.
         stamps_hold = stored is not None and stored.settings == config_digest
         scopes = None
+        if skip_unchanged and stamps_hold and not input_notes.written_since_checkpoint(conn, app.tenant):
+            _count_stored(conn, app, run)
+            return True
         if skip_unchanged and stored is not None and stamps_hold:
             scopes, current = _changed_scopes(conn, app, stored, config_digest, resolve)
         if scopes is not None and not scopes:
@@ -117,6 +131,7 @@ def reconcile_and_plan(
         # Digested after this reconciliation's own writes: reconciling that state again changes nothing.
         inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
         reconcile_checkpoints.record(conn, app.tenant, inputs, now, run.run_id)
+        input_notes.clear(conn, app.tenant, since)
     return False
 
 

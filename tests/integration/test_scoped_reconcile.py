@@ -197,6 +197,31 @@ def test_a_po_moved_to_another_customer_after_invoicing_ties_the_two_together(ap
     assert synced(app)["reconcile_unchanged"] == 1
 
 
+def test_a_sync_after_one_that_wrote_nothing_it_reads_digests_nothing(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from state import reconcile_checkpoints
+
+    store(app, po("PO-ACME-1", "CUST-ACME"), period("CUST-ACME", 1), period("CUST-ACME", 2))
+    store(app, po("PO-WAYNE-1", "CUST-WAYNE"), period("CUST-WAYNE", 1))
+    store(app, po("PO-GLOBEX-1", "CUST-GLOBEX"), period("CUST-GLOBEX", 1))
+    first = synced(app)
+    assert first["invoices_pushed"] == 4
+    digest = reconcile_checkpoints.current_inputs
+
+    def refused(*args: Any) -> None:
+        raise AssertionError("the inputs were digested")
+
+    # The push after the reconciliation wrote nothing reconciliation reads.
+    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", refused)
+    again = jobs.sync(app)
+    assert again["reconcile_unchanged"] == 1 and again["matched"] == first["matched"]
+
+    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", digest)
+    store(app, period("CUST-ACME", 2, seats="12"))
+    assert synced(app)["customers_reconciled"] == 1
+
+
 def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
     customers = sorted(BUYERS)
     store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
