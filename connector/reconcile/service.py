@@ -112,6 +112,8 @@ def reconcile_and_plan(
         if skip_unchanged and stored is not None and stamps_hold:
             scopes, current = _changed_scopes(conn, app, stored, config_digest, resolve)
         if scopes is not None and not scopes:
+            # The inputs digest as the checkpoint says: what the notes were for is accounted for.
+            input_notes.clear(conn, app.tenant, since)
             _count_stored(conn, app, run)
             return True
         if scopes is None:

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from connector import jobs
 from connector.model import AckDecision, BillingLine, BillingPeriod, Money, POLine, PurchaseOrder
 from connector.runtime import Connector
 from connector.tax import LineTax, TaxCategory, TaxScheme
 from state import acks
-from state.tables import invoice_outbox, match_results
+from state.tables import invoice_outbox, match_results, reconcile_input_changes
 from tests.support.own_data import connector_without_data
 from tests.support.own_data import store as store_at
 
@@ -216,6 +216,14 @@ def test_a_sync_after_one_that_wrote_nothing_it_reads_digests_nothing(
     monkeypatch.setattr(reconcile_checkpoints, "current_inputs", refused)
     again = jobs.sync(app)
     assert again["reconcile_unchanged"] == 1 and again["matched"] == first["matched"]
+
+    # A note whose write left the digests as they were (as after an upgrade): digested once.
+    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", digest)
+    with app.engine.begin() as conn:
+        conn.execute(insert(reconcile_input_changes).values(tenant=app.tenant, txid=0))
+    assert jobs.sync(app)["reconcile_unchanged"] == 1
+    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", refused)
+    assert jobs.sync(app)["reconcile_unchanged"] == 1
 
     monkeypatch.setattr(reconcile_checkpoints, "current_inputs", digest)
     store(app, period("CUST-ACME", 2, seats="12"))
