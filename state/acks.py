@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from connector.model import AckDecision, PurchaseOrder, acknowledgement_id
 from state.tables import po_acknowledgements as acks
@@ -36,6 +36,11 @@ WAITING, PLANNED, SENDING, SENT, RETRY, DEAD, UNSUPPORTED = (
     "unsupported",
 )
 OPEN = (WAITING, PLANNED, SENDING, RETRY)
+# The POs whose current revision has no acknowledgement row yet, as migration 0014's partial
+# index states it (SQLite uses that index only for a query that states its condition alike).
+UNDECIDED = or_(
+    po_records.c.acknowledged_revision.is_(None), po_records.c.acknowledged_revision != po_records.c.revision
+)
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,11 @@ def _ack_id(item: Revision) -> str | None:
 
 
 def record_revisions(conn: Connection, tenant: str, revisions: Sequence[Revision], now: datetime) -> int:
-    """Create the row of every revision not seen before; returns how many were created."""
+    """Create the row of every revision not seen before, and stamp each PO with the revision
+    that has its row; returns how many rows were created."""
     if not revisions:
         return 0
+    _stamp_acknowledged(conn, tenant, revisions)
     seen = {
         (row.po_key, row.revision)
         for row in conn.execute(
@@ -104,21 +111,39 @@ def record_revisions(conn: Connection, tenant: str, revisions: Sequence[Revision
     return len(fresh)
 
 
+def _stamp_acknowledged(conn: Connection, tenant: str, revisions: Sequence[Revision]) -> None:
+    prefix = len(tenant) + 1
+    conn.execute(
+        update(po_records)
+        .where(
+            po_records.c.tenant == tenant,
+            po_records.c.source == bindparam("item_source"),
+            po_records.c.external_id == bindparam("item_external_id"),
+            po_records.c.revision == bindparam("item_revision"),
+        )
+        .values(acknowledged_revision=bindparam("item_revision")),
+        [
+            {
+                "item_source": item.source,
+                # A PO key is tenant/source/external id: the id is what follows the source.
+                "item_external_id": item.po_key[prefix + len(item.source) + 1 :],
+                "item_revision": item.revision,
+            }
+            for item in revisions
+        ],
+    )
+
+
 def undecided_pos(conn: Connection, tenant: str, batch: int = 1000) -> Iterator[list[PurchaseOrder]]:
     """The stored POs whose current revision has no acknowledgement row yet (new or revised
     since the last run), `batch` at a time in the order they were first stored: what a run
-    decides, without reading the POs already decided nor holding a first sync's whole book."""
-    key = po_records.c.tenant + "/" + po_records.c.source + "/" + po_records.c.external_id
-    decided = (
-        select(acks.c.id)
-        .where(acks.c.tenant == tenant, acks.c.po_key == key, acks.c.revision == po_records.c.revision)
-        .exists()
-    )
+    decides, read through an index over those POs alone, never holding a first sync's whole
+    book."""
     after = 0
     while True:
         rows = conn.execute(
             select(po_records.c.id, po_records.c.canonical_json)
-            .where(po_records.c.tenant == tenant, po_records.c.id > after, ~decided)
+            .where(po_records.c.tenant == tenant, po_records.c.id > after, UNDECIDED)
             .order_by(po_records.c.id)
             .limit(batch)
         ).all()

@@ -67,6 +67,9 @@ po_records = Table(
     Column("reconciled_customer", String(128)),
     Column("reconciled_number", String(128)),
     Column("reconciled_hash", String(64)),
+    # The revision whose acknowledgement row exists (NULL: none yet): a PO whose revision moved
+    # past it waits for a decision (migration 0014 indexes those).
+    Column("acknowledged_revision", Integer),
     UniqueConstraint("tenant", "source", "external_id", name="uq_po_records_key"),
     Index("ix_po_records_po_number", "tenant", "po_number"),
     Index("ix_po_records_reconciled_number", "tenant", "reconciled_number"),
@@ -223,6 +226,7 @@ invoice_outbox = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_invoice_outbox_due", "state", "next_attempt_at"),
     Index("ix_invoice_outbox_po", "tenant", "po_key"),
+    Index("ix_invoice_outbox_state", "tenant", "sink", "state"),  # counts, from the index alone
     # ix_invoice_outbox_claim (tenant, sink, issue_date, id over the unsent rows) is made by
     # migration 0011 alone: its NULL order is written per dialect.
 )

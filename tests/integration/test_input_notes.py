@@ -33,6 +33,7 @@ from tests.support.factories import make_plan, make_po
 from tests.support.state_engines import DATABASES, migrated_engine
 from tests.unit.test_reconcile import make_period as period_of
 
+WATCHED_TABLES = ("po_records", "billing_records", "invoice_outbox", "po_acknowledgements")
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
@@ -40,11 +41,11 @@ def make_period(subscription_id: str = "SUB-1", quantity: str = "2") -> BillingP
     return period_of("CUST-ACME", [("PLAN-PRO", quantity, "100.00")], subscription=subscription_id)
 
 
-MIGRATION = Path(__file__).parents[2] / "state" / "migrations" / "versions" / "0013_reconcile_input_notes.py"
+VERSIONS = Path(__file__).parents[2] / "state" / "migrations" / "versions"
 
 
-def _migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("notes_migration", MIGRATION)
+def _migration(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"migration_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -206,11 +207,35 @@ def test_a_writer_still_open_when_a_reconciliation_began_keeps_its_note(books: E
 
 
 def test_every_column_is_watched_or_ignored() -> None:
-    migration = _migration()
-    for table, watched in migration.WATCHED.items():
-        ignored = migration.IGNORED[table]
-        assert not set(watched) & set(ignored), table
-        assert set(watched) | set(ignored) == {c.name for c in metadata.tables[table].columns}, table
+    """Each migration since 0013 says of the columns it adds to these tables which side they are on."""
+    watched: dict[str, set[str]] = {}
+    ignored: dict[str, set[str]] = {}
+    for path in sorted(VERSIONS.glob("0*.py")):
+        migration = _migration(path)
+        for sides, given in (
+            (watched, getattr(migration, "WATCHED", {})),
+            (ignored, getattr(migration, "IGNORED", {})),
+        ):
+            for table, columns in given.items():
+                sides.setdefault(table, set()).update(columns)
+    assert set(watched) == set(ignored) == set(WATCHED_TABLES)
+    for table in watched:
+        assert not watched[table] & ignored[table], table
+        assert watched[table] | ignored[table] == {c.name for c in metadata.tables[table].columns}, table
+
+
+def test_every_watched_table_keeps_its_triggers_at_head(engine: Engine) -> None:
+    query = (
+        "SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE NOT t.tgisinternal"
+    )
+    with engine.connect() as conn:
+        triggers = {(table, name) for table, name in conn.exec_driver_sql(query)}
+    kinds = ("inserted", "deleted", "moved") if engine.dialect.name == "sqlite" else ("written", "moved")
+    expected = {(table, f"{table}_note_{kind}") for table in WATCHED_TABLES for kind in kinds}
+    assert triggers == expected
 
 
 def test_upgrading_notes_every_tenant_with_a_checkpoint(tmp_path: Path) -> None:
