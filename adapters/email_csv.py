@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
@@ -127,23 +127,32 @@ class EmailCsvSource:
             yield from self.mailbox.pull(self._parse_message, context.is_processed)
             return
         assert self.folder is not None
+        # A folder whose every message was read whole, listed as it was then (the same files,
+        # each with the same stat), has nothing new: it costs a listing and no lookup.
+        if context.cursor and context.cursor.get("listing") == _listing_digest(_listed_messages(self.folder)):
+            return
         # A message read whole before (every attachment committed, none quarantined) is known by
         # the file's name, size, mtime and inode (no read), or else by its digest (a read and a
-        # hash, no parse): an unchanged folder costs a listing and a few lookups.
+        # hash, no parse): a folder with little new costs a listing and a few lookups.
         # The folder is listed a slice at a time, and the messages to read are set aside on
         # disk in date order: however large the folder, memory holds one slice.
+        listing = hashlib.sha256(_LISTING)
+        whole = True
         with ScratchRows() as unread:
-            for listed in _slices(_listed_messages(self.folder), _LISTED_PER_LOOKUP):
-                yield from self._known_again(dict(listed), context, unread)
+            for listed in _slices(_digested(listing, _listed_messages(self.folder)), _LISTED_PER_LOOKUP):
+                whole = (yield from self._known_again(dict(listed), context, unread)) and whole
             for data in unread.in_key_order():
                 name, mark = json.loads(data)
-                yield from self._read(Path(os.fsdecode(name)), mark, context)
+                whole = (yield from self._read(Path(os.fsdecode(name)), mark, context)) and whole
+        if whole:  # committed after every message's batches: each of them is marked read whole
+            yield SourceBatch(cursor={"listing": listing.hexdigest()}, document=self.folder.name)
 
     def _known_again(
         self, listed: dict[str, str | None], context: PullContext, unread: ScratchRows
-    ) -> Iterator[SourceBatch]:
+    ) -> Generator[SourceBatch, None, bool]:
         """Batches for the `listed` messages (path: stat mark) read whole before but moved or
-        touched since; the others are set aside in `unread`, keyed by their date order."""
+        touched since; the others are set aside in `unread`, keyed by their date order. Returns
+        whether each of them had a stat mark (a message known by it next time)."""
         known = context.processed_among([m for m in listed.values() if m])
         digests = {path: _digest_marker(path) for path, mark in listed.items() if mark not in known}
         known = context.processed_among([m for m in digests.values() if m]) if digests else set()
@@ -152,11 +161,12 @@ class EmailCsvSource:
                 unread.add(_date_key(Path(path)), json.dumps([os.fsdecode(path), listed[path]]).encode())
             elif mark := listed[path]:  # the same message, touched or moved: known by its stat again
                 yield SourceBatch(input_key=mark, document=os.path.basename(path))
+        return all(listed.values())
 
-    def _read(self, path: Path, mark: str | None, context: PullContext) -> Iterator[SourceBatch]:
+    def _read(self, path: Path, mark: str | None, context: PullContext) -> Generator[SourceBatch, None, bool]:
         """The batches of one message file; when all of it was new and read cleanly, its last
         batch also marks it read whole (by its digest, and by its stat `mark`), so the message
-        and the marks are committed together."""
+        and the marks are committed together. Returns whether it was marked by its stat."""
         try:
             data: bytes | OSError = path.read_bytes()
         except OSError as exc:
@@ -194,12 +204,13 @@ class EmailCsvSource:
         if not clean or not isinstance(data, bytes):
             if held is not None:
                 yield held
-            return
+            return False
         marks = (_read_marker(data), *((mark,) if mark else ()))
         if held is None:
             yield SourceBatch(input_key=marks[0], document=path.name, also_processed=marks[1:])
         else:
             yield dataclasses.replace(held, also_processed=(*held.also_processed, *marks))
+        return mark is not None
 
     def fetch(self, po_number: str) -> list[SourceRecord]:
         """Every version of the PO found in the folder or the mailbox, oldest message first."""
@@ -276,6 +287,24 @@ def _entries_in(folder: Path, suffix: str, prefix: str) -> Iterator[tuple[str, o
         for entry in entries:
             if entry.name.lower().endswith(suffix) and not entry.name.startswith(".") and entry.is_file():
                 yield prefix + entry.name, entry
+
+
+_LISTING = b"folder-listing/1\n"
+
+
+def _digested(digest: Any, listed: Iterable[tuple[str, str | None]]) -> Iterator[tuple[str, str | None]]:
+    """`listed` as it comes, each entry fed into `digest` on the way."""
+    for path, mark in listed:
+        digest.update(f"{path}\x00{mark}\n".encode("utf-8", "surrogateescape"))
+        yield path, mark
+
+
+def _listing_digest(listed: Iterable[tuple[str, str | None]]) -> str:
+    """The digest of a folder's listing, in its order: its files and each one's stat mark."""
+    digest = hashlib.sha256(_LISTING)
+    for _ in _digested(digest, listed):
+        pass
+    return digest.hexdigest()
 
 
 def _slices(paths: Iterable[_T], size: int) -> Iterator[list[_T]]:

@@ -50,12 +50,26 @@ def committed(batches: list[SourceBatch]) -> set[str]:
     return {str(b.input_key) for b in batches} | {key for b in batches for key in b.also_processed}
 
 
+def is_listing(batch: SourceBatch) -> bool:
+    """The last batch of a pull that read every message whole: its cursor is the folder's listing."""
+    return batch.cursor is not None and not batch.records and not batch.rejections and not batch.input_key
+
+
 def pull(
-    source: EmailCsvSource, processed: set[str] | None = None, *, markers: bool = False
+    source: EmailCsvSource,
+    processed: set[str] | None = None,
+    *,
+    markers: bool = False,
+    cursor: dict[str, object] | None = None,
+    listing: bool = False,
 ) -> list[SourceBatch]:
     done = processed if processed is not None else set()
-    context = PullContext(cursor=None, started_at=datetime.now(UTC), is_processed=done.__contains__)
-    return [batch for batch in source.pull(context) if markers or not is_read_marker(batch)]
+    context = PullContext(cursor=cursor, started_at=datetime.now(UTC), is_processed=done.__contains__)
+    return [
+        batch
+        for batch in source.pull(context)
+        if (markers or not is_read_marker(batch)) and (listing or not is_listing(batch))
+    ]
 
 
 def pos_of(batches: list[SourceBatch]):
@@ -549,3 +563,68 @@ def test_a_message_whose_last_attachment_is_refused_is_not_marked(tmp_path: Path
         (1, False, False),
         (0, True, False),
     ]
+
+
+def _clean_folder(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    for n in (1, 2):
+        text = CSV.replace("P-1,", f"P-{n},")
+        (folder / f"m{n}.eml").write_bytes(message(text, message_id=f"<m{n}@buyer.example>"))
+
+
+def _refusing(done: set[str]) -> set[str]:
+    class NoLookups(set[str]):
+        def __contains__(self, key: object) -> bool:
+            raise AssertionError(f"looked up {key}")
+
+    return NoLookups(done)
+
+
+def test_a_folder_read_whole_is_known_next_time_by_its_listing_without_a_lookup(tmp_path: Path) -> None:
+    _clean_folder(tmp_path / "in")
+    source = make_source(tmp_path / "in")
+    first = pull(source, markers=True, listing=True)
+    # Every message's batches come first, then the listing, committed after all of them.
+    assert [is_listing(b) for b in first] == [False, False, True]
+    cursor = first[-1].cursor
+    assert pull(source, _refusing(committed(first)), markers=True, listing=True, cursor=cursor) == []
+
+
+@pytest.mark.parametrize("change", ["new", "touched", "gone"])
+def test_a_folder_listed_otherwise_is_looked_at_message_by_message(tmp_path: Path, change: str) -> None:
+    folder = tmp_path / "in"
+    _clean_folder(folder)
+    source = make_source(folder)
+    first = pull(source, markers=True, listing=True)
+    done, cursor = committed(first), first[-1].cursor
+    if change == "new":
+        (folder / "m3.eml").write_bytes(message(CSV.replace("P-1,", "P-3,"), message_id="<m3@buyer.example>"))
+    elif change == "touched":
+        stat = (folder / "m1.eml").stat()
+        os.utime(folder / "m1.eml", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    else:
+        (folder / "m2.eml").unlink()
+    again = pull(source, done, markers=True, listing=True, cursor=cursor)
+    assert again[-1].cursor not in (None, cursor)
+    expected = {"new": [["P-3"]], "touched": [[]], "gone": []}[change]
+    assert [[r.po.po_number for r in b.records] for b in again[:-1]] == expected
+    later = pull(source, _refusing(done | committed(again)), markers=True, cursor=again[-1].cursor)
+    assert later == []
+
+
+def test_a_folder_holding_a_quarantined_message_keeps_no_listing(inbox: Path) -> None:
+    source = make_source(inbox)
+    first = pull(source, markers=True, listing=True)
+    assert any(b.rejections for b in first) and not any(is_listing(b) for b in first)
+    # So the message stays where `quarantine retry` finds it: read again on every pull.
+    held = next(b for b in first if b.rejections)
+    again = pull(source, committed(first) - {str(held.input_key)}, markers=True, listing=True)
+    assert [b.input_key for b in again] == [held.input_key]
+
+
+def test_a_resync_reads_every_message_whatever_the_listing(tmp_path: Path) -> None:
+    _clean_folder(tmp_path / "in")
+    source = make_source(tmp_path / "in")
+    assert is_listing(pull(source, markers=True, listing=True)[-1])
+    # A resync pulls with no cursor and nothing processed.
+    assert len(pos_of(pull(source, set(), cursor=None))) == 2
