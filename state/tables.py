@@ -140,6 +140,7 @@ match_results = Table(
     Column("computed_at", UtcDateTime, nullable=False),
     Column("run_id", String(36)),
     UniqueConstraint("tenant", "subject_key", name="uq_match_results_subject"),
+    Index("ix_match_results_status", "tenant", "status"),  # counts, from the index alone
 )
 
 # What the tenant's last reconciliation was computed from: a digest of its inputs (POs, billing,

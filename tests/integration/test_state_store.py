@@ -516,3 +516,27 @@ def test_the_outbox_is_counted_from_an_index_alone(tmp_path: Path) -> None:
     (steps,) = query_plans(engine, count, "count(*)", "GROUP BY")
     # Every run counts the outbox: reading each row of a large one would cost a book's worth.
     assert "COVERING INDEX ix_invoice_outbox_state" in steps and "TEMP B-TREE" not in steps, steps
+
+
+def test_the_results_are_counted_from_an_index_alone(tmp_path: Path) -> None:
+    from connector.model import MatchResult, MatchStatus
+    from state import results
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        results.replace_results(
+            conn,
+            "default",
+            [MatchResult(status=MatchStatus.MISSING_PO, billing_key="default/b/1")],
+            {},
+            NOW,
+            None,
+        )
+
+    def count() -> None:
+        with engine.connect() as conn:
+            assert results.count_by_status(conn, "default") == {"missing_po": 1}
+
+    (steps,) = query_plans(engine, count, "count(*)", "GROUP BY")
+    assert "COVERING INDEX ix_match_results_status" in steps and "TEMP B-TREE" not in steps, steps

@@ -1,6 +1,6 @@
 """what a run with little new reads, by index: the POs whose current revision has no
-acknowledgement row yet (each PO now says which revision has one), and the outbox's counts by
-sink and state (read from the index alone)
+acknowledgement row yet (each PO now says which revision has one), and the counts of the outbox
+by sink and state and of the results by status (each read from an index alone)
 
 Revision ID: 0014
 Revises: 0013
@@ -35,6 +35,7 @@ def upgrade() -> None:
         " AND ack.revision = po_records.revision)"
     )
     op.create_index("ix_invoice_outbox_state", "invoice_outbox", ["tenant", "sink", "state"])
+    op.create_index("ix_match_results_status", "match_results", ["tenant", "status"])
     op.create_index(
         "ix_po_records_undecided",
         "po_records",
@@ -46,5 +47,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_po_records_undecided", table_name="po_records")
+    op.drop_index("ix_match_results_status", table_name="match_results")
     op.drop_index("ix_invoice_outbox_state", table_name="invoice_outbox")
     op.drop_column("po_records", "acknowledged_revision")
