@@ -7,15 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-
 
 class Ticker(Protocol):
     """Advances a progress display by some records."""
@@ -36,6 +27,16 @@ def progress(description: str, total: int | None = None) -> Iterator[Ticker]:
     if not (ENABLED and sys.stderr.isatty()):
         yield _noop
         return
+    # Imported here: a job without a terminal (cron) never pays for loading rich.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = [
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -52,3 +52,21 @@ def test_quiet_shows_neither_logs_nor_progress(tmp_path: Path) -> None:
     config = copy_example(tmp_path)
     screen = _run_on_a_terminal("pull", "--config", str(config), "--quiet")
     assert "pulling inbox" not in screen and "ACME-PO-1001 new" not in screen
+
+
+def test_a_job_without_a_terminal_never_loads_the_progress_display(tmp_path: Path) -> None:
+    config = copy_example(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PO_CONNECTOR")}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "connector", "pull", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    imported = [line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")]
+    assert "connector.intake" in imported  # the pull ran, and this is what it loaded
+    assert not any(name.startswith("rich") for name in imported)
