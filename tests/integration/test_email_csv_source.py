@@ -620,11 +620,3 @@ def test_a_folder_holding_a_quarantined_message_keeps_no_listing(inbox: Path) ->
     held = next(b for b in first if b.rejections)
     again = pull(source, committed(first) - {str(held.input_key)}, markers=True, listing=True)
     assert [b.input_key for b in again] == [held.input_key]
-
-
-def test_a_resync_reads_every_message_whatever_the_listing(tmp_path: Path) -> None:
-    _clean_folder(tmp_path / "in")
-    source = make_source(tmp_path / "in")
-    assert is_listing(pull(source, markers=True, listing=True)[-1])
-    # A resync pulls with no cursor and nothing processed.
-    assert len(pos_of(pull(source, set(), cursor=None))) == 2
