@@ -32,7 +32,8 @@ Message-ID and its SHA-256), and writes only what is new.
 
 Also timed for reference: `python -c pass`, `python -m connector --help` (best of five), and
 the source's listing (the inbox listed and every file stat'ed, in a fresh process). Times are
-wall clock of whole processes; peak RSS is the child's own (`os.wait4`).
+wall clock of whole processes; peak RSS is the child's own (`os.wait4`), each child forked
+from a small launcher process so that it does not inherit this one's size.
 """
 
 from __future__ import annotations
@@ -277,22 +278,58 @@ def child_env() -> dict[str, str]:
     return env
 
 
+# Linux counts the memory a process had when it forked in its child's peak RSS and keeps that
+# peak across exec, so a child forked from this process (which holds the scenario, hundreds of MB
+# at 100k) would report this process's size. Children are forked by a small launcher started
+# before anything is built: their floor is the launcher's size, about that of `python -c pass`.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["stdout"], "wb") as out, open(job["stderr"], "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            job["command"], cwd=job["cwd"], env=job["env"], stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+    print(json.dumps({"status": status, "seconds": seconds, "maxrss_kib": usage.ru_maxrss}), flush=True)
+"""
+_launcher: subprocess.Popen[str] | None = None
+
+
+def start_launcher() -> None:
+    """Start the process every child is forked from (call before building any scenario)."""
+    global _launcher
+    _launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def stop_launcher() -> None:
+    if _launcher is not None and _launcher.stdin is not None:
+        _launcher.stdin.close()
+        _launcher.wait(timeout=30)
+
+
 def run_child(command: list[str], cwd: Path, stderr_path: Path | None = None) -> Child:
-    """Run `command`, timing it by the wall clock; its peak RSS comes from its own rusage."""
-    with tempfile.TemporaryFile() as out:
-        err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            started = time.perf_counter()
-            proc = subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=out, stderr=err)
-            _, status, usage = os.wait4(proc.pid, 0)
-            seconds = time.perf_counter() - started
-        finally:
-            if stderr_path:
-                err.close()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-    return Child(proc.returncode, seconds, usage.ru_maxrss * 1024 / MIB, stdout, stderr_path)
+    """Run `command` from the launcher, timing it by the wall clock; its peak RSS is its own rusage."""
+    if _launcher is None or _launcher.stdin is None or _launcher.stdout is None:
+        raise RuntimeError("start_launcher() first")
+    with tempfile.NamedTemporaryFile(prefix="child-", suffix=".out") as out:
+        job = {
+            "command": command,
+            "cwd": str(cwd),
+            "env": child_env(),
+            "stdout": out.name,
+            "stderr": str(stderr_path) if stderr_path else os.devnull,
+        }
+        _launcher.stdin.write(json.dumps(job) + "\n")
+        _launcher.stdin.flush()
+        answer = json.loads(_launcher.stdout.readline())
+        stdout = Path(out.name).read_text(encoding="utf-8", errors="replace")
+    code = os.waitstatus_to_exitcode(answer["status"])
+    return Child(code, answer["seconds"], answer["maxrss_kib"] * 1024 / MIB, stdout, stderr_path)
 
 
 def best_of(command: list[str], runs: int, cwd: Path) -> float:
@@ -846,6 +883,7 @@ def main() -> None:
         print(json.dumps(figures))
         return
     sizes = [int(n) for item in (args.pos or ["1000,10000"]) for n in item.split(",") if n.strip()]
+    start_launcher()
     workdir = Path(tempfile.mkdtemp(prefix="po-e2e-"))
     problems: list[str] = []
     rows: list[Row] = []
@@ -862,6 +900,7 @@ def main() -> None:
         report(rows, bare, bare_rss, help_, help_rss)
         goals(rows, bare)
     finally:
+        stop_launcher()
         if args.keep:
             print(f"\nkept {workdir}")
         else:
