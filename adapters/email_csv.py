@@ -138,9 +138,10 @@ class EmailCsvSource:
         # disk in date order: however large the folder, memory holds one slice.
         listing = hashlib.sha256(_LISTING)
         whole = True
+        folder = self.folder.name
         with ScratchRows() as unread:
             for listed in _slices(_digested(listing, _listed_messages(self.folder)), _LISTED_PER_LOOKUP):
-                whole = (yield from self._known_again(dict(listed), context, unread)) and whole
+                whole = (yield from self._known_again(dict(listed), context, unread, folder)) and whole
             for data in unread.in_key_order():
                 name, mark = json.loads(data)
                 whole = (yield from self._read(Path(os.fsdecode(name)), mark, context)) and whole
@@ -148,19 +149,25 @@ class EmailCsvSource:
             yield SourceBatch(cursor={"listing": listing.hexdigest()}, document=self.folder.name)
 
     def _known_again(
-        self, listed: dict[str, str | None], context: PullContext, unread: ScratchRows
+        self, listed: dict[str, str | None], context: PullContext, unread: ScratchRows, folder: str
     ) -> Generator[SourceBatch, None, bool]:
-        """Batches for the `listed` messages (path: stat mark) read whole before but moved or
-        touched since; the others are set aside in `unread`, keyed by their date order. Returns
-        whether each of them had a stat mark (a message known by it next time)."""
+        """One batch marking the `listed` messages (path: stat mark) read whole before but moved
+        or touched since by their stat as it now stands; the others are set aside in `unread`,
+        keyed by their date order. Returns whether each of them had a stat mark (a message known
+        by it next time)."""
         known = context.processed_among([m for m in listed.values() if m])
         digests = {path: _digest_marker(path) for path, mark in listed.items() if mark not in known}
         known = context.processed_among([m for m in digests.values() if m]) if digests else set()
+        again: list[str] = []
         for path, digest in digests.items():
             if digest is None or digest not in known:
                 unread.add(_date_key(Path(path)), json.dumps([os.fsdecode(path), listed[path]]).encode())
             elif mark := listed[path]:  # the same message, touched or moved: known by its stat again
-                yield SourceBatch(input_key=mark, document=os.path.basename(path))
+                again.append(mark)
+        if again:
+            # One commit for the slice: a folder restored or moved whole (new inodes, every
+            # message touched) is marked again in a few transactions, not one per message.
+            yield SourceBatch(document=folder, also_processed=tuple(again))
         return all(listed.values())
 
     def _read(self, path: Path, mark: str | None, context: PullContext) -> Generator[SourceBatch, None, bool]:

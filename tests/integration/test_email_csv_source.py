@@ -36,8 +36,21 @@ def make_source(folder: Path, **options) -> EmailCsvSource:
 
 
 def is_read_marker(batch: SourceBatch) -> bool:
-    """The empty batch that records a message as read whole (by digest, or by its file's stat)."""
-    return not batch.records and not batch.rejections and str(batch.input_key).endswith(("|read", "|stat"))
+    """The empty batch that records a message as read whole (by digest, or by its file's stat),
+    or messages known again by their files' stat (`is_stat_remark`)."""
+    if batch.records or batch.rejections:
+        return False
+    return str(batch.input_key).endswith(("|read", "|stat")) or is_stat_remark(batch)
+
+
+def is_stat_remark(batch: SourceBatch) -> bool:
+    """The batch marking messages read whole before, touched or moved since, by their new stat."""
+    return (
+        batch.input_key is None
+        and not batch.records
+        and bool(batch.also_processed)
+        and all(key.endswith("|stat") for key in batch.also_processed)
+    )
 
 
 def read_whole(batch: SourceBatch) -> bool:
@@ -47,7 +60,9 @@ def read_whole(batch: SourceBatch) -> bool:
 
 def committed(batches: list[SourceBatch]) -> set[str]:
     """The input keys the core records when it commits these batches."""
-    return {str(b.input_key) for b in batches} | {key for b in batches for key in b.also_processed}
+    return {str(b.input_key) for b in batches if b.input_key} | {
+        key for b in batches for key in b.also_processed
+    }
 
 
 def is_listing(batch: SourceBatch) -> bool:
@@ -488,10 +503,42 @@ def test_a_touched_message_is_known_by_its_digest_and_gets_its_new_stat_marked(i
     os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 1_000_000_000))
     again = pull(source, done, markers=True)
     # Not parsed again (its digest is known): one marker naming the file as it now stands.
-    assert [(b.document, b.records, str(b.input_key).endswith("|stat")) for b in again] == [
-        ("umbrella-po.eml", [], True)
-    ]
+    assert [(b.document, b.records, is_stat_remark(b)) for b in again] == [(inbox.name, [], True)]
+    (mark,) = again[0].also_processed
+    assert mark.startswith("umbrella-po.eml|") and mark not in done
     assert pull(source, done | committed(again), markers=True) == []
+
+
+def test_a_folder_moved_whole_is_marked_again_a_slice_at_a_time_without_a_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.email_csv
+
+    monkeypatch.setattr(adapters.email_csv, "_LISTED_PER_LOOKUP", 3)
+    first = tmp_path / "first"
+    first.mkdir()
+    for n in range(7):
+        csv_text = CSV.replace("P-1,PLAN-PRO,1,", f"P-{n},PLAN-PRO,1,")
+        (first / f"m{n}.eml").write_bytes(message(csv_text, message_id=f"<m{n}@x>"))
+    done = committed(pull(make_source(first), markers=True))
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in sorted(first.iterdir()):  # copied: every file a new inode and mtime
+        (moved / path.name).write_bytes(path.read_bytes())
+    parsed: list[str] = []
+    real = adapters.email_csv.message_file_batches
+
+    def counting(path: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        parsed.append(path.name)
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(adapters.email_csv, "message_file_batches", counting)
+    again = pull(make_source(moved), done, markers=True)
+    assert parsed == []
+    # One batch per slice listed (3 + 3 + 1 files), not one per message.
+    assert [len(b.also_processed) for b in again] == [3, 3, 1]
+    assert all(is_stat_remark(b) for b in again)
+    assert pull(make_source(moved), done | committed(again), markers=True) == []
 
 
 def test_without_stat_markers_a_state_from_before_them_reads_each_file_once_more(inbox: Path) -> None:
@@ -499,7 +546,7 @@ def test_without_stat_markers_a_state_from_before_them_reads_each_file_once_more
     first = pull(source, markers=True)
     digests_only = {key for key in committed(first) if not key.endswith("|stat")}  # an older version's
     again = pull(source, digests_only, markers=True)
-    assert again and all(str(b.input_key).endswith("|stat") and not b.records for b in again)
+    assert again and all(is_stat_remark(b) for b in again)
 
 
 def test_a_message_is_not_marked_read_while_one_of_its_batches_is_quarantined(tmp_path: Path) -> None:
