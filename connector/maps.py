@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -176,14 +176,31 @@ def _normalise(identifier: str) -> str:
     return identifier.strip().casefold()
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+# Reads a map file into its TOML tables (`read_toml`, or a reader that keeps parses).
+TomlReader = Callable[[Path], dict[str, Any]]
+
+
+def read_map_bytes(path: Path) -> bytes:
+    """The map file's bytes; a ConfigError naming the file when it cannot be read."""
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+
+
+def parse_toml(path: Path, data: bytes) -> dict[str, Any]:
+    """The TOML tables of the map file's bytes; a ConfigError naming the file and the fault."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: is not valid TOML: not UTF-8 at byte {exc.start}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: is not valid TOML: {exc}") from exc
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML tables of a map file."""
+    return parse_toml(path, read_map_bytes(path))
 
 
 def _text(path: Path, key: str, value: object) -> str:
@@ -218,11 +235,11 @@ class CustomerMap:
                     )
 
     @classmethod
-    def load(cls, path: Path | None) -> CustomerMap:
-        """Read `[[customers]]` tables; no path gives an empty map."""
+    def load(cls, path: Path | None, read: TomlReader = read_toml) -> CustomerMap:
+        """Read `[[customers]]` tables (the file's TOML through `read`); no path gives an empty map."""
         if path is None:
             return cls()
-        data = _read_toml(path)
+        data = read(path)
         unknown = sorted(set(data) - {"customers"})
         if unknown:
             raise ConfigError(f"{path}: {unknown[0]}: unknown key (expected [[customers]])")
@@ -305,7 +322,7 @@ class SkuMap:
         """Read the `[skus]` table; no path gives the identity map."""
         if path is None:
             return cls()
-        data = _read_toml(path)
+        data = read_toml(path)
         unknown = sorted(set(data) - {"skus", "tax"})
         if unknown:
             raise ConfigError(f"{path}: {unknown[0]}: unknown key (expected [skus] or [tax.SKU])")

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from connector.call_counts import CallCounts
 from connector.config import LoadedConfig, Settings
 from connector.errors import ConfigError, LeaseHeldError, NotFoundError, UnavailableError, exit_code_for
+from connector.map_cache import cached_toml_reader
 from connector.maps import CustomerMap, SkuMap
 from connector.model import Party, utcnow
 from connector.ports import AdapterContext, AdapterKind, BillingSource, InvoiceSink, POSource
@@ -140,8 +141,9 @@ class Connector:
     @cached_property
     def customer_map(self) -> CustomerMap:
         path = self.settings.mappings.customers
+        read = cached_toml_reader(lambda: self.engine, self.tenant, "customers")
         try:
-            return CustomerMap.load(self.loaded.resolve(path) if path else None)
+            return CustomerMap.load(self.loaded.resolve(path) if path else None, read)
         except ConfigError as exc:
             raise ConfigError(f"mappings.customers: {exc}") from None
 

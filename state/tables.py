@@ -157,6 +157,18 @@ reconcile_checkpoints = Table(
     Column("run_id", String(36)),
 )
 
+# A large map file (the customer master) as its TOML parses, JSON, by the digest of its bytes:
+# one row per tenant and map, replaced when the file changes (`state.parsed_maps`).
+parsed_maps = Table(
+    "parsed_maps",
+    metadata,
+    Column("tenant", String(64), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("body_json", Text, nullable=False),
+    Column("parsed_at", UtcDateTime, nullable=False),
+)
+
 # The same per customer ('' for the POs of no known customer): a sync reconciles only the
 # customers whose digest moved.
 reconcile_scopes = Table(
