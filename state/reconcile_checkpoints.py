@@ -28,7 +28,7 @@ reconcile. A row gone dead or withdrawn draws nothing: that changes the digest.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,7 @@ from state.acks import rejected_po_keys
 from state.ingest import MOVED
 from state.key_chunks import chunks
 from state.outbox import DEAD, WITHDRAWN
+from state.scopes import in_scopes
 from state.tables import (
     billing_records,
     invoice_outbox,
@@ -87,26 +88,74 @@ def current_inputs(
 ) -> ReconcileInputs:
     """The digests of the tenant's inputs as stored now; `resolve` gives the scope of a PO
     (from its canonical JSON) whose content moved since its last stamp."""
-    feeds = _Feeds()
-    po_scopes, owners = _po_scopes(conn, tenant, resolve, feeds)
-    for key in sorted(rejected_po_keys(conn, tenant)):
-        feeds.add(po_scopes.get(key, ()), ("rejected", key))
-    billing = billing_records.c
-    for row_id, customer, key, content in conn.execute(
-        select(billing.id, billing.customer_ref, billing.billing_key, billing.content_hash)
-        .where(billing.tenant == tenant)
-        .order_by(billing.id)
-    ):
-        feeds.add((customer,), ("billing", row_id, key, content))
-    for row in _outbox_rows(conn, tenant):
-        customer, po = row[0], row[1]
-        of_po = po_scopes.get(po, ())
-        scopes: Collection[str] = (customer,) if of_po == (customer,) else {customer, *of_po}
-        feeds.link(scopes)
-        feeds.add(scopes, ("outbox", *_standing(row[2:])))
+    feeds, owners = _digested(conn, tenant, resolve, None)
     return ReconcileInputs(
         scopes=feeds.group_digests(), owners=owners, settings=settings_digest, sizes=feeds.sizes
     )
+
+
+def inputs_after(
+    conn: Connection,
+    tenant: str,
+    before: ReconcileInputs,
+    reconciled: Collection[str],
+    resolve: Callable[[str], str],
+) -> ReconcileInputs:
+    """The inputs as `current_inputs` would give them after a reconciliation of the customers
+    `reconciled` (whole groups, as `changed_scopes` and the batches keep them) that began from
+    `before`: their digests taken again from their own rows, every other customer's as
+    `before` had it, and the owners of PO numbers digested again (a scan of the POs' keys).
+
+    Reconciling some customers writes only their own rows (a period is matched to a PO of its
+    own customer, and every PO whose customer moved was stamped before, its old and new
+    customers among the changed), so the others' digests stand. A customer's rows written by
+    someone else meanwhile are then not taken as reconciled: the next digest finds them."""
+    # With their whole groups as they were: a customer reconciled for a PO number's owner
+    # alone may be tied to others, and a group is digested whole.
+    groups = {before.scopes[scope] for scope in reconciled if scope in before.scopes}
+    only = frozenset(reconciled) | {scope for scope, value in before.scopes.items() if value in groups}
+    feeds, owners = _digested(conn, tenant, resolve, only)
+    scopes = {scope: value for scope, value in before.scopes.items() if scope not in only}
+    scopes.update((scope, value) for scope, value in feeds.group_digests().items() if scope in only)
+    return ReconcileInputs(scopes=scopes, owners=owners, settings=before.settings, sizes=feeds.sizes)
+
+
+def _digested(
+    conn: Connection, tenant: str, resolve: Callable[[str], str], only: frozenset[str] | None
+) -> tuple[_Feeds, str]:
+    """Every scope's running digest (or only those of the scopes in `only`, from their own
+    rows), and the owners digest; each scope is fed its rows in the same order either way."""
+    feeds = _Feeds()
+    po_scopes, owners = _po_scopes(conn, tenant, resolve, feeds, only)
+    for key in sorted(rejected_po_keys(conn, tenant)):
+        scopes = po_scopes.get(key, ())
+        if only is None or not only.isdisjoint(scopes):
+            feeds.add(scopes, ("rejected", key))
+    billing = billing_records.c
+    for chunk in _customers_chunks(only):
+        query = select(billing.id, billing.customer_ref, billing.billing_key, billing.content_hash).where(
+            billing.tenant == tenant
+        )
+        if chunk is not None:
+            query = query.where(in_scopes(billing.customer_ref, chunk))
+        for row_id, customer, key, content in conn.execute(query.order_by(billing.id)):
+            feeds.add((customer,), ("billing", row_id, key, content))
+    for chunk in _customers_chunks(only):
+        for row in _outbox_rows(conn, tenant, chunk):
+            customer, po = row[0], row[1]
+            of_po = po_scopes.get(po, ())
+            linked: Collection[str] = (customer,) if of_po == (customer,) else {customer, *of_po}
+            feeds.link(linked)
+            feeds.add(linked, ("outbox", *_standing(row[2:])))
+    return feeds, owners
+
+
+def _customers_chunks(only: frozenset[str] | None) -> Iterator[Sequence[str] | None]:
+    """None (every customer) when `only` is None, else `only` a chunk at a time."""
+    if only is None:
+        yield None
+        return
+    yield from chunks(sorted(only))
 
 
 def inputs_digest(conn: Connection, tenant: str, settings_digest: str, resolve: Callable[[str], str]) -> str:
@@ -115,10 +164,11 @@ def inputs_digest(conn: Connection, tenant: str, settings_digest: str, resolve: 
 
 
 def _po_scopes(
-    conn: Connection, tenant: str, resolve: Callable[[str], str], feeds: _Feeds
+    conn: Connection, tenant: str, resolve: Callable[[str], str], feeds: _Feeds, only: frozenset[str] | None
 ) -> tuple[dict[str, tuple[str, ...]], str]:
     """Each PO key's scopes (its stamped customer, and its new one if its content moved) with
-    every PO fed into them; and the owners digest (each PO's number and scopes)."""
+    every PO fed into them (or only those of a scope in `only`); and the owners digest (each
+    PO's number and scopes)."""
     pos = po_records.c
     moved = [
         row_id
@@ -158,9 +208,11 @@ def _po_scopes(
         else:
             stamped = customer if stamp is not None else None
             scopes = tuple(sorted({scope for scope in (stamped, resolved[row_id]) if scope is not None}))
-            feeds.link(scopes)
+            if only is None or not only.isdisjoint(scopes):
+                feeds.link(scopes)
         po_scopes[po_key(tenant, source, external_id)] = scopes
-        feeds.add(scopes, ("po", row_id, revision, status, content))
+        if only is None or not only.isdisjoint(scopes):
+            feeds.add(scopes, ("po", row_id, revision, status, content))
         owners.update(_line((row_id, number, scopes)))
     return po_scopes, owners.hexdigest()
 
@@ -175,8 +227,11 @@ def _resolve_moved(conn: Connection, ids: Sequence[int], resolve: Callable[[str]
     return found
 
 
-def _outbox_rows(conn: Connection, tenant: str) -> Iterable[Sequence[Any]]:
+def _outbox_rows(conn: Connection, tenant: str, customers: Sequence[str] | None) -> Iterable[Sequence[Any]]:
     rows = invoice_outbox.c
+    where = [rows.tenant == tenant]
+    if customers is not None:
+        where.append(in_scopes(rows.customer_ref, customers))
     return conn.execute(
         select(
             rows.customer_ref,
@@ -192,7 +247,7 @@ def _outbox_rows(conn: Connection, tenant: str) -> Iterable[Sequence[Any]]:
             rows.credited_by,
             rows.reissue,
         )
-        .where(rows.tenant == tenant)
+        .where(*where)
         .order_by(rows.id)
     )
 

@@ -130,8 +130,12 @@ def reconcile_and_plan(
         counts = results.count_by_status(conn, app.tenant)
         for status in MatchStatus:
             run.add(status.value, counts.get(status.value, 0))
-        # Digested after this reconciliation's own writes: reconciling that state again changes nothing.
-        inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
+        # Digested after this reconciliation's own writes: reconciling that state again changes
+        # nothing. After some customers only, only theirs are digested again.
+        if scopes is None:
+            inputs = reconcile_checkpoints.current_inputs(conn, app.tenant, config_digest, resolve)
+        else:
+            inputs = reconcile_checkpoints.inputs_after(conn, app.tenant, current, scopes, resolve)
         reconcile_checkpoints.record(conn, app.tenant, inputs, now, run.run_id)
         input_notes.clear(conn, app.tenant, since)
     return False

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from connector import jobs
 from connector.model import AckDecision, BillingLine, BillingPeriod, Money, POLine, PurchaseOrder
 from connector.runtime import Connector
 from connector.tax import LineTax, TaxCategory, TaxScheme
-from state import acks
+from state import acks, reconcile_checkpoints
+from state.reconcile_checkpoints import ReconcileInputs
 from state.tables import invoice_outbox, match_results, reconcile_input_changes
 from tests.support.own_data import connector_without_data
 from tests.support.own_data import store as store_at
@@ -97,6 +98,22 @@ def outbox_of(app: Connector) -> dict[str, tuple[Any, ...]]:
     with app.connect() as conn:
         rows = conn.execute(select(c.idempotency_key, c.state, c.plan_hash, c.amended_detail)).all()
     return {row[0]: tuple(row[1:]) for row in rows}
+
+
+@pytest.fixture(autouse=True)
+def recorded_as_digested(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every checkpoint recorded (after some customers, their digests taken again from their
+    own rows) is what digesting every input in the same transaction gives."""
+    record, digest_all = reconcile_checkpoints.record, reconcile_checkpoints.current_inputs
+
+    def unresolved(canonical: str) -> str:
+        raise AssertionError("a PO left unstamped by a reconciliation")
+
+    def checked(conn: Connection, tenant: str, inputs: ReconcileInputs, *args: Any) -> None:
+        assert digest_all(conn, tenant, inputs.settings, unresolved) == inputs
+        record(conn, tenant, inputs, *args)
+
+    monkeypatch.setattr(reconcile_checkpoints, "record", checked)
 
 
 def synced(app: Connector) -> dict[str, Any]:
@@ -228,6 +245,26 @@ def test_a_sync_after_one_that_wrote_nothing_it_reads_digests_nothing(
     monkeypatch.setattr(reconcile_checkpoints, "current_inputs", digest)
     store(app, period("CUST-ACME", 2, seats="12"))
     assert synced(app)["customers_reconciled"] == 1
+
+
+def test_after_some_customers_only_theirs_are_digested_again(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, 1) for ref in customers])
+    synced(app)
+    digest_all = reconcile_checkpoints.current_inputs
+    calls: list[str] = []
+
+    def counted(*args: Any) -> ReconcileInputs:
+        calls.append("every input")
+        return digest_all(*args)
+
+    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", counted)
+    store(app, period("CUST-ACME", 1, seats="12"))
+    assert jobs.sync(app)["customers_reconciled"] == 1
+    assert calls == ["every input"]  # to find what changed; after, Acme's rows alone
 
 
 def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
