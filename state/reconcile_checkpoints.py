@@ -28,6 +28,7 @@ reconcile. A row gone dead or withdrawn draws nothing: that changes the digest.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,9 +127,12 @@ def _digested(
     """Every scope's running digest (or only those of the scopes in `only`, from their own
     rows), and the owners digest; each scope is fed its rows in the same order either way."""
     feeds = _Feeds()
-    po_scopes, owners = _po_scopes(conn, tenant, resolve, feeds, only)
-    for key in sorted(rejected_po_keys(conn, tenant)):
-        scopes = po_scopes.get(key, ())
+    rejected = rejected_po_keys(conn, tenant)
+    moved, owners = _po_scopes(conn, tenant, resolve, feeds, only, rejected)
+    of_po = _PoScopes(conn, tenant, moved)
+    rejected_scopes = of_po.among(rejected)
+    for key in sorted(rejected):
+        scopes = rejected_scopes.get(key, ())
         if only is None or not only.isdisjoint(scopes):
             feeds.add(scopes, ("rejected", key))
     billing = billing_records.c
@@ -138,16 +142,66 @@ def _digested(
         )
         if chunk is not None:
             query = query.where(in_scopes(billing.customer_ref, chunk))
-        for row_id, customer, key, content in conn.execute(query.order_by(billing.id)):
+        for row_id, customer, key, content in conn.execute(
+            query.order_by(billing.id).execution_options(yield_per=_ROWS_PER_READ)
+        ):
             feeds.add((customer,), ("billing", row_id, key, content))
     for chunk in _customers_chunks(only):
-        for row in _outbox_rows(conn, tenant, chunk):
-            customer, po = row[0], row[1]
-            of_po = po_scopes.get(po, ())
-            linked: Collection[str] = (customer,) if of_po == (customer,) else {customer, *of_po}
-            feeds.link(linked)
-            feeds.add(linked, ("outbox", *_standing(row[2:])))
+        # Each slice of outbox rows asks for its POs' scopes: no map of every PO is held.
+        for rows in _slices(_outbox_rows(conn, tenant, chunk), _ROWS_PER_READ):
+            scopes_of = of_po.among([row[1] for row in rows])
+            for row in rows:
+                customer, scopes = row[0], scopes_of.get(row[1], ())
+                linked: Collection[str] = (customer,) if scopes == (customer,) else {customer, *scopes}
+                feeds.link(linked)
+                feeds.add(linked, ("outbox", *_standing(row[2:])))
     return feeds, owners
+
+
+class _PoScopes:
+    """The scopes of POs by key, as `_po_scopes` gives them, read a slice of keys at a time: a
+    PO stamped as it stands is its stamped customer's; a moved one's scopes were found by the
+    scan (`moved`); a key of no PO has none."""
+
+    def __init__(self, conn: Connection, tenant: str, moved: dict[str, tuple[str, ...]]) -> None:
+        self._conn = conn
+        self._tenant = tenant
+        self._moved = moved
+        self._alone: dict[str | None, tuple[str, ...]] = {}
+
+    def among(self, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        found: dict[str, tuple[str, ...]] = {}
+        by_source: dict[str, dict[str, str]] = {}
+        for key in keys:
+            if key in self._moved:
+                found[key] = self._moved[key]
+            elif key not in found:
+                # A PO key is tenant/source/external id; tenants and source names hold no '/'.
+                tenant, source, external_id = key.split("/", 2)
+                if tenant == self._tenant:
+                    by_source.setdefault(source, {})[external_id] = key
+        pos = po_records.c
+        for source, wanted in by_source.items():
+            for ids in chunks(sorted(wanted)):
+                rows = self._conn.execute(
+                    select(
+                        pos.external_id, pos.reconciled_customer, pos.reconciled_hash, pos.content_hash
+                    ).where(pos.tenant == self._tenant, pos.source == source, pos.external_id.in_(ids))
+                )
+                for external_id, customer, stamp, content in rows:
+                    key = wanted[external_id]
+                    if stamp == content:
+                        alone = self._alone
+                        found[key] = alone.get(customer) or alone.setdefault(customer, (customer,))
+                    else:  # moved since the scan began (a concurrent writer): its stamp alone
+                        found[key] = (customer,) if customer is not None else ()
+        return found
+
+
+def _slices(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    pending = iter(rows)
+    while chunk := list(itertools.islice(pending, size)):
+        yield chunk
 
 
 def _customers_chunks(only: frozenset[str] | None) -> Iterator[Sequence[str] | None]:
@@ -164,11 +218,16 @@ def inputs_digest(conn: Connection, tenant: str, settings_digest: str, resolve: 
 
 
 def _po_scopes(
-    conn: Connection, tenant: str, resolve: Callable[[str], str], feeds: _Feeds, only: frozenset[str] | None
+    conn: Connection,
+    tenant: str,
+    resolve: Callable[[str], str],
+    feeds: _Feeds,
+    only: frozenset[str] | None,
+    rejected: Collection[str],
 ) -> tuple[dict[str, tuple[str, ...]], str]:
-    """Each PO key's scopes (its stamped customer, and its new one if its content moved) with
-    every PO fed into them (or only those of a scope in `only`); and the owners digest (each
-    PO's number and scopes)."""
+    """Every PO fed into its scopes (its stamped customer, and its new one if its content moved;
+    or only the POs of a scope in `only`); the scopes of the POs whose content moved, by key;
+    and the owners digest (each PO's number and scopes)."""
     pos = po_records.c
     moved = [
         row_id
@@ -199,7 +258,7 @@ def _po_scopes(
         .execution_options(yield_per=_ROWS_PER_READ)  # a large book is never held whole
     )
     owners = hashlib.sha256(b"po-owners/2\n")
-    po_scopes: dict[str, tuple[str, ...]] = {}
+    moved_scopes: dict[str, tuple[str, ...]] = {}
     alone: dict[str, tuple[str]] = {}  # one tuple per customer, shared by its POs
     for row_id, source, external_id, number, revision, status, content, customer, stamp in rows:
         scopes: tuple[str, ...]
@@ -210,11 +269,11 @@ def _po_scopes(
             scopes = tuple(sorted({scope for scope in (stamped, resolved[row_id]) if scope is not None}))
             if only is None or not only.isdisjoint(scopes):
                 feeds.link(scopes)
-        po_scopes[po_key(tenant, source, external_id)] = scopes
+            moved_scopes[po_key(tenant, source, external_id)] = scopes
         if only is None or not only.isdisjoint(scopes):
             feeds.add(scopes, ("po", row_id, revision, status, content))
         owners.update(_line((row_id, number, scopes)))
-    return po_scopes, owners.hexdigest()
+    return moved_scopes, owners.hexdigest()
 
 
 def _resolve_moved(conn: Connection, ids: Sequence[int], resolve: Callable[[str], str]) -> dict[int, str]:

@@ -267,6 +267,36 @@ def test_after_some_customers_only_theirs_are_digested_again(
     assert calls == ["every input"]  # to find what changed; after, Acme's rows alone
 
 
+def test_the_digest_holds_the_scopes_of_moved_pos_only(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector.reconcile.service import _scope_resolver
+
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, month) for ref in customers for month in (1, 2)])
+    synced(app)
+    keyed: list[str] = []
+    real = reconcile_checkpoints.po_key
+
+    def counted(*parts: str) -> str:
+        keyed.append(parts[2])
+        return real(*parts)
+
+    monkeypatch.setattr(reconcile_checkpoints, "po_key", counted)
+
+    def digest() -> ReconcileInputs:
+        with app.connect() as conn:
+            return reconcile_checkpoints.current_inputs(conn, app.tenant, "settings", _scope_resolver(app))
+
+    # Ten outbox rows find their POs' scopes a slice at a time: no map of every PO is made.
+    assert digest().scopes.keys() == set(customers) and keyed == []
+    store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
+    moved = digest()
+    assert keyed == ["PO-ACME-1"]
+    assert moved.scopes["CUST-ACME"] == moved.scopes["CUST-GLOBEX"]  # its sent invoices tie the two
+
+
 def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
     customers = sorted(BUYERS)
     store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
