@@ -308,6 +308,7 @@ def _outbox_rows(conn: Connection, tenant: str, customers: Sequence[str] | None)
         )
         .where(*where)
         .order_by(rows.id)
+        .execution_options(yield_per=_ROWS_PER_READ)
     )
 
 

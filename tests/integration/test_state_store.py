@@ -455,7 +455,21 @@ def test_the_reconcile_inputs_digest_moves_with_what_reconciliation_reads_only(e
     rejection = acks.Revision(po.key, 1, po.source, po.po_number, AckDecision.REJECT, "not ours", True)
     with engine.begin() as conn:
         assert acks.record_revisions(conn, "default", [rejection], NOW) == 1
-    assert digest() != dead
+    rejected = digest()
+    assert rejected != dead
+
+    # Stamped as the customer it resolves to, the PO's scopes (and its outbox rows', read by
+    # key a slice at a time) are what they were while it was resolved from its content.
+    with engine.begin() as conn:
+        [(record_id, _, content)] = reconcile_checkpoints.pos_to_resolve(conn, "default", 0, 10, every=True)
+        stamp = reconcile_checkpoints.PoStamp(record_id, "CUST-ACME", po.po_number, content)
+        reconcile_checkpoints.stamp(conn, [stamp])
+    with engine.connect() as conn:
+        assert reconcile_checkpoints.inputs_digest(conn, "default", "settings-1", _refused) == rejected
+
+
+def _refused(canonical: str) -> str:
+    raise AssertionError("a stamped PO resolved again")
 
 
 def test_only_results_with_warnings_are_read_for_the_renewal_view(engine: Engine) -> None:
