@@ -286,13 +286,18 @@ LAUNCHER = """
 import json, os, subprocess, sys, time
 for line in sys.stdin:
     job = json.loads(line)
-    with open(job["stdout"], "wb") as out, open(job["stderr"], "wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            job["command"], cwd=job["cwd"], env=job["env"], stdin=subprocess.DEVNULL, stdout=out, stderr=err
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
+    try:
+        with open(job["stdout"], "wb") as out, open(job["stderr"], "wb") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                job["command"], cwd=job["cwd"], env=job["env"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.perf_counter() - started
+    except OSError as exc:
+        print(json.dumps({"error": f"{job['command'][:3]} in {job['cwd']}: {exc}"}), flush=True)
+        continue
     print(json.dumps({"status": status, "seconds": seconds, "maxrss_kib": usage.ru_maxrss}), flush=True)
 """
 _launcher: subprocess.Popen[str] | None = None
@@ -326,7 +331,12 @@ def run_child(command: list[str], cwd: Path, stderr_path: Path | None = None) ->
         }
         _launcher.stdin.write(json.dumps(job) + "\n")
         _launcher.stdin.flush()
-        answer = json.loads(_launcher.stdout.readline())
+        reply = _launcher.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the launcher stopped before running {command[:3]}")
+        answer = json.loads(reply)
+        if "error" in answer:
+            raise RuntimeError(f"the launcher could not run {answer['error']}")
         stdout = Path(out.name).read_text(encoding="utf-8", errors="replace")
     code = os.waitstatus_to_exitcode(answer["status"])
     return Child(code, answer["seconds"], answer["maxrss_kib"] * 1024 / MIB, stdout, stderr_path)

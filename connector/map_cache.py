@@ -43,7 +43,7 @@ def cached_toml_reader(engine: Callable[[], Engine], tenant: str, role: str) -> 
         try:
             with engine().connect() as conn:
                 cached = parsed_maps.get(conn, tenant, role, digest)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: a kept body that is not JSON
             log.debug("map parse cache not read: %s", type(exc).__name__)
             return parse_toml(path, data)
         if cached is not None:

@@ -41,7 +41,7 @@ from state.acks import rejected_po_keys
 from state.ingest import MOVED
 from state.key_chunks import chunks
 from state.outbox import DEAD, WITHDRAWN
-from state.scopes import in_scopes
+from state.scopes import MAX_SCOPES, in_scopes
 from state.tables import (
     billing_records,
     invoice_outbox,
@@ -115,6 +115,8 @@ def inputs_after(
     # alone may be tied to others, and a group is digested whole.
     groups = {before.scopes[scope] for scope in reconciled if scope in before.scopes}
     only = frozenset(reconciled) | {scope for scope, value in before.scopes.items() if value in groups}
+    if len(only) > MAX_SCOPES:  # beyond one list of customers: digest every one
+        return current_inputs(conn, tenant, before.settings, resolve)
     feeds, owners = _digested(conn, tenant, resolve, only)
     scopes = {scope: value for scope, value in before.scopes.items() if scope not in only}
     scopes.update((scope, value) for scope, value in feeds.group_digests().items() if scope in only)
@@ -161,35 +163,42 @@ def _digested(
 class _PoScopes:
     """The scopes of POs by key, as `_po_scopes` gives them, read a slice of keys at a time: a
     PO stamped as it stands is its stamped customer's; a moved one's scopes were found by the
-    scan (`moved`); a key of no PO has none."""
+    scan (`moved`); a key of no PO (an invoice without a PO has the key '') has none."""
 
     def __init__(self, conn: Connection, tenant: str, moved: dict[str, tuple[str, ...]]) -> None:
         self._conn = conn
         self._tenant = tenant
         self._moved = moved
         self._alone: dict[str | None, tuple[str, ...]] = {}
+        sources = conn.execute(select(po_records.c.source).where(po_records.c.tenant == tenant).distinct())
+        # A key is tenant/source/external id, and a name may hold '/': each source's prefix.
+        self._prefixes = [(source, f"{tenant}/{source}/") for (source,) in sources]
 
     def among(self, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
         found: dict[str, tuple[str, ...]] = {}
-        by_source: dict[str, dict[str, str]] = {}
+        wanted: dict[str, dict[str, str]] = {}  # source -> external id -> key
         for key in keys:
             if key in self._moved:
                 found[key] = self._moved[key]
-            elif key not in found:
-                # A PO key is tenant/source/external id; tenants and source names hold no '/'.
-                tenant, source, external_id = key.split("/", 2)
-                if tenant == self._tenant:
-                    by_source.setdefault(source, {})[external_id] = key
+                continue
+            for source, prefix in self._prefixes:
+                if key.startswith(prefix):
+                    wanted.setdefault(source, {})[key[len(prefix) :]] = key
+        latest: dict[str, int] = {}  # where keys coincide, the PO of the highest id, as by key in one map
         pos = po_records.c
-        for source, wanted in by_source.items():
-            for ids in chunks(sorted(wanted)):
+        columns = (pos.id, pos.external_id, pos.reconciled_customer, pos.reconciled_hash, pos.content_hash)
+        for source, by_id in wanted.items():
+            for ids in chunks(sorted(by_id)):
                 rows = self._conn.execute(
-                    select(
-                        pos.external_id, pos.reconciled_customer, pos.reconciled_hash, pos.content_hash
-                    ).where(pos.tenant == self._tenant, pos.source == source, pos.external_id.in_(ids))
+                    select(*columns).where(
+                        pos.tenant == self._tenant, pos.source == source, pos.external_id.in_(ids)
+                    )
                 )
-                for external_id, customer, stamp, content in rows:
-                    key = wanted[external_id]
+                for row_id, external_id, customer, stamp, content in rows:
+                    key = by_id[external_id]
+                    if key in self._moved or latest.get(key, -1) > row_id:
+                        continue
+                    latest[key] = row_id
                     if stamp == content:
                         alone = self._alone
                         found[key] = alone.get(customer) or alone.setdefault(customer, (customer,))
@@ -205,11 +214,9 @@ def _slices(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[
 
 
 def _customers_chunks(only: frozenset[str] | None) -> Iterator[Sequence[str] | None]:
-    """None (every customer) when `only` is None, else `only` a chunk at a time."""
-    if only is None:
-        yield None
-        return
-    yield from chunks(sorted(only))
+    """None (every customer) when `only` is None, else `only` in one list (at most MAX_SCOPES):
+    one query, so a group's rows come in id order whichever of its customers they are of."""
+    yield None if only is None else sorted(only)
 
 
 def inputs_digest(conn: Connection, tenant: str, settings_digest: str, resolve: Callable[[str], str]) -> str:

@@ -162,3 +162,14 @@ def test_a_sync_reads_the_kept_parse_of_its_customer_master(
     assert again.customer_map.get("C-00599") == first.customer_map.get("C-00599") is not None
     first.engine.dispose()
     again.engine.dispose()
+
+
+def test_a_kept_parse_that_is_not_json_is_parsed_again(
+    engine: Engine, large: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    CustomerMap.load(large, reader(engine))
+    with engine.begin() as conn:
+        conn.execute(parsed_maps.update().values(body_json="{not json"))
+    parsed = no_toml(monkeypatch)
+    assert CustomerMap.load(large, reader(engine)).get("C-00599") is not None
+    assert len(parsed) == 1

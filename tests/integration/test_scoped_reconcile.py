@@ -297,6 +297,41 @@ def test_the_digest_holds_the_scopes_of_moved_pos_only(
     assert moved.scopes["CUST-ACME"] == moved.scopes["CUST-GLOBEX"]  # its sent invoices tie the two
 
 
+def test_invoices_without_a_po_are_digested_as_their_customers_alone(app: Connector) -> None:
+    # Hooli issues no POs (po_required = false): its invoices carry no PO key. (Each checkpoint
+    # is checked against a full digest by `recorded_as_digested`.)
+    store(app, po("PO-ACME-1", "CUST-ACME"), period("CUST-ACME", 1), period("CUST-HOOLI", 1))
+    first = jobs.sync(app)
+    assert first["matched"] == 2 and first["invoices_pushed"] == 2
+    with app.connect() as conn:
+        assert "" in conn.execute(select(invoice_outbox.c.po_key)).scalars().all()
+    store(app, period("CUST-HOOLI", 2))
+    assert jobs.sync(app)["customers_reconciled"] == 1
+    assert jobs.sync(app)["reconcile_unchanged"] == 1
+
+
+def test_past_one_list_of_customers_the_checkpoint_digests_every_one(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = sorted(BUYERS)
+    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
+    store(app, *[period(ref, 1) for ref in customers])
+    synced(app)
+    monkeypatch.setattr(reconcile_checkpoints, "MAX_SCOPES", 1)
+    digest_all = reconcile_checkpoints.current_inputs
+    calls: list[str] = []
+
+    def counted(*args: Any) -> ReconcileInputs:
+        calls.append("every input")
+        return digest_all(*args)
+
+    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", counted)
+    # A PO moved after invoicing ties two customers: two scopes, past the (lowered) limit.
+    store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
+    assert jobs.sync(app)["customers_reconciled"] == 2
+    assert calls == ["every input", "every input"]  # to find what changed, and after
+
+
 def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
     customers = sorted(BUYERS)
     store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])

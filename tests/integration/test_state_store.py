@@ -472,6 +472,36 @@ def _refused(canonical: str) -> str:
     raise AssertionError("a stamped PO resolved again")
 
 
+def test_an_outbox_row_finds_its_po_whatever_the_source_name_holds(engine: Engine) -> None:
+    from state import reconcile_checkpoints
+
+    # A source named with a '/', and one whose name is the first part of it.
+    po = make_po("PO-9", source="mail/eu")
+    decoy = make_po("eu/PO-9", source="mail")  # its key is "default/mail/eu/PO-9" as well
+    plan = make_plan(9).model_copy(update={"po_key": po.key})
+    with engine.begin() as conn:
+        ingest.store_po(conn, po, "raw", "doc", NOW, None)
+        outbox.upsert_plan(conn, plan, NOW)
+        rows = reconcile_checkpoints.pos_to_resolve(conn, "default", 0, 10, every=True)
+        reconcile_checkpoints.stamp(
+            conn, [reconcile_checkpoints.PoStamp(rows[0][0], "CUST-GLOBEX", "PO-9", rows[0][2])]
+        )
+    with engine.connect() as conn:
+        inputs = reconcile_checkpoints.current_inputs(conn, "default", "settings", _refused)
+    # The Acme invoice draws on a PO now Globex's: one group of two.
+    assert inputs.scopes["CUST-ACME"] == inputs.scopes["CUST-GLOBEX"]
+    with engine.begin() as conn:
+        ingest.store_po(conn, decoy, "raw", "doc", NOW, None)
+        rows = reconcile_checkpoints.pos_to_resolve(conn, "default", rows[0][0], 10, every=True)
+        reconcile_checkpoints.stamp(
+            conn, [reconcile_checkpoints.PoStamp(rows[0][0], "CUST-WAYNE", "PO-9", rows[0][2])]
+        )
+    with engine.connect() as conn:
+        inputs = reconcile_checkpoints.current_inputs(conn, "default", "settings", _refused)
+    # Two POs of one key: the later one is the key's, as a map by key would have it.
+    assert inputs.scopes["CUST-ACME"] == inputs.scopes["CUST-WAYNE"] != inputs.scopes["CUST-GLOBEX"]
+
+
 def test_only_results_with_warnings_are_read_for_the_renewal_view(engine: Engine) -> None:
     from connector.model import MatchResult, MatchStatus, Reason
     from state import results
