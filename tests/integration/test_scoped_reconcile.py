@@ -196,10 +196,7 @@ def test_each_change_reconciles_only_its_customers_and_ends_as_a_full_reconcile(
 
 
 def test_a_po_moved_to_another_customer_after_invoicing_ties_the_two_together(app: Connector) -> None:
-    customers = sorted(BUYERS)
-    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
-    store(app, *[period(ref, 1) for ref in customers])
-    synced(app)
+    synced_book(app)
 
     # Acme's invoiced PO now names Globex's buyer: both customers reconcile.
     store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
@@ -247,13 +244,17 @@ def test_a_sync_after_one_that_wrote_nothing_it_reads_digests_nothing(
     assert synced(app)["customers_reconciled"] == 1
 
 
-def test_after_some_customers_only_theirs_are_digested_again(
-    app: Connector, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def synced_book(app: Connector) -> list[str]:
+    """Each customer's PO and one month's period, synced; the customers."""
     customers = sorted(BUYERS)
     store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
     store(app, *[period(ref, 1) for ref in customers])
     synced(app)
+    return customers
+
+
+def full_digests_counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """One entry per digest of every input taken from now on."""
     digest_all = reconcile_checkpoints.current_inputs
     calls: list[str] = []
 
@@ -262,6 +263,14 @@ def test_after_some_customers_only_theirs_are_digested_again(
         return digest_all(*args)
 
     monkeypatch.setattr(reconcile_checkpoints, "current_inputs", counted)
+    return calls
+
+
+def test_after_some_customers_only_theirs_are_digested_again(
+    app: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced_book(app)
+    calls = full_digests_counted(monkeypatch)
     store(app, period("CUST-ACME", 1, seats="12"))
     assert jobs.sync(app)["customers_reconciled"] == 1
     assert calls == ["every input"]  # to find what changed; after, Acme's rows alone
@@ -313,19 +322,9 @@ def test_invoices_without_a_po_are_digested_as_their_customers_alone(app: Connec
 def test_past_one_list_of_customers_the_checkpoint_digests_every_one(
     app: Connector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    customers = sorted(BUYERS)
-    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
-    store(app, *[period(ref, 1) for ref in customers])
-    synced(app)
+    synced_book(app)
     monkeypatch.setattr(reconcile_checkpoints, "MAX_SCOPES", 1)
-    digest_all = reconcile_checkpoints.current_inputs
-    calls: list[str] = []
-
-    def counted(*args: Any) -> ReconcileInputs:
-        calls.append("every input")
-        return digest_all(*args)
-
-    monkeypatch.setattr(reconcile_checkpoints, "current_inputs", counted)
+    calls = full_digests_counted(monkeypatch)
     # A PO moved after invoicing ties two customers: two scopes, past the (lowered) limit.
     store(app, po("PO-ACME-1", "CUST-ACME", quantity="31", buyer="globex.example"))
     assert jobs.sync(app)["customers_reconciled"] == 2
@@ -333,10 +332,7 @@ def test_past_one_list_of_customers_the_checkpoint_digests_every_one(
 
 
 def test_most_of_the_book_changed_reconciles_in_full(app: Connector) -> None:
-    customers = sorted(BUYERS)
-    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
-    store(app, *[period(ref, 1) for ref in customers])
-    synced(app)
+    customers = synced_book(app)
     store(app, *[period(ref, 1, seats="11") for ref in customers[:3]])
     assert "customers_reconciled" not in synced(app)
 
@@ -420,10 +416,7 @@ def test_plans_stored_a_few_at_a_time_end_as_stored_at_once(
 def test_a_batch_reads_its_customers_rows_by_index_not_every_row(app: Connector) -> None:
     from sqlalchemy import event
 
-    customers = sorted(BUYERS)
-    store(app, *[po(f"PO-{ref[5:]}-1", ref) for ref in customers])
-    store(app, *[period(ref, 1) for ref in customers])
-    synced(app)
+    synced_book(app)
     store(app, period("CUST-WAYNE", 1, seats="11"), po("PO-WAYNE-1", "CUST-WAYNE", quantity="32"))
     statements: dict[str, Any] = {}
 
